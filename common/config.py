@@ -1,0 +1,167 @@
+"""Settings from the PCW_* environment, parsed once at start into a frozen Config."""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+SOURCES = ("nvml", "simulated")
+ZMQ_TRANSPORTS = ("tcp://", "ipc://", "inproc://")
+
+
+class ConfigError(ValueError):
+    """A setting has a value that is not allowed; the message names variable, value and rule."""
+
+    def __init__(self, variable: str, value: str, allowed: str) -> None:
+        super().__init__(f"{variable}={value!r} is not allowed: {allowed}")
+        self.variable = variable
+
+
+@dataclass(frozen=True)
+class Config:
+    """Every setting of every process; each field's name carries its unit."""
+
+    source: str
+    sim_gpus: int
+    interval_s: float
+    db_path: Path
+    retention_days: float
+    maintenance_s: float
+    pub_endpoint: str
+    subscribe: tuple[str, ...]
+    web_host: str
+    web_port: int
+    host_name: str
+    log_level: str
+
+    @property
+    def retention_s(self) -> float:
+        """Return the raw-reading retention in seconds."""
+        return self.retention_days * 86400.0
+
+
+def _choice(allowed: tuple[str, ...]) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        value = text.strip().lower() if allowed is SOURCES else text.strip().upper()
+        if value not in allowed:
+            raise ValueError(f"one of {', '.join(allowed)}")
+        return value
+
+    return parse
+
+
+def _number(kind: type[int] | type[float], low: float, high: float) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        rule = f"{'an integer' if kind is int else 'a number'} from {low:g} to {high:g}"
+        try:
+            value = kind(text.strip())
+        except ValueError:
+            raise ValueError(rule) from None
+        if not low <= value <= high:  # also rejects nan
+            raise ValueError(rule)
+        return value
+
+    return parse
+
+
+def _endpoint(text: str) -> str:
+    value = text.strip()
+    rest = value.split("://", 1)[-1]
+    if not value.startswith(ZMQ_TRANSPORTS) or not rest:
+        raise ValueError("a ZeroMQ endpoint such as tcp://127.0.0.1:5556 or ipc:///tmp/pcw.sock")
+    return value
+
+
+def _endpoints(text: str) -> tuple[str, ...]:
+    parts = [part for part in (p.strip() for p in text.split(",")) if part]
+    if not parts:
+        raise ValueError("a comma-separated list of ZeroMQ endpoints")
+    return tuple(dict.fromkeys(_endpoint(part) for part in parts))
+
+
+def _non_empty(text: str) -> str:
+    value = text.strip()
+    if not value or any(ch.isspace() or not ch.isprintable() for ch in value):
+        raise ValueError("a non-empty name without spaces")
+    return value
+
+
+def _path(text: str) -> Path:
+    if not text.strip():
+        raise ValueError("a file path")
+    return Path(text.strip())
+
+
+# (variable, default, parser, help): the table that README's settings table mirrors.
+SETTINGS: tuple[tuple[str, str | None, Callable[[str], object], str], ...] = (
+    ("PCW_SOURCE", "nvml", _choice(SOURCES), "nvml: real GPUs; simulated: demo GPUs"),
+    ("PCW_SIM_GPUS", "2", _number(int, 1, 64), "number of simulated GPUs"),
+    ("PCW_INTERVAL_S", "60", _number(float, 0.1, 86400), "seconds between ticks"),
+    ("PCW_DB_PATH", "db/gpu_stats.db", _path, "the SQLite file"),
+    ("PCW_RETENTION_DAYS", "30", _number(float, 0.001, 36500), "days of readings kept"),
+    ("PCW_MAINTENANCE_S", "3600", _number(float, 1, 7 * 86400), "seconds between purges"),
+    ("PCW_PUB_ENDPOINT", "tcp://127.0.0.1:5556", _endpoint, "where the sampler publishes"),
+    ("PCW_SUBSCRIBE", None, _endpoints, "sampler endpoints the writer and web connect to"),
+    ("PCW_WEB_HOST", "0.0.0.0", _non_empty, "address the web process listens on"),
+    ("PCW_WEB_PORT", "8000", _number(int, 1, 65535), "port the web process listens on"),
+    ("PCW_HOST_NAME", None, _non_empty, "host label on every reading"),
+    ("PCW_LOG_LEVEL", "INFO", _choice(LOG_LEVELS), "log level"),
+)
+
+
+def _parse(environ: Mapping[str, str], variable: str, default: str, parser: Callable) -> object:
+    text = environ.get(variable, default)
+    try:
+        return parser(text)
+    except ValueError as error:
+        raise ConfigError(variable, text, str(error)) from None
+
+
+def load_config(environ: Mapping[str, str]) -> Config:
+    """Build the Config from an environment mapping; raise ConfigError on the first bad value."""
+    defaults = {
+        "PCW_SUBSCRIBE": environ.get("PCW_PUB_ENDPOINT", "tcp://127.0.0.1:5556"),
+        "PCW_HOST_NAME": socket.gethostname() or "localhost",
+    }
+    values = {
+        variable: _parse(environ, variable, default or defaults[variable], parser)
+        for variable, default, parser, _help in SETTINGS
+    }
+    return Config(
+        source=values["PCW_SOURCE"],
+        sim_gpus=values["PCW_SIM_GPUS"],
+        interval_s=values["PCW_INTERVAL_S"],
+        db_path=values["PCW_DB_PATH"],
+        retention_days=values["PCW_RETENTION_DAYS"],
+        maintenance_s=values["PCW_MAINTENANCE_S"],
+        pub_endpoint=values["PCW_PUB_ENDPOINT"],
+        subscribe=values["PCW_SUBSCRIBE"],
+        web_host=values["PCW_WEB_HOST"],
+        web_port=values["PCW_WEB_PORT"],
+        host_name=values["PCW_HOST_NAME"],
+        log_level=values["PCW_LOG_LEVEL"],
+    )
+
+
+def setup_logging(level: str) -> None:
+    """Send log lines to stderr with UTC timestamps; called once from each main()."""
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def startup_config(environ: Mapping[str, str], process: str) -> Config | None:
+    """Load settings and set up logging; log one clear line and return None on a bad setting."""
+    try:
+        config = load_config(environ)
+    except ConfigError as error:
+        setup_logging("INFO")
+        logging.getLogger(process).critical("bad setting, %s: %s", process, error)
+        return None
+    setup_logging(config.log_level)
+    return config

@@ -1,0 +1,111 @@
+"""The tick message from sampler to writer and web, with its own encode and decode.
+
+Wire layout, one ZeroMQ multipart message per tick:
+
+    frame 0: TOPIC            b"pcw.tick"
+    frame 1: SCHEMA_VERSION   ASCII decimal, b"1"
+    frame 2: payload          msgpack of Tick (msgspec, typed; validated on decode)
+
+msgspec's typed msgpack was chosen by measurement (REFERENCE-FIGURES.md and the codec test):
+it is the smallest and fastest of stdlib json, orjson and msgpack, and its typed decode validates
+shape, types and ranges in the same pass, so nothing untyped ever reaches the writer or the web.
+Pickle is never used: the payload comes from a socket.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+
+from common.metrics import METRIC_NAMES
+
+TOPIC = b"pcw.tick"
+SCHEMA_VERSION = 1
+MAX_MESSAGE_BYTES = 1 << 20  # also the socket's ZMQ_MAXMSGSIZE: larger frames are dropped
+
+Pct = Annotated[int, msgspec.Meta(ge=0, le=100)]
+Bytes = Annotated[int, msgspec.Meta(ge=0, le=1 << 60)]
+Watts = Annotated[float, msgspec.Meta(ge=0, le=1e6)]
+Joules = Annotated[float, msgspec.Meta(ge=0, le=1e18)]
+Mhz = Annotated[int, msgspec.Meta(ge=0, le=100_000)]
+Celsius = Annotated[int, msgspec.Meta(ge=-100, le=500)]
+EpochS = Annotated[float, msgspec.Meta(gt=0, lt=1e11)]
+Text = Annotated[str, msgspec.Meta(max_length=256)]
+
+
+class DecodeError(ValueError):
+    """A message that is not a valid tick; the text says why."""
+
+
+class GpuReading(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """One GPU in one tick: identity, an error (None when read), and each metric or None."""
+
+    index: Annotated[int, msgspec.Meta(ge=0, le=1023)]
+    uuid: Annotated[str, msgspec.Meta(min_length=1, max_length=96)]
+    name: Text
+    pci_bus_id: Text | None = None
+    error: Text | None = None
+    util_gpu_pct: Pct | None = None
+    util_mem_pct: Pct | None = None
+    mem_used_bytes: Bytes | None = None
+    mem_total_bytes: Bytes | None = None
+    temp_c: Celsius | None = None
+    power_w: Watts | None = None
+    power_limit_w: Watts | None = None
+    energy_j: Joules | None = None
+    fan_pct: Pct | None = None
+    sm_clock_mhz: Mhz | None = None
+    mem_clock_mhz: Mhz | None = None
+    pstate: Annotated[int, msgspec.Meta(ge=0, le=15)] | None = None
+
+    def metric_values(self) -> tuple[float | int | None, ...]:
+        """Return the metrics in METRIC_NAMES order."""
+        return tuple(getattr(self, name) for name in METRIC_NAMES)
+
+
+class Tick(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """All GPUs of one host at one timestamp (UTC epoch seconds), numbered per sampler run."""
+
+    host: Annotated[str, msgspec.Meta(min_length=1, max_length=253)]
+    sampler_id: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    seq: Annotated[int, msgspec.Meta(ge=0)]
+    ts: EpochS
+    interval_s: Annotated[float, msgspec.Meta(ge=0.1, le=86400)]
+    driver_version: Text | None = None
+    error: Text | None = None
+    gpus: Annotated[list[GpuReading], msgspec.Meta(max_length=1024)] = []
+
+    def to_frames(self) -> list[bytes]:
+        """Encode as the multipart frames documented at the top of this module."""
+        return [TOPIC, _VERSION_FRAME, _ENCODER.encode(self)]
+
+    @classmethod
+    def from_frames(cls, frames: list[bytes]) -> Tick:
+        """Decode and validate frames; raise DecodeError with the reason for anything else."""
+        if len(frames) != 3:
+            raise DecodeError(f"expected 3 frames, got {len(frames)}")
+        topic, version, payload = frames
+        if topic != TOPIC:
+            raise DecodeError(f"unknown topic {bytes(topic[:32])!r}")
+        if version != _VERSION_FRAME:
+            raise DecodeError(f"unknown schema version {bytes(version[:16])!r}")
+        if len(payload) > MAX_MESSAGE_BYTES:
+            raise DecodeError(f"payload of {len(payload)} bytes is over {MAX_MESSAGE_BYTES}")
+        try:
+            return _DECODER.decode(payload)
+        except msgspec.DecodeError as error:  # ValidationError is a subclass
+            raise DecodeError(f"bad payload: {error}") from None
+
+
+_VERSION_FRAME = str(SCHEMA_VERSION).encode()
+_ENCODER = msgspec.msgpack.Encoder()
+_DECODER = msgspec.msgpack.Decoder(Tick)
+
+
+def tick_to_json(tick: Tick) -> bytes:
+    """Encode a tick as JSON bytes for browsers and the API."""
+    return _JSON_ENCODER.encode(tick)
+
+
+_JSON_ENCODER = msgspec.json.Encoder()
