@@ -27,6 +27,7 @@ class Config:
 
     source: str
     sim_gpus: int
+    sim_names: tuple[str, ...]
     interval_s: float
     db_path: Path
     retention_days: float
@@ -90,6 +91,13 @@ def _non_empty(text: str) -> str:
     return value
 
 
+def _names(text: str) -> tuple[str, ...]:
+    names = tuple(name.strip() for name in text.split(";")) if text.strip() else ()
+    if any(not name or len(name) > 96 or not name.isprintable() for name in names):
+        raise ValueError("';'-separated GPU names, each 1 to 96 printable characters")
+    return names
+
+
 def _path(text: str) -> Path:
     if not text.strip():
         raise ValueError("a file path")
@@ -100,6 +108,7 @@ def _path(text: str) -> Path:
 SETTINGS: tuple[tuple[str, str | None, Callable[[str], object], str], ...] = (
     ("PCW_SOURCE", "nvml", _choice(SOURCES), "nvml: real GPUs; simulated: demo GPUs"),
     ("PCW_SIM_GPUS", "2", _number(int, 1, 64), "number of simulated GPUs"),
+    ("PCW_SIM_NAMES", "", _names, "';'-separated names for the simulated GPUs"),
     ("PCW_INTERVAL_S", "60", _number(float, 0.1, 86400), "seconds between ticks"),
     ("PCW_DB_PATH", "db/gpu_stats.db", _path, "the SQLite file"),
     ("PCW_RETENTION_DAYS", "30", _number(float, 0.001, 36500), "days of readings kept"),
@@ -128,12 +137,13 @@ def load_config(environ: Mapping[str, str]) -> Config:
         "PCW_HOST_NAME": socket.gethostname() or "localhost",
     }
     values = {
-        variable: _parse(environ, variable, default or defaults[variable], parser)
+        variable: _parse(environ, variable, defaults.get(variable, default), parser)
         for variable, default, parser, _help in SETTINGS
     }
     return Config(
         source=values["PCW_SOURCE"],
         sim_gpus=values["PCW_SIM_GPUS"],
+        sim_names=values["PCW_SIM_NAMES"],
         interval_s=values["PCW_INTERVAL_S"],
         db_path=values["PCW_DB_PATH"],
         retention_days=values["PCW_RETENTION_DAYS"],
@@ -161,7 +171,7 @@ def startup_config(environ: Mapping[str, str], process: str) -> Config | None:
         config = load_config(environ)
     except ConfigError as error:
         setup_logging("INFO")
-        logging.getLogger(process).critical("bad setting, %s: %s", process, error)
+        logging.getLogger(process).critical("%s cannot start, bad setting: %s", process, error)
         return None
     setup_logging(config.log_level)
     return config

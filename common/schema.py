@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from common.metrics import METRICS, METRIC_NAMES
+from common.metrics import METRIC_NAMES, METRICS
 
 _METRIC_COLUMNS = ",\n    ".join(f"{metric.name} {metric.sql_type}" for metric in METRICS)
 _VIEW_METRICS = ", ".join(f"s.{name}" for name in METRIC_NAMES)

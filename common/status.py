@@ -22,6 +22,7 @@ class WriterStatus(msgspec.Struct, frozen=True):
     stored_ticks: int = 0
     stored_readings: int = 0
     malformed_messages: int = 0
+    dropped_ticks: int = 0
     last_error: str | None = None
     last_error_ts: float | None = None
     last_flush_ts: float | None = None

@@ -1,0 +1,174 @@
+"""Start the real pyCudaWatch processes for a test, on temporary paths and free ports.
+
+Supervised (the default): `supervisord -c supervisord.conf`, exactly as a user runs it.
+Unsupervised: each process as `python -m services.<name>`, so a test can stop and start one.
+Always torn down terminate -> wait -> kill.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from types import TracebackType
+
+REPO = Path(__file__).resolve().parent.parent
+PROGRAMS = ("writer", "sampler", "web")  # start order; stopped in reverse
+STOP_TIMEOUT_S = 40.0
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def stack_env(tmp_path: Path, overrides: dict[str, str] | None = None) -> dict[str, str]:
+    """Return an environment for one stack: simulated GPUs, its own DB, endpoint and port."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PCW_")}
+    env.update(
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+        PYTHONUNBUFFERED="1",
+        PCW_SOURCE="simulated",
+        PCW_INTERVAL_S="1",
+        PCW_DB_PATH=str(tmp_path / "db" / "gpu_stats.db"),
+        PCW_PUB_ENDPOINT=f"tcp://127.0.0.1:{free_port()}",
+        PCW_WEB_HOST="127.0.0.1",
+        PCW_WEB_PORT=str(free_port()),
+        PCW_HOST_NAME="testhost",
+    )
+    env.update(overrides or {})
+    return env
+
+
+class Stack:
+    """The three processes of one stack, with helpers to wait on and inspect them."""
+
+    def __init__(
+        self,
+        tmp_path: Path,
+        env: dict[str, str] | None = None,
+        supervised: bool = True,
+        programs: tuple[str, ...] = PROGRAMS,
+    ) -> None:
+        self.tmp_path = tmp_path
+        self.env = stack_env(tmp_path, env)
+        self.supervised = supervised
+        self.programs = programs
+        self.db_path = Path(self.env["PCW_DB_PATH"])
+        self.web_url = f"http://127.0.0.1:{self.env['PCW_WEB_PORT']}"
+        self.log_path = tmp_path / "stack.log"
+        self._log = self.log_path.open("ab")
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+
+    def __enter__(self) -> Stack:
+        if self.supervised:
+            command = [sys.executable, "-m", "supervisor.supervisord", "-c",
+                       str(REPO / "supervisord.conf"), "-j", str(self.tmp_path / "sd.pid")]
+            self.processes["supervisord"] = self._spawn(command)
+        else:
+            for name in self.programs:
+                self.start(name)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.terminate()
+        self._log.close()
+
+    def _spawn(self, command: list[str]) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            command, cwd=self.tmp_path, env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def start(self, name: str) -> None:
+        """Start one process (unsupervised stacks only)."""
+        assert not self.supervised, "supervisord owns the processes of a supervised stack"
+        self.processes[name] = self._spawn([sys.executable, "-m", f"services.{name}"])
+
+    def stop(self, name: str, sig: int = signal.SIGTERM) -> int:
+        """Send sig to one process and wait for it; return its exit status."""
+        process = self.processes.pop(name)
+        process.send_signal(sig)
+        try:
+            return process.wait(STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            return process.wait()
+
+    def terminate(self) -> dict[str, int]:
+        """Stop everything still running (SIGTERM, then kill); return exit statuses by name."""
+        statuses = {}
+        for name in sorted(self.processes, key=_stop_order):
+            statuses[name] = self.stop(name)
+        return statuses
+
+    def logs(self) -> str:
+        """Return everything the processes printed so far."""
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def query(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple]:
+        """Run a read-only query on the stack's database."""
+        conn = sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True)
+        try:
+            return conn.execute(sql, params).fetchall()
+        finally:
+            conn.close()
+
+    def stored_ticks(self) -> int:
+        """Return how many distinct tick times are stored (0 before the file exists)."""
+        if not self.db_path.exists():
+            return 0
+        try:
+            return int(self.query("SELECT count(DISTINCT ts) FROM readings")[0][0])
+        except sqlite3.OperationalError:  # not created yet
+            return 0
+
+    def wait_ticks(self, count: int, timeout_s: float = 30.0) -> None:
+        """Wait until at least `count` ticks are stored."""
+        wait_until(lambda: self.stored_ticks() >= count, timeout_s, f"{count} stored ticks", self)
+
+    def wait_web(self, timeout_s: float = 30.0) -> None:
+        """Wait until the web process answers /healthz (any status)."""
+        wait_until(lambda: http_status(self.web_url + "/healthz") is not None, timeout_s,
+                   "the web process", self)
+
+
+def _stop_order(name: str) -> int:
+    return -PROGRAMS.index(name) if name in PROGRAMS else 0
+
+
+def http_status(url: str) -> int | None:
+    """Return the HTTP status of GET url, or None when nothing answers."""
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return int(error.code)
+    except (urllib.error.URLError, OSError):
+        return None
+
+
+def wait_until(condition: object, timeout_s: float, what: str, stack: Stack | None = None) -> None:
+    """Poll condition() until it is true; fail with the stack's logs after timeout_s."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():  # type: ignore[operator]
+            return
+        time.sleep(0.1)
+    logs = stack.logs()[-4000:] if stack else ""
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}\n{logs}")
