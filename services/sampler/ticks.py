@@ -13,6 +13,9 @@ from services.sampler.nvml import TickReading
 log = logging.getLogger(__name__)
 
 _FIELD_IN_ERROR = re.compile(r"at `\$\.(\w+)`")
+_ENCODER = msgspec.msgpack.Encoder()
+_DECODER = msgspec.msgpack.Decoder(GpuReading)
+_MAX_FIXES = len(GpuReading.__struct_fields__)
 
 
 def build_tick(
@@ -33,9 +36,9 @@ def build_tick(
 
 def _valid(gpu: GpuReading) -> GpuReading:
     """Return gpu with every field that the decoder would reject set to None (logged)."""
-    for _ in range(len(msgspec.structs.fields(GpuReading))):
+    for _ in range(_MAX_FIXES):
         try:
-            return msgspec.convert(msgspec.to_builtins(gpu), GpuReading)
+            return _DECODER.decode(_ENCODER.encode(gpu))
         except msgspec.ValidationError as error:
             match = _FIELD_IN_ERROR.search(str(error))
             field = match.group(1) if match else None
