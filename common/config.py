@@ -33,6 +33,7 @@ class Config:
     retention_days: float
     maintenance_s: float
     pub_endpoint: str
+    replay_ticks: int
     subscribe: tuple[str, ...]
     web_host: str
     web_port: int
@@ -72,8 +73,16 @@ def _number(kind: type[int] | type[float], low: float, high: float) -> Callable[
 def _endpoint(text: str) -> str:
     value = text.strip()
     rest = value.split("://", 1)[-1]
-    if not value.startswith(ZMQ_TRANSPORTS) or not rest:
-        raise ValueError("a ZeroMQ endpoint such as tcp://127.0.0.1:5556 or ipc:///tmp/pcw.sock")
+    port = rest.rpartition(":")[2]
+    if (
+        not value.startswith(ZMQ_TRANSPORTS)
+        or not rest
+        # tcp needs a port below 65535: the replay socket takes the next one
+        or (value.startswith("tcp://") and not (port.isdigit() and 0 < int(port) < 65535))
+    ):
+        raise ValueError(
+            "a ZeroMQ endpoint such as tcp://127.0.0.1:5556 (port 1-65534) or ipc:///tmp/pcw.sock"
+        )
     return value
 
 
@@ -114,6 +123,7 @@ SETTINGS: tuple[tuple[str, str | None, Callable[[str], object], str], ...] = (
     ("PCW_RETENTION_DAYS", "30", _number(float, 0.001, 36500), "days of readings kept"),
     ("PCW_MAINTENANCE_S", "3600", _number(float, 1, 7 * 86400), "seconds between purges"),
     ("PCW_PUB_ENDPOINT", "tcp://127.0.0.1:5556", _endpoint, "where the sampler publishes"),
+    ("PCW_REPLAY_TICKS", "1440", _number(int, 1, 10_000_000), "ticks a sampler keeps for replay"),
     ("PCW_SUBSCRIBE", None, _endpoints, "sampler endpoints the writer and web connect to"),
     ("PCW_WEB_HOST", "0.0.0.0", _non_empty, "address the web process listens on"),
     ("PCW_WEB_PORT", "8000", _number(int, 1, 65535), "port the web process listens on"),
@@ -149,6 +159,7 @@ def load_config(environ: Mapping[str, str]) -> Config:
         retention_days=values["PCW_RETENTION_DAYS"],
         maintenance_s=values["PCW_MAINTENANCE_S"],
         pub_endpoint=values["PCW_PUB_ENDPOINT"],
+        replay_ticks=values["PCW_REPLAY_TICKS"],
         subscribe=values["PCW_SUBSCRIBE"],
         web_host=values["PCW_WEB_HOST"],
         web_port=values["PCW_WEB_PORT"],

@@ -94,7 +94,9 @@ class Tick(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
             raise DecodeError(f"payload of {len(payload)} bytes is over {MAX_MESSAGE_BYTES}")
         try:
             return _DECODER.decode(payload)
-        except msgspec.DecodeError as error:  # ValidationError is a subclass
+        # ValidationError is a subclass of msgspec.DecodeError; a string that is not UTF-8 raises
+        # UnicodeDecodeError instead, and must not take the writer or the web down either.
+        except (msgspec.DecodeError, UnicodeDecodeError) as error:
             raise DecodeError(f"bad payload: {error}") from None
 
 

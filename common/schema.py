@@ -44,8 +44,18 @@ SELECT g.host, g.gpu_index, g.gpu_uuid, g.gpu_name, s.ts, {_VIEW_METRICS}, s.err
 FROM samples AS s JOIN gpus AS g ON g.gpu_id = s.gpu_id;
 """
 
+# Where the writer has stored each sampler run up to: it asks for what follows after a restart.
+_V2 = """
+CREATE TABLE positions (
+    sampler_id TEXT PRIMARY KEY,
+    host TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    updated_ts REAL NOT NULL
+);
+"""
+
 # Each entry moves the file from user_version == its position to position + 1. Append only.
-MIGRATIONS: tuple[str, ...] = (_V1,)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

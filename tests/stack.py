@@ -24,11 +24,33 @@ PROGRAMS = ("writer", "sampler", "web")  # start order; stopped in reverse
 STOP_TIMEOUT_S = 40.0
 
 
-def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+def free_port(consecutive: int = 1) -> int:
+    """Return a TCP port on 127.0.0.1 that, with the next consecutive - 1, was free just now.
+
+    A sampler takes two: its PUB port and the next one for replays.
+    """
+    for _ in range(100):
+        probes = [socket.socket() for _ in range(consecutive)]
+        try:
+            probes[0].bind(("127.0.0.1", 0))
+            first = int(probes[0].getsockname()[1])
+            for offset, probe in enumerate(probes[1:], start=1):
+                probe.bind(("127.0.0.1", first + offset))
+            return first
+        except OSError:
+            continue
+        finally:
+            for probe in probes:
+                probe.close()
+    raise RuntimeError(f"no {consecutive} consecutive free ports found")
+
+
+def _web_port(env: dict[str, str]) -> int:
+    """Return a free port that is not the sampler's PUB or replay port."""
+    pub_port = int(env["PCW_PUB_ENDPOINT"].rpartition(":")[2])
+    while (port := free_port()) in (pub_port, pub_port + 1):
+        pass
+    return port
 
 
 def stack_env(tmp_path: Path, overrides: dict[str, str] | None = None) -> dict[str, str]:
@@ -40,9 +62,11 @@ def stack_env(tmp_path: Path, overrides: dict[str, str] | None = None) -> dict[s
         PCW_SOURCE="simulated",
         PCW_INTERVAL_S="1",
         PCW_DB_PATH=str(tmp_path / "db" / "gpu_stats.db"),
-        PCW_PUB_ENDPOINT=f"tcp://127.0.0.1:{free_port()}",
+        PCW_PUB_ENDPOINT=f"tcp://127.0.0.1:{free_port(consecutive=2)}",
         PCW_WEB_HOST="127.0.0.1",
-        PCW_WEB_PORT=str(free_port()),
+    )
+    env.update(
+        PCW_WEB_PORT=str(_web_port(env)),
         PCW_HOST_NAME="testhost",
     )
     env.update(overrides or {})
@@ -71,8 +95,15 @@ class Stack:
 
     def __enter__(self) -> Stack:
         if self.supervised:
-            command = [sys.executable, "-m", "supervisor.supervisord", "-c",
-                       str(REPO / "supervisord.conf"), "-j", str(self.tmp_path / "sd.pid")]
+            command = [
+                sys.executable,
+                "-m",
+                "supervisor.supervisord",
+                "-c",
+                str(REPO / "supervisord.conf"),
+                "-j",
+                str(self.tmp_path / "sd.pid"),
+            ]
             self.processes["supervisord"] = self._spawn(command)
         else:
             for name in self.programs:
@@ -90,7 +121,11 @@ class Stack:
 
     def _spawn(self, command: list[str]) -> subprocess.Popen[bytes]:
         return subprocess.Popen(
-            command, cwd=self.tmp_path, env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
+            command,
+            cwd=REPO,
+            env=self.env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
 
@@ -108,6 +143,19 @@ class Stack:
         except subprocess.TimeoutExpired:
             process.kill()
             return process.wait()
+
+    def pid_of(self, name: str) -> int:
+        """Return the pid of a program that supervisord runs (supervised stacks only)."""
+        parent = self.processes["supervisord"].pid
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+                cmdline = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ")
+            except OSError:
+                continue
+            if int(fields[1]) == parent and f"services.{name}".encode() in cmdline:
+                return int(stat.parent.name)
+        raise LookupError(f"supervisord runs no {name} now")
 
     def terminate(self) -> dict[str, int]:
         """Stop everything still running (SIGTERM, then kill); return exit statuses by name."""
@@ -144,8 +192,12 @@ class Stack:
 
     def wait_web(self, timeout_s: float = 30.0) -> None:
         """Wait until the web process answers /healthz (any status)."""
-        wait_until(lambda: http_status(self.web_url + "/healthz") is not None, timeout_s,
-                   "the web process", self)
+        wait_until(
+            lambda: http_status(self.web_url + "/healthz") is not None,
+            timeout_s,
+            "the web process",
+            self,
+        )
 
 
 def _stop_order(name: str) -> int:

@@ -6,7 +6,7 @@ import logging
 import os
 import resource
 import signal
-import threading
+import socket as pysocket
 import time
 import uuid
 from types import FrameType
@@ -14,9 +14,10 @@ from types import FrameType
 import zmq
 
 from common.config import Config, startup_config
-from common.messages import MAX_MESSAGE_BYTES
+from common.replay import replay_endpoint
 from common.schedule import AlignedSchedule
 from services.sampler.nvml import GpuReader, NvmlUnavailableError, load_nvml
+from services.sampler.replay import ReplayBuffer, serve_pending
 from services.sampler.ticks import build_tick
 
 log = logging.getLogger("services.sampler")
@@ -31,31 +32,57 @@ def _cpu_s() -> float:
 
 
 class Sampler:
-    """The sampler loop as steps: wait for the next slot, read, publish."""
+    """The sampler loop as steps: wait for the next slot (answering replays), read, publish."""
 
-    def __init__(self, config: Config, reader: GpuReader, socket: zmq.Socket) -> None:
+    def __init__(
+        self, config: Config, reader: GpuReader, publisher: zmq.Socket, replayer: zmq.Socket
+    ) -> None:
         self.config = config
         self.reader = reader
-        self.socket = socket
+        self.socket = publisher
+        self.replayer = replayer
         self.schedule = AlignedSchedule(config.interval_s)
         self.sampler_id = uuid.uuid4().hex[:16]
+        self.replay = ReplayBuffer(self.sampler_id, config.replay_ticks)
         self.seq = 0
-        self.stopping = threading.Event()
+        self.stopping = False
+        # a signal writes to this pair, so that a poll of many seconds ends at once
+        self._wake_read, self._wake_write = pysocket.socketpair()
+        self._wake_write.setblocking(False)
+        self._poller = zmq.Poller()
+        self._poller.register(replayer, zmq.POLLIN)
+        self._poller.register(self._wake_read, zmq.POLLIN)
         self._stats_since_cpu_s = _cpu_s()
         self._stats_since_ticks = 0
         self._stats_at = time.monotonic() + STATS_EVERY_S
 
+    def install_signal_handlers(self) -> None:
+        """Make SIGTERM and SIGINT stop the loop after its current step."""
+        signal.set_wakeup_fd(self._wake_write.fileno(), warn_on_full_buffer=False)
+        signal.signal(signal.SIGTERM, self.request_stop)
+        signal.signal(signal.SIGINT, self.request_stop)
+
     def request_stop(self, signum: int, _frame: FrameType | None = None) -> None:
         """Ask the loop to finish its step and exit (signal handler: only sets a flag)."""
         log.info("signal %d: stopping after the current step", signum)
-        self.stopping.set()
+        self.stopping = True
 
     def wait_for_slot(self) -> float | None:
-        """Sleep until the next aligned slot; return its time, or None when asked to stop."""
+        """Sleep until the next aligned slot, answering replay requests meanwhile.
+
+        Return the slot's time, or None when asked to stop.
+        """
         tick_ts, deadline = self.schedule.next_tick()
-        if self.stopping.wait(max(0.0, deadline - time.monotonic())):
-            return None
-        return tick_ts
+        while not self.stopping:
+            remaining_s = deadline - time.monotonic()
+            if remaining_s <= 0:
+                return tick_ts
+            events = dict(self._poller.poll(remaining_s * 1000))
+            if self.replayer in events:
+                serve_pending(self.replayer, self.replay)
+            if self._wake_read.fileno() in events:
+                self._wake_read.recv(4096)
+        return None
 
     def tick(self, tick_ts: float) -> None:
         """Read every GPU and publish one message with one timestamp."""
@@ -71,7 +98,9 @@ class Sampler:
             tick_ts,
             self.config.interval_s,
         )
-        self.socket.send_multipart(message.to_frames())
+        frames = message.to_frames()
+        self.socket.send_multipart(frames)
+        self.replay.add(self.seq, frames)
         self.seq += 1
         self.schedule.mark_done(tick_ts)
         self._log_stats()
@@ -112,26 +141,35 @@ def main() -> int:
             error,
         )
         return 1
-    with zmq.Context() as context, context.socket(zmq.PUB) as socket:
-        socket.setsockopt(zmq.LINGER, PUB_LINGER_MS)
-        socket.setsockopt(zmq.SNDHWM, 10_000)
-        socket.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
+    with zmq.Context() as context:
+        publisher = context.socket(zmq.PUB)
+        publisher.setsockopt(zmq.LINGER, PUB_LINGER_MS)
+        publisher.setsockopt(zmq.SNDHWM, 10_000)
+        replayer = context.socket(zmq.ROUTER)
+        replayer.setsockopt(zmq.LINGER, 0)
+        replayer.setsockopt(zmq.MAXMSGSIZE, 4096)
         try:
-            socket.bind(config.pub_endpoint)
+            for socket, endpoint in (
+                (publisher, config.pub_endpoint),
+                (replayer, replay_endpoint(config.pub_endpoint)),
+            ):
+                socket.bind(endpoint)
         except zmq.ZMQError as error:
-            log.critical("cannot bind PCW_PUB_ENDPOINT=%s: %s", config.pub_endpoint, error)
+            log.critical("cannot bind %s (from PCW_PUB_ENDPOINT): %s", endpoint, error)
             return 1
-        sampler = Sampler(config, reader, socket)
-        signal.signal(signal.SIGTERM, sampler.request_stop)
-        signal.signal(signal.SIGINT, sampler.request_stop)
+        sampler = Sampler(config, reader, publisher, replayer)
+        sampler.install_signal_handlers()
         log.info(
-            "sampler %s publishing on %s every %g s (%s)",
+            "sampler %s publishing on %s (replay on %s) every %g s (%s)",
             sampler.sampler_id,
             config.pub_endpoint,
+            replay_endpoint(config.pub_endpoint),
             config.interval_s,
             config.source,
         )
         sampler.run()
         reader.close()
+        publisher.close()
+        replayer.close()
         log.info("sampler stopped after %d ticks", sampler.seq)
     return 0

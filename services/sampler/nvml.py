@@ -111,7 +111,8 @@ class GpuReader:
             try:
                 self._open()
                 log.info("NVML session re-opened after %d failed attempts", self._failures)
-                self._failures = 0
+                # forget the outage, so that the next one is logged even if its text is the same
+                self._failures, self._last_error = 0, None
             except self._nvml.NVMLError as error:
                 self._session_failed(f"NVML init failed: {error}")
         if not self._session:
@@ -250,7 +251,12 @@ class GpuReader:
                 self._memory_v2[identity.index] = True
                 return info
             except (nvml.NVMLError, TypeError, AttributeError):
-                self._memory_v2[identity.index] = False
+                info = self._optional(identity.uuid, "memory", nvml.nvmlDeviceGetMemoryInfo, handle)
+                # only a driver that answers v1 but not v2 lacks v2; a passing failure of both
+                # must not switch this GPU for good to v1, whose `used` leaves out reserved memory
+                if info is not None:
+                    self._memory_v2[identity.index] = False
+                return info
         return self._optional(identity.uuid, "memory", nvml.nvmlDeviceGetMemoryInfo, handle)
 
     def _metrics(self, identity: GpuIdentity, handle: Any) -> GpuReading:

@@ -18,7 +18,8 @@ class PendingBatch:
     def __init__(self, max_rows: int, max_age_s: float, max_ticks: int) -> None:
         self.max_rows = max_rows
         self.max_age_s = max_age_s
-        self._ticks: deque[tuple[Tick, float]] = deque()  # (tick, monotonic time received)
+        # (tick, monotonic time received, its run's position once it arrived)
+        self._ticks: deque[tuple[Tick, float, int | None]] = deque()
         self._max_ticks = max_ticks
         self._rows = 0
         self.dropped_ticks = 0
@@ -31,12 +32,16 @@ class PendingBatch:
         """Return the readings (GPU rows) held."""
         return self._rows
 
-    def add(self, tick: Tick, now_s: float) -> None:
-        """Hold a tick received at monotonic time now_s."""
+    def add(self, tick: Tick, now_s: float, position: int | None = None) -> None:
+        """Hold a tick received at monotonic time now_s.
+
+        position is its sampler run's position (see services.writer.sequences) once this tick
+        had arrived: ticks are stored oldest first, so once this one is stored, so is that.
+        """
         if len(self._ticks) >= self._max_ticks:
             self._rows -= len(self._ticks.popleft()[0].gpus)
             self.dropped_ticks += 1
-        self._ticks.append((tick, now_s))
+        self._ticks.append((tick, now_s, position))
         self._rows += len(tick.gpus)
 
     def due_at(self) -> float | None:
@@ -52,12 +57,21 @@ class PendingBatch:
         """Return the oldest ticks, up to max_rows readings (at least one tick)."""
         limit = max_rows or self.max_rows
         taken, rows = [], 0
-        for tick, _received_at in self._ticks:
+        for tick, _received_at, _position in self._ticks:
             if taken and rows + len(tick.gpus) > limit:
                 break
             taken.append(tick)
             rows += len(tick.gpus)
         return taken
+
+    def positions(self, count: int) -> dict[str, tuple[str, int]]:
+        """Return {sampler_id: (host, position)} once the oldest `count` ticks are stored."""
+        positions: dict[str, tuple[str, int]] = {}
+        for index in range(count):
+            tick, _received_at, position = self._ticks[index]
+            if position is not None:
+                positions[tick.sampler_id] = (tick.host, position)
+        return positions
 
     def commit(self, count: int) -> None:
         """Forget the oldest `count` ticks, which are now stored."""

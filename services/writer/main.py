@@ -13,10 +13,13 @@ from types import FrameType
 import zmq
 
 from common.config import Config, startup_config
-from common.messages import MAX_MESSAGE_BYTES, TOPIC, DecodeError, Tick
+from common.messages import DecodeError, Tick
+from common.replay import ReplayError, ReplayRequest
 from common.schedule import AlignedSchedule
 from common.status import WriterStatus, write_status
 from services.writer.batch import PendingBatch
+from services.writer.sequences import SequenceTracker
+from services.writer.sources import Source, open_source, parse_end, retry_overdue, settle
 from services.writer.store import Store
 
 log = logging.getLogger("services.writer")
@@ -29,6 +32,7 @@ RETRY_BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 MALFORMED_LOG_EVERY_S = 10.0
 STOP_FLUSH_BUDGET_S = 20.0  # within supervisord's stopwaitsecs (30 s)
 MAX_POLL_S = 1.0
+MAX_MESSAGES_PER_STEP = 10_000  # so that a flood never starves the flush
 
 
 class Writer:
@@ -37,14 +41,22 @@ class Writer:
     def __init__(
         self,
         config: Config,
-        socket: zmq.Socket,
+        sources: list[Source],
         store: Store,
         wall: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
-        self.socket = socket
+        self.sources = sources
         self.store = store
+        self.poller = zmq.Poller()
+        self._by_socket: dict[zmq.Socket, Source] = {}
+        for source in sources:
+            for socket in (source.subscriber, source.replayer):
+                self.poller.register(socket, zmq.POLLIN)
+                self._by_socket[socket] = source
+        self.tracker = SequenceTracker(self._stored_positions())
+        self.replay_due: float | None = None
         self.wall = wall
         self.monotonic = monotonic
         self.batch = PendingBatch(MAX_BATCH_ROWS, MAX_BATCH_AGE_S, MAX_BUFFERED_TICKS)
@@ -72,25 +84,74 @@ class Writer:
 
     # -- steps -----------------------------------------------------------------------------
 
-    def receive(self, timeout_s: float) -> bool:
-        """Wait up to timeout_s for messages and take every one that has arrived."""
-        if not self.socket.poll(max(0, int(timeout_s * 1000))):
-            return False
-        while True:
-            try:
-                frames = self.socket.recv_multipart(zmq.NOBLOCK, copy=True)
-            except zmq.Again:
-                return True
-            self.accept(frames)
+    def _stored_positions(self) -> dict[str, tuple[str, int]]:
+        try:
+            return self.store.positions()
+        except (sqlite3.Error, OSError) as error:
+            log.error("cannot read stored positions, replaying from live ticks only: %s", error)
+            return {}
 
-    def accept(self, frames: list[bytes]) -> bool:
-        """Decode one message into the batch; count and drop it if malformed."""
+    def receive(self, timeout_s: float) -> bool:
+        """Wait up to timeout_s for messages and take those that have arrived."""
+        events = self.poller.poll(max(0, int(timeout_s * 1000)))
+        taken = 0
+        for socket, _ in events:
+            source = self._by_socket[socket]
+            while taken < MAX_MESSAGES_PER_STEP:
+                try:
+                    frames = socket.recv_multipart(zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                taken += 1
+                if socket is source.replayer:
+                    self.accept_reply(frames, source)
+                else:
+                    self.accept(frames, source)
+        return taken > 0
+
+    def accept(self, frames: list[bytes], source: Source | None = None) -> bool:
+        """Decode one tick into the batch; ask for any gap it reveals; drop it if malformed."""
         try:
             tick = Tick.from_frames(frames)
         except DecodeError as error:
             self._malformed(error)
             return False
-        self.batch.add(tick, self.monotonic())
+        new_run = tick.sampler_id not in self.tracker.runs
+        gap = self.tracker.observe(tick.sampler_id, tick.host, tick.seq)
+        if new_run:
+            self.tracker.abandon_others(tick.host, tick.sampler_id)
+        position = self.tracker.runs[tick.sampler_id].position
+        self.batch.add(tick, self.monotonic(), position)
+        if gap and source is not None:
+            log.info(
+                "ticks %d-%d of host %s missed: asking %s for them",
+                *gap,
+                tick.host,
+                source.endpoint,
+            )
+            source.ask(ReplayRequest(tick.sampler_id, *gap), self.monotonic())
+            self.replay_due = self.monotonic()
+        return True
+
+    def accept_reply(self, frames: list[bytes], source: Source) -> bool:
+        """Take one message of a replay: a tick, or the end that settles the request."""
+        try:
+            end = parse_end(frames)
+        except ReplayError as error:
+            self._malformed(error)
+            return False
+        if end is None:
+            return self.accept(frames, source)
+        settle(source, end, self.tracker, self.monotonic())
+        return True
+
+    def retry_replays(self) -> bool:
+        """Ask again for overdue replays; give up after enough tries."""
+        now = self.monotonic()
+        if self.replay_due is None or now < self.replay_due:
+            return False
+        dues = [retry_overdue(source, self.tracker, now) for source in self.sources]
+        self.replay_due = min((due for due in dues if due is not None), default=None)
         return True
 
     def flush(self, force: bool = False) -> bool:
@@ -101,7 +162,7 @@ class Writer:
         ticks = self.batch.peek()
         started = time.perf_counter()
         try:
-            rows = self.store.write(ticks)
+            rows = self.store.write(ticks, self.batch.positions(len(ticks)))
         except (sqlite3.Error, OSError) as error:
             self._failed(f"cannot store readings: {error}")
             return False
@@ -162,6 +223,8 @@ class Writer:
             stored_readings=self.stored_readings,
             malformed_messages=self.malformed,
             dropped_ticks=self.batch.dropped_ticks,
+            replay_gaps=self.tracker.gaps,
+            lost_ticks=self.tracker.lost_ticks,
             last_error=self.last_error,
             last_error_ts=self.last_error_ts,
             last_flush_ts=self.last_flush_ts,
@@ -174,11 +237,14 @@ class Writer:
         """Run one round: receive until something is due, then flush, maintain, report."""
         now = self.monotonic()
         deadlines = [self.maintenance_due, self.status_at, now + MAX_POLL_S]
+        if self.replay_due is not None:
+            deadlines.append(self.replay_due)
         if len(self.batch):
             deadlines.append(max(self.batch.due_at() or now, self.retry_at))
         self.receive(max(0.0, min(deadlines) - now))
         while self.flush():
             pass
+        self.retry_replays()
         self.maintain()
         self.report_status()
 
@@ -218,7 +284,7 @@ class Writer:
         self.last_error, self.last_error_ts = message, self.wall()
         self.report_status(force=True)
 
-    def _malformed(self, error: DecodeError) -> None:
+    def _malformed(self, error: DecodeError | ReplayError) -> None:
         self.malformed += 1
         self._malformed_unlogged += 1
         now = self.monotonic()
@@ -229,29 +295,20 @@ class Writer:
             self._malformed_logged_at, self._malformed_unlogged = now, 0
 
 
-def subscribe(context: zmq.Context, endpoints: tuple[str, ...]) -> zmq.Socket:
-    """Return a SUB socket connected to every sampler endpoint."""
-    socket = context.socket(zmq.SUB)
-    socket.setsockopt(zmq.LINGER, 0)
-    socket.setsockopt(zmq.RCVHWM, 100_000)
-    socket.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
-    socket.setsockopt(zmq.SUBSCRIBE, TOPIC)
-    for endpoint in endpoints:
-        socket.connect(endpoint)
-    return socket
-
-
 def main() -> int:
     """Run the writer; return the process exit status."""
     config = startup_config(os.environ, "writer")
     if config is None:
         return 2
-    with zmq.Context() as context, subscribe(context, config.subscribe) as socket:
-        writer = Writer(config, socket, Store(config.db_path))
+    with zmq.Context() as context:
+        sources = [open_source(context, endpoint) for endpoint in config.subscribe]
+        writer = Writer(config, sources, Store(config.db_path))
         signal.signal(signal.SIGTERM, writer.request_stop)
         signal.signal(signal.SIGINT, writer.request_stop)
         log.info(
             "writer subscribed to %s, storing in %s", ", ".join(config.subscribe), config.db_path
         )
         writer.run()
+        for source in sources:
+            source.close()
     return 0

@@ -33,6 +33,12 @@ ON CONFLICT (gpu_uuid) DO UPDATE SET
 RETURNING gpu_id
 """
 
+_UPSERT_POSITION = """
+INSERT INTO positions (sampler_id, host, seq, updated_ts) VALUES (?, ?, ?, ?)
+ON CONFLICT (sampler_id) DO UPDATE SET
+    seq = max(positions.seq, excluded.seq), updated_ts = excluded.updated_ts
+"""
+
 
 @dataclass(frozen=True)
 class PurgeResult:
@@ -53,16 +59,17 @@ def file_bytes(db_path: Path) -> int:
     return total
 
 
-def connect(db_path: Path) -> sqlite3.Connection:
+def connect(db_path: Path, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> sqlite3.Connection:
     """Open the file for writing in autocommit mode with the writer's pragmas, migrated.
 
     synchronous=NORMAL in WAL mode: a power cut can lose the last commits but never corrupts
-    the file; FULL would fsync every batch for no gain a monitor needs.
+    the file; FULL would fsync every batch for no gain a monitor needs. busy_timeout_ms is how
+    long a write waits for another connection's lock before it fails with "database is locked".
     """
     db_path.parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(db_path, isolation_level=None, check_same_thread=False)
     try:
-        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
         migrate(conn)
         conn.execute("PRAGMA synchronous = NORMAL")
     except BaseException:
@@ -74,13 +81,14 @@ def connect(db_path: Path) -> sqlite3.Connection:
 class Store:
     """Batches of ticks into `gpus` and `samples`, one transaction per batch."""
 
-    def __init__(self, db_path: Path) -> None:
+    def __init__(self, db_path: Path, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> None:
         self.db_path = db_path
+        self.busy_timeout_ms = busy_timeout_ms
         self._conn: sqlite3.Connection | None = None
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
-            self._conn = connect(self.db_path)
+            self._conn = connect(self.db_path, self.busy_timeout_ms)
         return self._conn
 
     def close(self) -> None:
@@ -89,8 +97,13 @@ class Store:
             self._conn.close()
             self._conn = None
 
-    def write(self, ticks: list[Tick]) -> int:
-        """Store the ticks in one transaction; return the readings written (new or not).
+    def positions(self) -> dict[str, tuple[str, int]]:
+        """Return {sampler_id: (host, seq)}: how far each sampler run is stored."""
+        rows = self._connection().execute("SELECT sampler_id, host, seq FROM positions")
+        return {sampler_id: (host, seq) for sampler_id, host, seq in rows}
+
+    def write(self, ticks: list[Tick], positions: dict[str, tuple[str, int]] | None = None) -> int:
+        """Store the ticks and runs' positions in one transaction; return the readings written.
 
         Raises sqlite3.Error and leaves nothing half-written; the caller keeps the batch.
         """
@@ -104,6 +117,12 @@ class Store:
                 for gpu in tick.gpus
             ]
             conn.executemany(_INSERT_SAMPLE, rows)
+            if positions:
+                updated_ts = max(tick.ts for tick in ticks)
+                conn.executemany(
+                    _UPSERT_POSITION,
+                    [(sid, host, seq, updated_ts) for sid, (host, seq) in positions.items()],
+                )
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
@@ -150,10 +169,11 @@ class Store:
                 "DELETE FROM samples WHERE gpu_id = ? AND ts < ?", (gpu_id, before_ts)
             ).rowcount
         conn.execute("DELETE FROM gpus WHERE last_ts < ?", (before_ts,))
+        conn.execute("DELETE FROM positions WHERE updated_ts < ?", (before_ts,))
         self.close()
         vacuum = sqlite3.connect(self.db_path, isolation_level=None)
         try:
-            vacuum.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            vacuum.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
             vacuum.execute("VACUUM")
             vacuum.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         finally:

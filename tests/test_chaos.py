@@ -1,0 +1,107 @@
+"""Nothing lost: the writer and the web process killed at random while the stack runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import time
+
+import pytest
+
+from common.status import read_status
+from tests.stack import Stack, wait_until
+
+INTERVAL_S = 0.5
+
+
+def _missing_and_duplicated(stack: Stack) -> tuple[int, int, int]:
+    """Return (ticks expected per GPU, missing readings, duplicated readings)."""
+    ((first_ts, last_ts),) = stack.query("SELECT min(ts), max(ts) FROM readings")
+    expected = round((last_ts - first_ts) / INTERVAL_S) + 1
+    per_gpu = stack.query(
+        "SELECT gpu_uuid, count(*), count(DISTINCT ts) FROM readings GROUP BY gpu_uuid"
+    )
+    missing = sum(expected - distinct for _, _, distinct in per_gpu)
+    duplicated = sum(count - distinct for _, count, distinct in per_gpu)
+    return expected, missing, duplicated
+
+
+def _kill_and_wait_restart(stack: Stack, name: str) -> None:
+    pid = stack.pid_of(name)
+    os.kill(pid, signal.SIGKILL)
+
+    def restarted() -> bool:
+        try:
+            return stack.pid_of(name) != pid
+        except LookupError:
+            return False
+
+    wait_until(restarted, 20, f"supervisord to restart {name}", stack)
+
+
+def test_random_kills_lose_and_duplicate_nothing(tmp_path):
+    rng = random.Random(os.environ.get("PCW_CHAOS_SEED", time.time_ns()))
+    env = {"PCW_SIM_GPUS": "2", "PCW_INTERVAL_S": str(INTERVAL_S)}
+    with Stack(tmp_path, env) as stack:
+        stack.wait_ticks(4)
+        started = time.monotonic()
+        victims = ["writer", "writer", "writer", "web"]
+        rng.shuffle(victims)
+        for victim in victims:
+            time.sleep(rng.uniform(6, 12))
+            _kill_and_wait_restart(stack, victim)
+        time.sleep(max(0.0, 62 - (time.monotonic() - started)))
+        supervisord = stack.processes.pop("supervisord")
+        supervisord.send_signal(signal.SIGTERM)
+        assert supervisord.wait(60) == 0
+        logs = stack.logs()
+
+    expected, missing, duplicated = _missing_and_duplicated(stack)
+    status = read_status(stack.db_path)
+    print(
+        f"chaos: {expected} ticks per GPU over {expected * INTERVAL_S:.1f} s, "
+        f"kills {victims}, missing {missing}, duplicated {duplicated}, "
+        f"replay gaps {status.replay_gaps if status else '?'}"
+    )
+    assert expected >= 60 / INTERVAL_S
+    assert logs.count("asking tcp://") >= 3, "each writer restart should have asked for a replay"
+    assert (missing, duplicated) == (0, 0), logs[-3000:]
+    assert status is not None and status.lost_ticks == 0
+
+
+@pytest.mark.parametrize("replay_ticks", [4])
+def test_writer_down_longer_than_the_replay_buffer_reports_the_gap(tmp_path, replay_ticks):
+    env = {
+        "PCW_SIM_GPUS": "2",
+        "PCW_INTERVAL_S": str(INTERVAL_S),
+        "PCW_REPLAY_TICKS": str(replay_ticks),
+    }
+    with Stack(tmp_path, env, supervised=False, programs=("writer", "sampler")) as stack:
+        stack.wait_ticks(4)
+        assert stack.stop("writer", signal.SIGKILL) == -signal.SIGKILL
+        time.sleep(12 * INTERVAL_S)
+        stack.start("writer")
+
+        def gap_reported() -> bool:
+            status = read_status(stack.db_path)
+            return status is not None and status.replay_gaps == 1 and status.buffered_ticks == 0
+
+        wait_until(gap_reported, 20, "the writer to report one replay gap", stack)
+        time.sleep(3 * INTERVAL_S)
+        stack.terminate()
+        logs = stack.logs()
+
+    status = read_status(stack.db_path)
+    expected, missing, duplicated = _missing_and_duplicated(stack)
+    assert "cannot be filled: it has left the sampler's replay buffer" in logs
+    assert status.lost_ticks >= 12 - replay_ticks  # the ticks that left the buffer
+    # the readings lost are exactly the ticks given up, for each of the 2 GPUs: no invented points
+    assert missing == 2 * status.lost_ticks
+    assert duplicated == 0
+    # the ticks the sampler still held were replayed: the newest stored tick before the restart
+    # is followed by the buffer's ticks, not by a second gap
+    stored = [ts for (ts,) in stack.query("SELECT DISTINCT ts FROM readings ORDER BY ts")]
+    steps = [round((b - a) / INTERVAL_S) for a, b in zip(stored, stored[1:], strict=False)]
+    assert sum(1 for step in steps if step > 1) == 1, json.dumps(steps)
