@@ -1,0 +1,76 @@
+"""Wire the web application: state, templates, static files, resources and routes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp_jinja2
+import jinja2
+from aiohttp import WSCloseCode, web
+
+from common.config import Config
+from services.web import views
+from services.web.feed import LiveFeed
+from services.web.hub import SEND_QUEUE_SIZE, Hub
+from services.web.keys import CONFIG, COUNTERS, FEED, HUB, STORE, Counters
+from services.web.middlewares import compress_and_cache, json_errors
+from services.web.store import QUERY_TIME_LIMIT_S, Store
+from services.web.websocket import websocket
+
+TEMPLATES_DIR = Path(__file__).parent / "templates"
+STATIC_DIR = Path(__file__).parent / "static"
+MAX_REQUEST_BODY_BYTES = 64 * 1024  # the API takes no request bodies
+
+
+def create_app(
+    config: Config,
+    *,
+    templates_dir: Path = TEMPLATES_DIR,
+    static_dir: Path = STATIC_DIR,
+    query_time_limit_s: float = QUERY_TIME_LIMIT_S,
+    send_queue_size: int = SEND_QUEUE_SIZE,
+) -> web.Application:
+    """Return the web application for `config`; nothing is opened until it starts."""
+    app = web.Application(
+        middlewares=[json_errors, compress_and_cache], client_max_size=MAX_REQUEST_BODY_BYTES
+    )
+    hub = Hub(queue_size=send_queue_size)
+    app[CONFIG] = config
+    app[STORE] = Store(config.db_path, time_limit_s=query_time_limit_s)
+    app[HUB] = hub
+    app[FEED] = LiveFeed(on_message=hub.publish)
+    app[COUNTERS] = Counters()
+
+    aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(templates_dir), autoescape=True)
+    app[aiohttp_jinja2.static_root_key] = "/static"
+
+    app.cleanup_ctx.append(_reading)
+    app.cleanup_ctx.append(_listening)
+    app.on_shutdown.append(_close_websockets)
+
+    app.router.add_get("/", views.index, name="index")
+    app.router.add_get("/api/v1/gpus", views.gpus, name="gpus")
+    app.router.add_get("/api/v1/history", views.history, name="history")
+    app.router.add_get("/healthz", views.healthz, name="healthz")
+    app.router.add_get("/ws", websocket, name="ws")
+    # url('static', filename=...) in a template gives the URL with ?v=<hash of the file>.
+    app.router.add_static("/static/", static_dir, name="static", append_version=True)
+    return app
+
+
+async def _reading(app: web.Application) -> AsyncIterator[None]:
+    """Close the database reader's connections and threads when the app stops."""
+    yield
+    await app[STORE].close()
+
+
+async def _listening(app: web.Application) -> AsyncIterator[None]:
+    """Listen to the samplers while the app runs; stop and close the socket when it stops."""
+    async with app[FEED].listening(app[CONFIG].subscribe):
+        yield
+
+
+async def _close_websockets(app: web.Application) -> None:
+    """Tell every browser the server is going away, so that the page reconnects later."""
+    await app[HUB].close_all(WSCloseCode.GOING_AWAY, b"server shutdown")

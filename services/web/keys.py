@@ -1,0 +1,26 @@
+"""The web application's typed state: what create_app() builds and the handlers read."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from common.config import Config
+from services.web.feed import LiveFeed
+from services.web.hub import Hub
+from services.web.store import Store
+
+
+@dataclass
+class Counters:
+    """Counts the handlers keep; shown by /healthz."""
+
+    internal_errors: int = 0
+
+
+CONFIG = web.AppKey("config", Config)
+STORE = web.AppKey("store", Store)
+FEED = web.AppKey("feed", LiveFeed)
+HUB = web.AppKey("hub", Hub)
+COUNTERS = web.AppKey("counters", Counters)

@@ -1,0 +1,50 @@
+"""Start the web process: settings from the environment, then serve until SIGTERM or SIGINT."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from aiohttp import web
+
+from common.config import startup_config
+from services.web.app import create_app
+
+logger = logging.getLogger(__name__)
+
+SHUTDOWN_TIMEOUT_S = 5.0  # well inside supervisord's stopwaitsecs (10 s)
+EXIT_BAD_SETTING = 2
+EXIT_CANNOT_LISTEN = 1
+
+
+def main() -> int:
+    """Run the web process; return its exit status (0 after a graceful stop)."""
+    config = startup_config(os.environ, "web")
+    if config is None:
+        return EXIT_BAD_SETTING
+    app = create_app(config)
+    # Per-request lines would flood supervisord's log with the page's polling; DEBUG shows them.
+    access_log = logging.getLogger("aiohttp.access") if config.log_level == "DEBUG" else None
+    logger.info(
+        "serving on http://%s:%d, reading %s, live feed from %s",
+        config.web_host,
+        config.web_port,
+        config.db_path,
+        ", ".join(config.subscribe),
+    )
+    try:
+        # run_app turns SIGTERM and SIGINT into a graceful stop: websockets are told GOING_AWAY,
+        # requests in flight finish, then the feed and the database reader close.
+        web.run_app(
+            app,
+            host=config.web_host,
+            port=config.web_port,
+            shutdown_timeout=SHUTDOWN_TIMEOUT_S,
+            access_log=access_log,
+            print=None,
+        )
+    except OSError as error:
+        logger.critical("cannot listen on %s:%d: %s", config.web_host, config.web_port, error)
+        return EXIT_CANNOT_LISTEN
+    logger.info("stopped")
+    return 0

@@ -1,0 +1,87 @@
+"""Middlewares: JSON for every error (a logged 500 only as the last resort), gzip, cache headers."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import PurePosixPath
+
+from aiohttp import hdrs, web
+from aiohttp.typedefs import Handler
+from aiohttp.web_response import ContentCoding
+
+from services.web.keys import COUNTERS
+from services.web.replies import error_reply
+from services.web.store import QueryTimeoutError, StoreError
+
+logger = logging.getLogger(__name__)
+
+COMPRESS_MIN_BYTES = 1024
+STATIC_PREFIX = "/static/"
+# A day, then revalidated with the ETag aiohttp sends: a new release's page asks for its assets
+# with a new ?v=, and url('static', filename=...) in a template adds a hash of the file.
+STATIC_CACHE_CONTROL = "public, max-age=86400"
+COMPRESSIBLE_TYPES = frozenset(
+    ("application/json", "text/html", "text/plain", "text/css", "text/javascript")
+)
+COMPRESSIBLE_SUFFIXES = frozenset((".js", ".mjs", ".css", ".html", ".svg", ".json", ".map", ".txt"))
+MAX_PATH_SHOWN_CHARS = 200
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Answer every error as {"error": ...}; turn an unexpected exception into a logged 500."""
+    try:
+        return await handler(request)
+    except web.HTTPException as error:
+        if error.status < 400:
+            raise
+        headers = {
+            name: value
+            for name, value in error.headers.items()
+            if name not in (hdrs.CONTENT_TYPE, hdrs.CONTENT_LENGTH)
+        }
+        path = request.path[:MAX_PATH_SHOWN_CHARS]
+        return error_reply(f"{error.reason}: {request.method} {path}", error.status, headers)
+    except QueryTimeoutError as error:
+        logger.warning("%s %s: %s", request.method, request.path, error)
+        return error_reply(f"{error}; ask for a shorter range or fewer GPUs", 503)
+    except StoreError as error:
+        logger.warning("%s %s: %s", request.method, request.path, error)
+        return error_reply(str(error), 503)
+    except Exception:
+        # The last resort: a bug. Tests check that no input reaches this line.
+        request.app[COUNTERS].internal_errors += 1
+        logger.exception("unexpected error answering %s %s", request.method, request.path)
+        return error_reply("internal error; the web process's log has the details", 500)
+
+
+@web.middleware
+async def compress_and_cache(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Gzip text answers over COMPRESS_MIN_BYTES; let browsers cache static files.
+
+    A static file with a precompressed `NAME.gz` beside it is sent as that file by aiohttp itself.
+    """
+    response = await handler(request)
+    if response.prepared:  # a websocket: its headers are long gone
+        return response
+    accepts_gzip = "gzip" in request.headers.get(hdrs.ACCEPT_ENCODING, "").lower()
+    if request.path.startswith(STATIC_PREFIX):
+        response.headers[hdrs.CACHE_CONTROL] = STATIC_CACHE_CONTROL
+        if (
+            isinstance(response, web.FileResponse)
+            and PurePosixPath(request.path).suffix.lower() in COMPRESSIBLE_SUFFIXES
+        ):
+            response.headers[hdrs.VARY] = hdrs.ACCEPT_ENCODING
+            if accepts_gzip and hdrs.RANGE not in request.headers:
+                response.enable_compression(ContentCoding.gzip)
+    elif (
+        isinstance(response, web.Response)
+        and response.content_type in COMPRESSIBLE_TYPES
+        and isinstance(response.body, bytes)
+        and len(response.body) > COMPRESS_MIN_BYTES
+    ):
+        response.headers[hdrs.VARY] = hdrs.ACCEPT_ENCODING
+        if accepts_gzip:
+            response.enable_compression(ContentCoding.gzip)
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    return response

@@ -1,0 +1,309 @@
+"""Every SQL read of the web process: the SQLite file opened read-only, queried off the loop.
+
+Policy, all in this class: a connection per worker thread, opened `mode=ro` (the web process
+never writes the file), and each call runs in one read transaction, so it sees one snapshot, under
+a time limit enforced by SQLite's progress handler. The file may not exist yet, or not hold its
+tables yet, when the web process starts (the writer creates it): calls then return their empty
+answer, and the file is opened on the first call after it appears.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from common.metrics import METRIC_NAMES
+from common.schema import SCHEMA_VERSION, schema_version
+
+logger = logging.getLogger(__name__)
+
+QUERY_TIME_LIMIT_S = 10.0
+PROGRESS_STEPS = 1000  # SQLite VM instructions between two looks at the clock
+BUSY_TIMEOUT_S = 2.0
+WORKERS = 2
+
+T = TypeVar("T")
+
+_GPU_COLUMNS = (
+    "gpu_id, gpu_uuid, host, gpu_index, gpu_name, pci_bus_id, driver_version, first_ts, last_ts"
+)
+GPUS_SQL = f"SELECT {_GPU_COLUMNS} FROM gpus"
+# One key look-up from the end of the GPU's key range, never a scan.
+LATEST_SQL = (
+    f"SELECT ts, error, {', '.join(METRIC_NAMES)} FROM samples "
+    "WHERE gpu_id = ? ORDER BY ts DESC LIMIT 1"
+)
+NEWEST_TS_SQL = "SELECT MAX(last_ts) FROM gpus"
+
+
+def history_sql(metrics: Sequence[str]) -> str:
+    """Return the bucketed range query of one GPU: one key range scan over (gpu_id, ts).
+
+    Parameters: step_s, last bucket number, gpu_id, low_s, high_s. Columns: bucket number
+    (floor(ts / step_s), capped at the last bucket because a ts just below high_s can round up to
+    it), reading count, then AVG and MAX of each metric. AVG and MAX skip NULL, so a metric that is
+    NULL in every row of a bucket stays NULL, and errored rows (NULL metrics) only add to the count.
+    """
+    unknown = set(metrics) - set(METRIC_NAMES)
+    if unknown:
+        raise ValueError(f"unknown metrics {sorted(unknown)}")
+    aggregates = ", ".join(f"AVG({name}), MAX({name})" for name in metrics)
+    return (
+        f"SELECT MIN(CAST(ts / ? AS INTEGER), ?) AS bucket, COUNT(*), {aggregates} FROM samples "
+        "WHERE gpu_id = ? AND ts >= ? AND ts < ? GROUP BY bucket ORDER BY bucket"
+    )
+
+
+class StoreError(RuntimeError):
+    """The database cannot be read right now; the text says why."""
+
+
+class QueryTimeoutError(StoreError):
+    """A read ran past its time limit and was interrupted."""
+
+
+@dataclass(frozen=True)
+class GpuRow:
+    """One GPU as the writer recorded it; times in UTC epoch seconds."""
+
+    gpu_id: int
+    gpu_uuid: str
+    host: str
+    gpu_index: int
+    gpu_name: str
+    pci_bus_id: str | None
+    driver_version: str | None
+    first_ts: float
+    last_ts: float
+
+
+@dataclass(frozen=True)
+class GpuLatest:
+    """A GPU and its newest stored reading ({"ts", "error", <metric>...}), None if none."""
+
+    gpu: GpuRow
+    latest: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class GpuBuckets:
+    """A GPU and the rows of history_sql for it, in bucket order."""
+
+    gpu: GpuRow
+    rows: list[tuple[Any, ...]]
+
+
+@dataclass(frozen=True)
+class HistoryRows:
+    """The answer of one history read: the series found, and requested UUIDs not in the file."""
+
+    series: list[GpuBuckets]
+    missing_uuids: list[str] = field(default_factory=list)
+
+
+class _ThreadState(threading.local):
+    """One worker thread's connection and the deadline (time.monotonic seconds) of its call."""
+
+    def __init__(self) -> None:
+        self.conn: sqlite3.Connection | None = None
+        self.ready = False
+        self.deadline = math.inf
+        self.interrupted = False
+
+
+class Store:
+    """Read the SQLite file at db_path, read-only, through a small pool of worker threads."""
+
+    def __init__(
+        self,
+        db_path: Path,
+        *,
+        time_limit_s: float = QUERY_TIME_LIMIT_S,
+        workers: int = WORKERS,
+    ) -> None:
+        self._db_path = db_path
+        self._uri = db_path.resolve().as_uri() + "?mode=ro"
+        self._time_limit_s = time_limit_s
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pcw-read")
+        self._state = _ThreadState()
+        self._connections: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._closing = False
+
+    @property
+    def db_path(self) -> Path:
+        """Return the path of the SQLite file."""
+        return self._db_path
+
+    async def gpus_with_latest(self) -> list[GpuLatest]:
+        """Return every GPU in the file with its newest reading; [] before the file exists."""
+        return await self.call(_read_gpus_with_latest, [])
+
+    async def history(
+        self,
+        gpu_uuids: Sequence[str],
+        first_bucket: int,
+        bucket_count: int,
+        step_s: int,
+        metrics: Sequence[str],
+    ) -> HistoryRows:
+        """Return the rows of the buckets first_bucket.. (each step_s seconds) of the named GPUs.
+
+        Whole buckets are read, so a bucket's value never depends on where the range cut it.
+        With no UUIDs, every GPU whose first..last reading overlaps the buckets is chosen.
+        """
+
+        def job(conn: sqlite3.Connection) -> HistoryRows:
+            return _read_history(conn, gpu_uuids, first_bucket, bucket_count, step_s, metrics)
+
+        return await self.call(job, HistoryRows([], list(gpu_uuids)))
+
+    async def newest_ts(self) -> float | None:
+        """Return the newest reading time (UTC epoch seconds) the writer recorded, if any."""
+        return await self.call(_read_newest_ts, None)
+
+    def file_bytes(self) -> int | None:
+        """Return the size in bytes of the file and its -wal, or None when there is no file."""
+        try:
+            size = self._db_path.stat().st_size
+        except OSError:
+            return None
+        with suppress(OSError):  # no -wal: the file was checkpointed and closed
+            size += self._db_path.with_name(self._db_path.name + "-wal").stat().st_size
+        return size
+
+    async def call(self, job: Callable[[sqlite3.Connection], T], empty: T) -> T:
+        """Run job(conn) in a worker thread in one read transaction, under the time limit.
+
+        Return `empty` when the file or its tables do not exist yet. Raise QueryTimeoutError
+        when the job runs past the limit, StoreError when SQLite fails.
+        """
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._run, job, empty)
+
+    async def close(self) -> None:
+        """Interrupt running reads, stop the workers and close their connections."""
+        self._closing = True
+        await asyncio.to_thread(self._executor.shutdown, wait=True, cancel_futures=True)
+        with self._lock:
+            connections, self._connections = self._connections, []
+        for conn in connections:
+            conn.close()
+
+    def _run(self, job: Callable[[sqlite3.Connection], T], empty: T) -> T:
+        state = self._state
+        conn = self._connection(state)
+        if conn is None:
+            return empty
+        state.interrupted = False
+        state.deadline = time.monotonic() + self._time_limit_s
+        try:
+            conn.execute("BEGIN")
+            return job(conn)
+        except sqlite3.Error as error:
+            if state.interrupted:
+                raise QueryTimeoutError(
+                    f"the query took longer than {self._time_limit_s:g} s and was stopped"
+                ) from None
+            raise StoreError(f"cannot read {self._db_path}: {error}") from None
+        finally:
+            state.deadline = math.inf  # so that the ROLLBACK itself is never interrupted
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+
+    def _connection(self, state: _ThreadState) -> sqlite3.Connection | None:
+        """Return this thread's connection, or None while the file or its schema is missing."""
+        try:
+            if state.conn is None:
+                if not self._db_path.exists():
+                    return None
+                state.conn = self._open(state)
+            if not state.ready:
+                version = schema_version(state.conn)
+                if version == 0:
+                    return None  # the writer has created the file but not its tables yet
+                if version > SCHEMA_VERSION:
+                    logger.warning(
+                        "%s has schema version %d, newer than %d; reading it anyway",
+                        self._db_path,
+                        version,
+                        SCHEMA_VERSION,
+                    )
+                state.ready = True
+        except sqlite3.Error as error:
+            raise StoreError(f"cannot open {self._db_path}: {error}") from None
+        return state.conn
+
+    def _open(self, state: _ThreadState) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            self._uri,
+            uri=True,
+            timeout=BUSY_TIMEOUT_S,
+            isolation_level=None,  # autocommit: transactions are explicit, reads never linger
+            check_same_thread=False,  # used by one worker; closed by close() after they stop
+        )
+
+        def over_time() -> int:
+            if self._closing or time.monotonic() > state.deadline:
+                state.interrupted = True
+                return 1
+            return 0
+
+        conn.set_progress_handler(over_time, PROGRESS_STEPS)
+        with self._lock:
+            self._connections.append(conn)
+        logger.info("opened %s read-only", self._db_path)
+        return conn
+
+
+def _read_gpus(conn: sqlite3.Connection) -> list[GpuRow]:
+    return [GpuRow(*row) for row in conn.execute(GPUS_SQL).fetchall()]
+
+
+def _read_gpus_with_latest(conn: sqlite3.Connection) -> list[GpuLatest]:
+    columns = ("ts", "error", *METRIC_NAMES)
+    answer = []
+    for gpu in _read_gpus(conn):
+        row = conn.execute(LATEST_SQL, (gpu.gpu_id,)).fetchone()
+        answer.append(GpuLatest(gpu, dict(zip(columns, row, strict=True)) if row else None))
+    return answer
+
+
+def _read_history(
+    conn: sqlite3.Connection,
+    gpu_uuids: Sequence[str],
+    first_bucket: int,
+    bucket_count: int,
+    step_s: int,
+    metrics: Sequence[str],
+) -> HistoryRows:
+    last_bucket = first_bucket + bucket_count - 1
+    low_s, high_s = first_bucket * step_s, (last_bucket + 1) * step_s
+    gpus = _read_gpus(conn)
+    if gpu_uuids:
+        by_uuid = {gpu.gpu_uuid: gpu for gpu in gpus}
+        chosen = [by_uuid[uuid] for uuid in gpu_uuids if uuid in by_uuid]
+        missing = [uuid for uuid in gpu_uuids if uuid not in by_uuid]
+    else:
+        chosen = [gpu for gpu in gpus if gpu.last_ts >= low_s and gpu.first_ts < high_s]
+        missing = []
+    sql = history_sql(metrics)
+    series = []
+    for gpu in chosen:
+        rows = conn.execute(sql, (step_s, last_bucket, gpu.gpu_id, low_s, high_s)).fetchall()
+        series.append(GpuBuckets(gpu, rows))
+    return HistoryRows(series, missing)
+
+
+def _read_newest_ts(conn: sqlite3.Connection) -> float | None:
+    return conn.execute(NEWEST_TS_SQL).fetchone()[0]

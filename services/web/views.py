@@ -1,0 +1,127 @@
+"""The HTTP handlers: the page, the JSON API and /healthz. The websocket is in websocket.py."""
+
+from __future__ import annotations
+
+import time
+from functools import cache
+from importlib import metadata
+from typing import Any
+
+import aiohttp_jinja2
+from aiohttp import web
+
+from common.status import read_status
+from services.web.buckets import bucket_span, choose_step_s, fill_buckets
+from services.web.health import HealthInputs, assess
+from services.web.keys import CONFIG, COUNTERS, FEED, HUB, STORE
+from services.web.listing import live_identities, merged_gpus, stored_identity
+from services.web.params import ParamError, parse_history_query
+from services.web.replies import error_reply, json_reply
+from services.web.store import StoreError
+
+PACKAGE = "pycudawatch"
+
+
+@cache
+def package_version() -> str:
+    """Return the installed package's version, or "unknown" when run from a plain checkout."""
+    try:
+        return metadata.version(PACKAGE)
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+async def index(request: web.Request) -> web.Response:
+    """Render the dashboard page; its script fetches the data itself."""
+    config = request.app[CONFIG]
+    context = {
+        "simulated": config.source == "simulated",
+        "host_name": config.host_name,
+        "interval_s": config.interval_s,
+        "version": package_version(),
+    }
+    return aiohttp_jinja2.render_template("index.html", request, context)
+
+
+async def gpus(request: web.Request) -> web.Response:
+    """Answer every known GPU with its identity and latest reading (the live one if newer)."""
+    config = request.app[CONFIG]
+    stored = await request.app[STORE].gpus_with_latest()
+    return json_reply(
+        {
+            "gpus": merged_gpus(stored, request.app[FEED].latest_ticks()),
+            "simulated": config.source == "simulated",
+            "interval_s": config.interval_s,
+        }
+    )
+
+
+async def history(request: web.Request) -> web.Response:
+    """Answer the bucketed series of the asked GPUs between `from` and `to` (epoch seconds)."""
+    try:
+        query = parse_history_query(request.query, now_s=time.time())
+    except ParamError as error:
+        return error_reply(str(error), 400)
+    step_s = choose_step_s(query.from_s, query.to_s, query.points)
+    first_bucket, bucket_count = bucket_span(query.from_s, query.to_s, step_s)
+    rows = await request.app[STORE].history(
+        query.gpu_uuids, first_bucket, bucket_count, step_s, query.metrics
+    )
+    live = live_identities(request.app[FEED].latest_ticks())
+    unknown = [uuid for uuid in rows.missing_uuids if uuid not in live]
+    if unknown:
+        return error_reply(f"gpu={unknown[0]!r} is not a known GPU UUID", 404)
+    series = [
+        {
+            **stored_identity(item.gpu),
+            "buckets": fill_buckets(item.rows, first_bucket, bucket_count, step_s, query.metrics),
+        }
+        for item in rows.series
+    ]
+    # GPUs the live feed knows but the file does not hold yet: no history, so all gaps.
+    low_s, high_s = first_bucket * step_s, (first_bucket + bucket_count) * step_s
+    listed = {entry["gpu_uuid"] for entry in series}
+    wanted = rows.missing_uuids if query.gpu_uuids else list(live)
+    for uuid in wanted:
+        identity, seen_ts = live[uuid]
+        if uuid not in listed and (query.gpu_uuids or low_s <= seen_ts < high_s):
+            buckets = fill_buckets([], first_bucket, bucket_count, step_s, query.metrics)
+            series.append({**identity, "buckets": buckets})
+    series.sort(key=lambda entry: (entry["host"], entry["gpu_index"], entry["gpu_uuid"]))
+    return json_reply({"from": query.from_s, "to": query.to_s, "step_s": step_s, "series": series})
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """Answer 200 when readings flow and the writer is well, else 503; the body says why."""
+    app = request.app
+    config, feed, store = app[CONFIG], app[FEED], app[STORE]
+    newest = feed.newest_tick()
+    interval_s = config.interval_s if newest is None else max(config.interval_s, newest.interval_s)
+    last_tick_ts: float | None = None if newest is None else newest.ts
+    source: str | None = None if newest is None else "live"
+    db_problem: str | None = None
+    db_bytes = store.file_bytes()
+    if db_bytes is None:
+        db_problem = f"the database file {store.db_path} does not exist yet"
+    else:
+        try:
+            stored_ts = await store.newest_ts()
+        except StoreError as error:
+            stored_ts, db_problem = None, str(error)
+        if stored_ts is not None and (last_tick_ts is None or stored_ts > last_tick_ts):
+            last_tick_ts, source = stored_ts, "db"
+    body: dict[str, Any] = assess(
+        HealthInputs(
+            now_s=time.time(),
+            interval_s=interval_s,
+            last_tick_ts=last_tick_ts,
+            last_tick_source=source,
+            writer=read_status(store.db_path),
+            db_bytes=db_bytes,
+            db_problem=db_problem,
+            malformed_messages=feed.malformed_messages,
+            websocket_clients=app[HUB].client_count,
+            internal_errors=app[COUNTERS].internal_errors,
+        )
+    )
+    return json_reply(body, 200 if body["status"] == "ok" else 503)

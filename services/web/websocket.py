@@ -1,0 +1,54 @@
+"""GET /ws: a snapshot of the newest tick of each host on connect, then every tick as it comes."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from aiohttp import hdrs, web
+
+from services.web.keys import FEED, HUB
+from services.web.replies import error_reply
+
+WS_MAX_MESSAGE_BYTES = 4096  # browsers have nothing to say; anything larger closes the socket
+WS_HEARTBEAT_S = 30.0
+WS_CLOSE_TIMEOUT_S = 2.0
+
+
+def origin_allowed(origin: str | None, host: str | None) -> bool:
+    """Return whether a websocket from `origin` may connect to a server reached as `host`.
+
+    No Origin header: a client that is not a browser, allowed. Otherwise the origin's host:port
+    must be the request's Host, so that another site open in the browser cannot read the feed.
+    """
+    if origin is None:
+        return True
+    if not host:
+        return False
+    try:
+        origin_host = urlsplit(origin.strip()).netloc
+    except ValueError:
+        return False
+    return bool(origin_host) and origin_host.lower() == host.strip().lower()
+
+
+async def websocket(request: web.Request) -> web.StreamResponse:
+    """Send the snapshot and then each tick; ignore what the client sends."""
+    origin = request.headers.get(hdrs.ORIGIN)
+    if not origin_allowed(origin, request.host):
+        return error_reply(f"websocket from origin {origin!r} is not allowed", 403)
+    ws = web.WebSocketResponse(
+        compress=False,  # deflate doubles latency and costs ~220 KB per client
+        max_msg_size=WS_MAX_MESSAGE_BYTES,
+        heartbeat=WS_HEARTBEAT_S,
+        timeout=WS_CLOSE_TIMEOUT_S,
+    )
+    await ws.prepare(request)
+    hub = request.app[HUB]
+    # No await between the snapshot and join(): no tick can fall between them.
+    hub.join(ws, request.transport, request.remote or "?", request.app[FEED].snapshot_message())
+    try:
+        async for _message in ws:
+            pass
+    finally:
+        await hub.leave(ws)
+    return ws

@@ -1,0 +1,159 @@
+"""Fixtures of the web tests: a hand-filled SQLite file, configs, and a real ZeroMQ publisher."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import zmq
+
+from common.config import Config, load_config
+from common.messages import GpuReading, Tick
+from common.metrics import METRIC_NAMES
+from common.schema import migrate
+
+# A multiple of 60 s, so that 60-second buckets start at T0.
+T0 = 1_699_999_980.0
+assert T0 % 60 == 0
+
+UUID_A = "GPU-aaaaaaaa-0000-0000-0000-000000000000"
+UUID_B = "GPU-bbbbbbbb-0000-0000-0000-000000000000"
+UUID_C = "GPU-cccccccc-0000-0000-0000-000000000000"
+
+
+def make_config(db_path: Path, **env: str) -> Config:
+    """Return a Config for the web process on db_path; env overrides PCW_* settings."""
+    return load_config(
+        {
+            "PCW_DB_PATH": str(db_path),
+            "PCW_HOST_NAME": "testhost",
+            "PCW_SUBSCRIBE": "tcp://127.0.0.1:1",  # nothing listens there; overridden in live tests
+            "PCW_INTERVAL_S": "10",
+            **env,
+        }
+    )
+
+
+def create_db(path: Path) -> sqlite3.Connection:
+    """Create the schema at path and return a writable autocommit connection."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    migrate(conn)
+    return conn
+
+
+def add_gpu(
+    conn: sqlite3.Connection,
+    gpu_id: int,
+    uuid: str,
+    host: str,
+    index: int,
+    first_ts: float,
+    last_ts: float,
+    name: str = "NVIDIA Test GPU",
+) -> None:
+    """Insert one GPU row."""
+    conn.execute(
+        "INSERT INTO gpus VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (gpu_id, uuid, host, index, name, f"0000:0{index}:00.0", "550.54", first_ts, last_ts),
+    )
+
+
+def add_sample(
+    conn: sqlite3.Connection, gpu_id: int, ts: float, error: str | None = None, **metrics: float
+) -> None:
+    """Insert one reading; metrics not named are NULL."""
+    assert set(metrics) <= set(METRIC_NAMES)
+    columns = ", ".join(("gpu_id", "ts", "error", *METRIC_NAMES))
+    values = (gpu_id, ts, error, *(metrics.get(name) for name in METRIC_NAMES))
+    conn.execute(f"INSERT INTO samples ({columns}) VALUES ({', '.join('?' * len(values))})", values)
+
+
+def fill_fixture(conn: sqlite3.Connection) -> None:
+    """Write the readings the tests compute against by hand (see test_history_values)."""
+    add_gpu(conn, 1, UUID_A, "alpha", 0, T0 - 10, T0 + 300)
+    add_gpu(conn, 2, UUID_B, "alpha", 1, T0 + 130, T0 + 130, name="<b>GPU & co</b>")
+    add_gpu(conn, 3, UUID_C, "beta", 0, T0 - 100_000, T0 - 90_000)
+    add_sample(conn, 1, T0 - 10, util_gpu_pct=99)  # before the range
+    # bucket 0 [T0, T0+60): two readings and an errored row; fan_pct never read
+    add_sample(conn, 1, T0, util_gpu_pct=10, temp_c=50, power_w=100.0, mem_used_bytes=1000)
+    add_sample(conn, 1, T0 + 10, util_gpu_pct=20, temp_c=52, power_w=110.5, mem_used_bytes=3000)
+    add_sample(conn, 1, T0 + 20, error="GPU is lost")
+    # bucket 1 [T0+60, T0+120): nothing, a gap
+    # bucket 2 [T0+120, T0+180): fan_pct in one row of two
+    add_sample(conn, 1, T0 + 120, util_gpu_pct=30, fan_pct=40)
+    add_sample(conn, 1, T0 + 130, util_gpu_pct=60)
+    # bucket 3: a zero that must stay a zero
+    add_sample(conn, 1, T0 + 180, util_gpu_pct=0)
+    # bucket 4: the last moment of the range
+    add_sample(conn, 1, T0 + 299.5, util_gpu_pct=100)
+    add_sample(conn, 1, T0 + 300, util_gpu_pct=77, temp_c=61)  # after the range; the latest
+    add_sample(conn, 2, T0 + 130, util_gpu_pct=5, temp_c=40)
+    add_sample(conn, 3, T0 - 90_000, util_gpu_pct=1)
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    """Return the path of a closed SQLite file holding the fixture readings."""
+    path = tmp_path / "gpu_stats.db"
+    conn = create_db(path)
+    fill_fixture(conn)
+    conn.close()
+    return path
+
+
+@pytest.fixture
+def config(db_path: Path) -> Config:
+    """Return a Config reading the fixture file."""
+    return make_config(db_path)
+
+
+@pytest.fixture
+def publisher() -> Iterator[tuple[zmq.Socket, str]]:
+    """Return a ZeroMQ PUB socket bound to a free loopback port, and its endpoint."""
+    context = zmq.Context()
+    socket = context.socket(zmq.PUB)
+    socket.setsockopt(zmq.LINGER, 0)
+    socket.bind("tcp://127.0.0.1:*")
+    endpoint = socket.getsockopt(zmq.LAST_ENDPOINT).decode()
+    yield socket, endpoint
+    socket.close(linger=0)
+    context.term()
+
+
+def make_tick(
+    host: str = "alpha", seq: int = 0, ts: float = T0 + 400, gpu_count: int = 1, **metrics: float
+) -> Tick:
+    """Return a tick of `gpu_count` GPUs of host, each with the given metrics."""
+    gpus = [
+        GpuReading(
+            index=index,
+            uuid=UUID_A if index == 0 else f"GPU-live-{host}-{index}",
+            name="NVIDIA Test GPU",
+            **metrics,
+        )
+        for index in range(gpu_count)
+    ]
+    return Tick(
+        host=host,
+        sampler_id="test",
+        seq=seq,
+        ts=ts,
+        interval_s=10.0,
+        driver_version="550.54",
+        gpus=gpus,
+    )
+
+
+async def wait_until(
+    predicate: Callable[[], bool], timeout_s: float = 5.0, what: str = "condition"
+) -> None:
+    """Poll predicate() every 10 ms until it is true; fail after timeout_s."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.01)

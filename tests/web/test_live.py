@@ -1,0 +1,272 @@
+"""The live path: real ZeroMQ into the app, out over websockets; and /healthz."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import aiohttp
+import pytest
+
+from common.messages import TOPIC, Tick
+from common.status import WriterStatus, write_status
+from services.web.app import create_app
+from services.web.keys import COUNTERS, FEED, HUB
+from tests.web.conftest import UUID_A, add_gpu, create_db, make_config, make_tick, wait_until
+
+
+@pytest.fixture
+def live_config(db_path, publisher):
+    _socket, endpoint = publisher
+    return make_config(db_path, PCW_SUBSCRIBE=endpoint)
+
+
+@pytest.fixture
+async def live_client(aiohttp_client, live_config, publisher):
+    client = await aiohttp_client(create_app(live_config))
+    await feed_connected(client.app, publisher[0])
+    return client
+
+
+async def feed_connected(app, pub) -> None:
+    """Publish probe ticks until the app's SUB socket receives one (PUB drops until then)."""
+    feed = app[FEED]
+    start = feed.received_ticks
+    for seq in range(500):
+        pub.send_multipart(make_tick(host="probe", seq=seq, ts=time.time()).to_frames())
+        await asyncio.sleep(0.01)
+        if feed.received_ticks > start:
+            return
+    raise AssertionError("the live feed never received a tick")
+
+
+async def receive_json(ws: aiohttp.ClientWebSocketResponse, timeout_s: float = 5.0) -> dict:
+    message = await ws.receive(timeout=timeout_s)
+    assert message.type == aiohttp.WSMsgType.TEXT, message
+    return json.loads(message.data)
+
+
+async def receive_tick(ws, host: str, timeout_s: float = 5.0) -> dict:
+    """Return the next tick message of `host`, skipping probes."""
+    while True:
+        body = await receive_json(ws, timeout_s)
+        if body["type"] == "tick" and body["tick"]["host"] == host:
+            return body
+
+
+async def test_snapshot_on_connect_then_ticks_reach_two_clients(live_client, publisher):
+    pub = publisher[0]
+    pub.send_multipart(make_tick(host="alpha", seq=1, ts=time.time(), util_gpu_pct=12).to_frames())
+    await wait_until(lambda: "alpha" in {t.host for t in live_client.app[FEED].latest_ticks()})
+
+    first = await live_client.ws_connect("/ws")
+    second = await live_client.ws_connect("/ws")
+    for ws in (first, second):
+        snapshot = await receive_json(ws)
+        assert snapshot["type"] == "snapshot"
+        hosts = [tick["host"] for tick in snapshot["ticks"]]
+        assert hosts == sorted(hosts) and "alpha" in hosts
+        alpha = next(t for t in snapshot["ticks"] if t["host"] == "alpha")
+        assert alpha["gpus"][0]["util_gpu_pct"] == 12
+    assert live_client.app[HUB].client_count == 2
+
+    tick = make_tick(host="alpha", seq=2, ts=time.time(), util_gpu_pct=34, temp_c=55)
+    pub.send_multipart(tick.to_frames())
+    got = [await receive_tick(ws, "alpha") for ws in (first, second)]
+    assert got[0] == got[1]
+    assert set(got[0]["tick"]) == set(Tick.__struct_fields__)
+    assert got[0]["tick"]["seq"] == 2
+    assert got[0]["tick"]["gpus"][0]["util_gpu_pct"] == 34
+    assert got[0]["tick"]["gpus"][0]["fan_pct"] is None
+    await first.close()
+    await second.close()
+    await wait_until(lambda: live_client.app[HUB].client_count == 0)
+
+
+async def test_a_live_gpu_shows_before_the_writer_flushes(live_client, publisher):
+    now = time.time()
+    pub = publisher[0]
+    pub.send_multipart(make_tick(host="alpha", seq=1, ts=now, gpu_count=2, temp_c=70).to_frames())
+    await wait_until(lambda: "alpha" in {t.host for t in live_client.app[FEED].latest_ticks()})
+    gpus = (await (await live_client.get("/api/v1/gpus")).json())["gpus"]
+    by_uuid = {g["gpu_uuid"]: g for g in gpus}
+    assert by_uuid[UUID_A]["latest"]["ts"] == now  # newer than the file's reading
+    assert by_uuid[UUID_A]["latest"]["temp_c"] == 70
+    assert by_uuid[UUID_A]["first_ts"] < now  # kept from the file
+    assert by_uuid["GPU-live-alpha-1"]["latest"]["temp_c"] == 70  # not in the file at all
+    assert [g["host"] for g in gpus] == sorted(g["host"] for g in gpus)
+    history = await live_client.get("/api/v1/history", params={"gpu": "GPU-live-alpha-1"})
+    assert history.status == 200
+    assert all(b["count"] == 0 for b in (await history.json())["series"][0]["buckets"])
+
+
+async def test_a_stalled_client_is_dropped_and_the_others_go_on(
+    aiohttp_client, live_config, publisher
+):
+    app = create_app(live_config, send_queue_size=2)
+    client = await aiohttp_client(app)
+    pub = publisher[0]
+    await feed_connected(app, pub)
+    stalled = await client.ws_connect("/ws")  # never reads a message
+    reader = await client.ws_connect("/ws")
+    received: list[int] = []
+
+    async def read_all() -> None:
+        while True:
+            message = await reader.receive()
+            if message.type != aiohttp.WSMsgType.TEXT:
+                return
+            body = json.loads(message.data)
+            if body["type"] == "tick" and body["tick"]["host"] == "big":
+                received.append(body["tick"]["seq"])
+
+    reading = asyncio.create_task(read_all())
+    # ~350 KB of JSON per tick fills the stalled socket's buffers within a few dozen ticks
+    # (paced by the reader, so that only the stalled client can fall behind)
+    seq = 0
+    while app[HUB].dropped_clients == 0 and seq < 400:
+        big = make_tick(host="big", seq=seq, ts=time.time(), gpu_count=1024, util_gpu_pct=50)
+        pub.send_multipart(big.to_frames())
+        await wait_until(lambda n=seq: n in received, timeout_s=10, what=f"tick {seq} to arrive")
+        seq += 1
+    assert app[HUB].dropped_clients == 1
+    pub.send_multipart(make_tick(host="big", seq=seq, ts=time.time()).to_frames())
+    await wait_until(lambda: seq in received, timeout_s=10, what="the reader to get every tick")
+    assert received == list(range(seq + 1))  # nothing skipped for the one that keeps up
+    assert app[HUB].client_count == 1
+    reading.cancel()
+    await reader.close()
+    stalled_close = await stalled.receive(timeout=10)  # its queue is long gone: it gets the close
+    assert stalled_close.type in (
+        aiohttp.WSMsgType.TEXT,
+        aiohttp.WSMsgType.CLOSE,
+        aiohttp.WSMsgType.CLOSED,
+        aiohttp.WSMsgType.ERROR,
+    )
+
+
+async def test_a_burst_from_many_hosts_drops_nobody(live_client, publisher):
+    """Every host of a hub ticks at :00: far more messages at once than a send queue holds."""
+    ws = await live_client.ws_connect("/ws")
+    assert (await receive_json(ws))["type"] == "snapshot"
+    hosts = [f"node{k:02d}" for k in range(60)]
+    now = time.time()
+    for seq, host in enumerate(hosts):
+        publisher[0].send_multipart(make_tick(host=host, seq=seq, ts=now).to_frames())
+    seen = []
+    while len(seen) < len(hosts):
+        body = await receive_json(ws)
+        if body["type"] == "tick" and body["tick"]["host"].startswith("node"):
+            seen.append(body["tick"]["host"])
+    assert seen == hosts
+    assert live_client.app[HUB].dropped_clients == 0
+    await ws.close()
+
+
+async def test_a_foreign_origin_is_refused(live_client):
+    with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+        await live_client.ws_connect("/ws", headers={"Origin": "http://evil.example"})
+    assert refused.value.status == 403
+    with pytest.raises(aiohttp.WSServerHandshakeError):
+        await live_client.ws_connect("/ws", headers={"Origin": "null"})
+    own = f"http://{live_client.host}:{live_client.port}"
+    ws = await live_client.ws_connect("/ws", headers={"Origin": own})
+    assert (await receive_json(ws))["type"] == "snapshot"
+    await ws.close()
+
+
+async def test_a_malformed_message_is_counted_and_the_feed_goes_on(live_client, publisher):
+    pub = publisher[0]
+    ws = await live_client.ws_connect("/ws")
+    assert (await receive_json(ws))["type"] == "snapshot"
+    pub.send_multipart([TOPIC, b"1", b"\xc1 not msgpack"])
+    pub.send_multipart([TOPIC, b"9", make_tick().to_frames()[2]])
+    pub.send_multipart([TOPIC, b"1"])
+    feed = live_client.app[FEED]
+    await wait_until(lambda: feed.malformed_messages == 3, what="3 malformed messages")
+    pub.send_multipart(make_tick(host="alpha", seq=7, ts=time.time()).to_frames())
+    assert (await receive_tick(ws, "alpha"))["tick"]["seq"] == 7
+    health = await (await live_client.get("/healthz")).json()
+    assert health["malformed_messages"] == 3
+    await ws.close()
+
+
+async def test_shutdown_tells_websockets_going_away(aiohttp_client, live_config):
+    client = await aiohttp_client(create_app(live_config))
+    ws = await client.ws_connect("/ws")
+    assert (await receive_json(ws))["type"] == "snapshot"
+    await client.app.shutdown()
+    message = await ws.receive(timeout=5)
+    assert message.type == aiohttp.WSMsgType.CLOSE
+    assert message.data == aiohttp.WSCloseCode.GOING_AWAY
+
+
+async def test_client_messages_are_ignored_and_size_capped(live_client):
+    ws = await live_client.ws_connect("/ws")
+    assert (await receive_json(ws))["type"] == "snapshot"
+    await ws.send_str("hello")
+    await ws.send_str("x" * 10_000)
+    message = await ws.receive(timeout=5)
+    assert message.type == aiohttp.WSMsgType.CLOSE
+    assert message.data == aiohttp.WSCloseCode.MESSAGE_TOO_BIG
+    assert live_client.app[COUNTERS].internal_errors == 0
+
+
+def fresh_status(now: float, **changes) -> WriterStatus:
+    return WriterStatus(**{"state": "ok", "updated_ts": now, "started_ts": now - 60, **changes})
+
+
+async def test_healthz_is_503_without_writer_status_or_with_an_old_tick(aiohttp_client, config):
+    client = await aiohttp_client(create_app(config))
+    response = await client.get("/healthz")
+    assert response.status == 503
+    body = await response.json()
+    assert body["status"] == "down"  # the fixture's newest reading is from 2023
+    assert body["last_tick_source"] == "db"
+    assert body["last_tick_age_s"] > 3600
+    assert body["writer"]["state"] is None
+    assert body["db_bytes"] > 0
+    assert any("writer" in p for p in body["problems"])
+    assert any("old" in p for p in body["problems"])
+
+
+async def test_healthz_is_200_when_fresh_and_503_when_the_writer_is_not(aiohttp_client, tmp_path):
+    db_path = tmp_path / "fresh.db"
+    now = time.time()
+    conn = create_db(db_path)
+    add_gpu(conn, 1, UUID_A, "alpha", 0, now - 600, now - 5)
+    conn.close()
+    write_status(db_path, fresh_status(now))
+    client = await aiohttp_client(create_app(make_config(db_path)))
+    response = await client.get("/healthz")
+    body = await response.json()
+    assert response.status == 200, body
+    assert body["status"] == "ok"
+    assert body["problems"] == []
+    assert 4 < body["last_tick_age_s"] < 60
+    assert body["writer"]["state"] == "ok"
+    wal = db_path.with_name(db_path.name + "-wal")
+    wal_bytes = wal.stat().st_size if wal.exists() else 0
+    assert body["db_bytes"] == db_path.stat().st_size + wal_bytes
+
+    write_status(db_path, fresh_status(now, state="degraded", last_error="disk full"))
+    body = await (await client.get("/healthz")).json()
+    assert body["status"] == "degraded"
+    assert any("disk full" in p for p in body["problems"])
+
+    write_status(db_path, fresh_status(now - 3600))
+    response = await client.get("/healthz")
+    assert response.status == 503
+    assert any("status is" in p for p in (await response.json())["problems"])
+
+
+async def test_healthz_counts_the_live_feed_first(live_client, publisher, db_path):
+    write_status(db_path, fresh_status(time.time()))
+    publisher[0].send_multipart(make_tick(host="alpha", seq=1, ts=time.time()).to_frames())
+    await wait_until(lambda: "alpha" in {t.host for t in live_client.app[FEED].latest_ticks()})
+    response = await live_client.get("/healthz")
+    body = await response.json()
+    assert response.status == 200, body
+    assert body["last_tick_source"] == "live"
+    assert body["last_tick_age_s"] < 5
