@@ -58,7 +58,8 @@ def _choice(allowed: tuple[str, ...]) -> Callable[[str], str]:
 
 def _number(kind: type[int] | type[float], low: float, high: float) -> Callable[[str], float]:
     def parse(text: str) -> float:
-        rule = f"{'an integer' if kind is int else 'a number'} from {low:g} to {high:g}"
+        bounds = f"{low:d} to {high:d}" if kind is int else f"{low:g} to {high:g}"
+        rule = f"{'an integer' if kind is int else 'a number'} from {bounds}"
         try:
             value = kind(text.strip())
         except ValueError:

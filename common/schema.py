@@ -54,8 +54,35 @@ CREATE TABLE positions (
 );
 """
 
+# Rollups: per GPU and aligned bucket of `level` seconds, the row count and, per metric, the sum,
+# count of non-null values and maximum, so that a mean over any union of buckets is exact.
+ROLLUP_LEVELS_S: tuple[int, ...] = (60, 600, 3600)
+
+
+def rollup_table(level_s: int) -> str:
+    """Return the table name of a rollup level."""
+    return f"rollup_{level_s}"
+
+
+_ROLLUP_COLUMNS = ",\n    ".join(
+    f"{m.name}_sum {m.sql_type}, {m.name}_n INTEGER NOT NULL, {m.name}_max {m.sql_type}"
+    for m in METRICS
+)
+_V3 = "ALTER TABLE gpus ADD COLUMN interval_s REAL;\n" + "".join(
+    f"""
+CREATE TABLE {rollup_table(level_s)} (
+    gpu_id INTEGER NOT NULL,
+    ts REAL NOT NULL,
+    n INTEGER NOT NULL,
+    {_ROLLUP_COLUMNS},
+    PRIMARY KEY (gpu_id, ts)
+) WITHOUT ROWID;
+"""
+    for level_s in ROLLUP_LEVELS_S
+)
+
 # Each entry moves the file from user_version == its position to position + 1. Append only.
-MIGRATIONS: tuple[str, ...] = (_V1, _V2)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -1,4 +1,4 @@
-"""Shared fixtures: a ZeroMQ context, and settings built the way the processes build them."""
+"""Shared fixtures: a ZeroMQ context, and fake clocks to inject instead of sleeping."""
 
 from __future__ import annotations
 
@@ -13,3 +13,31 @@ def zmq_context() -> Iterator[zmq.Context]:
     context = zmq.Context()
     yield context
     context.destroy(linger=0)
+
+
+class FakeClock:
+    """A wall clock (UTC epoch seconds) and a monotonic clock that move only when told to."""
+
+    def __init__(self, wall_s: float = 1_700_000_000.0, monotonic_s: float = 1000.0) -> None:
+        self.wall_s = wall_s
+        self.monotonic_s = monotonic_s
+
+    def wall(self) -> float:
+        return self.wall_s
+
+    def monotonic(self) -> float:
+        return self.monotonic_s
+
+    def advance(self, seconds: float) -> None:
+        """Let time pass: both clocks move together."""
+        self.wall_s += seconds
+        self.monotonic_s += seconds
+
+    def step_wall(self, seconds: float) -> None:
+        """Step the wall clock alone, as NTP or an admin does; the monotonic clock is untouched."""
+        self.wall_s += seconds
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import random
@@ -86,7 +87,7 @@ def test_writer_down_longer_than_the_replay_buffer_reports_the_gap(tmp_path, rep
 
         def gap_reported() -> bool:
             status = read_status(stack.db_path)
-            return status is not None and status.replay_gaps == 1 and status.buffered_ticks == 0
+            return status is not None and status.replay_gaps == 1
 
         wait_until(gap_reported, 20, "the writer to report one replay gap", stack)
         time.sleep(3 * INTERVAL_S)
@@ -94,7 +95,7 @@ def test_writer_down_longer_than_the_replay_buffer_reports_the_gap(tmp_path, rep
         logs = stack.logs()
 
     status = read_status(stack.db_path)
-    expected, missing, duplicated = _missing_and_duplicated(stack)
+    _expected, missing, duplicated = _missing_and_duplicated(stack)
     assert "cannot be filled: it has left the sampler's replay buffer" in logs
     assert status.lost_ticks >= 12 - replay_ticks  # the ticks that left the buffer
     # the readings lost are exactly the ticks given up, for each of the 2 GPUs: no invented points
@@ -103,5 +104,5 @@ def test_writer_down_longer_than_the_replay_buffer_reports_the_gap(tmp_path, rep
     # the ticks the sampler still held were replayed: the newest stored tick before the restart
     # is followed by the buffer's ticks, not by a second gap
     stored = [ts for (ts,) in stack.query("SELECT DISTINCT ts FROM readings ORDER BY ts")]
-    steps = [round((b - a) / INTERVAL_S) for a, b in zip(stored, stored[1:], strict=False)]
+    steps = [round((b - a) / INTERVAL_S) for a, b in itertools.pairwise(stored)]
     assert sum(1 for step in steps if step > 1) == 1, json.dumps(steps)

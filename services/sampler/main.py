@@ -5,11 +5,8 @@ from __future__ import annotations
 import logging
 import os
 import resource
-import signal
-import socket as pysocket
 import time
 import uuid
-from types import FrameType
 
 import zmq
 
@@ -19,6 +16,7 @@ from common.schedule import AlignedSchedule
 from services.sampler.nvml import GpuReader, NvmlUnavailableError, load_nvml
 from services.sampler.replay import ReplayBuffer, serve_pending
 from services.sampler.ticks import build_tick
+from services.wakeup import StopFlag
 
 log = logging.getLogger("services.sampler")
 
@@ -45,27 +43,13 @@ class Sampler:
         self.sampler_id = uuid.uuid4().hex[:16]
         self.replay = ReplayBuffer(self.sampler_id, config.replay_ticks)
         self.seq = 0
-        self.stopping = False
-        # a signal writes to this pair, so that a poll of many seconds ends at once
-        self._wake_read, self._wake_write = pysocket.socketpair()
-        self._wake_write.setblocking(False)
+        self.stop = StopFlag()
         self._poller = zmq.Poller()
         self._poller.register(replayer, zmq.POLLIN)
-        self._poller.register(self._wake_read, zmq.POLLIN)
+        self.stop.register(self._poller)
         self._stats_since_cpu_s = _cpu_s()
         self._stats_since_ticks = 0
         self._stats_at = time.monotonic() + STATS_EVERY_S
-
-    def install_signal_handlers(self) -> None:
-        """Make SIGTERM and SIGINT stop the loop after its current step."""
-        signal.set_wakeup_fd(self._wake_write.fileno(), warn_on_full_buffer=False)
-        signal.signal(signal.SIGTERM, self.request_stop)
-        signal.signal(signal.SIGINT, self.request_stop)
-
-    def request_stop(self, signum: int, _frame: FrameType | None = None) -> None:
-        """Ask the loop to finish its step and exit (signal handler: only sets a flag)."""
-        log.info("signal %d: stopping after the current step", signum)
-        self.stopping = True
 
     def wait_for_slot(self) -> float | None:
         """Sleep until the next aligned slot, answering replay requests meanwhile.
@@ -73,15 +57,15 @@ class Sampler:
         Return the slot's time, or None when asked to stop.
         """
         tick_ts, deadline = self.schedule.next_tick()
-        while not self.stopping:
+        while not self.stop.stopping:
             remaining_s = deadline - time.monotonic()
             if remaining_s <= 0:
                 return tick_ts
-            events = dict(self._poller.poll(remaining_s * 1000))
-            if self.replayer in events:
-                serve_pending(self.replayer, self.replay)
-            if self._wake_read.fileno() in events:
-                self._wake_read.recv(4096)
+            for polled, _ in self._poller.poll(remaining_s * 1000):
+                if polled is self.replayer:
+                    serve_pending(self.replayer, self.replay)
+                elif self.stop.is_source(polled):
+                    self.stop.drain()
         return None
 
     def tick(self, tick_ts: float) -> None:
@@ -158,7 +142,7 @@ def main() -> int:
             log.critical("cannot bind %s (from PCW_PUB_ENDPOINT): %s", endpoint, error)
             return 1
         sampler = Sampler(config, reader, publisher, replayer)
-        sampler.install_signal_handlers()
+        sampler.stop.install()
         log.info(
             "sampler %s publishing on %s (replay on %s) every %g s (%s)",
             sampler.sampler_id,

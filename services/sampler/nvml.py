@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 DRIVER_LEVEL_CODES = frozenset({1, 9, 12, 18})  # uninitialised, not loaded, no library, mismatch
 GPU_LOST_CODES = frozenset({15, 16})  # GPU is lost, GPU requires reset
 PSTATE_UNKNOWN = 32
+ERROR_TEXT_CHARS = 256  # the codec's limit on text
 REINIT_BACKOFF_S = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
 
 
@@ -147,6 +148,7 @@ class GpuReader:
             log.warning("driver version not available: %s", error)
 
     def _session_failed(self, message: str) -> None:
+        message = message[:ERROR_TEXT_CHARS]
         delay_s = REINIT_BACKOFF_S[min(self._failures, len(REINIT_BACKOFF_S) - 1)]
         self._failures += 1
         self._retry_at = self._monotonic() + delay_s
@@ -201,6 +203,7 @@ class GpuReader:
         return reading
 
     def _lost(self, index: int, message: str) -> GpuReading | None:
+        message = message[:ERROR_TEXT_CHARS]
         identity = self._identities.get(index)
         if index not in self._lost_logged:
             log.error("GPU %d (%s): %s", index, identity.uuid if identity else "?", message)

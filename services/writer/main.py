@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import sqlite3
 import time
 from collections.abc import Callable
-from types import FrameType
 
 import zmq
 
@@ -17,6 +15,7 @@ from common.messages import DecodeError, Tick
 from common.replay import ReplayError, ReplayRequest
 from common.schedule import AlignedSchedule
 from common.status import WriterStatus, write_status
+from services.wakeup import StopFlag
 from services.writer.batch import PendingBatch
 from services.writer.sequences import SequenceTracker
 from services.writer.sources import Source, open_source, parse_end, retry_overdue, settle
@@ -27,11 +26,11 @@ log = logging.getLogger("services.writer")
 MAX_BATCH_ROWS = 5000
 MAX_BATCH_AGE_S = 0.5
 MAX_BUFFERED_TICKS = 20_000
-STATUS_EVERY_S = 5.0
+STATUS_EVERY_S = 10.0
 RETRY_BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 MALFORMED_LOG_EVERY_S = 10.0
+MAINTENANCE_RETRY_S = 300.0
 STOP_FLUSH_BUDGET_S = 20.0  # within supervisord's stopwaitsecs (30 s)
-MAX_POLL_S = 1.0
 MAX_MESSAGES_PER_STEP = 10_000  # so that a flood never starves the flush
 
 
@@ -50,6 +49,8 @@ class Writer:
         self.sources = sources
         self.store = store
         self.poller = zmq.Poller()
+        self.stop = StopFlag()
+        self.stop.register(self.poller)
         self._by_socket: dict[zmq.Socket, Source] = {}
         for source in sources:
             for socket in (source.subscriber, source.replayer):
@@ -61,8 +62,7 @@ class Writer:
         self.monotonic = monotonic
         self.batch = PendingBatch(MAX_BATCH_ROWS, MAX_BATCH_AGE_S, MAX_BUFFERED_TICKS)
         self.maintenance = AlignedSchedule(config.maintenance_s, wall, monotonic)
-        self.maintenance_due = self.maintenance.next_tick()[1]
-        self.stopping = False
+        self.maintenance_slot_ts, self.maintenance_due = self.maintenance.next_tick()
         self.failures = 0
         self.retry_at = 0.0
         self.status_at = 0.0
@@ -76,11 +76,6 @@ class Writer:
         self.last_flush_ts: float | None = None
         self.last_maintenance_ts: float | None = None
         self.started_ts = wall()
-
-    def request_stop(self, signum: int, _frame: FrameType | None = None) -> None:
-        """Ask the loop to flush and exit (signal handler: only sets a flag)."""
-        log.info("signal %d: flushing and stopping", signum)
-        self.stopping = True
 
     # -- steps -----------------------------------------------------------------------------
 
@@ -96,6 +91,9 @@ class Writer:
         events = self.poller.poll(max(0, int(timeout_s * 1000)))
         taken = 0
         for socket, _ in events:
+            if self.stop.is_source(socket):
+                self.stop.drain()
+                continue
             source = self._by_socket[socket]
             while taken < MAX_MESSAGES_PER_STEP:
                 try:
@@ -181,12 +179,14 @@ class Writer:
         """Purge readings past the retention, then VACUUM, when the aligned slot has come."""
         if self.monotonic() < self.maintenance_due:
             return False
-        self.maintenance_due = self.maintenance.next_tick()[1]
+        self.maintenance.mark_done(self.maintenance_slot_ts)  # never the same slot twice
+        self.maintenance_slot_ts, self.maintenance_due = self.maintenance.next_tick()
         cutoff_ts = self.wall() - self.config.retention_s
         try:
             result = self.store.purge(cutoff_ts)
         except (sqlite3.Error, OSError) as error:
             self._failed(f"purge failed: {error}")
+            self.maintenance_due = min(self.maintenance_due, self.monotonic() + MAINTENANCE_RETRY_S)
             return False
         self.last_maintenance_ts = self.wall()
         log.info(
@@ -236,7 +236,7 @@ class Writer:
     def step(self) -> None:
         """Run one round: receive until something is due, then flush, maintain, report."""
         now = self.monotonic()
-        deadlines = [self.maintenance_due, self.status_at, now + MAX_POLL_S]
+        deadlines = [self.maintenance_due, self.status_at]
         if self.replay_due is not None:
             deadlines.append(self.replay_due)
         if len(self.batch):
@@ -251,7 +251,7 @@ class Writer:
     def run(self) -> None:
         """Step until asked to stop, then take what has arrived and flush it all."""
         self.report_status(force=True)
-        while not self.stopping:
+        while not self.stop.stopping:
             self.step()
         self.shutdown()
 
@@ -303,8 +303,7 @@ def main() -> int:
     with zmq.Context() as context:
         sources = [open_source(context, endpoint) for endpoint in config.subscribe]
         writer = Writer(config, sources, Store(config.db_path))
-        signal.signal(signal.SIGTERM, writer.request_stop)
-        signal.signal(signal.SIGINT, writer.request_stop)
+        writer.stop.install()
         log.info(
             "writer subscribed to %s, storing in %s", ", ".join(config.subscribe), config.db_path
         )

@@ -11,7 +11,8 @@ from pathlib import Path
 
 from common.messages import GpuReading, Tick
 from common.metrics import METRIC_NAMES
-from common.schema import migrate
+from common.schema import ROLLUP_LEVELS_S, migrate, rollup_table
+from services.writer import rollups
 
 log = logging.getLogger(__name__)
 
@@ -22,14 +23,16 @@ _INSERT_SAMPLE = (
     f"VALUES (?, ?, ?, {', '.join('?' for _ in METRIC_NAMES)})"
 )
 _UPSERT_GPU = """
-INSERT INTO gpus
-    (gpu_uuid, host, gpu_index, gpu_name, pci_bus_id, driver_version, first_ts, last_ts)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+INSERT INTO gpus (
+    gpu_uuid, host, gpu_index, gpu_name, pci_bus_id, driver_version, first_ts, last_ts, interval_s
+)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (gpu_uuid) DO UPDATE SET
     host = excluded.host, gpu_index = excluded.gpu_index, gpu_name = excluded.gpu_name,
     pci_bus_id = excluded.pci_bus_id,
     driver_version = coalesce(excluded.driver_version, gpus.driver_version),
-    first_ts = min(gpus.first_ts, excluded.first_ts), last_ts = max(gpus.last_ts, excluded.last_ts)
+    first_ts = min(gpus.first_ts, excluded.first_ts), last_ts = max(gpus.last_ts, excluded.last_ts),
+    interval_s = excluded.interval_s
 RETURNING gpu_id
 """
 
@@ -117,6 +120,7 @@ class Store:
                 for gpu in tick.gpus
             ]
             conn.executemany(_INSERT_SAMPLE, rows)
+            rollups.refresh(conn, ticks, gpu_ids)
             if positions:
                 updated_ts = max(tick.ts for tick in ticks)
                 conn.executemany(
@@ -153,6 +157,7 @@ class Store:
                     tick.driver_version,
                     first_ts[uuid],
                     tick.ts,
+                    tick.interval_s,
                 ),
             ).fetchone()[0]
             for uuid, (tick, gpu) in newest.items()
@@ -168,6 +173,11 @@ class Store:
             deleted += conn.execute(  # per GPU, so that the (gpu_id, ts) key bounds the scan
                 "DELETE FROM samples WHERE gpu_id = ? AND ts < ?", (gpu_id, before_ts)
             ).rowcount
+            for level_s in ROLLUP_LEVELS_S:
+                conn.execute(
+                    f"DELETE FROM {rollup_table(level_s)} WHERE gpu_id = ? AND ts < ?",
+                    (gpu_id, before_ts),
+                )
         conn.execute("DELETE FROM gpus WHERE last_ts < ?", (before_ts,))
         conn.execute("DELETE FROM positions WHERE updated_ts < ?", (before_ts,))
         self.close()

@@ -1,0 +1,76 @@
+"""Keep the rollup tables in step with the raw samples, exactly, after each batch.
+
+A batch touches a few buckets per GPU and level; each touched bucket is recomputed whole from
+the level below it (the raw samples for the finest level the GPU's interval allows), so a
+replayed or duplicated reading can never be counted twice.
+"""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+from collections.abc import Iterable
+
+from common.messages import Tick
+from common.metrics import METRIC_NAMES
+from common.schema import ROLLUP_LEVELS_S, rollup_table
+
+RAW = "samples"
+
+
+def levels_for(interval_s: float) -> tuple[int, ...]:
+    """Return the rollup levels (seconds) kept for GPUs sampled every interval_s."""
+    return tuple(level_s for level_s in ROLLUP_LEVELS_S if level_s > interval_s)
+
+
+def _columns() -> str:
+    return ", ".join(f"{m}_sum, {m}_n, {m}_max" for m in METRIC_NAMES)
+
+
+def _from_raw() -> str:
+    return ", ".join(f"sum({m}), count({m}), max({m})" for m in METRIC_NAMES)
+
+
+def _from_rollup() -> str:
+    return ", ".join(f"sum({m}_sum), sum({m}_n), max({m}_max)" for m in METRIC_NAMES)
+
+
+def refresh_sql(level_s: int, source: str) -> str:
+    """Return the statement that recomputes one bucket (gpu_id, bucket_ts) of a level."""
+    aggregates = f"count(*), {_from_raw()}" if source == RAW else f"sum(n), {_from_rollup()}"
+    return (
+        f"INSERT OR REPLACE INTO {rollup_table(level_s)} (gpu_id, ts, n, {_columns()}) "
+        f"SELECT ?1, ?2, {aggregates} FROM {source} "
+        f"WHERE gpu_id = ?1 AND ts >= ?2 AND ts < ?2 + {level_s} HAVING count(*) > 0"
+    )
+
+
+_REFRESH = {
+    (level_s, source): refresh_sql(level_s, source)
+    for level_s in ROLLUP_LEVELS_S
+    for source in (RAW, *map(rollup_table, ROLLUP_LEVELS_S))
+}
+
+
+def touched_buckets(
+    ticks: Iterable[Tick], gpu_ids: dict[str, int]
+) -> dict[int, set[tuple[str, int, float]]]:
+    """Return, per level, the (source table, gpu_id, bucket start) that the ticks changed."""
+    touched: dict[int, set[tuple[str, int, float]]] = {level: set() for level in ROLLUP_LEVELS_S}
+    for tick in ticks:
+        source = RAW
+        for level_s in levels_for(tick.interval_s):
+            bucket_ts = float(math.floor(tick.ts / level_s) * level_s)
+            touched[level_s].update((source, gpu_ids[gpu.uuid], bucket_ts) for gpu in tick.gpus)
+            source = rollup_table(level_s)
+    return touched
+
+
+def refresh(conn: sqlite3.Connection, ticks: list[Tick], gpu_ids: dict[str, int]) -> int:
+    """Recompute every bucket the ticks touched, finest level first; return buckets written."""
+    written = 0
+    for level_s, buckets in sorted(touched_buckets(ticks, gpu_ids).items()):
+        for source, gpu_id, bucket_ts in sorted(buckets):
+            conn.execute(_REFRESH[level_s, source], (gpu_id, bucket_ts))
+            written += 1
+    return written
