@@ -1,0 +1,1011 @@
+/*
+ * pyCudaWatch dashboard: GPU cards, four history charts and the live feed.
+ *
+ * Data flow:
+ *   GET api/v1/gpus            -> cards (identity + latest reading)
+ *   GET api/v1/history         -> chart points, one per server bucket (mean, tooltip shows max)
+ *   WS  ws (snapshot, ticks)   -> cards, and points merged into the same buckets, so a page left
+ *                                 open for days keeps about as many points as one history answer
+ * Times are UTC epoch seconds on the wire and are shown in the browser's time zone.
+ * Text from the machine (GPU and host names, errors) only ever goes through textContent or
+ * Chart.js labels drawn on a canvas, never through HTML parsing.
+ */
+'use strict';
+
+(function dashboard() {
+  const RANGES_S = { '1h': 3600, '6h': 6 * 3600, '24h': 24 * 3600, '7d': 7 * 86400, '30d': 30 * 86400 };
+  const DEFAULT_RANGE = '1h';
+  // Time-axis ticks at round local times: every `every` units (Chart.js skips some if crowded).
+  const AXIS_STEPS = {
+    '1h': { unit: 'minute', every: 10 },
+    '6h': { unit: 'hour', every: 1 },
+    '24h': { unit: 'hour', every: 3 },
+    '7d': { unit: 'day', every: 1 },
+    '30d': { unit: 'day', every: 5 },
+  };
+  const MAX_API_POINTS = 2000;
+  const RING_TICKS = 512; // recent ticks kept to rebuild the newest buckets after a history load
+  const BACKOFF_FIRST_MS = 500;
+  const BACKOFF_MAX_MS = 15000;
+  const OFFLINE_AFTER_MS = 60000; // reconnecting for longer than this shows "offline"
+  const CLOCK_SKEW_MIN_S = 2; // server clock differences below this are latency, not skew
+  const STALE_INTERVALS = 3;
+  const GIB = 1024 ** 3;
+  const MIB = 1024 ** 2;
+  const PALETTE = [
+    '#5aa9e6', '#f4a259', '#7bd389', '#f25f5c', '#c49bff',
+    '#ffe066', '#4ecdc4', '#ff8fd0', '#b8b8b8', '#c8a27a',
+  ];
+  const CHARTS = [
+    { id: 'chart-util', metric: 'util_gpu_pct', unit: '%', scale: 1, digits: 1, min: 0, max: 100 },
+    { id: 'chart-temp', metric: 'temp_c', unit: '°C', scale: 1, digits: 1 },
+    { id: 'chart-mem', metric: 'mem_used_bytes', unit: 'GiB', scale: 1 / GIB, digits: 2, min: 0 },
+    { id: 'chart-power', metric: 'power_w', unit: 'W', scale: 1, digits: 1, min: 0 },
+  ];
+
+  const config = readConfig();
+  const state = {
+    rangeKey: rangeFromUrl(),
+    intervalS: positive(config.interval_s, 60),
+    gpus: new Map(), // uuid -> GPU record (identity, card elements, colour)
+    hosts: new Map(), // host name -> { section, row, alert }
+    charts: [], // { def, chart }
+    ring: [], // recent ticks, oldest first
+    history: null, // { stepS, fromS, toS } of the loaded range
+    historyPending: false,
+    gpusLoaded: false,
+    loadGen: 0,
+    loadAbort: null,
+    clockOffsetS: 0,
+    lastTickTs: null, // newest reading timestamp shown on any card
+    hostTickTs: new Map(), // host -> newest tick timestamp taken into the charts
+    lastLiveTs: null, // newest tick timestamp merged into the charts
+    ws: null,
+    everConnected: false,
+    attempts: 0,
+    downSinceMs: null,
+    reconnectTimer: null,
+    renderQueued: false,
+  };
+
+  // ---------------------------------------------------------------- small helpers
+
+  function readConfig() {
+    const node = document.getElementById('pcw-config');
+    try {
+      return node ? JSON.parse(node.textContent) : {};
+    } catch (error) {
+      return {};
+    }
+  }
+
+  function positive(value, fallback) {
+    return typeof value === 'number' && value > 0 && Number.isFinite(value) ? value : fallback;
+  }
+
+  function isNumber(value) {
+    return typeof value === 'number' && Number.isFinite(value);
+  }
+
+  function rangeFromUrl() {
+    const key = new URLSearchParams(window.location.search).get('range');
+    return Object.prototype.hasOwnProperty.call(RANGES_S, key) ? key : DEFAULT_RANGE;
+  }
+
+  function serverNowS() {
+    return Date.now() / 1000 + state.clockOffsetS;
+  }
+
+  function element(tag, className, text) {
+    const node = document.createElement(tag);
+    if (className) node.className = className;
+    if (text !== undefined) node.textContent = text;
+    return node;
+  }
+
+  const numberFormats = new Map();
+  function formatNumber(value, digits, fixed) {
+    const key = `${digits}/${Boolean(fixed)}`;
+    if (!numberFormats.has(key)) {
+      const options = { maximumFractionDigits: digits, minimumFractionDigits: fixed ? digits : 0 };
+      numberFormats.set(key, new Intl.NumberFormat(undefined, options));
+    }
+    return numberFormats.get(key).format(value);
+  }
+
+  function withUnit(value, unit, digits) {
+    return isNumber(value) ? `${formatNumber(value, digits)} ${unit}` : 'n/a';
+  }
+
+  function formatClock(ms) {
+    return new Date(ms).toLocaleTimeString(undefined, { hour: '2-digit', minute: '2-digit', second: '2-digit' });
+  }
+
+  function formatFull(ms) {
+    return new Date(ms).toLocaleString(undefined, {
+      year: 'numeric', month: 'short', day: 'numeric',
+      hour: '2-digit', minute: '2-digit', second: '2-digit',
+    });
+  }
+
+  function formatDuration(seconds) {
+    if (seconds < 90) return `${formatNumber(seconds, 1)} s`;
+    if (seconds < 5400) return `${formatNumber(seconds / 60, 1)} min`;
+    if (seconds < 129600) return `${formatNumber(seconds / 3600, 1)} h`;
+    return `${formatNumber(seconds / 86400, 1)} d`;
+  }
+
+  function colourFor(position) {
+    if (position < PALETTE.length) return PALETTE[position];
+    const hue = Math.round((position * 137.508) % 360); // golden angle: far from its neighbours
+    return `hsl(${hue}, 65%, 65%)`;
+  }
+
+  // ---------------------------------------------------------------- GPU cards
+
+  function ensureHost(host) {
+    let entry = state.hosts.get(host);
+    if (entry) return entry;
+    const section = element('section', 'host-group mb-3');
+    section.dataset.host = host;
+    const title = element('h2', 'host-title mb-2', host);
+    const alert = element('div', 'alert alert-danger py-1 px-2 small host-error');
+    alert.hidden = true;
+    alert.setAttribute('role', 'alert');
+    const row = element('div', 'row row-cols-1 row-cols-md-2 row-cols-xl-3 row-cols-xxl-4 g-3');
+    section.append(title, alert, row);
+    const container = document.getElementById('gpu-cards');
+    const after = [...state.hosts.keys()].sort().find((other) => other > host);
+    container.insertBefore(section, after ? state.hosts.get(after).section : null);
+    entry = { section, title, alert, row };
+    state.hosts.set(host, entry);
+    const several = state.hosts.size > 1;
+    for (const other of state.hosts.values()) other.title.hidden = !several;
+    document.getElementById('no-gpus').hidden = true;
+    if (several) relabelDatasets();
+    return entry;
+  }
+
+  function setHostError(host, message) {
+    const entry = ensureHost(host);
+    entry.alert.hidden = !message;
+    entry.alert.textContent = message ? `Reading this host failed: ${message}` : '';
+  }
+
+  function metricBlock(label, valueClass, columnClass) {
+    const block = element('div', columnClass);
+    const value = element('div', `metric-value ${valueClass}`, 'n/a');
+    block.append(element('div', 'metric-label', label), value);
+    return { block, value };
+  }
+
+  function barBlock(label, valueClass, barClass) {
+    const block = element('div', 'mt-2');
+    const head = element('div', 'd-flex justify-content-between');
+    const value = element('span', valueClass, 'n/a');
+    head.append(element('span', 'metric-label', label), value);
+    const progress = element('div', 'progress');
+    progress.setAttribute('role', 'progressbar');
+    progress.setAttribute('aria-label', label);
+    progress.setAttribute('aria-valuemin', '0');
+    progress.setAttribute('aria-valuemax', '100');
+    const bar = element('div', `progress-bar ${barClass}`);
+    progress.append(bar);
+    block.append(head, progress);
+    return { block, value, progress, bar };
+  }
+
+  function buildCard(gpu) {
+    const column = element('div', 'col');
+    const card = element('div', 'card gpu-card h-100');
+    card.dataset.gpuUuid = gpu.uuid;
+    card.dataset.state = 'ok';
+    card.style.setProperty('--gpu-color', gpu.colour);
+
+    const header = element('div', 'card-header d-flex align-items-center gap-2');
+    const index = element('span', 'badge text-bg-secondary gpu-index');
+    const name = element('span', 'gpu-name text-truncate fw-semibold');
+    const pstate = element('span', 'badge text-bg-dark border ms-auto gpu-pstate', 'P n/a');
+    pstate.title = 'Performance state (P0 = fastest, P8 and up = idle)';
+    header.append(element('span', 'gpu-swatch'), index, name, pstate);
+
+    const body = element('div', 'card-body py-2');
+    const error = element('div', 'alert alert-danger py-1 px-2 mb-2 small gpu-error');
+    error.hidden = true;
+    error.setAttribute('role', 'alert');
+    const top = element('div', 'd-flex justify-content-between align-items-end');
+    const utilBox = element('div');
+    const util = element('div', 'metric-util', 'n/a');
+    utilBox.append(util, element('div', 'metric-label', 'GPU utilization'));
+    const tempBox = element('div', 'text-end');
+    const temp = element('div', 'fs-5 fw-semibold metric-temp', 'n/a');
+    tempBox.append(temp, element('div', 'metric-label', 'Temperature'));
+    top.append(utilBox, tempBox);
+    const memory = barBlock('Memory', 'metric-mem', 'bg-info');
+    const power = barBlock('Power', 'metric-power', 'bg-warning');
+    const grid = element('div', 'row g-1 mt-2 small metric-grid');
+    const fan = metricBlock('Fan', 'metric-fan', 'col-3');
+    const memUtil = metricBlock('Mem bus', 'metric-util-mem', 'col-3');
+    const clocks = metricBlock('Clocks SM / mem', 'metric-clocks', 'col-6 text-end');
+    memUtil.block.title = 'Memory bus utilization';
+    grid.append(fan.block, memUtil.block, clocks.block);
+    body.append(error, top, memory.block, power.block, grid);
+
+    const footer = element('div', 'card-footer small text-body-secondary d-flex gap-2');
+    const updated = element('span', 'gpu-updated', 'no reading yet');
+    const pci = element('span', 'gpu-pci ms-auto text-truncate');
+    footer.append(updated, pci);
+
+    card.append(header, body, footer);
+    column.append(card);
+    return {
+      column, card, index, name, pstate, error, util, temp, memory, power, updated, pci,
+      fan: fan.value, memUtil: memUtil.value, clocks: clocks.value,
+    };
+  }
+
+  function setIdentity(gpu) {
+    const els = gpu.els;
+    els.index.textContent = `GPU ${gpu.index}`;
+    els.name.textContent = gpu.name;
+    els.name.title = gpu.name;
+    els.pci.textContent = gpu.pci || '';
+    els.pci.title = gpu.pci ? `PCI bus ${gpu.pci} · ${gpu.uuid}` : gpu.uuid;
+  }
+
+  function placeCard(gpu) {
+    const row = ensureHost(gpu.host).row;
+    const next = [...row.children].find((column) => {
+      const other = state.gpus.get(column.firstChild.dataset.gpuUuid);
+      return other && other !== gpu && other.index > gpu.index;
+    });
+    row.insertBefore(gpu.els.column, next || null);
+  }
+
+  function ensureGpu(identity) {
+    const uuid = identity.uuid;
+    if (typeof uuid !== 'string' || !uuid) return null;
+    let gpu = state.gpus.get(uuid);
+    if (!gpu) {
+      gpu = {
+        uuid, host: String(identity.host ?? ''), index: Number(identity.index) || 0,
+        name: String(identity.name ?? uuid), pci: identity.pci ?? null,
+        colour: colourFor(state.gpus.size), hidden: false, lastTs: null, error: null,
+        intervalS: state.intervalS,
+      };
+      gpu.els = buildCard(gpu);
+      state.gpus.set(uuid, gpu);
+      setIdentity(gpu);
+      placeCard(gpu);
+      for (const entry of state.charts) datasetFor(entry, gpu);
+      return gpu;
+    }
+    const name = identity.name == null ? gpu.name : String(identity.name);
+    const pci = identity.pci ?? gpu.pci;
+    if (name !== gpu.name || pci !== gpu.pci) {
+      gpu.name = name;
+      gpu.pci = pci;
+      setIdentity(gpu);
+      relabelDatasets();
+    }
+    return gpu;
+  }
+
+  function setText(node, text) {
+    node.textContent = text;
+    node.classList.toggle('na', text === 'n/a');
+  }
+
+  function setBar(bar, used, total, text) {
+    const known = isNumber(used) && isNumber(total) && total > 0;
+    const pct = known ? Math.max(0, Math.min(100, (100 * used) / total)) : 0;
+    bar.bar.style.width = `${pct}%`;
+    bar.bar.classList.toggle('bg-danger', pct >= 90);
+    bar.progress.setAttribute('aria-valuenow', String(Math.round(pct)));
+    bar.progress.setAttribute('aria-valuetext', text);
+    setText(bar.value, text);
+  }
+
+  function memoryText(used, total) {
+    if (!isNumber(used)) return 'n/a';
+    const unitBytes = Math.max(used, isNumber(total) ? total : 0) >= GIB ? GIB : MIB;
+    const unit = unitBytes === GIB ? 'GiB' : 'MiB';
+    const digits = unitBytes === GIB ? 1 : 0;
+    const shown = formatNumber(used / unitBytes, digits, true);
+    return isNumber(total) ? `${shown} / ${formatNumber(total / unitBytes, digits, true)} ${unit}` : `${shown} ${unit}`;
+  }
+
+  function powerText(power, limit) {
+    if (!isNumber(power)) return 'n/a';
+    return isNumber(limit) ? `${formatNumber(power, 0)} / ${formatNumber(limit, 0)} W` : `${formatNumber(power, 0)} W`;
+  }
+
+  function clocksText(smMhz, memMhz) {
+    if (!isNumber(smMhz) && !isNumber(memMhz)) return 'n/a';
+    const shown = (mhz) => (isNumber(mhz) ? formatNumber(mhz, 0) : 'n/a');
+    return `${shown(smMhz)} / ${shown(memMhz)} MHz`;
+  }
+
+  /** Show one reading (a tick's GPU entry or an API "latest") on the GPU's card. */
+  function updateCard(gpu, reading, tsS, intervalS) {
+    if (!isNumber(tsS) || (gpu.lastTs !== null && tsS < gpu.lastTs)) return;
+    gpu.lastTs = tsS;
+    gpu.intervalS = positive(intervalS, state.intervalS);
+    gpu.error = reading.error ? String(reading.error) : null;
+    const els = gpu.els;
+    setText(els.util, withUnit(reading.util_gpu_pct, '%', 0));
+    setText(els.temp, withUnit(reading.temp_c, '°C', 0));
+    setBar(els.memory, reading.mem_used_bytes, reading.mem_total_bytes,
+      memoryText(reading.mem_used_bytes, reading.mem_total_bytes));
+    setBar(els.power, reading.power_w, reading.power_limit_w,
+      powerText(reading.power_w, reading.power_limit_w));
+    setText(els.fan, withUnit(reading.fan_pct, '%', 0));
+    setText(els.memUtil, withUnit(reading.util_mem_pct, '%', 0));
+    setText(els.clocks, clocksText(reading.sm_clock_mhz, reading.mem_clock_mhz));
+    els.pstate.textContent = isNumber(reading.pstate) ? `P${reading.pstate}` : 'P n/a';
+    els.error.hidden = !gpu.error;
+    els.error.textContent = gpu.error ? `Reading this GPU failed: ${gpu.error}` : '';
+    els.card.dataset.ts = String(tsS);
+    els.updated.textContent = `updated ${formatClock(tsS * 1000)}`;
+    els.updated.title = formatFull(tsS * 1000);
+    if (state.lastTickTs === null || tsS > state.lastTickTs) {
+      state.lastTickTs = tsS;
+      document.getElementById('last-update').textContent = `last reading ${formatClock(tsS * 1000)}`;
+    }
+    refreshCardState(gpu);
+    growScales(reading);
+  }
+
+  function refreshCardState(gpu) {
+    let cardState = 'ok';
+    if (gpu.error) {
+      cardState = 'error';
+    } else if (gpu.lastTs !== null && serverNowS() - gpu.lastTs > STALE_INTERVALS * gpu.intervalS + 5) {
+      cardState = 'stale';
+    }
+    gpu.els.card.dataset.state = cardState;
+    if (cardState === 'stale') {
+      gpu.els.updated.textContent = `no reading for ${formatDuration(serverNowS() - gpu.lastTs)}`;
+    }
+  }
+
+  function refreshStale() {
+    for (const gpu of state.gpus.values()) {
+      if (gpu.lastTs !== null) refreshCardState(gpu);
+    }
+  }
+
+  // ---------------------------------------------------------------- charts
+
+  function cssVar(name, fallback) {
+    const value = getComputedStyle(document.documentElement).getPropertyValue(name).trim();
+    return value || fallback;
+  }
+
+  /** Return the short legend label; the card of the same colour and the tooltip give the name. */
+  function chartLabel(gpu) {
+    return state.hosts.size > 1 ? `${gpu.host} · GPU ${gpu.index}` : `GPU ${gpu.index}`;
+  }
+
+  function relabelDatasets() {
+    for (const entry of state.charts) {
+      for (const dataset of entry.chart.data.datasets) {
+        const gpu = state.gpus.get(dataset.pcwUuid);
+        if (gpu) {
+          dataset.label = chartLabel(gpu);
+          dataset.pcwName = gpu.name;
+        }
+      }
+    }
+    queueRender();
+  }
+
+  function gpuOrder(a, b) {
+    return a.host === b.host ? a.index - b.index : (a.host < b.host ? -1 : 1);
+  }
+
+  function datasetFor(entry, gpu) {
+    const datasets = entry.chart.data.datasets;
+    let dataset = datasets.find((candidate) => candidate.pcwUuid === gpu.uuid);
+    if (dataset) return dataset;
+    dataset = {
+      label: chartLabel(gpu),
+      pcwName: gpu.name,
+      pcwUuid: gpu.uuid,
+      pcwLiveFromS: -Infinity, // no history of this GPU is drawn yet: every tick is new
+      data: [],
+      borderColor: gpu.colour,
+      backgroundColor: gpu.colour,
+      hidden: gpu.hidden,
+    };
+    const at = datasets.findIndex((other) => {
+      const otherGpu = state.gpus.get(other.pcwUuid);
+      return otherGpu && gpuOrder(gpu, otherGpu) < 0;
+    });
+    if (at < 0) datasets.push(dataset);
+    else datasets.splice(at, 0, dataset);
+    queueRender();
+    return dataset;
+  }
+
+  function isolated(context) {
+    const data = context.dataset.data;
+    const i = context.dataIndex;
+    const before = i > 0 ? data[i - 1].y : null;
+    const after = i < data.length - 1 ? data[i + 1].y : null;
+    return data[i] && data[i].y !== null && before === null && after === null;
+  }
+
+  function tickLabel(value) {
+    const date = new Date(value);
+    if (date.getHours() === 0 && date.getMinutes() === 0) {
+      return date.toLocaleDateString(undefined, { month: 'short', day: 'numeric' });
+    }
+    return date.toLocaleTimeString(undefined, { hour: '2-digit', minute: '2-digit' });
+  }
+
+  /** Return the first local time at or after minMs that is a whole number of `every` units. */
+  function firstRoundTime(minMs, step) {
+    const date = new Date(minMs);
+    date.setSeconds(0, 0);
+    if (step.unit === 'minute') {
+      date.setMinutes(Math.floor(date.getMinutes() / step.every) * step.every);
+    } else if (step.unit === 'hour') {
+      date.setMinutes(0);
+      date.setHours(Math.floor(date.getHours() / step.every) * step.every);
+    } else {
+      date.setHours(0, 0);
+      // Count days from a fixed date, so day ticks stay put while the window slides.
+      const day = Math.round(Date.UTC(date.getFullYear(), date.getMonth(), date.getDate()) / 86400e3);
+      date.setDate(date.getDate() - (day % step.every));
+    }
+    while (date.getTime() < minMs) advance(date, step);
+    return date;
+  }
+
+  function advance(date, step) {
+    if (step.unit === 'minute') date.setMinutes(date.getMinutes() + step.every);
+    else if (step.unit === 'hour') date.setHours(date.getHours() + step.every);
+    else date.setDate(date.getDate() + step.every);
+  }
+
+  /** Chart.js afterBuildTicks hook: replace the time scale's ticks with round local times. */
+  function roundTicks(scale) {
+    const step = AXIS_STEPS[state.rangeKey];
+    if (!isNumber(scale.min) || !isNumber(scale.max) || scale.max <= scale.min) return;
+    const ticks = [];
+    for (const date = firstRoundTime(scale.min, step); date.getTime() <= scale.max && ticks.length < 100; advance(date, step)) {
+      ticks.push({ value: date.getTime() });
+    }
+    scale.ticks = ticks;
+  }
+
+  function tooltipTitle(items) {
+    if (!items.length) return '';
+    const title = formatFull(items[0].parsed.x);
+    const stepS = state.history ? state.history.stepS : 0;
+    return stepS > state.intervalS * 1.01 ? `${title} (${formatDuration(stepS)} bucket)` : title;
+  }
+
+  function tooltipLabel(def, item) {
+    const raw = item.raw || {};
+    const name = item.dataset.pcwName ? ` · ${item.dataset.pcwName}` : '';
+    let text = `${item.dataset.label}${name}: ${withUnit(raw.y, def.unit, def.digits)}`;
+    if (isNumber(raw.max) && isNumber(raw.y) && raw.max - raw.y > 1e-9) {
+      text += ` (max ${withUnit(raw.max, def.unit, def.digits)})`;
+    }
+    return text;
+  }
+
+  function toggleGpu(uuid) {
+    const gpu = state.gpus.get(uuid);
+    if (!gpu) return;
+    gpu.hidden = !gpu.hidden;
+    for (const entry of state.charts) {
+      const datasets = entry.chart.data.datasets;
+      const index = datasets.findIndex((dataset) => dataset.pcwUuid === uuid);
+      if (index >= 0) {
+        datasets[index].hidden = gpu.hidden;
+        entry.chart.setDatasetVisibility(index, !gpu.hidden);
+      }
+    }
+    queueRender();
+  }
+
+  function buildChart(def) {
+    const canvas = document.getElementById(def.id);
+    const grid = cssVar('--bs-border-color-translucent', 'rgba(255,255,255,0.12)');
+    const chart = new window.Chart(canvas, {
+      type: 'line',
+      data: { datasets: [] },
+      options: {
+        animation: false, // a page left open redraws every tick: keep it cheap
+        maintainAspectRatio: false,
+        parsing: false, // points are already { x: epoch ms, y }
+        normalized: true, // x is sorted and unique in every dataset
+        spanGaps: false,
+        interaction: { mode: 'nearest', axis: 'x', intersect: false },
+        elements: {
+          line: { borderWidth: 1.5, tension: 0 },
+          point: { radius: (context) => (isolated(context) ? 2 : 0), hitRadius: 6, hoverRadius: 3 },
+        },
+        scales: {
+          x: {
+            type: 'time',
+            grid: { color: grid },
+            afterBuildTicks: roundTicks,
+            ticks: { maxRotation: 0, autoSkip: true, callback: tickLabel },
+          },
+          y: {
+            min: def.min,
+            max: def.max,
+            grid: { color: grid },
+            ticks: { callback: (value) => `${formatNumber(value, 2)} ${def.unit}` },
+          },
+        },
+        plugins: {
+          legend: {
+            position: 'bottom',
+            labels: { boxWidth: 14, boxHeight: 3, padding: 8 },
+            onClick: (event, item, legend) => {
+              const dataset = legend.chart.data.datasets[item.datasetIndex];
+              if (dataset) toggleGpu(dataset.pcwUuid);
+            },
+          },
+          tooltip: {
+            callbacks: {
+              title: tooltipTitle,
+              label: (item) => tooltipLabel(def, item),
+            },
+          },
+        },
+      },
+    });
+    return { def, chart };
+  }
+
+  /** Raise the memory and power charts' y-axis ceiling to the largest total and limit seen. */
+  function growScales(reading) {
+    const ceilings = {
+      'chart-mem': isNumber(reading.mem_total_bytes) ? reading.mem_total_bytes / GIB : null,
+      'chart-power': isNumber(reading.power_limit_w) ? reading.power_limit_w : null,
+    };
+    for (const entry of state.charts) {
+      const ceiling = ceilings[entry.def.id];
+      const y = entry.chart.options.scales.y;
+      if (isNumber(ceiling) && !(y.suggestedMax >= ceiling)) {
+        y.suggestedMax = ceiling;
+        queueRender();
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------- chart points
+
+  function bucketStartS(tsS, stepS) {
+    return Math.floor(tsS / stepS + 1e-9) * stepS;
+  }
+
+  function scaled(value, def) {
+    return isNumber(value) ? value * def.scale : null;
+  }
+
+  function gapAfterS(stepS, intervalS) {
+    return Math.max(1.5 * stepS, 2.5 * intervalS);
+  }
+
+  /** Merge one live reading into the dataset's bucket for its time; false when not taken. */
+  function addPoint(dataset, tsS, value, intervalS) {
+    const stepS = state.history.stepS;
+    if (tsS < dataset.pcwLiveFromS) return false; // already part of the loaded history
+    const x = bucketStartS(tsS, stepS) * 1000;
+    const data = dataset.data;
+    const last = data.length ? data[data.length - 1] : null;
+    if (last && x < last.x) return false;
+    if (last && x === last.x) {
+      if (value !== null) {
+        last.n = (last.n || 0) + 1;
+        last.sum = (last.sum || 0) + value;
+        last.y = last.sum / last.n;
+        last.max = isNumber(last.max) ? Math.max(last.max, value) : value;
+      }
+      return true;
+    }
+    if (last && last.y !== null && x - last.x > gapAfterS(stepS, intervalS) * 1000) {
+      data.push({ x: last.x + stepS * 1000, y: null, max: null }); // a gap, not a slope
+    }
+    data.push({ x, y: value, max: value, n: value === null ? 0 : 1, sum: value === null ? 0 : value });
+    dropOlderThan(data, x - RANGES_S[state.rangeKey] * 1000 - stepS * 1000);
+    return true;
+  }
+
+  /** Drop the points before minMs, keeping one so the line enters from the chart's edge. */
+  function dropOlderThan(data, minMs) {
+    let first = 0;
+    while (first + 1 < data.length && data[first + 1].x < minMs) first += 1;
+    if (first > 0) data.splice(0, first);
+  }
+
+  function mergeTickIntoCharts(tick) {
+    if (!state.history) return;
+    const intervalS = positive(tick.interval_s, state.intervalS);
+    for (const reading of tick.gpus) {
+      const gpu = state.gpus.get(reading.uuid);
+      if (!gpu) continue;
+      for (const entry of state.charts) {
+        const value = reading.error ? null : scaled(reading[entry.def.metric], entry.def);
+        if (addPoint(datasetFor(entry, gpu), tick.ts, value, intervalS)) {
+          state.lastLiveTs = Math.max(state.lastLiveTs ?? tick.ts, tick.ts);
+        }
+      }
+    }
+  }
+
+  function pointFromBucket(bucket, def) {
+    const mean = bucket.mean ? scaled(bucket.mean[def.metric], def) : null;
+    const max = bucket.max ? scaled(bucket.max[def.metric], def) : null;
+    return { x: bucket.ts * 1000, y: mean, max };
+  }
+
+  /**
+   * Put a history answer into the charts. Buckets from cutS on replace what the charts hold
+   * (cutS null: everything). The bucket still filling at requestNowS and the empty buckets at
+   * the end are left out: live ticks (and the recent ones in the ring) fill them instead, so no
+   * reading is counted twice and the newest point keeps moving.
+   */
+  function applyHistory(answer, cutS, requestNowS) {
+    const stepS = answer.step_s;
+    const seen = new Set();
+    for (const series of answer.series) {
+      const gpu = ensureGpu({
+        uuid: series.gpu_uuid, host: series.host, index: series.gpu_index, name: series.gpu_name,
+      });
+      if (!gpu || !Array.isArray(series.buckets)) continue;
+      seen.add(gpu.uuid);
+      const buckets = series.buckets.filter((bucket) => isNumber(bucket.ts) && bucket.ts + stepS <= requestNowS);
+      while (buckets.length && !buckets[buckets.length - 1].mean) buckets.pop();
+      const liveFromS = buckets.length ? buckets[buckets.length - 1].ts + stepS : (cutS ?? answer.from);
+      for (const entry of state.charts) {
+        const dataset = datasetFor(entry, gpu);
+        const kept = cutS === null ? [] : dataset.data.filter((point) => point.x < cutS * 1000);
+        dataset.data = kept.concat(buckets.map((bucket) => pointFromBucket(bucket, entry.def)));
+        dataset.pcwLiveFromS = liveFromS;
+      }
+    }
+    for (const entry of state.charts) {
+      for (const dataset of entry.chart.data.datasets) {
+        if (!seen.has(dataset.pcwUuid)) {
+          // No history for this GPU in the answer: drop what the answer covers, rebuild from ticks.
+          dataset.data = cutS === null ? [] : dataset.data.filter((point) => point.x < cutS * 1000);
+          dataset.pcwLiveFromS = cutS === null ? -Infinity : cutS;
+        }
+      }
+    }
+    for (const tick of state.ring) mergeTickIntoCharts(tick);
+    queueRender();
+  }
+
+  // ---------------------------------------------------------------- drawing
+
+  function queueRender() {
+    if (state.renderQueued || !state.charts.length) return;
+    state.renderQueued = true;
+    window.requestAnimationFrame(render);
+  }
+
+  /** Slide every chart's window to end now, drop points left of it, and redraw. */
+  function render() {
+    state.renderQueued = false;
+    const spanMs = RANGES_S[state.rangeKey] * 1000;
+    const stepMs = state.history ? state.history.stepS * 1000 : 0;
+    let maxMs = serverNowS() * 1000;
+    for (const entry of state.charts) {
+      for (const dataset of entry.chart.data.datasets) {
+        const last = dataset.data[dataset.data.length - 1];
+        if (last && last.x > maxMs) maxMs = last.x;
+      }
+    }
+    const minMs = maxMs - spanMs;
+    for (const entry of state.charts) {
+      for (const dataset of entry.chart.data.datasets) dropOlderThan(dataset.data, minMs - stepMs);
+      const x = entry.chart.options.scales.x;
+      x.min = minMs;
+      x.max = maxMs;
+      entry.chart.update('none');
+    }
+  }
+
+  // ---------------------------------------------------------------- history requests
+
+  function chartWidthPx() {
+    const box = document.querySelector('.chart-box');
+    const width = box ? box.clientWidth : 0;
+    return width > 0 ? width : 600;
+  }
+
+  function secondsParam(value) {
+    return String(Math.round(value * 1000) / 1000);
+  }
+
+  async function fetchJson(url, signal) {
+    const response = await fetch(url, { signal, headers: { Accept: 'application/json' } });
+    let body = null;
+    try {
+      body = await response.json();
+    } catch (error) {
+      body = null;
+    }
+    if (!response.ok) {
+      const reason = body && typeof body.error === 'string' ? body.error : `HTTP ${response.status}`;
+      throw new Error(reason);
+    }
+    return body;
+  }
+
+  function historyUrl(fromS, toS, points) {
+    const query = new URLSearchParams({ from: secondsParam(fromS), to: secondsParam(toS), points: String(points) });
+    return `api/v1/history?${query}`;
+  }
+
+  function validHistory(answer) {
+    return answer && isNumber(answer.step_s) && answer.step_s > 0 && Array.isArray(answer.series);
+  }
+
+  function showHistoryError(message) {
+    const box = document.getElementById('history-error');
+    box.hidden = !message;
+    box.textContent = message ? `History could not be loaded: ${message}` : '';
+  }
+
+  function setHistoryStatus(text) {
+    document.getElementById('history-status').textContent = text;
+  }
+
+  /** Load the whole selected range and replace the charts' points with it. */
+  async function loadRange() {
+    const gen = ++state.loadGen;
+    if (state.loadAbort) state.loadAbort.abort();
+    const abort = new AbortController();
+    state.loadAbort = abort;
+    const spanS = RANGES_S[state.rangeKey];
+    const intervalS = state.intervalS;
+    // At most one bucket per interval: narrower buckets would be mostly empty and draw as gaps.
+    const points = Math.max(1, Math.min(MAX_API_POINTS, Math.round(chartWidthPx()), Math.floor(spanS / intervalS)));
+    const requestNowS = serverNowS();
+    const toS = Math.ceil(requestNowS / intervalS) * intervalS;
+    setHistoryStatus('loading…');
+    state.historyPending = true;
+    try {
+      const answer = await fetchJson(historyUrl(toS - spanS, toS, points), abort.signal);
+      if (gen !== state.loadGen) return;
+      if (!validHistory(answer)) throw new Error('unexpected answer from api/v1/history');
+      state.history = { stepS: answer.step_s, fromS: answer.from, toS: answer.to };
+      applyHistory(answer, null, requestNowS);
+      showHistoryError('');
+      setHistoryStatus(`${formatDuration(answer.step_s)} buckets`);
+    } catch (error) {
+      if (gen !== state.loadGen || error.name === 'AbortError') return;
+      setHistoryStatus('');
+      showHistoryError(error.message);
+    } finally {
+      if (gen === state.loadGen) state.historyPending = false;
+    }
+  }
+
+  /** After a reconnect, fetch only the buckets from the last live one on, and merge them. */
+  async function fillMissed(lastLiveTs) {
+    const history = state.history;
+    if (!history || lastLiveTs === null) {
+      await loadRange();
+      return;
+    }
+    const stepS = history.stepS;
+    const requestNowS = serverNowS();
+    const fromS = bucketStartS(lastLiveTs, stepS);
+    const toS = bucketStartS(requestNowS, stepS) + stepS;
+    const points = Math.round((toS - fromS) / stepS);
+    if (points > MAX_API_POINTS || fromS < requestNowS - RANGES_S[state.rangeKey]) {
+      await loadRange();
+      return;
+    }
+    const gen = state.loadGen;
+    try {
+      const answer = await fetchJson(historyUrl(fromS, toS, points), undefined);
+      if (gen !== state.loadGen) return;
+      if (!validHistory(answer) || Math.abs(answer.step_s - stepS) > 1e-9) {
+        await loadRange(); // the server chose other buckets: start over rather than mix them
+        return;
+      }
+      applyHistory(answer, fromS, requestNowS);
+      showHistoryError('');
+    } catch (error) {
+      if (gen === state.loadGen) showHistoryError(error.message);
+    }
+  }
+
+  async function loadGpus() {
+    try {
+      const answer = await fetchJson('api/v1/gpus', undefined);
+      if (!answer || !Array.isArray(answer.gpus)) return;
+      state.gpusLoaded = true;
+      if (answer.simulated === true) document.getElementById('sim-banner').hidden = false;
+      if (isNumber(answer.interval_s) && answer.interval_s > 0) state.intervalS = answer.interval_s;
+      const gpus = [...answer.gpus].sort((a, b) => gpuOrder(
+        { host: String(a.host), index: a.gpu_index }, { host: String(b.host), index: b.gpu_index }));
+      for (const item of gpus) {
+        const gpu = ensureGpu({
+          uuid: item.gpu_uuid, host: item.host, index: item.gpu_index,
+          name: item.gpu_name, pci: item.pci_bus_id,
+        });
+        if (gpu && item.latest) updateCard(gpu, item.latest, item.latest.ts, answer.interval_s);
+      }
+    } catch (error) {
+      showHistoryError(`GPU list: ${error.message}`);
+    }
+  }
+
+  // ---------------------------------------------------------------- live feed
+
+  function validTick(tick) {
+    return tick && typeof tick.host === 'string' && isNumber(tick.ts) && Array.isArray(tick.gpus);
+  }
+
+  function takeTick(tick, live) {
+    if (!validTick(tick)) return;
+    if (live) {
+      const offsetS = tick.ts - Date.now() / 1000;
+      state.clockOffsetS = Math.abs(offsetS) > CLOCK_SKEW_MIN_S ? offsetS : 0;
+    }
+    setHostError(tick.host, tick.error);
+    for (const reading of tick.gpus) {
+      if (!reading || typeof reading !== 'object') continue;
+      const gpu = ensureGpu({
+        uuid: reading.uuid, host: tick.host, index: reading.index,
+        name: reading.name, pci: reading.pci_bus_id,
+      });
+      if (gpu) updateCard(gpu, reading, tick.ts, tick.interval_s);
+    }
+    // A snapshot after a reconnect repeats the tick seen last: count each tick once.
+    const hostTs = state.hostTickTs.get(tick.host);
+    if (hostTs !== undefined && tick.ts <= hostTs) return;
+    state.hostTickTs.set(tick.host, tick.ts);
+    state.ring.push(tick);
+    if (state.ring.length > RING_TICKS) state.ring.splice(0, state.ring.length - RING_TICKS);
+    mergeTickIntoCharts(tick);
+    queueRender();
+  }
+
+  function setConnection(name) {
+    const badge = document.getElementById('conn-badge');
+    const styles = { live: 'text-bg-success', reconnecting: 'text-bg-warning', offline: 'text-bg-danger' };
+    badge.dataset.state = name;
+    badge.textContent = name;
+    badge.className = `badge ${styles[name]}`;
+  }
+
+  function onMessage(socket, event) {
+    if (socket !== state.ws) return;
+    let message;
+    try {
+      message = JSON.parse(event.data);
+    } catch (error) {
+      return;
+    }
+    if (!message || typeof message !== 'object') return;
+    if (message.type === 'snapshot' && Array.isArray(message.ticks)) {
+      const reconnected = state.everConnected;
+      const lastLiveTs = state.lastLiveTs; // before the snapshot moves it
+      state.everConnected = true;
+      state.attempts = 0;
+      state.downSinceMs = null;
+      for (const tick of message.ticks) takeTick(tick, false);
+      if (!state.gpusLoaded) loadGpus(); // the first try found the server down
+      if (!state.history && !state.historyPending) loadRange();
+      else if (reconnected && state.history) fillMissed(lastLiveTs);
+    } else if (message.type === 'tick') {
+      takeTick(message.tick, true);
+    }
+  }
+
+  function onClose(socket) {
+    if (socket !== state.ws) return;
+    state.ws = null;
+    if (state.downSinceMs === null) state.downSinceMs = Date.now();
+    const longDown = Date.now() - state.downSinceMs > OFFLINE_AFTER_MS;
+    setConnection(longDown || navigator.onLine === false ? 'offline' : 'reconnecting');
+    scheduleReconnect();
+  }
+
+  function scheduleReconnect() {
+    window.clearTimeout(state.reconnectTimer);
+    const baseMs = Math.min(BACKOFF_MAX_MS, BACKOFF_FIRST_MS * 2 ** state.attempts);
+    state.attempts = Math.min(state.attempts + 1, 30);
+    const delayMs = baseMs / 2 + Math.random() * (baseMs / 2); // jitter: browsers do not reconnect in step
+    state.reconnectTimer = window.setTimeout(connect, delayMs);
+  }
+
+  function connect() {
+    window.clearTimeout(state.reconnectTimer);
+    const url = new URL('ws', document.baseURI);
+    url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
+    url.search = '';
+    url.hash = '';
+    let socket;
+    try {
+      socket = new WebSocket(url.href);
+    } catch (error) {
+      scheduleReconnect();
+      return;
+    }
+    state.ws = socket;
+    socket.addEventListener('open', () => {
+      if (socket === state.ws) setConnection('live');
+    });
+    socket.addEventListener('message', (event) => onMessage(socket, event));
+    socket.addEventListener('close', () => onClose(socket));
+  }
+
+  // ---------------------------------------------------------------- range buttons
+
+  function showRange() {
+    for (const button of document.querySelectorAll('[data-range]')) {
+      const active = button.dataset.range === state.rangeKey;
+      button.classList.toggle('active', active);
+      button.setAttribute('aria-pressed', String(active));
+    }
+  }
+
+  function chooseRange(key) {
+    if (!Object.prototype.hasOwnProperty.call(RANGES_S, key) || key === state.rangeKey) return;
+    state.rangeKey = key;
+    const url = new URL(window.location.href);
+    url.searchParams.set('range', key);
+    window.history.pushState({ range: key }, '', url);
+    showRange();
+    queueRender();
+    loadRange();
+  }
+
+  function bindControls() {
+    for (const button of document.querySelectorAll('[data-range]')) {
+      button.addEventListener('click', () => chooseRange(button.dataset.range));
+    }
+    window.addEventListener('popstate', () => {
+      const key = rangeFromUrl();
+      if (key === state.rangeKey) return;
+      state.rangeKey = key;
+      showRange();
+      loadRange();
+    });
+    window.addEventListener('online', () => {
+      if (!state.ws) {
+        state.attempts = 0;
+        connect();
+      }
+    });
+    window.addEventListener('offline', () => {
+      if (!state.ws) setConnection('offline');
+    });
+  }
+
+  // ---------------------------------------------------------------- start
+
+  async function start() {
+    const zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
+    if (zone) document.getElementById('time-zone').textContent = zone;
+    if (config.simulated === true) document.getElementById('sim-banner').hidden = false;
+    window.Chart.defaults.color = cssVar('--bs-secondary-color', '#adb5bd');
+    window.Chart.defaults.font.family = cssVar('--bs-body-font-family', 'system-ui, sans-serif');
+    state.charts = CHARTS.map(buildChart);
+    showRange();
+    bindControls();
+    setConnection('offline');
+    connect();
+    window.setInterval(refreshStale, 5000);
+    window.setInterval(queueRender, 10000); // slide the window even when no tick comes
+    await loadGpus();
+    await loadRange();
+  }
+
+  start();
+})();
