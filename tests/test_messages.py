@@ -23,7 +23,7 @@ from common.messages import (
 from common.metrics import METRIC_NAMES
 
 # PCW_FUZZ_EXAMPLES=100000 for a long run; the default keeps the suite fast.
-FUZZ_EXAMPLES = int(os.environ.get("PCW_FUZZ_EXAMPLES", "2000"))
+FUZZ_EXAMPLES = int(os.environ.get("PCW_FUZZ_EXAMPLES", "10000"))
 
 
 def fuzz(share: float = 1.0) -> settings:

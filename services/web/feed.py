@@ -3,18 +3,29 @@
 Each tick is decoded once (common.messages, validated) and encoded to JSON once; the same text
 goes to every websocket. A message that does not decode is counted and logged at most once per
 `log_every_s`, never fatal: the feed listens to sockets anyone on the network may publish to.
+
+A frame over MAX_MESSAGE_BYTES (the socket's ZMQ_MAXMSGSIZE) never reaches us: libzmq treats it
+as a protocol error, drops the connection and, unlike after a network error, never reconnects it.
+A socket monitor sees that (a disconnect with no retry after it); the feed counts it as a
+malformed message and connects to that sampler again, so one bad message never ends the feed.
+
+The feed also follows each GPU's errors ("GPU is lost", or NVML down on the whole host): for a GPU
+in error, since when, as far as the ticks it has received tell (ErrorRun).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass
 
 import zmq
 import zmq.asyncio
+from zmq.utils.monitor import parse_monitor_message
 
 from common.messages import MAX_MESSAGE_BYTES, TOPIC, DecodeError, Tick, tick_to_json
 
@@ -22,6 +33,27 @@ logger = logging.getLogger(__name__)
 
 MALFORMED_LOG_EVERY_S = 60.0
 RECEIVE_RETRY_S = 1.0
+# libzmq announces its own retry right after a disconnect; none within this time means none.
+RESTORE_AFTER_S = 1.0
+_MONITOR_EVENTS = (
+    zmq.EVENT_DISCONNECTED
+    | zmq.EVENT_CONNECT_RETRIED
+    | zmq.EVENT_CONNECT_DELAYED
+    | zmq.EVENT_CONNECTED
+)
+
+
+@dataclass(frozen=True)
+class ErrorRun:
+    """A GPU's current unbroken run of errored readings, as far as the live feed has seen it.
+
+    since_ts: the first errored tick of the run the feed received (UTC epoch seconds).
+    exact: the feed received an error-free reading of the GPU just before, so since_ts is the
+    run's true start; when False the run may have begun before the feed started listening.
+    """
+
+    since_ts: float
+    exact: bool
 
 
 class LiveFeed:
@@ -32,15 +64,21 @@ class LiveFeed:
         on_message: Callable[[str], None],
         *,
         log_every_s: float = MALFORMED_LOG_EVERY_S,
+        restore_after_s: float = RESTORE_AFTER_S,
     ) -> None:
         self._on_message = on_message
         self._log_every_s = log_every_s
+        self._restore_after_s = restore_after_s
         self._latest: dict[str, Tick] = {}
         self._latest_json: dict[str, str] = {}
+        # Per GPU UUID in a host's newest tick: its error run, None while it reads fine.
+        self._error_runs: dict[str, ErrorRun | None] = {}
         self._unlogged_malformed = 0
         self._next_log_monotonic_s = 0.0
         self.received_ticks = 0
         self.malformed_messages = 0
+        self.restored_connections = 0
+        self.internal_errors = 0
 
     def latest_ticks(self) -> list[Tick]:
         """Return the newest tick of each host, sorted by host."""
@@ -49,6 +87,10 @@ class LiveFeed:
     def newest_tick(self) -> Tick | None:
         """Return the newest tick of any host, or None before the first one."""
         return max(self._latest.values(), key=lambda tick: tick.ts, default=None)
+
+    def error_run(self, gpu_uuid: str) -> ErrorRun | None:
+        """Return the GPU's current run of errors, None when its newest live reading is fine."""
+        return self._error_runs.get(gpu_uuid)
 
     def snapshot_message(self) -> str:
         """Return the websocket snapshot: {"type": "snapshot", "ticks": [tick JSON per host]}."""
@@ -63,11 +105,12 @@ class LiveFeed:
         try:
             tick = Tick.from_frames(frames)
         except DecodeError as error:
-            self._count_malformed(error)
+            self._count_malformed(str(error))
             return False
         tick_json = tick_to_json(tick).decode()
         current = self._latest.get(tick.host)
         if current is None or tick.ts >= current.ts:
+            self._follow_errors(tick, current)
             self._latest[tick.host] = tick
             self._latest_json[tick.host] = tick_json
         self.received_ticks += 1
@@ -82,17 +125,30 @@ class LiveFeed:
         socket.setsockopt(zmq.LINGER, 0)
         socket.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
         socket.setsockopt(zmq.SUBSCRIBE, TOPIC)
-        task: asyncio.Task[None] | None = None
+        monitor: zmq.asyncio.Socket | None = None
+        tasks: list[asyncio.Task[None]] = []
         try:
+            monitor = socket.get_monitor_socket(_MONITOR_EVENTS)
+            connected = []
             for endpoint in endpoints:
                 socket.connect(endpoint)
+                connected.append(endpoint)
                 logger.info("listening for ticks from %s", endpoint)
-            task = asyncio.create_task(self._receive(socket), name="pcw-live-feed")
+            tasks.append(asyncio.create_task(self._receive(socket), name="pcw-live-feed"))
+            tasks.append(
+                asyncio.create_task(
+                    self._watch(socket, monitor, frozenset(connected)), name="pcw-live-feed-monitor"
+                )
+            )
             yield
         finally:
-            if task is not None:
+            for task in tasks:
                 task.cancel()
-                await asyncio.wait([task])  # unlike `await task`, never swallows our own cancel
+            if tasks:
+                await asyncio.wait(tasks)  # unlike `await task`, never swallows our own cancel
+            if monitor is not None:
+                socket.disable_monitor()
+                monitor.close(linger=0)
             socket.close(linger=0)
             context.term()
 
@@ -104,12 +160,76 @@ class LiveFeed:
                 logger.error("receiving ticks failed, retrying in %g s: %s", RECEIVE_RETRY_S, error)
                 await asyncio.sleep(RECEIVE_RETRY_S)
                 continue
-            self.handle(frames)
+            try:
+                self.handle(frames)
+            except Exception:
+                # A bug, never bad input (handle() turns that into a count): log it and go on,
+                # for a feed task that died here would silently end the live view for good.
+                self.internal_errors += 1
+                logger.exception("handling a message from the live feed failed")
             # A burst (every host of a hub ticks at :00) arrives without a pause: let each
             # websocket's sender take this tick before the next, so queues stay near empty.
             await asyncio.sleep(0)
 
-    def _count_malformed(self, error: DecodeError) -> None:
+    async def _watch(
+        self, socket: zmq.asyncio.Socket, monitor: zmq.asyncio.Socket, endpoints: frozenset[str]
+    ) -> None:
+        """Connect again to a sampler whose connection libzmq dropped without a retry."""
+        loop = asyncio.get_running_loop()
+        due: dict[str, float] = {}  # endpoint -> loop time to connect to it again
+        while True:
+            wait_ms = None
+            if due:
+                wait_ms = max(0, math.ceil((min(due.values()) - loop.time()) * 1000))
+            try:
+                event = None
+                if await monitor.poll(wait_ms):
+                    event = parse_monitor_message(await monitor.recv_multipart())
+            except zmq.ZMQError as error:
+                logger.error("watching the live feed's connections failed: %s", error)
+                await asyncio.sleep(RECEIVE_RETRY_S)
+                continue
+            if event is not None:
+                endpoint = event["endpoint"].decode(errors="replace")
+                if endpoint in endpoints:
+                    if event["event"] == zmq.EVENT_DISCONNECTED:
+                        due[endpoint] = loop.time() + self._restore_after_s
+                    else:
+                        due.pop(endpoint, None)  # libzmq is retrying, or has connected
+            now = loop.time()
+            for endpoint in [endpoint for endpoint, at in due.items() if at <= now]:
+                del due[endpoint]
+                self._restore(socket, endpoint)
+
+    def _restore(self, socket: zmq.asyncio.Socket, endpoint: str) -> None:
+        self.restored_connections += 1
+        self._count_malformed(
+            f"{endpoint} broke the ZeroMQ protocol (most likely a frame over "
+            f"{MAX_MESSAGE_BYTES} bytes) and was disconnected; connecting again"
+        )
+        with suppress(zmq.ZMQError):  # already forgotten by libzmq: nothing to undo
+            socket.disconnect(endpoint)
+        try:
+            socket.connect(endpoint)
+        except zmq.ZMQError as error:
+            logger.error("cannot connect to %s again: %s", endpoint, error)
+
+    def _follow_errors(self, tick: Tick, previous: Tick | None) -> None:
+        """Update each GPU's error run from the host's new newest tick."""
+        if previous is not None:
+            kept = {reading.uuid for reading in tick.gpus}
+            for reading in previous.gpus:
+                if reading.uuid not in kept:
+                    self._error_runs.pop(reading.uuid, None)  # so that the map stays bounded
+        for reading in tick.gpus:
+            if reading.error is None:
+                self._error_runs[reading.uuid] = None
+            elif reading.uuid not in self._error_runs:
+                self._error_runs[reading.uuid] = ErrorRun(tick.ts, exact=False)
+            elif self._error_runs[reading.uuid] is None:
+                self._error_runs[reading.uuid] = ErrorRun(tick.ts, exact=True)
+
+    def _count_malformed(self, reason: str) -> None:
         self.malformed_messages += 1
         self._unlogged_malformed += 1
         now_s = time.monotonic()
@@ -118,7 +238,7 @@ class LiveFeed:
                 "dropped %d malformed message(s) from the live feed (%d in all); latest: %s",
                 self._unlogged_malformed,
                 self.malformed_messages,
-                error,
+                reason,
             )
             self._unlogged_malformed = 0
             self._next_log_monotonic_s = now_s + self._log_every_s

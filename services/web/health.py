@@ -2,13 +2,42 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from common.status import WriterStatus
 
 TICK_GRACE_S = 10.0
 MIN_WRITER_STATUS_AGE_S = 30.0
+# The writer's counters that /healthz passes on as they are (common.status.WriterStatus).
+WRITER_COUNTERS = (
+    "buffered_ticks",
+    "stored_ticks",
+    "stored_readings",
+    "malformed_messages",
+    "dropped_ticks",
+    "replay_gaps",
+    "lost_ticks",
+)
+
+
+@dataclass(frozen=True)
+class GpuError:
+    """A GPU whose newest reading is in error, and since when (UTC epoch seconds)."""
+
+    host: str
+    gpu_index: int
+    gpu_uuid: str
+    gpu_name: str
+    error: str
+    since_ts: float | None
+
+    def problem(self) -> str:
+        """Return the line /healthz lists among its problems."""
+        since = "" if self.since_ts is None else f" since {utc_text(self.since_ts)}"
+        return f"GPU {self.gpu_index} ({self.gpu_name}) on host {self.host}: {self.error}{since}"
 
 
 @dataclass(frozen=True)
@@ -25,6 +54,7 @@ class HealthInputs:
     malformed_messages: int
     websocket_clients: int
     internal_errors: int
+    gpu_errors: tuple[GpuError, ...] = ()
 
 
 def max_tick_age_s(interval_s: float) -> float:
@@ -37,11 +67,47 @@ def max_writer_status_age_s(interval_s: float) -> float:
     return max(MIN_WRITER_STATUS_AGE_S, 3 * interval_s)
 
 
+def utc_text(ts: float) -> str:
+    """Return UTC epoch seconds as ISO 8601 text to the second, e.g. 2026-01-31T23:59:00Z."""
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def current_gpu_errors(
+    gpus: Iterable[dict[str, Any]], now_s: float, interval_s: float
+) -> tuple[GpuError, ...]:
+    """Return the GPUs of /api/v1/gpus whose error is current, sorted by host and index.
+
+    Current: the GPU's newest reading is in error, belongs to its host's newest tick (a GPU the
+    sampler no longer lists, such as one taken out, is not judged on its last word) and is not
+    older than max_tick_age_s (a host that stopped reporting is not either).
+    """
+    gpus = [gpu for gpu in gpus if gpu["latest"] is not None]
+    host_newest_ts: dict[str, float] = {}
+    for gpu in gpus:
+        ts = gpu["latest"]["ts"]
+        host_newest_ts[gpu["host"]] = max(ts, host_newest_ts.get(gpu["host"], ts))
+    errors = [
+        GpuError(
+            host=gpu["host"],
+            gpu_index=gpu["gpu_index"],
+            gpu_uuid=gpu["gpu_uuid"],
+            gpu_name=gpu["gpu_name"],
+            error=gpu["latest"]["error"],
+            since_ts=gpu["error_since_ts"],
+        )
+        for gpu in gpus
+        if gpu["latest"]["error"] is not None
+        and gpu["latest"]["ts"] >= host_newest_ts[gpu["host"]]
+        and now_s - gpu["latest"]["ts"] <= max_tick_age_s(interval_s)
+    ]
+    return tuple(sorted(errors, key=lambda e: (e.host, e.gpu_index, e.gpu_uuid)))
+
+
 def assess(inputs: HealthInputs) -> dict[str, Any]:
     """Return the /healthz body; its status is "ok" only when `problems` is empty.
 
     "down": no reading arrives (none yet, or the last is too old); "degraded": readings arrive
-    but something else is wrong (the writer, the database).
+    but something else is wrong (a GPU in error, the writer, the database).
     """
     problems: list[str] = []
     tick_age_s = None if inputs.last_tick_ts is None else inputs.now_s - inputs.last_tick_ts
@@ -65,6 +131,7 @@ def assess(inputs: HealthInputs) -> dict[str, Any]:
             problems.append(f"the writer's status is {writer_age_s:.0f} s old")
     if inputs.db_problem is not None:
         problems.append(inputs.db_problem)
+    problems.extend(gpu_error.problem() for gpu_error in inputs.gpu_errors)
     status = "down" if readings_stopped else "degraded" if problems else "ok"
     return {
         "status": status,
@@ -74,11 +141,22 @@ def assess(inputs: HealthInputs) -> dict[str, Any]:
             "state": None if writer is None else writer.state,
             "updated_age_s": None if writer_age_s is None else round(writer_age_s, 3),
             "last_error": None if writer is None else writer.last_error,
-            "stored_readings": None if writer is None else writer.stored_readings,
+            **{name: None if writer is None else getattr(writer, name) for name in WRITER_COUNTERS},
         },
         "db_bytes": inputs.db_bytes,
         "malformed_messages": inputs.malformed_messages,
         "websocket_clients": inputs.websocket_clients,
         "internal_errors": inputs.internal_errors,
+        "gpu_errors": [
+            {
+                "host": e.host,
+                "gpu_index": e.gpu_index,
+                "gpu_uuid": e.gpu_uuid,
+                "gpu_name": e.gpu_name,
+                "error": e.error,
+                "since_ts": e.since_ts,
+            }
+            for e in inputs.gpu_errors
+        ],
         "problems": problems,
     }

@@ -43,7 +43,14 @@ LATEST_SQL = (
     f"SELECT ts, error, {', '.join(METRIC_NAMES)} FROM samples "
     "WHERE gpu_id = ? ORDER BY ts DESC LIMIT 1"
 )
-NEWEST_TS_SQL = "SELECT MAX(last_ts) FROM gpus"
+# When a GPU's current run of errored readings began: the first reading after its last error-free
+# one (its first reading, if it never had one). The subquery walks the GPU's key range back from
+# the end and stops at the first error-free row, so it reads the run, never the whole history;
+# the outer MIN is one key look-up. Only asked of GPUs whose latest reading is in error.
+ERROR_SINCE_SQL = (
+    "SELECT MIN(ts) FROM samples WHERE gpu_id = ?1 AND ts > COALESCE("
+    "(SELECT ts FROM samples WHERE gpu_id = ?1 AND error IS NULL ORDER BY ts DESC LIMIT 1), -1)"
+)
 
 
 def history_sql(metrics: Sequence[str]) -> str:
@@ -89,10 +96,15 @@ class GpuRow:
 
 @dataclass(frozen=True)
 class GpuLatest:
-    """A GPU and its newest stored reading ({"ts", "error", <metric>...}), None if none."""
+    """A GPU and its newest stored reading ({"ts", "error", <metric>...}), None if none.
+
+    error_since_ts: when that reading is in error, the time (UTC epoch seconds) of the first
+    reading of the unbroken run of errored readings it ends; otherwise None.
+    """
 
     gpu: GpuRow
     latest: dict[str, Any] | None
+    error_since_ts: float | None = None
 
 
 @dataclass(frozen=True)
@@ -146,7 +158,10 @@ class Store:
         return self._db_path
 
     async def gpus_with_latest(self) -> list[GpuLatest]:
-        """Return every GPU in the file with its newest reading; [] before the file exists."""
+        """Return every GPU in the file with its newest reading and, if in error, since when.
+
+        [] before the file exists.
+        """
         return await self.call(_read_gpus_with_latest, [])
 
     async def history(
@@ -167,10 +182,6 @@ class Store:
             return _read_history(conn, gpu_uuids, first_bucket, bucket_count, step_s, metrics)
 
         return await self.call(job, HistoryRows([], list(gpu_uuids)))
-
-    async def newest_ts(self) -> float | None:
-        """Return the newest reading time (UTC epoch seconds) the writer recorded, if any."""
-        return await self.call(_read_newest_ts, None)
 
     def file_bytes(self) -> int | None:
         """Return the size in bytes of the file and its -wal, or None when there is no file."""
@@ -275,7 +286,14 @@ def _read_gpus_with_latest(conn: sqlite3.Connection) -> list[GpuLatest]:
     answer = []
     for gpu in _read_gpus(conn):
         row = conn.execute(LATEST_SQL, (gpu.gpu_id,)).fetchone()
-        answer.append(GpuLatest(gpu, dict(zip(columns, row, strict=True)) if row else None))
+        if row is None:
+            answer.append(GpuLatest(gpu, None))
+            continue
+        latest = dict(zip(columns, row, strict=True))
+        since_ts = None
+        if latest["error"] is not None:
+            since_ts = conn.execute(ERROR_SINCE_SQL, (gpu.gpu_id,)).fetchone()[0]
+        answer.append(GpuLatest(gpu, latest, since_ts))
     return answer
 
 
@@ -303,7 +321,3 @@ def _read_history(
         rows = conn.execute(sql, (step_s, last_bucket, gpu.gpu_id, low_s, high_s)).fetchall()
         series.append(GpuBuckets(gpu, rows))
     return HistoryRows(series, missing)
-
-
-def _read_newest_ts(conn: sqlite3.Connection) -> float | None:
-    return conn.execute(NEWEST_TS_SQL).fetchone()[0]

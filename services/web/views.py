@@ -12,12 +12,12 @@ from aiohttp import web
 
 from common.status import read_status
 from services.web.buckets import bucket_span, choose_step_s, fill_buckets
-from services.web.health import HealthInputs, assess
+from services.web.health import HealthInputs, assess, current_gpu_errors
 from services.web.keys import CONFIG, COUNTERS, FEED, HUB, STORE
 from services.web.listing import live_identities, merged_gpus, stored_identity
 from services.web.params import ParamError, parse_history_query
 from services.web.replies import error_reply, json_reply
-from services.web.store import StoreError
+from services.web.store import GpuLatest, StoreError
 
 PACKAGE = "pycudawatch"
 
@@ -45,11 +45,11 @@ async def index(request: web.Request) -> web.Response:
 
 async def gpus(request: web.Request) -> web.Response:
     """Answer every known GPU with its identity and latest reading (the live one if newer)."""
-    config = request.app[CONFIG]
+    config, feed = request.app[CONFIG], request.app[FEED]
     stored = await request.app[STORE].gpus_with_latest()
     return json_reply(
         {
-            "gpus": merged_gpus(stored, request.app[FEED].latest_ticks()),
+            "gpus": merged_gpus(stored, feed.latest_ticks(), feed.error_run),
             "simulated": config.source == "simulated",
             "interval_s": config.interval_s,
         }
@@ -100,19 +100,23 @@ async def healthz(request: web.Request) -> web.Response:
     last_tick_ts: float | None = None if newest is None else newest.ts
     source: str | None = None if newest is None else "live"
     db_problem: str | None = None
+    stored: list[GpuLatest] = []
     db_bytes = store.file_bytes()
     if db_bytes is None:
         db_problem = f"the database file {store.db_path} does not exist yet"
     else:
         try:
-            stored_ts = await store.newest_ts()
+            stored = await store.gpus_with_latest()
         except StoreError as error:
-            stored_ts, db_problem = None, str(error)
+            db_problem = str(error)
+        stored_ts = max((item.gpu.last_ts for item in stored), default=None)
         if stored_ts is not None and (last_tick_ts is None or stored_ts > last_tick_ts):
             last_tick_ts, source = stored_ts, "db"
+    now_s = time.time()
+    gpus = merged_gpus(stored, feed.latest_ticks(), feed.error_run)
     body: dict[str, Any] = assess(
         HealthInputs(
-            now_s=time.time(),
+            now_s=now_s,
             interval_s=interval_s,
             last_tick_ts=last_tick_ts,
             last_tick_source=source,
@@ -121,7 +125,8 @@ async def healthz(request: web.Request) -> web.Response:
             db_problem=db_problem,
             malformed_messages=feed.malformed_messages,
             websocket_clients=app[HUB].client_count,
-            internal_errors=app[COUNTERS].internal_errors,
+            internal_errors=app[COUNTERS].internal_errors + feed.internal_errors,
+            gpu_errors=current_gpu_errors(gpus, now_s, interval_s),
         )
     )
     return json_reply(body, 200 if body["status"] == "ok" else 503)

@@ -18,7 +18,14 @@ from common.status import WriterStatus, write_status
 from services.wakeup import StopFlag
 from services.writer.batch import PendingBatch
 from services.writer.sequences import SequenceTracker
-from services.writer.sources import Source, open_source, parse_end, retry_overdue, settle
+from services.writer.sources import (
+    Source,
+    Watch,
+    open_source,
+    parse_end,
+    retry_overdue,
+    settle,
+)
 from services.writer.store import Store
 
 log = logging.getLogger("services.writer")
@@ -52,10 +59,14 @@ class Writer:
         self.stop = StopFlag()
         self.stop.register(self.poller)
         self._by_socket: dict[zmq.Socket, Source] = {}
+        self._watches: dict[zmq.Socket, Watch] = {}
         for source in sources:
             for socket in (source.subscriber, source.replayer):
                 self.poller.register(socket, zmq.POLLIN)
                 self._by_socket[socket] = source
+            for each in source.watches:
+                self.poller.register(each.monitor, zmq.POLLIN)
+                self._watches[each.monitor] = each
         self.tracker = SequenceTracker(self._stored_positions())
         self.replay_due: float | None = None
         self.wall = wall
@@ -93,6 +104,9 @@ class Writer:
         for socket, _ in events:
             if self.stop.is_source(socket):
                 self.stop.drain()
+                continue
+            if socket in self._watches:
+                self._watches[socket].take_events(self.monotonic())
                 continue
             source = self._by_socket[socket]
             while taken < MAX_MESSAGES_PER_STEP:
@@ -142,6 +156,14 @@ class Writer:
             return self.accept(frames, source)
         settle(source, end, self.tracker, self.monotonic())
         return True
+
+    def restore_connections(self) -> bool:
+        """Connect again to samplers whose connection libzmq dropped for good."""
+        now = self.monotonic()
+        restored = [each.restore_if_due(now) for each in self._watches.values()]
+        if any(restored):
+            self.malformed += sum(restored)  # a protocol breach is a malformed message
+        return any(restored)
 
     def retry_replays(self) -> bool:
         """Ask again for overdue replays; give up after enough tries."""
@@ -239,12 +261,14 @@ class Writer:
         deadlines = [self.maintenance_due, self.status_at]
         if self.replay_due is not None:
             deadlines.append(self.replay_due)
+        deadlines.extend(w.restore_at for w in self._watches.values() if w.restore_at is not None)
         if len(self.batch):
             deadlines.append(max(self.batch.due_at() or now, self.retry_at))
         self.receive(max(0.0, min(deadlines) - now))
         while self.flush():
             pass
         self.retry_replays()
+        self.restore_connections()
         self.maintain()
         self.report_status()
 

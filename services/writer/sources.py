@@ -7,9 +7,11 @@ host's loss-free replay works on its own.
 from __future__ import annotations
 
 import logging
+from contextlib import suppress
 from dataclasses import dataclass, field
 
 import zmq
+from zmq.utils.monitor import parse_monitor_message
 
 from common.messages import MAX_MESSAGE_BYTES, TOPIC
 from common.replay import (
@@ -26,6 +28,73 @@ log = logging.getLogger(__name__)
 
 REPLAY_TIMEOUT_S = 5.0
 REPLAY_ATTEMPTS = 6
+# libzmq announces its own retry right after a disconnect; none within this time means none.
+RESTORE_AFTER_S = 1.0
+_MONITOR_EVENTS = (
+    zmq.EVENT_DISCONNECTED
+    | zmq.EVENT_CONNECT_RETRIED
+    | zmq.EVENT_CONNECT_DELAYED
+    | zmq.EVENT_CONNECTED
+)
+
+
+@dataclass
+class Watch:
+    """Reconnect a socket whose connection libzmq dropped for good.
+
+    A frame over ZMQ_MAXMSGSIZE is a protocol error to libzmq: it drops that connection and,
+    unlike after a network error, never connects again. The monitor sees a disconnect with no
+    retry after it; the writer then connects again itself, so one oversized message from the
+    network never ends a sampler's feed.
+    """
+
+    socket: zmq.Socket
+    endpoint: str
+    monitor: zmq.Socket
+    restore_at: float | None = None
+    restored: int = 0
+
+    def take_events(self, now_s: float) -> None:
+        """Read the monitor's events and schedule a reconnection when one is needed."""
+        while True:
+            try:
+                event = parse_monitor_message(self.monitor.recv_multipart(zmq.NOBLOCK))
+            except zmq.Again:
+                return
+            if event["event"] == zmq.EVENT_DISCONNECTED:
+                self.restore_at = now_s + RESTORE_AFTER_S
+            else:
+                self.restore_at = None  # libzmq is retrying, or has connected
+
+    def restore_if_due(self, now_s: float) -> bool:
+        """Connect again if libzmq has not within RESTORE_AFTER_S; return whether it did."""
+        if self.restore_at is None or now_s < self.restore_at:
+            return False
+        self.restore_at = None
+        self.restored += 1
+        log.warning(
+            "%s broke the ZeroMQ protocol (most likely a frame over %d bytes) and was "
+            "disconnected; connecting again",
+            self.endpoint,
+            MAX_MESSAGE_BYTES,
+        )
+        with suppress(zmq.ZMQError):  # already forgotten by libzmq: nothing to undo
+            self.socket.disconnect(self.endpoint)
+        self.socket.connect(self.endpoint)
+        return True
+
+    def close(self) -> None:
+        """Stop monitoring and close the monitor socket."""
+        with suppress(zmq.ZMQError):
+            self.socket.disable_monitor()
+        self.monitor.close(linger=0)
+
+
+def watch(socket: zmq.Socket, endpoint: str) -> Watch:
+    """Connect socket to endpoint, watched by a monitor."""
+    monitor = socket.get_monitor_socket(_MONITOR_EVENTS)
+    socket.connect(endpoint)
+    return Watch(socket, endpoint, monitor)
 
 
 @dataclass
@@ -44,6 +113,7 @@ class Source:
     endpoint: str
     subscriber: zmq.Socket
     replayer: zmq.Socket
+    watches: list[Watch] = field(default_factory=list)
     pending: dict[tuple[str, int], Pending] = field(default_factory=dict)
 
     def ask(self, request: ReplayRequest, now_s: float) -> None:
@@ -61,6 +131,8 @@ class Source:
 
     def close(self) -> None:
         """Close both sockets at once (linger 0)."""
+        for each in self.watches:
+            each.close()
         self.subscriber.close(linger=0)
         self.replayer.close(linger=0)
 
@@ -75,9 +147,8 @@ def open_source(context: zmq.Context, endpoint: str) -> Source:
         socket.setsockopt(zmq.RCVHWM, 100_000)
     replayer.setsockopt(zmq.SNDHWM, 100)
     subscriber.setsockopt(zmq.SUBSCRIBE, TOPIC)
-    subscriber.connect(endpoint)
-    replayer.connect(replay_endpoint(endpoint))
-    return Source(endpoint, subscriber, replayer)
+    watches = [watch(subscriber, endpoint), watch(replayer, replay_endpoint(endpoint))]
+    return Source(endpoint, subscriber, replayer, watches)
 
 
 def settle(source: Source, end: ReplayEnd, tracker: SequenceTracker, now_s: float) -> None:

@@ -55,8 +55,10 @@ def add_gpu(
     name: str = "NVIDIA Test GPU",
 ) -> None:
     """Insert one GPU row."""
+    # Columns named: later migrations add columns to gpus (with defaults).
     conn.execute(
-        "INSERT INTO gpus VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO gpus (gpu_id, gpu_uuid, host, gpu_index, gpu_name, pci_bus_id,"
+        " driver_version, first_ts, last_ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (gpu_id, uuid, host, index, name, f"0000:0{index}:00.0", "550.54", first_ts, last_ts),
     )
 
@@ -145,6 +147,21 @@ def make_tick(
         driver_version="550.54",
         gpus=gpus,
     )
+
+
+def host_tick(ts: float, errors: dict[str, str | None], host: str = "alpha", seq: int = 0) -> Tick:
+    """Return a tick of `host` at ts with one GPU per UUID in `errors` (None: read fine)."""
+    gpus = [
+        GpuReading(
+            index=index,
+            uuid=uuid,
+            name="NVIDIA H100 80GB HBM3",
+            error=error,
+            util_gpu_pct=None if error else 50,
+        )
+        for index, (uuid, error) in enumerate(errors.items())
+    ]
+    return Tick(host=host, sampler_id="s", seq=seq, ts=ts, interval_s=10.0, gpus=gpus)
 
 
 async def wait_until(

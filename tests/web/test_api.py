@@ -35,6 +35,7 @@ GPU_KEYS = {
     "first_ts",
     "last_ts",
     "latest",
+    "error_since_ts",
 }
 
 

@@ -7,13 +7,24 @@ import json
 import time
 
 import aiohttp
+import msgspec
 import pytest
+import zmq
 
-from common.messages import TOPIC, Tick
+from common.messages import MAX_MESSAGE_BYTES, TOPIC, Tick
 from common.status import WriterStatus, write_status
 from services.web.app import create_app
+from services.web.feed import RESTORE_AFTER_S
 from services.web.keys import COUNTERS, FEED, HUB
-from tests.web.conftest import UUID_A, add_gpu, create_db, make_config, make_tick, wait_until
+from tests.web.conftest import (
+    T0,
+    UUID_A,
+    add_gpu,
+    create_db,
+    make_config,
+    make_tick,
+    wait_until,
+)
 
 
 @pytest.fixture
@@ -176,20 +187,105 @@ async def test_a_foreign_origin_is_refused(live_client):
     await ws.close()
 
 
-async def test_a_malformed_message_is_counted_and_the_feed_goes_on(live_client, publisher):
+def malformed_messages() -> dict[str, list[bytes]]:
+    """Return a message of every kind the feed must count and drop, by what is wrong with it."""
+    good = make_tick(host="alpha", seq=1, ts=T0 + 400, util_gpu_pct=5).to_frames()
+    fields = msgspec.msgpack.decode(good[2])
+
+    def changed(**changes: object) -> list[bytes]:
+        return [TOPIC, b"1", msgspec.msgpack.encode({**fields, **changes})]
+
+    gpu = fields["gpus"][0]
+    return {
+        "random bytes": [TOPIC, b"1", b"\xc1 not msgpack"],
+        "an empty payload": [TOPIC, b"1", b""],
+        "a truncated payload": [TOPIC, b"1", good[2][: len(good[2]) // 2]],
+        "one frame": [TOPIC],
+        "two frames": [TOPIC, b"1"],
+        "four frames": [*good, b"extra"],
+        "a topic that only starts like ours": [TOPIC + b".v2", b"1", good[2]],
+        "an unknown schema version": [TOPIC, b"2", good[2]],
+        "an empty schema version": [TOPIC, b"", good[2]],
+        "a text seq": changed(seq="seven"),
+        "a missing host": [TOPIC, b"1", msgspec.msgpack.encode({**fields, "host": None})],
+        "a timestamp of 0": changed(ts=0),
+        "a NaN timestamp": changed(ts=float("nan")),
+        "gpus as a map": changed(gpus={"0": gpu}),
+        "a utilization of 101 %": changed(gpus=[{**gpu, "util_gpu_pct": 101}]),
+        "a field nobody knows": changed(extra=1),
+        "text that is not UTF-8": [TOPIC, b"1", good[2].replace(b"alpha", b"\xffalph")],
+        "an array, not a map": [TOPIC, b"1", msgspec.msgpack.encode([1, 2, 3])],
+        "arrays nested a million deep": [TOPIC, b"1", b"\x91" * 1_000_000 + b"\xc0"],
+        "an array that claims 4 G items": [TOPIC, b"1", b"\xdd\xff\xff\xff\xff"],
+    }
+
+
+async def test_a_malformed_message_of_any_kind_is_counted_and_dropped(live_client, publisher):
     pub = publisher[0]
+    feed = live_client.app[FEED]
     ws = await live_client.ws_connect("/ws")
     assert (await receive_json(ws))["type"] == "snapshot"
-    pub.send_multipart([TOPIC, b"1", b"\xc1 not msgpack"])
-    pub.send_multipart([TOPIC, b"9", make_tick().to_frames()[2]])
-    pub.send_multipart([TOPIC, b"1"])
-    feed = live_client.app[FEED]
-    await wait_until(lambda: feed.malformed_messages == 3, what="3 malformed messages")
+    received = feed.received_ticks
+    for count, (what, frames) in enumerate(malformed_messages().items(), start=1):
+        pub.send_multipart(frames)
+        await wait_until(lambda n=count: feed.malformed_messages == n, what=f"{what} counted")
+    assert feed.received_ticks == received  # none of them taken as a tick
     pub.send_multipart(make_tick(host="alpha", seq=7, ts=time.time()).to_frames())
-    assert (await receive_tick(ws, "alpha"))["tick"]["seq"] == 7
+    body = await receive_json(ws)
+    while body["tick"]["host"] == "probe":  # probes still in flight from feed_connected()
+        body = await receive_json(ws)
+    assert (body["type"], body["tick"]["host"], body["tick"]["seq"]) == ("tick", "alpha", 7)
     health = await (await live_client.get("/healthz")).json()
-    assert health["malformed_messages"] == 3
+    assert health["malformed_messages"] == len(malformed_messages())
+    assert health["internal_errors"] == 0
     await ws.close()
+
+
+async def test_a_frame_over_maxmsgsize_is_counted_and_the_feed_reconnects(live_client, publisher):
+    """libzmq drops the connection on a frame over ZMQ_MAXMSGSIZE and never retries it: without
+    the feed's reconnection, one such message would end the live view until a restart."""
+    pub = publisher[0]
+    feed = live_client.app[FEED]
+    ws = await live_client.ws_connect("/ws")
+    assert (await receive_json(ws))["type"] == "snapshot"
+    pub.send_multipart([TOPIC, b"1", b"x" * (MAX_MESSAGE_BYTES + 1)])
+    await wait_until(lambda: feed.malformed_messages == 1, what="the oversized frame counted")
+    assert feed.restored_connections == 1
+    await feed_connected(live_client.app, pub)  # ticks flow again
+    pub.send_multipart(make_tick(host="alpha", seq=9, ts=time.time()).to_frames())
+    assert (await receive_tick(ws, "alpha"))["tick"]["seq"] == 9
+    health = await (await live_client.get("/healthz")).json()
+    assert health["malformed_messages"] == 1
+    await ws.close()
+
+
+async def test_a_sampler_restart_is_not_counted_as_malformed(aiohttp_client, db_path):
+    """A sampler that stops and comes back: libzmq retries by itself, the feed leaves it be."""
+    context = zmq.Context()
+    pub = context.socket(zmq.PUB)
+    pub.setsockopt(zmq.LINGER, 0)
+    port = pub.bind_to_random_port("tcp://127.0.0.1")
+    endpoint = f"tcp://127.0.0.1:{port}"
+    try:
+        client = await aiohttp_client(create_app(make_config(db_path, PCW_SUBSCRIBE=endpoint)))
+        feed = client.app[FEED]
+        await feed_connected(client.app, pub)
+        pub.close(linger=0)
+        pub = context.socket(zmq.PUB)
+        pub.setsockopt(zmq.LINGER, 0)
+        for _attempt in range(100):  # the port is free again once the old socket is gone
+            try:
+                pub.bind(endpoint)
+                break
+            except zmq.ZMQError:
+                await asyncio.sleep(0.05)
+        await feed_connected(client.app, pub)
+        await asyncio.sleep(RESTORE_AFTER_S + 0.5)  # time for a wrong reconnection to show
+        assert feed.malformed_messages == 0
+        assert feed.restored_connections == 0
+    finally:
+        pub.close(linger=0)
+        context.term()
 
 
 async def test_shutdown_tells_websockets_going_away(aiohttp_client, live_config):
