@@ -59,6 +59,14 @@ CREATE TABLE positions (
 ROLLUP_LEVELS_S: tuple[int, ...] = (60, 600, 3600)
 
 
+def rollup_levels_for(interval_s: float) -> tuple[int, ...]:
+    """Return the rollup levels (seconds) kept for a GPU sampled every interval_s.
+
+    A level no coarser than the sampling would hold one reading per bucket: it is not kept.
+    """
+    return tuple(level_s for level_s in ROLLUP_LEVELS_S if level_s > interval_s)
+
+
 def rollup_table(level_s: int) -> str:
     """Return the table name of a rollup level."""
     return f"rollup_{level_s}"

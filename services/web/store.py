@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from common.metrics import METRIC_NAMES
-from common.schema import SCHEMA_VERSION, schema_version
+from common.schema import SCHEMA_VERSION, rollup_levels_for, rollup_table, schema_version
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +35,8 @@ WORKERS = 2
 T = TypeVar("T")
 
 _GPU_COLUMNS = (
-    "gpu_id, gpu_uuid, host, gpu_index, gpu_name, pci_bus_id, driver_version, first_ts, last_ts"
+    "gpu_id, gpu_uuid, host, gpu_index, gpu_name, pci_bus_id, driver_version, first_ts, last_ts,"
+    " interval_s"
 )
 GPUS_SQL = f"SELECT {_GPU_COLUMNS} FROM gpus"
 # One key look-up from the end of the GPU's key range, never a scan.
@@ -53,22 +54,48 @@ ERROR_SINCE_SQL = (
 )
 
 
-def history_sql(metrics: Sequence[str]) -> str:
+def history_sql(metrics: Sequence[str], level_s: int | None = None) -> str:
     """Return the bucketed range query of one GPU: one key range scan over (gpu_id, ts).
 
-    Parameters: step_s, last bucket number, gpu_id, low_s, high_s. Columns: bucket number
-    (floor(ts / step_s), capped at the last bucket because a ts just below high_s can round up to
-    it), reading count, then AVG and MAX of each metric. AVG and MAX skip NULL, so a metric that is
-    NULL in every row of a bucket stays NULL, and errored rows (NULL metrics) only add to the count.
+    From the raw samples (level_s None) or from the rollup table of level_s, whose buckets each
+    fall inside one of ours (see rollup_level). Parameters: step_s, last bucket number, gpu_id,
+    low_s, high_s. Columns: bucket number (floor(ts / step_s), capped at the last bucket because a
+    ts just below high_s can round up to it), reading count, then the mean and max of each
+    metric. Both skip NULL, so a metric that is NULL in every row of a bucket stays NULL, and
+    errored rows (NULL metrics) only add to the count. A rollup's mean is sum / count over its
+    rows, exactly the raw mean; dividing by a zero count gives NULL in SQLite.
     """
     unknown = set(metrics) - set(METRIC_NAMES)
     if unknown:
         raise ValueError(f"unknown metrics {sorted(unknown)}")
-    aggregates = ", ".join(f"AVG({name}), MAX({name})" for name in metrics)
+    if level_s is None:
+        table, count = "samples", "COUNT(*)"
+        aggregates = ", ".join(f"AVG({name}), MAX({name})" for name in metrics)
+    else:
+        table, count = rollup_table(level_s), "SUM(n)"
+        aggregates = ", ".join(
+            f"CAST(SUM({name}_sum) AS REAL) / SUM({name}_n), MAX({name}_max)" for name in metrics
+        )
     return (
-        f"SELECT MIN(CAST(ts / ? AS INTEGER), ?) AS bucket, COUNT(*), {aggregates} FROM samples "
+        f"SELECT MIN(CAST(ts / ? AS INTEGER), ?) AS bucket, {count}, {aggregates} FROM {table} "
         "WHERE gpu_id = ? AND ts >= ? AND ts < ? GROUP BY bucket ORDER BY bucket"
     )
+
+
+def rollup_level(step_s: int, interval_s: float | None) -> int | None:
+    """Return the coarsest rollup level that serves buckets of step_s for this GPU, or None.
+
+    Its buckets must tile ours (step_s a multiple of it), and the writer must keep it for the
+    GPU's sampling interval.
+    """
+    if interval_s is None:
+        return None
+    fitting = [
+        level_s
+        for level_s in rollup_levels_for(interval_s)
+        if level_s <= step_s and step_s % level_s == 0
+    ]
+    return max(fitting, default=None)
 
 
 class StoreError(RuntimeError):
@@ -92,6 +119,7 @@ class GpuRow:
     driver_version: str | None
     first_ts: float
     last_ts: float
+    interval_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -315,9 +343,9 @@ def _read_history(
     else:
         chosen = [gpu for gpu in gpus if gpu.last_ts >= low_s and gpu.first_ts < high_s]
         missing = []
-    sql = history_sql(metrics)
     series = []
     for gpu in chosen:
+        sql = history_sql(metrics, rollup_level(step_s, gpu.interval_s))
         rows = conn.execute(sql, (step_s, last_bucket, gpu.gpu_id, low_s, high_s)).fetchall()
         series.append(GpuBuckets(gpu, rows))
     return HistoryRows(series, missing)

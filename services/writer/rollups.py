@@ -13,14 +13,9 @@ from collections.abc import Iterable
 
 from common.messages import Tick
 from common.metrics import METRIC_NAMES
-from common.schema import ROLLUP_LEVELS_S, rollup_table
+from common.schema import ROLLUP_LEVELS_S, rollup_levels_for, rollup_table
 
 RAW = "samples"
-
-
-def levels_for(interval_s: float) -> tuple[int, ...]:
-    """Return the rollup levels (seconds) kept for GPUs sampled every interval_s."""
-    return tuple(level_s for level_s in ROLLUP_LEVELS_S if level_s > interval_s)
 
 
 def _columns() -> str:
@@ -59,7 +54,7 @@ def touched_buckets(
     touched: dict[int, set[tuple[str, int, float]]] = {level: set() for level in ROLLUP_LEVELS_S}
     for tick in ticks:
         source = RAW
-        for level_s in levels_for(tick.interval_s):
+        for level_s in rollup_levels_for(tick.interval_s):
             bucket_ts = float(math.floor(tick.ts / level_s) * level_s)
             touched[level_s].update((source, gpu_ids[gpu.uuid], bucket_ts) for gpu in tick.gpus)
             source = rollup_table(level_s)

@@ -1,0 +1,149 @@
+"""Rollups are exact, replay-safe, and the history query reads them by key."""
+
+from __future__ import annotations
+
+import math
+import random
+import sqlite3
+
+import pytest
+
+from common.messages import GpuReading, Tick
+from common.metrics import METRIC_NAMES
+from common.schema import ROLLUP_LEVELS_S, rollup_levels_for, rollup_table
+from services.web.store import history_sql, rollup_level
+from services.writer.store import Store
+
+INTERVAL_S = 10.0
+START_TS = 1_790_000_000.0  # a multiple of 3600
+
+
+def _reading(rng: random.Random, index: int) -> GpuReading:
+    """Return a reading with some metrics null, sometimes all of them (a GPU in error)."""
+    if rng.random() < 0.05:
+        return GpuReading(index=index, uuid=f"GPU-r{index}", name="R", error="GPU is lost")
+    return GpuReading(
+        index=index,
+        uuid=f"GPU-r{index}",
+        name="R",
+        util_gpu_pct=rng.randint(0, 100),
+        util_mem_pct=None if rng.random() < 0.3 else rng.randint(0, 100),
+        mem_used_bytes=rng.randint(0, 80 << 30),
+        mem_total_bytes=80 << 30,
+        temp_c=rng.randint(30, 90),
+        power_w=rng.uniform(50, 700),
+        power_limit_w=700.0,
+        energy_j=rng.uniform(0, 1e9),
+        fan_pct=None if index else rng.randint(0, 100),
+        sm_clock_mhz=rng.randint(200, 2000),
+        mem_clock_mhz=2619,
+        pstate=rng.choice([0, 2, 8]),
+    )
+
+
+def _ticks(rng: random.Random, count: int) -> list[Tick]:
+    ticks = []
+    for seq in range(count):
+        if 300 <= seq < 420:  # a 20-minute gap
+            continue
+        gpus = [_reading(rng, index) for index in range(2)]
+        ticks.append(
+            Tick(
+                host="r",
+                sampler_id="s",
+                seq=seq,
+                ts=START_TS + seq * INTERVAL_S,
+                interval_s=INTERVAL_S,
+                gpus=gpus,
+            )
+        )
+    return ticks
+
+
+@pytest.fixture(scope="module")
+def db_path(tmp_path_factory):
+    rng = random.Random(7)
+    path = tmp_path_factory.mktemp("rollups") / "gpu_stats.db"
+    store = Store(path)
+    ticks = _ticks(rng, 2000)  # 5.5 hours
+    for start in range(0, len(ticks), 97):  # batches that cut buckets anywhere
+        store.write(ticks[start : start + 97])
+    store.write(ticks[500:900])  # a replay of stored ticks: must not count twice
+    store.write(rng.sample(ticks, 50))
+    store.close()
+    return path
+
+
+def _connect(path):
+    return sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+
+
+def _raw_aggregates(conn, gpu_id: int, level_s: int) -> dict[float, tuple]:
+    columns = ", ".join(f"sum({m}), count({m}), max({m})" for m in METRIC_NAMES)
+    rows = conn.execute(
+        f"SELECT CAST(ts / {level_s} AS INTEGER) * {level_s}, count(*), {columns} FROM samples "
+        "WHERE gpu_id = ? GROUP BY 1",
+        (gpu_id,),
+    ).fetchall()
+    return {float(row[0]): row[1:] for row in rows}
+
+
+@pytest.mark.parametrize("level_s", ROLLUP_LEVELS_S)
+def test_every_rollup_bucket_equals_the_aggregate_of_its_raw_rows(db_path, level_s):
+    conn = _connect(db_path)
+    columns = ", ".join(f"{m}_sum, {m}_n, {m}_max" for m in METRIC_NAMES)
+    for (gpu_id,) in conn.execute("SELECT gpu_id FROM gpus").fetchall():
+        raw = _raw_aggregates(conn, gpu_id, level_s)
+        rolled = {
+            row[0]: row[1:]
+            for row in conn.execute(
+                f"SELECT ts, n, {columns} FROM {rollup_table(level_s)} WHERE gpu_id = ?",
+                (gpu_id,),
+            )
+        }
+        assert rolled.keys() == raw.keys()
+        for bucket_ts, values in raw.items():
+            assert rolled[bucket_ts] == pytest.approx(values, rel=1e-12), bucket_ts
+
+
+def test_history_from_rollups_equals_history_from_raw_rows(db_path):
+    conn = _connect(db_path)
+    low_s, high_s = START_TS - 3600, START_TS + 8 * 3600
+    for step_s in (60, 120, 600, 1800, 3600, 7200):
+        level_s = rollup_level(step_s, INTERVAL_S)
+        assert level_s is not None and step_s % level_s == 0
+        last_bucket = int(high_s // step_s)
+        for (gpu_id,) in conn.execute("SELECT gpu_id FROM gpus").fetchall():
+            params = (step_s, last_bucket, gpu_id, low_s, high_s)
+            raw = conn.execute(history_sql(METRIC_NAMES), params).fetchall()
+            rolled = conn.execute(history_sql(METRIC_NAMES, level_s), params).fetchall()
+            assert len(rolled) == len(raw) > 0
+            for mine, theirs in zip(rolled, raw, strict=True):
+                assert mine[:2] == theirs[:2]  # bucket and count
+                for a, b in zip(mine[2:], theirs[2:], strict=True):
+                    assert (a is None and b is None) or math.isclose(a, b, rel_tol=1e-9)
+
+
+def test_the_level_is_the_coarsest_that_tiles_the_step_and_is_kept():
+    assert rollup_levels_for(60) == (600, 3600)
+    assert rollup_levels_for(10) == (60, 600, 3600)
+    assert rollup_level(7200, 60) == 3600
+    assert rollup_level(1800, 60) == 600
+    assert rollup_level(900, 10) == 60  # 600 does not tile 900 s buckets
+    assert rollup_level(300, 60) is None  # no level finer than 600 s is kept at 60 s
+    assert rollup_level(30, 10) is None
+    assert rollup_level(3600, None) is None
+
+
+@pytest.mark.parametrize("level_s", [None, *ROLLUP_LEVELS_S])
+def test_history_query_is_a_key_range_search(db_path, level_s):
+    conn = _connect(db_path)
+    plan = " ".join(
+        row[-1]
+        for row in conn.execute(
+            "EXPLAIN QUERY PLAN " + history_sql(METRIC_NAMES, level_s), (60, 10, 1, 0, 1e10)
+        )
+    )
+    table = "samples" if level_s is None else rollup_table(level_s)
+    assert f"SEARCH {table} USING PRIMARY KEY (gpu_id=? AND ts>? AND ts<?)" in plan
+    assert "SCAN" not in plan
