@@ -394,7 +394,9 @@ def test_a_gpu_whose_reading_failed_shows_its_error(page: Page, stack: Stack, wa
     card = page.locator(".gpu-card[data-state='error']")
     card.wait_for()
     assert card.count() == 1
-    assert message in card.locator(".gpu-error").inner_text()
+    text = card.locator(".gpu-error").inner_text()
+    assert message in text
+    assert "failed since " in text  # the page tells since when, in local time
     assert card.locator(".metric-util").inner_text() == "n/a"
     assert card.locator(".metric-power").inner_text() == "n/a"
     healthy = page.locator(".gpu-card[data-state='ok'] .metric-util").all_inner_texts()

@@ -332,6 +332,8 @@
     gpu.lastTs = tsS;
     gpu.intervalS = positive(intervalS, state.intervalS);
     gpu.error = reading.error ? String(reading.error) : null;
+    if (!gpu.error) gpu.errorSinceS = null;
+    else if (!isNumber(gpu.errorSinceS)) gpu.errorSinceS = tsS; // the API may know earlier
     const els = gpu.els;
     setText(els.util, withUnit(reading.util_gpu_pct, '%', 0));
     setText(els.temp, withUnit(reading.temp_c, '°C', 0));
@@ -344,7 +346,9 @@
     setText(els.clocks, clocksText(reading.sm_clock_mhz, reading.mem_clock_mhz));
     els.pstate.textContent = isNumber(reading.pstate) ? `P${reading.pstate}` : 'P n/a';
     els.error.hidden = !gpu.error;
-    els.error.textContent = gpu.error ? `Reading this GPU failed: ${gpu.error}` : '';
+    els.error.textContent = gpu.error
+      ? `Reading this GPU failed since ${formatFull(gpu.errorSinceS * 1000)}: ${gpu.error}`
+      : '';
     els.card.dataset.ts = String(tsS);
     els.updated.textContent = `updated ${formatClock(tsS * 1000)}`;
     els.updated.title = formatFull(tsS * 1000);
@@ -837,6 +841,7 @@
           uuid: item.gpu_uuid, host: item.host, index: item.gpu_index,
           name: item.gpu_name, pci: item.pci_bus_id,
         });
+        if (gpu && isNumber(item.error_since_ts)) gpu.errorSinceS = item.error_since_ts;
         if (gpu && item.latest) updateCard(gpu, item.latest, item.latest.ts, answer.interval_s);
       }
     } catch (error) {
