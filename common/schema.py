@@ -56,7 +56,7 @@ CREATE TABLE positions (
 
 # Rollups: per GPU and aligned bucket of `level` seconds, the row count and, per metric, the sum,
 # count of non-null values and maximum, so that a mean over any union of buckets is exact.
-ROLLUP_LEVELS_S: tuple[int, ...] = (60, 600, 3600)
+ROLLUP_LEVELS_S: tuple[int, ...] = (60, 600, 1800, 3600, 7200)
 
 
 def rollup_levels_for(interval_s: float) -> tuple[int, ...]:

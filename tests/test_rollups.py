@@ -11,7 +11,7 @@ import pytest
 from common.messages import GpuReading, Tick
 from common.metrics import METRIC_NAMES
 from common.schema import ROLLUP_LEVELS_S, rollup_levels_for, rollup_table
-from services.web.store import history_sql, rollup_level
+from services.web.store import history_json_sql, history_sql, rollup_level
 from services.writer.store import Store
 
 INTERVAL_S = 10.0
@@ -109,14 +109,15 @@ def test_every_rollup_bucket_equals_the_aggregate_of_its_raw_rows(db_path, level
 def test_history_from_rollups_equals_history_from_raw_rows(db_path):
     conn = _connect(db_path)
     low_s, high_s = START_TS - 3600, START_TS + 8 * 3600
-    for step_s in (60, 120, 600, 1800, 3600, 7200):
+    for step_s in (60, 120, 600, 1200, 1800, 3600, 7200, 10800):
         level_s = rollup_level(step_s, INTERVAL_S)
         assert level_s is not None and step_s % level_s == 0
         last_bucket = int(high_s // step_s)
         for (gpu_id,) in conn.execute("SELECT gpu_id FROM gpus").fetchall():
             params = (step_s, last_bucket, gpu_id, low_s, high_s)
             raw = conn.execute(history_sql(METRIC_NAMES), params).fetchall()
-            rolled = conn.execute(history_sql(METRIC_NAMES, level_s), params).fetchall()
+            # as the web asks: one rollup row per bucket where the level is the step itself
+            rolled = conn.execute(history_sql(METRIC_NAMES, level_s, step_s), params).fetchall()
             assert len(rolled) == len(raw) > 0
             for mine, theirs in zip(rolled, raw, strict=True):
                 assert mine[:2] == theirs[:2]  # bucket and count
@@ -125,10 +126,12 @@ def test_history_from_rollups_equals_history_from_raw_rows(db_path):
 
 
 def test_the_level_is_the_coarsest_that_tiles_the_step_and_is_kept():
-    assert rollup_levels_for(60) == (600, 3600)
-    assert rollup_levels_for(10) == (60, 600, 3600)
-    assert rollup_level(7200, 60) == 3600
-    assert rollup_level(1800, 60) == 600
+    assert rollup_levels_for(60) == (600, 1800, 3600, 7200)
+    assert rollup_levels_for(10) == (60, 600, 1800, 3600, 7200)
+    assert rollup_level(7200, 60) == 7200
+    assert rollup_level(10800, 60) == 3600  # 7200 does not tile 10800 s buckets
+    assert rollup_level(1800, 60) == 1800
+    assert rollup_level(1200, 60) == 600
     assert rollup_level(900, 10) == 60  # 600 does not tile 900 s buckets
     assert rollup_level(300, 60) is None  # no level finer than 600 s is kept at 60 s
     assert rollup_level(30, 10) is None
@@ -136,14 +139,18 @@ def test_the_level_is_the_coarsest_that_tiles_the_step_and_is_kept():
 
 
 @pytest.mark.parametrize("level_s", [None, *ROLLUP_LEVELS_S])
-def test_history_query_is_a_key_range_search(db_path, level_s):
+@pytest.mark.parametrize("grouped", [True, False])
+def test_history_query_is_a_key_range_search(db_path, level_s, grouped):
     conn = _connect(db_path)
+    step_s = (level_s or 60) * (2 if grouped else 1)
+    sql = history_json_sql(METRIC_NAMES, level_s, step_s)  # what the web runs
     plan = " ".join(
-        row[-1]
-        for row in conn.execute(
-            "EXPLAIN QUERY PLAN " + history_sql(METRIC_NAMES, level_s), (60, 10, 1, 0, 1e10)
-        )
+        row[-1] for row in conn.execute("EXPLAIN QUERY PLAN " + sql, (step_s, 10, 1, 0, 1e10, 0))
     )
     table = "samples" if level_s is None else rollup_table(level_s)
-    assert f"SEARCH {table} USING PRIMARY KEY (gpu_id=? AND ts>? AND ts<?)" in plan
-    assert "SCAN" not in plan
+    if level_s is not None and not grouped:  # one key look-up per bucket
+        assert "SEARCH b USING PRIMARY KEY (gpu_id=? AND ts=?)" in plan
+    else:  # one key range, then an index on the buckets for the join
+        assert f"SEARCH {table} USING PRIMARY KEY (gpu_id=? AND ts>? AND ts<?)" in plan
+        assert "SEARCH b USING AUTOMATIC COVERING INDEX (bucket=?)" in plan
+    assert f"SCAN {table}" not in plan
