@@ -52,11 +52,16 @@ def touched_buckets(
 ) -> dict[int, set[tuple[str, int, float]]]:
     """Return, per level, the (source table, gpu_id, bucket start) that the ticks changed."""
     touched: dict[int, set[tuple[str, int, float]]] = {level: set() for level in ROLLUP_LEVELS_S}
+    seen: set[tuple[float, float, tuple[str, ...]]] = set()
     for tick in ticks:
+        uuids = tuple(gpu.uuid for gpu in tick.gpus)
         source = RAW
         for level_s in rollup_levels_for(tick.interval_s):
             bucket_ts = float(math.floor(tick.ts / level_s) * level_s)
-            touched[level_s].update((source, gpu_ids[gpu.uuid], bucket_ts) for gpu in tick.gpus)
+            key = (level_s, bucket_ts, uuids)
+            if key not in seen:  # consecutive ticks mostly fall in the same buckets
+                seen.add(key)
+                touched[level_s].update((source, gpu_ids[uuid], bucket_ts) for uuid in uuids)
             source = rollup_table(level_s)
     return touched
 
@@ -65,7 +70,10 @@ def refresh(conn: sqlite3.Connection, ticks: list[Tick], gpu_ids: dict[str, int]
     """Recompute every bucket the ticks touched, finest level first; return buckets written."""
     written = 0
     for level_s, buckets in sorted(touched_buckets(ticks, gpu_ids).items()):
+        by_source: dict[str, list[tuple[int, float]]] = {}
         for source, gpu_id, bucket_ts in sorted(buckets):
-            conn.execute(_REFRESH[level_s, source], (gpu_id, bucket_ts))
-            written += 1
+            by_source.setdefault(source, []).append((gpu_id, bucket_ts))
+        for source, params in by_source.items():
+            conn.executemany(_REFRESH[level_s, source], params)
+            written += len(params)
     return written

@@ -2,27 +2,44 @@
 
     python -m tests.bench.generate --days 30 --gpus 8 --hosts 1 --interval 60 --out PATH
 
-Readings come from the simulated GPUs read through the sampler's NVML reader with a clock that
-steps through the past, so the values, their units and their nulls are what the sampler sends.
-The last tick is at the current time, aligned to the interval.
+Two sources of readings, both written by services.writer.store.Store.write, so the samples, the
+rollups and the GPU table are exactly what the writer would have stored:
+
+- fast (the default): Tick and GpuReading objects built directly from cheap deterministic
+  formulas that follow the simulated GPUs' ramp / train / idle cycle, with the same identities,
+  units and ranges, and the fan null on every GPU but the GeForce card;
+- simulated (--simulated): the simulated NVML module read through the sampler's own reader with
+  a clock that steps through the past: what the sampler sends, but about 30x slower.
+
+The last tick is at the current time, aligned to the interval; every host ticks at the same times.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import math
+import random
 import sys
 import time
+import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
-from common.messages import Tick
+from common.messages import GpuReading, Tick
 from services.sampler.nvml import GpuReader
-from services.sampler.simulated_nvml import SimulatedNvml
+from services.sampler.simulated_nvml import MIB, MODELS, SimulatedNvml
 from services.sampler.ticks import build_tick
 from services.writer.store import Store, file_bytes
 
-TICKS_PER_COMMIT = 1000
+# Part of the cache key of generated files (tests.bench.databases): bump it when readings change.
+GENERATOR_VERSION = 1
+READINGS_PER_COMMIT = 50_000
+DRIVER_VERSION = "550.127.05-simulated"
+_RESERVED_BYTES = 512 * MIB  # what the v2 memory struct counts as used on an idle GPU
+_NOISE_SIZE = 4096  # a power of two: indexed with a mask
+_NOISE = tuple(random.Random(20261128).random() for _ in range(_NOISE_SIZE))
 
 
 class _SteppedClock:
@@ -38,7 +55,7 @@ class _SteppedClock:
 def host_ticks(
     host: str, gpus: int, first_ts: float, count: int, interval_s: float
 ) -> Iterator[Tick]:
-    """Yield `count` ticks of one simulated host, starting at first_ts."""
+    """Yield `count` ticks of one simulated host read through the sampler's NVML reader."""
     clock = _SteppedClock()
     reader = GpuReader(SimulatedNvml(gpus, host=host, clock=clock))
     reader.start()
@@ -47,22 +64,140 @@ def host_ticks(
         yield build_tick(reader.read(), host, f"gen-{host}", seq, clock.now_s, interval_s)
 
 
-def generate(out: Path, days: float, gpus: int, hosts: int, interval_s: float) -> int:
+@dataclass(frozen=True)
+class _FastGpu:
+    """What the formulas need of one GPU; watts, bytes and MHz, as on the wire."""
+
+    index: int
+    uuid: str
+    name: str
+    pci_bus_id: str
+    salt: int  # offsets the noise table, so that GPUs do not jitter in step
+    period_s: float
+    phase_s: float
+    mem_total_bytes: int
+    power_limit_w: float
+    idle_power_w: float
+    busy_power_w: float
+    max_sm_clock_mhz: int
+    mem_clock_mhz: int
+    has_fan: bool
+    energy_start_j: float
+
+
+def _fast_gpus(host: str, gpus: int, host_number: int) -> list[_FastGpu]:
+    """Return the GPUs of a host, with the simulated module's names, UUIDs and bus ids."""
+    seeds = random.Random(f"{host}/seeds")
+    made = []
+    for index in range(gpus):
+        model = MODELS[index % len(MODELS)]
+        seed = seeds.random()
+        made.append(
+            _FastGpu(
+                index=index,
+                uuid="GPU-" + str(uuid.uuid5(uuid.NAMESPACE_DNS, f"{host}.gpu{index}.pycudawatch")),
+                name=model.name,
+                pci_bus_id=f"00000000:{0x17 + index * 0x10:02X}:00.0",
+                salt=(host_number * 131 + index * 977) & (_NOISE_SIZE - 1),
+                period_s=1200 + 1800 * seed,
+                phase_s=seed * 3600,
+                mem_total_bytes=model.mem_total_bytes,
+                power_limit_w=model.power_limit_mw / 1000,
+                idle_power_w=model.idle_power_mw / 1000,
+                busy_power_w=model.power_limit_mw * 0.92 / 1000,
+                max_sm_clock_mhz=model.max_sm_clock_mhz,
+                mem_clock_mhz=model.mem_clock_mhz,
+                has_fan=model.has_fan,
+                energy_start_j=3_600_000.0 * (index + 1),
+            )
+        )
+    return made
+
+
+def fast_host_ticks(
+    host: str, gpus: int, first_ts: float, count: int, interval_s: float, host_number: int = 0
+) -> Iterator[Tick]:
+    """Yield `count` ticks of one host whose readings come from cheap deterministic formulas.
+
+    Load follows the simulated GPUs' cycle (ramp 10%, train 60% with jitter, idle 30%);
+    utilization, memory, temperature, power, energy (a counter), clocks and P-state follow it.
+    """
+    fleet = _fast_gpus(host, gpus, host_number)
+    energy_j = [gpu.energy_start_j for gpu in fleet]
+    sampler_id = f"gen-{host}"
+    mask = _NOISE_SIZE - 1
+    noise = _NOISE
+    for seq in range(count):
+        ts = first_ts + seq * interval_s
+        wave = 0.08 * math.sin(2 * math.pi * ts / 97)
+        readings = []
+        for gpu in fleet:
+            jitter = noise[(seq + gpu.salt) & mask]
+            position = ((ts + gpu.phase_s) % gpu.period_s) / gpu.period_s
+            if position < 0.1:
+                load = position * 10
+                fill = 0.02 + 8 * position
+            elif position < 0.7:
+                load = min(1.0, 0.81 + wave + 0.1 * jitter)
+                fill = 0.82 + 0.05 * noise[(seq * 7 + gpu.salt) & mask]
+            else:
+                load = fill = 0.0
+            busy = load > 0.02
+            power_w = int(1000 * (gpu.idle_power_w + (gpu.busy_power_w - gpu.idle_power_w) * load))
+            power_w /= 1000
+            energy_j[gpu.index] += power_w * interval_s
+            util = int(100 * load + 0.5)
+            total = gpu.mem_total_bytes
+            readings.append(
+                GpuReading(
+                    gpu.index,
+                    gpu.uuid,
+                    gpu.name,
+                    gpu.pci_bus_id,
+                    None,
+                    util,
+                    int(util * 0.45 + 0.5),
+                    _RESERVED_BYTES + int((total - _RESERVED_BYTES) * fill) // MIB * MIB,
+                    total,
+                    int(33.5 + 48 * load + 2 * jitter),
+                    power_w,
+                    gpu.power_limit_w,
+                    energy_j[gpu.index],
+                    int(30.5 + 55 * load) if gpu.has_fan else None,
+                    int(210.5 + (gpu.max_sm_clock_mhz - 210) * min(1.0, 3 * load)),
+                    gpu.mem_clock_mhz if busy else 405,
+                    0 if busy else 8,
+                )
+            )
+        yield Tick(host, sampler_id, seq, ts, interval_s, DRIVER_VERSION, None, readings)
+
+
+def generate(
+    out: Path, days: float, gpus: int, hosts: int, interval_s: float, *, fast: bool = True
+) -> int:
     """Write the database; return the readings written."""
     count = int(days * 86400 / interval_s)
     last_ts = (time.time() // interval_s) * interval_s
     first_ts = last_ts - (count - 1) * interval_s
     store = Store(out)
-    streams = [host_ticks(f"host{h:02d}", gpus, first_ts, count, interval_s) for h in range(hosts)]
-    written, batch = 0, []
-    for ticks in zip(*streams, strict=True):
-        batch.extend(ticks)
-        if len(batch) >= TICKS_PER_COMMIT:
+    streams = [
+        fast_host_ticks(f"host{h:02d}", gpus, first_ts, count, interval_s, h)
+        if fast
+        else host_ticks(f"host{h:02d}", gpus, first_ts, count, interval_s)
+        for h in range(hosts)
+    ]
+    written, batch, pending = 0, [], 0
+    try:
+        for ticks in zip(*streams, strict=True):
+            batch.extend(ticks)
+            pending += gpus * hosts
+            if pending >= READINGS_PER_COMMIT:
+                written += store.write(batch)
+                batch, pending = [], 0
+        if batch:
             written += store.write(batch)
-            batch = []
-    if batch:
-        written += store.write(batch)
-    store.close()
+    finally:
+        store.close()
     return written
 
 
@@ -74,12 +209,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hosts", type=int, default=1)
     parser.add_argument("--interval", type=float, default=60, help="seconds between ticks")
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument(
+        "--simulated",
+        action="store_true",
+        help="read the simulated NVML module through the sampler's reader (slow, exact)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)  # the simulated fan is not supported: expected
     if args.out.exists():
         parser.error(f"{args.out} exists; give a new path")
     started = time.perf_counter()
-    written = generate(args.out, args.days, args.gpus, args.hosts, args.interval)
+    written = generate(
+        args.out, args.days, args.gpus, args.hosts, args.interval, fast=not args.simulated
+    )
     elapsed = time.perf_counter() - started
     size = file_bytes(args.out)
     sys.stdout.write(

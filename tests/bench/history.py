@@ -1,0 +1,229 @@
+"""History through the real HTTP endpoint against the naive GROUP BY over the raw samples.
+
+The web process runs as users run it (`python -m services.web`) on a generated file. Each case
+asks /api/v1/history for one range, for one GPU or all GPUs, as the dashboard does (500 points,
+the four metrics it charts), and reads the whole answer, gzip and all, as a browser would. The
+baseline runs in this process with sqlite3 on the same file: one GROUP BY CAST(ts / step AS
+INTEGER) over `samples` for the same metrics, with the step the endpoint chose.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+
+from services.web.buckets import choose_step_s
+from tests.bench.databases import Generated
+from tests.bench.procs import bench_env, free_port, http_status, log_tail, running, wait_until
+from tests.bench.settings import Sizes
+from tests.bench.table import Report, Row, failed_row, median, ms, p99, times
+
+log = logging.getLogger(__name__)
+
+POINTS = 500
+# What the dashboard charts, and so asks for (services/web/static/app.js, CHARTS).
+METRICS = ("util_gpu_pct", "temp_c", "mem_used_bytes", "power_w")
+LIMIT_MS = {"8-GPU file": 30.0, "64-GPU file": 150.0}
+MIN_RATIO = 20.0
+WARMUP_UNDER_S = 1.0  # a first run faster than this only warms caches and is not counted
+REQUEST_TIMEOUT_S = 120.0
+_AGGREGATES = ", ".join(f"avg({m}), max({m})" for m in METRICS)
+NAIVE_ONE_SQL = (
+    f"SELECT CAST(ts / ?1 AS INTEGER) AS bucket, count(*), {_AGGREGATES} FROM samples "
+    "WHERE gpu_id = ?2 AND ts >= ?3 AND ts < ?4 GROUP BY bucket"
+)
+NAIVE_ALL_SQL = (
+    f"SELECT gpu_id, CAST(ts / ?1 AS INTEGER) AS bucket, count(*), {_AGGREGATES} FROM samples "
+    "WHERE ts >= ?2 AND ts < ?3 GROUP BY gpu_id, bucket"
+)
+
+
+@dataclass(frozen=True)
+class Timings:
+    """The timed runs of one case, in seconds, and what the last answer was."""
+
+    seconds: list[float]
+    status: int = 200
+    answer_bytes: int = 0
+
+    def shown(self) -> str:
+        """Return median and p99 in words."""
+        if self.status != 200:
+            return f"HTTP {self.status} after {ms(median(self.seconds))}"
+        return f"{ms(median(self.seconds))} (p99 {ms(p99(self.seconds))})"
+
+
+def repeat(run: Callable[[], float], reps: int, budget_s: float) -> list[float]:
+    """Time run() up to `reps` times within budget_s (at least once), the first as a warm-up."""
+    started = time.monotonic()
+    first = run()
+    seconds = [] if first < WARMUP_UNDER_S else [first]
+    while len(seconds) < reps and (not seconds or time.monotonic() - started < budget_s):
+        seconds.append(run())
+    return seconds
+
+
+async def repeat_async(
+    run: Callable[[], Awaitable[float]], reps: int, budget_s: float
+) -> list[float]:
+    """Like repeat(), for a coroutine."""
+    started = time.monotonic()
+    first = await run()
+    seconds = [] if first < WARMUP_UNDER_S else [first]
+    while len(seconds) < reps and (not seconds or time.monotonic() - started < budget_s):
+        seconds.append(await run())
+    return seconds
+
+
+async def time_endpoint(
+    session: aiohttp.ClientSession, url: str, params: list[tuple[str, str]], sizes: Sizes
+) -> Timings:
+    """Time GET url?params until the whole answer is read."""
+    last = {"status": 0, "bytes": 0}
+
+    async def once() -> float:
+        started = time.perf_counter()
+        async with session.get(url, params=params) as response:
+            body = await response.read()
+        elapsed = time.perf_counter() - started
+        last.update(status=response.status, bytes=len(body))
+        return elapsed
+
+    seconds = await repeat_async(once, sizes.history_reps, sizes.history_budget_s)
+    return Timings(seconds, last["status"], last["bytes"])
+
+
+def time_naive(
+    conn: sqlite3.Connection, sql: str, args: tuple[object, ...], sizes: Sizes
+) -> Timings:
+    """Time the naive query until all of its rows are fetched."""
+
+    def once() -> float:
+        started = time.perf_counter()
+        conn.execute(sql, args).fetchall()
+        return time.perf_counter() - started
+
+    return Timings(repeat(once, sizes.history_reps, sizes.history_budget_s))
+
+
+def run(sizes: Sizes, files: list[Generated], work: Path, report: Report) -> None:
+    """Measure every range and scope on every file."""
+    for item in files:
+        measure_file(sizes, item, work, report)
+
+
+@dataclass(frozen=True)
+class Case:
+    """One request of the dashboard and its naive equivalent."""
+
+    figure: str
+    scope: str
+    limit_ms: float
+    params: list[tuple[str, str]]
+    naive_sql: str
+    naive_args: tuple[object, ...]
+    step_s: int
+
+
+def cases(sizes: Sizes, item: Generated, last_ts: float, uuid: str, gpu_id: int) -> list[Case]:
+    """Return every range and scope for one file, each range ending just after its last reading."""
+    made = []
+    for label, span_s in sizes.history_ranges_s:
+        to_s = last_ts + item.spec.interval_s
+        from_s = to_s - span_s
+        step_s = choose_step_s(from_s, to_s, POINTS)
+        window = [
+            ("from", f"{from_s:.0f}"),
+            ("to", f"{to_s:.0f}"),
+            ("points", str(POINTS)),
+            *(("metric", metric) for metric in METRICS),
+        ]
+        one = (step_s, gpu_id, from_s, to_s)
+        every = (step_s, from_s, to_s)
+        for scope, params, sql, args in (
+            ("one GPU", [("gpu", uuid), *window], NAIVE_ONE_SQL, one),
+            ("all GPUs", window, NAIVE_ALL_SQL, every),
+        ):
+            figure = f"history {label}, {scope}, {item.spec.name}"
+            made.append(Case(figure, scope, LIMIT_MS[item.spec.name], params, sql, args, step_s))
+    return made
+
+
+def measure_file(sizes: Sizes, item: Generated, work: Path, report: Report) -> None:
+    """Start the web process on one file and time each case against the naive query."""
+    conn = sqlite3.connect(f"file:{item.path}?mode=ro", uri=True)
+    try:
+        last_ts, uuid, gpu_id = conn.execute(
+            "SELECT (SELECT max(last_ts) FROM gpus), gpu_uuid, gpu_id FROM gpus "
+            "ORDER BY gpu_id LIMIT 1"
+        ).fetchone()
+        port = free_port()
+        env = bench_env(
+            {
+                "PCW_DB_PATH": str(item.path),
+                "PCW_SOURCE": "simulated",
+                "PCW_WEB_PORT": str(port),
+                "PCW_SUBSCRIBE": f"tcp://127.0.0.1:{free_port()}",  # no sampler there
+            }
+        )
+        log_path = work / f"web-history-{item.spec.gpus * item.spec.hosts}.log"
+        url = f"http://127.0.0.1:{port}"
+        with running([sys.executable, "-m", "services.web"], env, log_path) as web:
+            wait_until(
+                lambda: http_status(url + "/healthz") is not None,
+                30,
+                "the web process",
+                web,
+                log_path,
+            )
+            todo = cases(sizes, item, float(last_ts), uuid, gpu_id)
+            asyncio.run(_measure(sizes, todo, conn, url, log_path, report))
+    finally:
+        conn.close()
+
+
+async def _measure(
+    sizes: Sizes,
+    todo: list[Case],
+    conn: sqlite3.Connection,
+    url: str,
+    log_path: Path,
+    report: Report,
+) -> None:
+    timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        for case in todo:
+            log.info("%s", case.figure)
+            try:
+                endpoint = await time_endpoint(session, url + "/api/v1/history", case.params, sizes)
+                naive = time_naive(conn, case.naive_sql, case.naive_args, sizes)
+            except (aiohttp.ClientError, sqlite3.Error, TimeoutError) as error:
+                log.error("%s failed: %s\n%s", case.figure, error, log_tail(log_path))
+                report.add(failed_row(case.figure, error))
+                continue
+            report.add(_row(case.figure, endpoint, naive, case.limit_ms, case.scope))
+            report.note(
+                f"{case.figure}: {len(endpoint.seconds)} timed requests ({endpoint.answer_bytes:,}"
+                f" bytes of JSON each, step {case.step_s} s), {len(naive.seconds)} naive queries"
+            )
+
+
+def _row(figure: str, endpoint: Timings, naive: Timings, limit_ms: float, scope: str) -> Row:
+    value_s, naive_s = median(endpoint.seconds), median(naive.seconds)
+    ratio = naive_s / value_s
+    within = endpoint.status == 200 and value_s * 1000 <= limit_ms
+    if scope == "all GPUs":
+        target = f"<= {limit_ms:g} ms, >= {MIN_RATIO:g}x"
+        met = within and ratio >= MIN_RATIO
+    else:
+        target = f"<= {limit_ms:g} ms"
+        met = within
+    return Row(figure, endpoint.shown(), naive.shown(), times(ratio), target, met)
