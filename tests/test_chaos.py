@@ -8,6 +8,7 @@ import os
 import random
 import signal
 import time
+import urllib.request
 
 import pytest
 
@@ -106,3 +107,28 @@ def test_writer_down_longer_than_the_replay_buffer_reports_the_gap(tmp_path, rep
     stored = [ts for (ts,) in stack.query("SELECT DISTINCT ts FROM readings ORDER BY ts")]
     steps = [round((b - a) / INTERVAL_S) for a, b in itertools.pairwise(stored)]
     assert sum(1 for step in steps if step > 1) == 1, json.dumps(steps)
+
+
+def test_a_sampler_restart_leaves_the_writer_and_web_running(tmp_path):
+    env = {"PCW_SIM_GPUS": "2", "PCW_INTERVAL_S": str(INTERVAL_S)}
+    with Stack(tmp_path, env, supervised=False) as stack:
+        stack.wait_ticks(4)
+        stack.wait_web()
+        assert stack.stop("sampler") == 0
+        stopped_at = stack.stored_ticks()
+        time.sleep(2)
+        stack.start("sampler")
+        stack.wait_ticks(stopped_at + 6)
+        runs = stack.query("SELECT sampler_id FROM positions")
+        with urllib.request.urlopen(stack.web_url + "/api/v1/gpus", timeout=5) as response:
+            gpus = json.loads(response.read())["gpus"]
+        writer_alive = stack.processes["writer"].poll() is None
+        web_alive = stack.processes["web"].poll() is None
+        stack.terminate()
+        logs = stack.logs()
+
+    assert writer_alive and web_alive
+    assert len(runs) == 2, "the writer stored ticks of both sampler runs"
+    newest = max(gpu["latest"]["ts"] for gpu in gpus)
+    assert newest >= stack.query("SELECT max(ts) FROM readings")[0][0] - 2 * INTERVAL_S
+    assert "Traceback" not in logs
