@@ -20,7 +20,7 @@ import logging
 import math
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import zmq
@@ -28,19 +28,12 @@ import zmq.asyncio
 from zmq.utils.monitor import parse_monitor_message
 
 from common.messages import MAX_MESSAGE_BYTES, TOPIC, DecodeError, Tick, tick_to_json
+from services.relink import BROKEN_TEXT, MONITOR_EVENTS, RESTORE_AFTER_S, relink
 
 logger = logging.getLogger(__name__)
 
 MALFORMED_LOG_EVERY_S = 60.0
 RECEIVE_RETRY_S = 1.0
-# libzmq announces its own retry right after a disconnect; none within this time means none.
-RESTORE_AFTER_S = 1.0
-_MONITOR_EVENTS = (
-    zmq.EVENT_DISCONNECTED
-    | zmq.EVENT_CONNECT_RETRIED
-    | zmq.EVENT_CONNECT_DELAYED
-    | zmq.EVENT_CONNECTED
-)
 
 
 @dataclass(frozen=True)
@@ -128,7 +121,7 @@ class LiveFeed:
         monitor: zmq.asyncio.Socket | None = None
         tasks: list[asyncio.Task[None]] = []
         try:
-            monitor = socket.get_monitor_socket(_MONITOR_EVENTS)
+            monitor = socket.get_monitor_socket(MONITOR_EVENTS)
             connected = []
             for endpoint in endpoints:
                 socket.connect(endpoint)
@@ -203,16 +196,8 @@ class LiveFeed:
 
     def _restore(self, socket: zmq.asyncio.Socket, endpoint: str) -> None:
         self.restored_connections += 1
-        self._count_malformed(
-            f"{endpoint} broke the ZeroMQ protocol (most likely a frame over "
-            f"{MAX_MESSAGE_BYTES} bytes) and was disconnected; connecting again"
-        )
-        with suppress(zmq.ZMQError):  # already forgotten by libzmq: nothing to undo
-            socket.disconnect(endpoint)
-        try:
-            socket.connect(endpoint)
-        except zmq.ZMQError as error:
-            logger.error("cannot connect to %s again: %s", endpoint, error)
+        self._count_malformed(f"{endpoint} {BROKEN_TEXT}")
+        relink(socket, endpoint)
 
     def _follow_errors(self, tick: Tick, previous: Tick | None) -> None:
         """Update each GPU's error run from the host's new newest tick."""

@@ -22,20 +22,13 @@ from common.replay import (
     decode_end,
     replay_endpoint,
 )
+from services.relink import BROKEN_TEXT, MONITOR_EVENTS, RESTORE_AFTER_S, relink
 from services.writer.sequences import SequenceTracker
 
 log = logging.getLogger(__name__)
 
 REPLAY_TIMEOUT_S = 5.0
 REPLAY_ATTEMPTS = 6
-# libzmq announces its own retry right after a disconnect; none within this time means none.
-RESTORE_AFTER_S = 1.0
-_MONITOR_EVENTS = (
-    zmq.EVENT_DISCONNECTED
-    | zmq.EVENT_CONNECT_RETRIED
-    | zmq.EVENT_CONNECT_DELAYED
-    | zmq.EVENT_CONNECTED
-)
 
 
 @dataclass
@@ -72,16 +65,8 @@ class Watch:
             return False
         self.restore_at = None
         self.restored += 1
-        log.warning(
-            "%s broke the ZeroMQ protocol (most likely a frame over %d bytes) and was "
-            "disconnected; connecting again",
-            self.endpoint,
-            MAX_MESSAGE_BYTES,
-        )
-        with suppress(zmq.ZMQError):  # already forgotten by libzmq: nothing to undo
-            self.socket.disconnect(self.endpoint)
-        self.socket.connect(self.endpoint)
-        return True
+        log.warning("%s %s", self.endpoint, BROKEN_TEXT)
+        return relink(self.socket, self.endpoint)
 
     def close(self) -> None:
         """Stop monitoring and close the monitor socket."""
@@ -92,7 +77,7 @@ class Watch:
 
 def watch(socket: zmq.Socket, endpoint: str) -> Watch:
     """Connect socket to endpoint, watched by a monitor."""
-    monitor = socket.get_monitor_socket(_MONITOR_EVENTS)
+    monitor = socket.get_monitor_socket(MONITOR_EVENTS)
     socket.connect(endpoint)
     return Watch(socket, endpoint, monitor)
 
