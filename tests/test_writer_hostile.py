@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 import time
@@ -19,8 +20,6 @@ def _tick(seq: int, ts: float) -> Tick:
 
 
 def _stored(db_path) -> int:
-    import sqlite3
-
     if not db_path.exists():
         return 0
     conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)

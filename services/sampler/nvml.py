@@ -71,6 +71,12 @@ class GpuIdentity:
     name: str
     pci_bus_id: str | None
 
+    def reading(self, **values: Any) -> GpuReading:
+        """Return a reading of this GPU with the given metrics or error."""
+        return GpuReading(
+            index=self.index, uuid=self.uuid, name=self.name, pci_bus_id=self.pci_bus_id, **values
+        )
+
 
 @dataclass(frozen=True)
 class TickReading:
@@ -158,16 +164,7 @@ class GpuReader:
 
     def _errored_gpus(self) -> list[GpuReading]:
         """Return the last known GPUs, each marked with the NVML-wide error."""
-        return [
-            GpuReading(
-                index=i.index,
-                uuid=i.uuid,
-                name=i.name,
-                pci_bus_id=i.pci_bus_id,
-                error=self._last_error,
-            )
-            for i in self._known_identities()
-        ]
+        return [identity.reading(error=self._last_error) for identity in self._known_identities()]
 
     def _known_identities(self) -> list[GpuIdentity]:
         return [self._identities[index] for index in sorted(self._identities)]
@@ -210,13 +207,7 @@ class GpuReader:
             self._lost_logged.add(index)
         if identity is None:  # never identified: nothing to attach the error to
             return None
-        return GpuReading(
-            index=index,
-            uuid=identity.uuid,
-            name=identity.name,
-            pci_bus_id=identity.pci_bus_id,
-            error=message,
-        )
+        return identity.reading(error=message)
 
     def _identity(self, index: int, handle: Any) -> GpuIdentity:
         identity = self._identities.get(index)
@@ -275,11 +266,7 @@ class GpuReader:
         limit_mw = get("power_limit_w", nvml.nvmlDeviceGetEnforcedPowerLimit)
         energy_mj = get("energy_j", nvml.nvmlDeviceGetTotalEnergyConsumption)
         pstate = get("pstate", nvml.nvmlDeviceGetPerformanceState)
-        return GpuReading(
-            index=identity.index,
-            uuid=uuid,
-            name=identity.name,
-            pci_bus_id=identity.pci_bus_id,
+        return identity.reading(
             util_gpu_pct=_clamp_pct(util.gpu) if util is not None else None,
             util_mem_pct=_clamp_pct(util.memory) if util is not None else None,
             mem_used_bytes=int(memory.used) if memory is not None else None,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from typing import Any
 
 DAY_S = 86400
@@ -62,30 +61,13 @@ def choose_step_s(from_s: float, to_s: float, points: int) -> int:
     return math.ceil(to_s / DAY_S) * DAY_S  # one bucket, from the epoch, holds the range
 
 
-def fill_buckets(
-    rows: Sequence[Sequence[Any]],
-    first_bucket: int,
-    bucket_count: int,
-    step_s: int,
-    metrics: Sequence[str],
-) -> list[dict[str, Any]]:
-    """Return every bucket of the range in order, as the history API shows it.
+def empty_buckets(first_bucket: int, bucket_count: int, step_s: int) -> list[dict[str, Any]]:
+    """Return the buckets of a GPU with no reading in the range: every one a gap.
 
-    `rows` are (bucket number, count, then mean and max of each metric in turn). A bucket with no
-    row is a gap: count 0, mean and max null. `ts` is the bucket's start in UTC epoch seconds.
+    The same shape as history_json_sql gives: `ts` (the bucket's start, UTC epoch seconds),
+    count 0, mean and max null.
     """
-    buckets: list[dict[str, Any]] = [
+    return [
         {"ts": (first_bucket + offset) * step_s, "count": 0, "mean": None, "max": None}
         for offset in range(bucket_count)
     ]
-    for bucket, count, *values in rows:
-        offset = bucket - first_bucket
-        if not 0 <= offset < bucket_count:
-            continue  # cannot happen with history_sql's range; never index out of the list
-        buckets[offset] = {
-            "ts": bucket * step_s,
-            "count": count,
-            "mean": dict(zip(metrics, values[0::2], strict=True)),
-            "max": dict(zip(metrics, values[1::2], strict=True)),
-        }
-    return buckets

@@ -17,11 +17,11 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from common.dbfile import database_bytes
 from common.metrics import METRIC_NAMES
 from common.schema import SCHEMA_VERSION, rollup_levels_for, rollup_table, schema_version
 
@@ -253,13 +253,7 @@ class Store:
 
     def file_bytes(self) -> int | None:
         """Return the size in bytes of the file and its -wal, or None when there is no file."""
-        try:
-            size = self._db_path.stat().st_size
-        except OSError:
-            return None
-        with suppress(OSError):  # no -wal: the file was checkpointed and closed
-            size += self._db_path.with_name(self._db_path.name + "-wal").stat().st_size
-        return size
+        return database_bytes(self._db_path)
 
     async def call(self, job: Callable[[sqlite3.Connection], T], empty: T) -> T:
         """Run job(conn) in a worker thread in one read transaction, under the time limit.

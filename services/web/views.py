@@ -12,7 +12,7 @@ import msgspec
 from aiohttp import web
 
 from common.status import read_status
-from services.web.buckets import bucket_span, choose_step_s, fill_buckets
+from services.web.buckets import bucket_span, choose_step_s, empty_buckets
 from services.web.health import HealthInputs, assess, current_gpu_errors
 from services.web.keys import CONFIG, COUNTERS, FEED, HUB, STORE
 from services.web.listing import live_identities, merged_gpus, stored_identity
@@ -86,7 +86,7 @@ async def history(request: web.Request) -> web.Response:
     for uuid in wanted:
         identity, seen_ts = live[uuid]
         if uuid not in listed and (query.gpu_uuids or low_s <= seen_ts < high_s):
-            buckets = fill_buckets([], first_bucket, bucket_count, step_s, query.metrics)
+            buckets = empty_buckets(first_bucket, bucket_count, step_s)
             series.append({**identity, "buckets": buckets})
     series.sort(key=lambda entry: (entry["host"], entry["gpu_index"], entry["gpu_uuid"]))
     return json_reply({"from": query.from_s, "to": query.to_s, "step_s": step_s, "series": series})

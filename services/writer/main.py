@@ -128,10 +128,7 @@ class Writer:
         except DecodeError as error:
             self._malformed(error)
             return False
-        new_run = tick.sampler_id not in self.tracker.runs
         gap = self.tracker.observe(tick.sampler_id, tick.host, tick.seq)
-        if new_run:
-            self.tracker.abandon_others(tick.host, tick.sampler_id)
         position = self.tracker.runs[tick.sampler_id].position
         self.batch.add(tick, self.monotonic(), position)
         if gap and source is not None:
@@ -160,10 +157,9 @@ class Writer:
     def restore_connections(self) -> bool:
         """Connect again to samplers whose connection libzmq dropped for good."""
         now = self.monotonic()
-        restored = [each.restore_if_due(now) for each in self._watches.values()]
-        if any(restored):
-            self.malformed += sum(restored)  # a protocol breach is a malformed message
-        return any(restored)
+        restored = sum(each.restore_if_due(now) for each in self._watches.values())
+        self.malformed += restored  # a protocol breach is a malformed message
+        return restored > 0
 
     def retry_replays(self) -> bool:
         """Ask again for overdue replays; give up after enough tries."""

@@ -52,7 +52,7 @@ def touched_buckets(
 ) -> dict[int, set[tuple[str, int, float]]]:
     """Return, per level, the (source table, gpu_id, bucket start) that the ticks changed."""
     touched: dict[int, set[tuple[str, int, float]]] = {level: set() for level in ROLLUP_LEVELS_S}
-    seen: set[tuple[float, float, tuple[str, ...]]] = set()
+    seen: set[tuple[int, float, tuple[str, ...]]] = set()
     for tick in ticks:
         uuids = tuple(gpu.uuid for gpu in tick.gpus)
         source = RAW

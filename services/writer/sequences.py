@@ -29,10 +29,6 @@ class Run:
         """Return the highest seq with nothing outstanding at or below it."""
         return self.missing[0][0] - 1 if self.missing else self.highest
 
-    def missing_count(self) -> int:
-        """Return how many ticks are outstanding."""
-        return sum(hi - lo + 1 for lo, hi in self.missing)
-
 
 class SequenceTracker:
     """Gaps per sampler run, started from the positions persisted by the previous writer."""
@@ -46,7 +42,8 @@ class SequenceTracker:
     def observe(self, sampler_id: str, host: str, seq: int) -> tuple[int, int] | None:
         """Record a received tick; return the range it revealed as missing, if any."""
         run = self.runs.get(sampler_id)
-        if run is None:
+        if run is None:  # a new run of this host's sampler: its earlier runs are over
+            self._abandon_others(host, sampler_id)
             _, position = self._persisted.pop(sampler_id, (host, -1))
             run = self.runs[sampler_id] = Run(host=host, highest=position)
         if seq > run.highest:
@@ -57,11 +54,6 @@ class SequenceTracker:
             return gap
         self._remove(run, seq, seq)
         return None
-
-    def is_missing(self, sampler_id: str, seq: int) -> bool:
-        """Return whether seq of that run is still outstanding."""
-        run = self.runs.get(sampler_id)
-        return run is not None and any(lo <= seq <= hi for lo, hi in run.missing)
 
     def outstanding(self, sampler_id: str, lo: int, hi: int) -> list[tuple[int, int]]:
         """Return the parts of [lo, hi] of that run that are still outstanding."""
@@ -90,7 +82,7 @@ class SequenceTracker:
             )
         return lost
 
-    def abandon_others(self, host: str, current_id: str) -> int:
+    def _abandon_others(self, host: str, current_id: str) -> int:
         """Give up every gap of the host's earlier runs (its sampler restarted)."""
         lost = 0
         for sampler_id, run in list(self.runs.items()):

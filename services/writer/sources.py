@@ -33,19 +33,12 @@ REPLAY_ATTEMPTS = 6
 
 @dataclass
 class Watch:
-    """Reconnect a socket whose connection libzmq dropped for good.
-
-    A frame over ZMQ_MAXMSGSIZE is a protocol error to libzmq: it drops that connection and,
-    unlike after a network error, never connects again. The monitor sees a disconnect with no
-    retry after it; the writer then connects again itself, so one oversized message from the
-    network never ends a sampler's feed.
-    """
+    """A socket's monitor, to relink it when libzmq drops it for good (see services.relink)."""
 
     socket: zmq.Socket
     endpoint: str
     monitor: zmq.Socket
     restore_at: float | None = None
-    restored: int = 0
 
     def take_events(self, now_s: float) -> None:
         """Read the monitor's events and schedule a reconnection when one is needed."""
@@ -64,7 +57,6 @@ class Watch:
         if self.restore_at is None or now_s < self.restore_at:
             return False
         self.restore_at = None
-        self.restored += 1
         log.warning("%s %s", self.endpoint, BROKEN_TEXT)
         return relink(self.socket, self.endpoint)
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from common.dbfile import database_bytes
 from common.messages import GpuReading, Tick
 from common.metrics import METRIC_NAMES
 from common.schema import ROLLUP_LEVELS_S, migrate, rollup_table
@@ -55,11 +55,7 @@ class PurgeResult:
 
 def file_bytes(db_path: Path) -> int:
     """Return the size of the database with its WAL, in bytes (0 when absent)."""
-    total = 0
-    for path in (db_path, db_path.with_name(db_path.name + "-wal")):
-        with contextlib.suppress(FileNotFoundError):
-            total += path.stat().st_size
-    return total
+    return database_bytes(db_path) or 0
 
 
 def connect(db_path: Path, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> sqlite3.Connection:

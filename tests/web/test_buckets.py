@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 from hypothesis import given, settings
@@ -12,9 +13,11 @@ from services.web.buckets import (
     STEP_LADDER_S,
     bucket_span,
     choose_step_s,
-    fill_buckets,
+    empty_buckets,
 )
 from services.web.params import MAX_EPOCH_S, MAX_POINTS
+from services.web.store import history_json_sql
+from tests.web.conftest import add_gpu, add_sample, create_db
 
 epochs = st.floats(min_value=0, max_value=MAX_EPOCH_S, allow_nan=False)
 
@@ -61,9 +64,14 @@ def test_ranges_beyond_the_ladder_use_whole_days():
         assert bucket_span(30_885_484_713.8, 69_121_057_358.0, step_s)[1] <= points
 
 
-def test_fill_buckets_marks_gaps_and_keeps_order():
-    rows = [(10, 2, 1.5, 2, None, None), (12, 1, 0.0, 0, 7.0, 7)]
-    buckets = fill_buckets(rows, 10, 4, 60, ("util_gpu_pct", "fan_pct"))
+def test_history_json_marks_gaps_and_keeps_order(tmp_path):
+    conn = create_db(tmp_path / "gpu_stats.db")
+    add_gpu(conn, 1, "GPU-a", "h", 0, 600.0, 779.0)
+    add_sample(conn, 1, 600.0, util_gpu_pct=1)  # bucket 10: util 1 and 2, no fan
+    add_sample(conn, 1, 630.0, util_gpu_pct=2)
+    add_sample(conn, 1, 720.0, util_gpu_pct=0, fan_pct=7)  # bucket 12; 11 and 13 are gaps
+    sql = history_json_sql(("util_gpu_pct", "fan_pct"), None, 60)
+    buckets = json.loads(conn.execute(sql, (60, 13, 1, 600.0, 840.0, 10)).fetchone()[0])
     assert [b["ts"] for b in buckets] == [600, 660, 720, 780]
     assert buckets[0] == {
         "ts": 600,
@@ -74,3 +82,6 @@ def test_fill_buckets_marks_gaps_and_keeps_order():
     assert buckets[1] == {"ts": 660, "count": 0, "mean": None, "max": None}
     assert buckets[2]["mean"] == {"util_gpu_pct": 0.0, "fan_pct": 7.0}
     assert buckets[3]["count"] == 0
+    assert [b for b in buckets if b["count"] == 0] == [
+        e for e in empty_buckets(10, 4, 60) if e["ts"] in (660, 780)
+    ]
