@@ -39,6 +39,17 @@ class Config:
     web_port: int
     host_name: str
     log_level: str
+    sim_mig_gpus: tuple[int, ...] = ()
+    proc_root: Path = Path("/proc")
+    curve_secret_key_file: Path | None = None
+    curve_hub_key_file: Path | None = None
+    curve_sampler_keys_dir: Path | None = None
+    allow_plaintext: bool = False
+    auth_file: Path | None = None
+    idle_util_pct: float = 5.0
+    idle_after_s: float = 1800.0
+    energy_price_per_kwh: float | None = None
+    currency: str = ""
 
     @property
     def retention_s(self) -> float:
@@ -114,6 +125,50 @@ def _path(text: str) -> Path:
     return Path(text.strip())
 
 
+def _existing(kind: str) -> Callable[[str], Path]:
+    """Return a parser of a path that must name an existing file or folder (kind)."""
+
+    def parse(text: str) -> Path:
+        path = _path(text)
+        if not (path.is_dir() if kind == "folder" else path.is_file()):
+            raise ValueError(f"an existing {kind}")
+        return path
+
+    return parse
+
+
+def _optional(parser: Callable[[str], object]) -> Callable[[str], object]:
+    """Wrap parser so that an empty value means "not set" (None)."""
+
+    def parse(text: str) -> object:
+        return None if not text.strip() else parser(text)
+
+    return parse
+
+
+def _flag(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("", "0", "false", "no", "off"):
+        return False
+    raise ValueError("1 or 0 (also true/false, yes/no, on/off)")
+
+
+def _indexes(text: str) -> tuple[int, ...]:
+    parts = [part.strip() for part in text.split(",")] if text.strip() else []
+    if any(not part.isdigit() or int(part) > 63 for part in parts):
+        raise ValueError("comma-separated GPU indexes from 0 to 63")
+    return tuple(sorted({int(part) for part in parts}))
+
+
+def _label(text: str) -> str:
+    value = text.strip()
+    if len(value) > 16 or not value.isprintable():
+        raise ValueError("at most 16 printable characters")
+    return value
+
+
 # (variable, default, parser, help): the table that README's settings table mirrors.
 SETTINGS: tuple[tuple[str, str | None, Callable[[str], object], str], ...] = (
     ("PCW_SOURCE", "nvml", _choice(SOURCES), "nvml: real GPUs; simulated: demo GPUs"),
@@ -130,6 +185,32 @@ SETTINGS: tuple[tuple[str, str | None, Callable[[str], object], str], ...] = (
     ("PCW_WEB_PORT", "8000", _number(int, 1, 65535), "port the web process listens on"),
     ("PCW_HOST_NAME", None, _non_empty, "host label on every reading"),
     ("PCW_LOG_LEVEL", "INFO", _choice(LOG_LEVELS), "log level"),
+    ("PCW_SIM_MIG_GPUS", "", _indexes, "indexes of simulated GPUs in MIG mode"),
+    ("PCW_PROC_ROOT", "/proc", _path, "where the sampler reads processes' names and owners"),
+    (
+        "PCW_CURVE_SECRET_KEY_FILE",
+        "",
+        _optional(_existing("file")),
+        "this process's secret CURVE certificate; set, ZeroMQ traffic is encrypted",
+    ),
+    ("PCW_CURVE_HUB_KEY_FILE", "", _optional(_existing("file")), "sampler: the hub's public key"),
+    (
+        "PCW_CURVE_SAMPLER_KEYS_DIR",
+        "",
+        _optional(_existing("folder")),
+        "hub: folder of the samplers' public certificates it accepts",
+    ),
+    ("PCW_ALLOW_PLAINTEXT", "0", _flag, "1: let a sampler publish unencrypted off loopback"),
+    ("PCW_AUTH_FILE", "", _optional(_existing("file")), "users and password hashes (basic auth)"),
+    ("PCW_IDLE_UTIL_PCT", "5", _number(float, 0, 100), "utilization under which a GPU is idle"),
+    ("PCW_IDLE_AFTER_S", "1800", _number(float, 0, 30 * 86400), "idle seconds before a flag"),
+    (
+        "PCW_ENERGY_PRICE_PER_KWH",
+        "",
+        _optional(_number(float, 0, 1e6)),
+        "price of a kWh, to show energy's cost",
+    ),
+    ("PCW_CURRENCY", "", _label, "label shown with costs, such as EUR"),
 )
 
 
@@ -166,6 +247,17 @@ def load_config(environ: Mapping[str, str]) -> Config:
         web_port=values["PCW_WEB_PORT"],
         host_name=values["PCW_HOST_NAME"],
         log_level=values["PCW_LOG_LEVEL"],
+        sim_mig_gpus=values["PCW_SIM_MIG_GPUS"],
+        proc_root=values["PCW_PROC_ROOT"],
+        curve_secret_key_file=values["PCW_CURVE_SECRET_KEY_FILE"],
+        curve_hub_key_file=values["PCW_CURVE_HUB_KEY_FILE"],
+        curve_sampler_keys_dir=values["PCW_CURVE_SAMPLER_KEYS_DIR"],
+        allow_plaintext=values["PCW_ALLOW_PLAINTEXT"],
+        auth_file=values["PCW_AUTH_FILE"],
+        idle_util_pct=values["PCW_IDLE_UTIL_PCT"],
+        idle_after_s=values["PCW_IDLE_AFTER_S"],
+        energy_price_per_kwh=values["PCW_ENERGY_PRICE_PER_KWH"],
+        currency=values["PCW_CURRENCY"],
     )
 
 

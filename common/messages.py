@@ -3,8 +3,11 @@
 Wire layout, one ZeroMQ multipart message per tick:
 
     frame 0: TOPIC            b"pcw.tick"
-    frame 1: SCHEMA_VERSION   ASCII decimal, b"1"
+    frame 1: SCHEMA_VERSION   ASCII decimal, b"2"
     frame 2: payload          msgpack of Tick (msgspec, typed; validated on decode)
+
+Version 2 added each GPU's processes and MIG devices, as optional fields: a version 1 payload
+decodes unchanged, so a hub still takes ticks from samplers not yet upgraded.
 
 msgspec's typed msgpack was chosen by measurement (REFERENCE-FIGURES.md and the codec test):
 it is the smallest and fastest of stdlib json, orjson and msgpack, and its typed decode validates
@@ -15,14 +18,15 @@ Pickle is never used: the payload comes from a socket.
 from __future__ import annotations
 
 import operator
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 
 from common.metrics import METRIC_NAMES
 
 TOPIC = b"pcw.tick"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+ACCEPTED_VERSIONS = (1, 2)
 MAX_MESSAGE_BYTES = 1 << 20  # also the socket's ZMQ_MAXMSGSIZE: larger frames are dropped
 
 Pct = Annotated[int, msgspec.Meta(ge=0, le=100)]
@@ -41,6 +45,36 @@ class DecodeError(ValueError):
 
 # gc=False: these never hold reference cycles, so the collector need not track the thousands
 # a busy writer decodes per second (measured: a third of the decode time went to GC).
+class GpuProcess(msgspec.Struct, forbid_unknown_fields=True, frozen=True, gc=False):
+    """One process holding a GPU, from NVML's process lists, resolved through /proc.
+
+    `visible` is False when the PID is not in this sampler's /proc (a sampler in a container
+    without `pid: host`): then name, cmdline, user and container are None, never made up.
+    `used_mem_bytes` is None where NVML cannot tell (MIG, or Windows WDDM).
+    """
+
+    pid: Annotated[int, msgspec.Meta(ge=0, le=1 << 32)]
+    kind: Literal["compute", "graphics"] = "compute"
+    used_mem_bytes: Bytes | None = None
+    visible: bool = False
+    name: Text | None = None
+    cmdline: Text | None = None
+    user: Text | None = None
+    container_id: Annotated[str, msgspec.Meta(max_length=128)] | None = None
+    container_name: Text | None = None
+
+
+class MigDevice(msgspec.Struct, forbid_unknown_fields=True, frozen=True, gc=False):
+    """One MIG instance of a MIG-enabled GPU; a metric it does not support is None, not 0."""
+
+    index: Annotated[int, msgspec.Meta(ge=0, le=1023)]
+    uuid: Annotated[str, msgspec.Meta(min_length=1, max_length=96)]
+    name: Text
+    mem_used_bytes: Bytes | None = None
+    mem_total_bytes: Bytes | None = None
+    util_gpu_pct: Pct | None = None
+
+
 class GpuReading(msgspec.Struct, forbid_unknown_fields=True, frozen=True, gc=False):
     """One GPU in one tick: identity, an error (None when read), and each metric or None."""
 
@@ -61,6 +95,9 @@ class GpuReading(msgspec.Struct, forbid_unknown_fields=True, frozen=True, gc=Fal
     sm_clock_mhz: Mhz | None = None
     mem_clock_mhz: Mhz | None = None
     pstate: Annotated[int, msgspec.Meta(ge=0, le=15)] | None = None
+    # None: the process list could not be read this tick (unknown), [] : no process holds the GPU.
+    processes: Annotated[list[GpuProcess], msgspec.Meta(max_length=1024)] | None = None
+    mig_devices: Annotated[list[MigDevice], msgspec.Meta(max_length=64)] = []
 
     def metric_values(self) -> tuple[float | int | None, ...]:
         """Return the metrics in METRIC_NAMES order."""
@@ -91,7 +128,7 @@ class Tick(msgspec.Struct, forbid_unknown_fields=True, frozen=True, gc=False):
         topic, version, payload = frames
         if topic != TOPIC:
             raise DecodeError(f"unknown topic {bytes(topic[:32])!r}")
-        if version != _VERSION_FRAME:
+        if version not in _ACCEPTED_FRAMES:
             raise DecodeError(f"unknown schema version {bytes(version[:16])!r}")
         if len(payload) > MAX_MESSAGE_BYTES:
             raise DecodeError(f"payload of {len(payload)} bytes is over {MAX_MESSAGE_BYTES}")
@@ -105,6 +142,7 @@ class Tick(msgspec.Struct, forbid_unknown_fields=True, frozen=True, gc=False):
 
 _METRIC_VALUES = operator.attrgetter(*METRIC_NAMES)
 _VERSION_FRAME = str(SCHEMA_VERSION).encode()
+_ACCEPTED_FRAMES = frozenset(str(version).encode() for version in ACCEPTED_VERSIONS)
 _ENCODER = msgspec.msgpack.Encoder()
 _DECODER = msgspec.msgpack.Decoder(Tick)
 

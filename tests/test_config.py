@@ -139,6 +139,20 @@ BAD_VALUES = [
     ("PCW_HOST_NAME", "my host", "a non-empty name without spaces"),
     ("PCW_HOST_NAME", "", "a non-empty name without spaces"),
     ("PCW_LOG_LEVEL", "verbose", "DEBUG, INFO, WARNING, ERROR, CRITICAL"),
+    ("PCW_SIM_MIG_GPUS", "1,a", "GPU indexes from 0 to 63"),
+    ("PCW_SIM_MIG_GPUS", "64", "GPU indexes from 0 to 63"),
+    ("PCW_PROC_ROOT", " ", "a file path"),
+    ("PCW_CURVE_SECRET_KEY_FILE", "/nonexistent/hub.key_secret", "an existing file"),
+    ("PCW_CURVE_HUB_KEY_FILE", "/nonexistent/hub.key", "an existing file"),
+    ("PCW_CURVE_SAMPLER_KEYS_DIR", "/nonexistent/samplers", "an existing folder"),
+    ("PCW_CURVE_SAMPLER_KEYS_DIR", "/etc/hostname", "an existing folder"),
+    ("PCW_ALLOW_PLAINTEXT", "maybe", "1 or 0"),
+    ("PCW_AUTH_FILE", "/nonexistent/users", "an existing file"),
+    ("PCW_IDLE_UTIL_PCT", "101", "a number from 0 to 100"),
+    ("PCW_IDLE_AFTER_S", "-1", "a number from 0 to 2.592e+06"),
+    ("PCW_ENERGY_PRICE_PER_KWH", "-0.1", "a number from 0 to 1e+06"),
+    ("PCW_ENERGY_PRICE_PER_KWH", "cheap", "a number from 0 to 1e+06"),
+    ("PCW_CURRENCY", "x" * 17, "at most 16 printable characters"),
 ]
 
 
