@@ -40,6 +40,7 @@ class Config:
     host_name: str
     log_level: str
     sim_mig_gpus: tuple[int, ...] = ()
+    sim_process_names: tuple[str, ...] = ()
     proc_root: Path = Path("/proc")
     curve_secret_key_file: Path | None = None
     curve_hub_key_file: Path | None = None
@@ -115,7 +116,7 @@ def _non_empty(text: str) -> str:
 def _names(text: str) -> tuple[str, ...]:
     names = tuple(name.strip() for name in text.split(";")) if text.strip() else ()
     if any(not name or len(name) > 96 or not name.isprintable() for name in names):
-        raise ValueError("';'-separated GPU names, each 1 to 96 printable characters")
+        raise ValueError("';'-separated names, each 1 to 96 printable characters")
     return names
 
 
@@ -186,6 +187,12 @@ SETTINGS: tuple[tuple[str, str | None, Callable[[str], object], str], ...] = (
     ("PCW_HOST_NAME", None, _non_empty, "host label on every reading"),
     ("PCW_LOG_LEVEL", "INFO", _choice(LOG_LEVELS), "log level"),
     ("PCW_SIM_MIG_GPUS", "", _indexes, "indexes of simulated GPUs in MIG mode"),
+    (
+        "PCW_SIM_PROCESS_NAMES",
+        "",
+        _names,
+        "';'-separated names for the simulated GPUs' training processes",
+    ),
     ("PCW_PROC_ROOT", "/proc", _path, "where the sampler reads processes' names and owners"),
     (
         "PCW_CURVE_SECRET_KEY_FILE",
@@ -248,6 +255,7 @@ def load_config(environ: Mapping[str, str]) -> Config:
         host_name=values["PCW_HOST_NAME"],
         log_level=values["PCW_LOG_LEVEL"],
         sim_mig_gpus=values["PCW_SIM_MIG_GPUS"],
+        sim_process_names=values["PCW_SIM_PROCESS_NAMES"],
         proc_root=values["PCW_PROC_ROOT"],
         curve_secret_key_file=values["PCW_CURVE_SECRET_KEY_FILE"],
         curve_hub_key_file=values["PCW_CURVE_HUB_KEY_FILE"],

@@ -7,6 +7,9 @@ Layout, chosen for the two queries the dashboard makes all day:
   one GPU is one key range scan; the latest reading of a GPU is one key look-up from the end.
   Storing the same reading twice (a replay) is a no-op under INSERT OR IGNORE.
 - `readings`: the stable view for people who query the file (SPEC), one row per GPU per tick.
+- `proc_identities` and `proc_spans` (version 4): processes, one span row per process per GPU
+  per unbroken run of ticks at one memory size; the documented views `processes` (one row per
+  span) and `energy` (one row per GPU per reading, with the energy since the previous one).
 
 `PRAGMA user_version` holds the number of migrations applied. Times are UTC epoch seconds.
 """
@@ -89,8 +92,85 @@ CREATE TABLE {rollup_table(level_s)} (
     for level_s in ROLLUP_LEVELS_S
 )
 
+# Processes, compactly (issue 8). `proc_identities`: one row per process as a host saw it (the
+# same identity on several GPUs, or for days, is stored once). `proc_spans`: one row per process
+# per GPU per unbroken run of ticks at one memory size, [start_ts, end_ts] the first and last tick
+# of the run (it covers [start_ts, end_ts + interval_s)). kind 0 is compute, 1 graphics. Rows with
+# proc_id LIST_KNOWN_PROC_ID (no identity) are the runs of ticks whose process list was known, so
+# that "nobody" (a known, empty list) and "unknown" stay apart.
+LIST_KNOWN_PROC_ID = 0
+KIND_CODES: dict[str, int] = {"compute": 0, "graphics": 1}
+
+# Energy per GPU per reading, against the GPU's previous reading: the counter's increase (a
+# decrease is a reset, so the new value counts, being what was used since the reset), else the
+# mean of the two power readings times the time between them, only where the readings are at
+# most ENERGY_MAX_GAP_INTERVALS intervals apart. Over `w`, a window of samples with prev_* columns.
+ENERGY_MAX_GAP_INTERVALS = 2.0
+ENERGY_DELTA_SQL = f"""CASE
+    WHEN w.prev_ts IS NULL THEN NULL
+    WHEN w.energy_j IS NOT NULL AND w.prev_energy_j IS NOT NULL THEN
+        CASE WHEN w.energy_j >= w.prev_energy_j THEN w.energy_j - w.prev_energy_j
+        ELSE w.energy_j END
+    WHEN w.ts - w.prev_ts <= {ENERGY_MAX_GAP_INTERVALS} * coalesce(g.interval_s, 60)
+        AND coalesce(w.power_w, w.prev_power_w) IS NOT NULL THEN
+        (coalesce(w.power_w, w.prev_power_w) + coalesce(w.prev_power_w, w.power_w)) / 2.0
+        * (w.ts - w.prev_ts)
+    END"""
+ENERGY_SOURCE_SQL = f"""CASE
+    WHEN w.prev_ts IS NULL THEN NULL
+    WHEN w.energy_j IS NOT NULL AND w.prev_energy_j IS NOT NULL THEN 'counter'
+    WHEN w.ts - w.prev_ts <= {ENERGY_MAX_GAP_INTERVALS} * coalesce(g.interval_s, 60)
+        AND coalesce(w.power_w, w.prev_power_w) IS NOT NULL THEN 'power'
+    END"""
+ENERGY_WINDOW_SQL = (
+    "SELECT gpu_id, ts, energy_j, power_w, "
+    "lag(ts) OVER p AS prev_ts, lag(energy_j) OVER p AS prev_energy_j, "
+    "lag(power_w) OVER p AS prev_power_w FROM samples {where} "
+    "WINDOW p AS (PARTITION BY gpu_id ORDER BY ts)"
+)
+
+_V4 = f"""
+CREATE TABLE proc_identities (
+    proc_id INTEGER PRIMARY KEY,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    visible INTEGER NOT NULL,
+    name TEXT,
+    cmdline TEXT,
+    user TEXT,
+    container_id TEXT,
+    container_name TEXT,
+    first_ts REAL NOT NULL
+);
+CREATE INDEX proc_identities_by_pid ON proc_identities (host, pid);
+CREATE TABLE proc_spans (
+    gpu_id INTEGER NOT NULL,
+    start_ts REAL NOT NULL,
+    proc_id INTEGER NOT NULL,
+    kind INTEGER NOT NULL,
+    end_ts REAL NOT NULL,
+    used_mem_bytes INTEGER,
+    PRIMARY KEY (gpu_id, start_ts, proc_id, kind)
+) WITHOUT ROWID;
+CREATE INDEX proc_spans_by_end ON proc_spans (gpu_id, end_ts);
+CREATE VIEW processes AS
+SELECT g.host, g.gpu_index, g.gpu_uuid, i.pid,
+    CASE s.kind WHEN 1 THEN 'graphics' ELSE 'compute' END AS kind,
+    i.name, i.cmdline, i.user, i.container_id, i.container_name, i.visible,
+    s.start_ts, s.end_ts, s.used_mem_bytes
+FROM proc_spans AS s
+JOIN gpus AS g ON g.gpu_id = s.gpu_id
+JOIN proc_identities AS i ON i.proc_id = s.proc_id;
+CREATE VIEW energy AS
+SELECT g.host, g.gpu_index, g.gpu_uuid, w.ts, w.energy_j, w.power_w,
+    {ENERGY_DELTA_SQL} AS delta_j,
+    {ENERGY_SOURCE_SQL} AS source
+FROM ({ENERGY_WINDOW_SQL.format(where="")}) AS w
+JOIN gpus AS g ON g.gpu_id = w.gpu_id;
+"""
+
 # Each entry moves the file from user_version == its position to position + 1. Append only.
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -28,6 +28,7 @@ class WriterStatus(msgspec.Struct, frozen=True):
     last_error: str | None = None
     last_error_ts: float | None = None
     last_flush_ts: float | None = None
+    last_flush_duration_s: float | None = None  # wall time the last commit of a batch took
     last_maintenance_ts: float | None = None
 
 

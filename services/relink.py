@@ -26,7 +26,8 @@ MONITOR_EVENTS = (
 )
 BROKEN_TEXT = (
     "broke the ZeroMQ protocol (most likely a frame over "
-    f"{MAX_MESSAGE_BYTES} bytes) and was disconnected; connecting again"
+    f"{MAX_MESSAGE_BYTES} bytes, or CURVE keys set on one side only) and was disconnected; "
+    "connecting again"
 )
 
 

@@ -307,7 +307,7 @@ def test_malformed_messages_are_counted_dropped_and_later_ticks_stored(rig, cloc
     malformed = [
         [TOPIC, version, b"not msgpack at all"],
         [TOPIC, version, payload[:-3]],
-        [TOPIC, b"2", payload],
+        [TOPIC, b"99", payload],
         [TOPIC + b".other", version, payload],  # matches the subscription prefix, still wrong
         [TOPIC],
         [TOPIC, version, b"\x81\xa2\x00\x80"],  # a key that is not UTF-8

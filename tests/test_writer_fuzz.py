@@ -67,7 +67,7 @@ def _mutate(frames: list[bytes], how: str, data: st.DataObject) -> list[bytes]:
     if how == "truncate":
         return [topic, version, payload[: data.draw(st.integers(0, len(payload) - 1))]]
     if how == "version":
-        return [topic, b"2", payload]
+        return [topic, b"99", payload]
     if how == "extra frame":
         return [*frames, b""]
     if how == "garbage":

@@ -13,7 +13,8 @@ import zmq
 from common.config import Config, startup_config
 from common.replay import replay_endpoint
 from common.schedule import AlignedSchedule
-from services.sampler.nvml import GpuReader, NvmlUnavailableError, load_nvml
+from services.curve import CurveSetupError, plaintext_refusal, sampler_keys, secure_sampler_socket
+from services.sampler.nvml import GpuReader, NvmlUnavailableError, load_nvml, process_resolver
 from services.sampler.replay import ReplayBuffer, serve_pending
 from services.sampler.ticks import build_tick
 from services.wakeup import StopFlag
@@ -116,7 +117,17 @@ def main() -> int:
     if config is None:
         return 2
     try:
-        reader = GpuReader(load_nvml(config))
+        keys = sampler_keys(config)
+    except CurveSetupError as error:
+        log.critical("sampler cannot start, bad setting: %s", error)
+        return 2
+    refusal = plaintext_refusal(config, keys)
+    if refusal is not None:
+        log.critical("sampler cannot start: %s", refusal)
+        return 2
+    try:
+        nvml = load_nvml(config)
+        reader = GpuReader(nvml, resolver=process_resolver(config, nvml))
         reader.start()
     except NvmlUnavailableError as error:
         log.critical(
@@ -132,6 +143,8 @@ def main() -> int:
         replayer = context.socket(zmq.ROUTER)
         replayer.setsockopt(zmq.LINGER, 0)
         replayer.setsockopt(zmq.MAXMSGSIZE, 4096)
+        for socket in (publisher, replayer):
+            secure_sampler_socket(socket, keys)
         try:
             for socket, endpoint in (
                 (publisher, config.pub_endpoint),
@@ -144,12 +157,13 @@ def main() -> int:
         sampler = Sampler(config, reader, publisher, replayer)
         sampler.stop.install()
         log.info(
-            "sampler %s publishing on %s (replay on %s) every %g s (%s)",
+            "sampler %s publishing on %s (replay on %s) every %g s (%s, %s)",
             sampler.sampler_id,
             config.pub_endpoint,
             replay_endpoint(config.pub_endpoint),
             config.interval_s,
             config.source,
+            "plain text" if keys is None else "CURVE",
         )
         sampler.run()
         reader.close()

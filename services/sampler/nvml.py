@@ -10,6 +10,18 @@ Errors, as nvitop handles them:
   other GPUs go on;
 - a driver-level error (uninitialised, driver not loaded, library gone, RM mismatch) ends the NVML
   session; it is re-initialised with exponential backoff while ticks carry the error.
+
+Processes (`nvidia-smi --query-compute-apps`): the compute and the graphics lists, each from the
+newest call the driver has (_v3, then _v2, then the unversioned one; the one that answered is
+remembered per GPU), resolved through /proc by ProcResolver. A process in both lists is listed
+once, as "compute" (what GPU time is accounted by), with the compute entry's memory, or the
+graphics entry's where the compute one has none. A compute list that cannot be read makes the
+GPU's processes None (unknown this tick, logged once), never an empty list; a graphics list that
+is not supported means no graphics processes. usedGpuMemory that NVML cannot tell is None.
+
+MIG: on a GPU whose current MIG mode is enabled, each MIG device is read (uuid, name, memory;
+utilization, which NVML does not give per MIG device, is None, never 0), and the processes come
+from the MIG devices' own lists, which need no privileges, unlike the whole GPU's.
 """
 
 from __future__ import annotations
@@ -18,10 +30,12 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from common.config import Config
-from common.messages import GpuReading
+from common.messages import GpuProcess, GpuReading, MigDevice
+from services.sampler.procfs import ProcResolver
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +45,22 @@ GPU_LOST_CODES = frozenset({15, 16})  # GPU is lost, GPU requires reset
 PSTATE_UNKNOWN = 32
 ERROR_TEXT_CHARS = 256  # the codec's limit on text
 REINIT_BACKOFF_S = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
+NOT_SUPPORTED, NOT_FOUND, FUNCTION_NOT_FOUND = 3, 6, 13
+MIG_ENABLED = 1  # NVML_DEVICE_MIG_ENABLE
+MAX_BYTES = 1 << 60  # the codec's bound; NVML_VALUE_NOT_AVAILABLE (2**64 - 1) is over it
+# newest first: an older driver's library lacks the newer names (FunctionNotFound)
+PROCESS_CALLS = {
+    "compute": (
+        "nvmlDeviceGetComputeRunningProcesses_v3",
+        "nvmlDeviceGetComputeRunningProcesses_v2",
+        "nvmlDeviceGetComputeRunningProcesses",
+    ),
+    "graphics": (
+        "nvmlDeviceGetGraphicsRunningProcesses_v3",
+        "nvmlDeviceGetGraphicsRunningProcesses_v2",
+        "nvmlDeviceGetGraphicsRunningProcesses",
+    ),
+}
 
 
 class NvmlUnavailableError(RuntimeError):
@@ -46,16 +76,38 @@ class _GpuLostError(Exception):
 
 
 def load_nvml(config: Config) -> Any:
-    """Return the NVML module for config.source: `pynvml`, or a SimulatedNvml instance."""
+    """Return the NVML module for config.source: `pynvml`, or a SimulatedNvml instance.
+
+    Simulated GPUs with PCW_PROC_ROOT left at /proc keep a fake /proc tree for their processes
+    in a temporary folder (removed when the sampler exits): the PIDs they make up must not name
+    this machine's real processes.
+    """
     if config.source == "simulated":
         from services.sampler.simulated_nvml import SimulatedNvml
+        from services.sampler.simulated_procfs import FakeProcTree
 
-        return SimulatedNvml(config.sim_gpus, host=config.host_name, names=config.sim_names)
+        return SimulatedNvml(
+            config.sim_gpus,
+            host=config.host_name,
+            names=config.sim_names,
+            mig_gpus=config.sim_mig_gpus,
+            process_names=config.sim_process_names,
+            proc_tree=FakeProcTree() if config.proc_root == DEFAULT_PROC_ROOT else None,
+        )
     try:
         import pynvml
     except ImportError as error:
         raise NvmlUnavailableError(f"the nvidia-ml-py package is missing ({error})") from None
     return pynvml
+
+
+DEFAULT_PROC_ROOT = Path("/proc")
+
+
+def process_resolver(config: Config, nvml: Any) -> ProcResolver:
+    """Return the resolver of the PIDs that nvml lists: its own fake /proc, or PCW_PROC_ROOT."""
+    tree = getattr(nvml, "proc_tree", None)
+    return ProcResolver(tree.proc_root if tree is not None else config.proc_root)
 
 
 def _text(value: str | bytes) -> str:
@@ -90,9 +142,22 @@ class TickReading:
 class GpuReader:
     """Read all GPUs of the host; keeps NVML's session, identities, and what was logged."""
 
-    def __init__(self, nvml: Any, monotonic: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        nvml: Any,
+        monotonic: Callable[[], float] = time.monotonic,
+        resolver: ProcResolver | None = None,
+    ) -> None:
         self._nvml = nvml
         self._monotonic = monotonic
+        if resolver is None:  # the simulated module's own fake /proc where it keeps one
+            tree = getattr(nvml, "proc_tree", None)
+            resolver = ProcResolver(tree.proc_root if tree is not None else DEFAULT_PROC_ROOT)
+        self._resolver = resolver
+        self._process_call: dict[tuple[int, str], int] = {}  # (gpu, kind) -> PROCESS_CALLS index
+        self._no_mig: set[int] = set()  # GPUs (or a driver) without MIG: not asked again
+        # pynvml's unversioned call raises this (not an NVMLError) when the library lacks v3
+        self._mismatch = getattr(nvml, "NVMLLibraryMismatchError", ())
         self._session = False
         self._driver_version: str | None = None
         self._identities: dict[int, GpuIdentity] = {}
@@ -148,6 +213,8 @@ class GpuReader:
         self._session = True
         self._identities.clear()
         self._memory_v2.clear()
+        self._process_call.clear()
+        self._no_mig.clear()
         try:
             self._driver_version = _text(self._nvml.nvmlSystemGetDriverVersion())
         except self._nvml.NVMLError as error:
@@ -231,10 +298,13 @@ class GpuReader:
         try:
             return self._call(function, *args)
         except self._nvml.NVMLError as error:
-            if (uuid, metric) not in self._logged:
-                self._logged.add((uuid, metric))
-                log.warning("GPU %s: %s not available (%s); reported as null", uuid, metric, error)
+            self._optional_failed(uuid, metric, error)
             return None
+
+    def _optional_failed(self, uuid: str, metric: str, error: Exception) -> None:
+        if (uuid, metric) not in self._logged:
+            self._logged.add((uuid, metric))
+            log.warning("GPU %s: %s not available (%s); reported as null", uuid, metric, error)
 
     def _memory(self, identity: GpuIdentity, handle: Any) -> Any:
         """Return memory info, from the v2 struct where the driver has it."""
@@ -266,6 +336,9 @@ class GpuReader:
         limit_mw = get("power_limit_w", nvml.nvmlDeviceGetEnforcedPowerLimit)
         energy_mj = get("energy_j", nvml.nvmlDeviceGetTotalEnergyConsumption)
         pstate = get("pstate", nvml.nvmlDeviceGetPerformanceState)
+        mig_handles = self._mig_handles(identity, handle)
+        mig_devices = [self._mig_device(identity, slot, mig) for slot, mig in mig_handles]
+        processes = self._processes(identity, [mig for _, mig in mig_handles] or [handle])
         return identity.reading(
             util_gpu_pct=_clamp_pct(util.gpu) if util is not None else None,
             util_mem_pct=_clamp_pct(util.memory) if util is not None else None,
@@ -279,7 +352,148 @@ class GpuReader:
             sm_clock_mhz=get("sm_clock_mhz", nvml.nvmlDeviceGetClockInfo, nvml.NVML_CLOCK_SM),
             mem_clock_mhz=get("mem_clock_mhz", nvml.nvmlDeviceGetClockInfo, nvml.NVML_CLOCK_MEM),
             pstate=None if pstate is None or pstate == PSTATE_UNKNOWN else int(pstate),
+            processes=processes,
+            mig_devices=[device for device in mig_devices if device is not None],
         )
+
+    # -- processes ---------------------------------------------------------------------------
+
+    def _processes(self, identity: GpuIdentity, handles: list[Any]) -> list[GpuProcess] | None:
+        """Return the processes on the GPU (on all its MIG devices), or None when unknown."""
+        merged: dict[int, list[Any]] = {}  # pid -> [kind, used bytes or None]
+        for kind in ("compute", "graphics"):
+            on_gpu: dict[int, int | None] = {}
+            for handle in handles:
+                entries = self._process_list(identity, kind, handle)
+                if entries is None:
+                    return None
+                on_handle: dict[int, int | None] = {}
+                for entry in entries:  # a PID listed twice on one device counts once
+                    on_handle.setdefault(int(entry.pid), _bytes(entry.usedGpuMemory))
+                for pid, used in on_handle.items():  # on two MIG devices: both shares
+                    known = on_gpu.get(pid)
+                    on_gpu[pid] = used if pid not in on_gpu else _add(known, used)
+            for pid, used in on_gpu.items():
+                entry = merged.get(pid)
+                if entry is None:
+                    merged[pid] = [kind, used]
+                elif entry[1] is None:  # also a graphics process: compute stays the kind
+                    entry[1] = used
+        return [self._process(pid, kind, used) for pid, (kind, used) in sorted(merged.items())]
+
+    def _process(self, pid: int, kind: str, used: int | None) -> GpuProcess:
+        info = self._resolver.resolve(pid)
+        return GpuProcess(
+            pid=pid,
+            kind=kind,
+            used_mem_bytes=used,
+            visible=info.visible,
+            name=info.name,
+            cmdline=info.cmdline,
+            user=info.user,
+            container_id=info.container_id,
+            container_name=info.container_name,
+        )
+
+    def _process_list(self, identity: GpuIdentity, kind: str, handle: Any) -> list[Any] | None:
+        """Return NVML's list of one kind from the newest call that answers, or None."""
+        nvml, key = self._nvml, (identity.index, kind)
+        calls = PROCESS_CALLS[kind]
+        error: Exception | None = None
+        for level in range(self._process_call.get(key, 0), len(calls)):
+            function = getattr(nvml, calls[level], None)
+            if function is None:  # an older pynvml
+                continue
+            try:
+                entries = self._call(function, handle)
+            except nvml.NVMLError as failed:
+                error = failed
+                if failed.value in (FUNCTION_NOT_FOUND, NOT_SUPPORTED):
+                    continue
+                break
+            except self._mismatch as failed:
+                error = failed
+                continue
+            self._process_call[key] = level
+            return list(entries)
+        if kind == "graphics" and getattr(error, "value", None) == NOT_SUPPORTED:
+            return []  # a GPU without graphics runs no graphics process
+        metric = f"{kind} processes"
+        if (identity.uuid, metric) not in self._logged:
+            self._logged.add((identity.uuid, metric))
+            log.warning(
+                "GPU %s: %s not available (%s); the process list is reported as unknown",
+                identity.uuid,
+                metric,
+                error,
+            )
+        return None
+
+    # -- MIG -------------------------------------------------------------------------------
+
+    def _mig_handles(self, identity: GpuIdentity, handle: Any) -> list[tuple[int, Any]]:
+        """Return (slot, handle) of each MIG device; [] when MIG is off or not supported."""
+        nvml = self._nvml
+        if identity.index in self._no_mig or not hasattr(nvml, "nvmlDeviceGetMigMode"):
+            return []
+        try:
+            current_mode = self._call(nvml.nvmlDeviceGetMigMode, handle)[0]
+        except nvml.NVMLError as error:
+            if error.value in (NOT_SUPPORTED, FUNCTION_NOT_FOUND):
+                self._no_mig.add(identity.index)  # no MIG on this GPU, or on this driver
+            else:
+                self._optional_failed(identity.uuid, "MIG mode", error)
+            return []
+        if current_mode != MIG_ENABLED:
+            return []
+        slots = self._optional(
+            identity.uuid, "MIG devices", nvml.nvmlDeviceGetMaxMigDeviceCount, handle
+        )
+        handles = []
+        for slot in range(slots or 0):
+            try:
+                handles.append(
+                    (slot, self._call(nvml.nvmlDeviceGetMigDeviceHandleByIndex, handle, slot))
+                )
+            except nvml.NVMLError as error:
+                if error.value != NOT_FOUND:  # an empty slot is not news
+                    self._optional_failed(identity.uuid, f"MIG device {slot}", error)
+        return handles
+
+    def _mig_device(self, identity: GpuIdentity, slot: int, handle: Any) -> MigDevice | None:
+        """Return one MIG device's reading, or None (logged once) when it cannot be named."""
+        nvml = self._nvml
+        try:
+            uuid = _text(self._call(nvml.nvmlDeviceGetUUID, handle))
+            name = _text(self._call(nvml.nvmlDeviceGetName, handle))[:ERROR_TEXT_CHARS]
+        except nvml.NVMLError as error:
+            self._optional_failed(identity.uuid, f"MIG device {slot}", error)
+            return None
+        memory = self._optional(uuid, "memory", nvml.nvmlDeviceGetMemoryInfo, handle)
+        try:  # NVML gives no utilization per MIG device: n/a, and no warning for it
+            util = self._call(nvml.nvmlDeviceGetUtilizationRates, handle)
+        except nvml.NVMLError as error:
+            if error.value != NOT_SUPPORTED:
+                self._optional_failed(uuid, "utilization", error)
+            util = None
+        return MigDevice(
+            index=slot,
+            uuid=uuid,
+            name=name,
+            mem_used_bytes=_bytes(memory.used) if memory is not None else None,
+            mem_total_bytes=_bytes(memory.total) if memory is not None else None,
+            util_gpu_pct=_clamp_pct(util.gpu) if util is not None else None,
+        )
+
+
+def _bytes(value: int | None) -> int | None:
+    """Return a byte count, or None where NVML could not tell (None or NVML_VALUE_NOT_AVAILABLE)."""
+    return None if value is None or not 0 <= int(value) <= MAX_BYTES else int(value)
+
+
+def _add(total: int | None, value: int | None) -> int | None:
+    """Return the sum of two byte counts, None when either is unknown."""
+    return None if total is None or value is None else total + value
 
 
 def _clamp_pct(value: int | None) -> int | None:

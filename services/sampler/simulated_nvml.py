@@ -7,7 +7,20 @@ ramps up, trains with jitter, idles, and repeats on its own period; temperature 
 the load, and memory fills while training and is freed when idle. Every GPU reports its fan as
 not supported except the GeForce card, as on real data-centre GPUs.
 
-Tests make it fail through `lose_gpu`, `fail_init`, `fail_metric`, and `restore`.
+Processes follow the same cycle (`processes`): on each GPU a training job starts with the ramp,
+grows with the memory and ends when the GPU idles; an evaluation job runs in the middle of the
+training (a graphics process on the GeForce card, and on every fourth GPU from index 1 a PID of
+another PID namespace, not visible in /proc). PIDs are deterministic, and come back, with
+another start time, 200 cycles later. Given a folder, it keeps a fake /proc tree there for its
+processes (simulated_procfs) so that they resolve to names, users and containers.
+
+GPUs listed in `mig_gpus` are in MIG mode with three MIG devices (1g, 2g and 3g profiles in slots
+0, 1 and 3 of 7), each running its own job; utilization is not supported on a MIG device nor on
+its parent, and the parent's process lists need privileges the sampler does not have (its MIG
+devices answer instead), as for an unprivileged caller of real NVML.
+
+Tests make it fail through `lose_gpu`, `fail_init`, `fail_metric`, `remove_function` and
+`restore`.
 """
 
 from __future__ import annotations
@@ -21,16 +34,24 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 
+from services.sampler.simulated_procfs import FakeProcess, FakeProcTree
+
 NVML_TEMPERATURE_GPU = 0
 NVML_CLOCK_SM = 1
 NVML_CLOCK_MEM = 2
 NVML_PSTATE_UNKNOWN = 32
 nvmlMemory_v2 = 0x02000028
+NVML_DEVICE_MIG_DISABLE = 0
+NVML_DEVICE_MIG_ENABLE = 1
+NO_INSTANCE = 0xFFFFFFFF  # gpuInstanceId / computeInstanceId of a process outside MIG
 
 NVML_ERROR_UNINITIALIZED = 1
 NVML_ERROR_NOT_SUPPORTED = 3
+NVML_ERROR_NO_PERMISSION = 4
+NVML_ERROR_NOT_FOUND = 6
 NVML_ERROR_DRIVER_NOT_LOADED = 9
 NVML_ERROR_LIBRARY_NOT_FOUND = 12
+NVML_ERROR_FUNCTION_NOT_FOUND = 13
 NVML_ERROR_GPU_IS_LOST = 15
 NVML_ERROR_UNKNOWN = 999
 
@@ -63,6 +84,24 @@ class NVMLError_NotSupported(NVMLError):
     value = NVML_ERROR_NOT_SUPPORTED
 
 
+class NVMLError_NoPermission(NVMLError):
+    """The caller lacks the privileges for this query."""
+
+    value = NVML_ERROR_NO_PERMISSION
+
+
+class NVMLError_NotFound(NVMLError):
+    """No such object (an empty MIG device slot)."""
+
+    value = NVML_ERROR_NOT_FOUND
+
+
+class NVMLError_FunctionNotFound(NVMLError):
+    """The NVML library of this driver lacks the function (an older driver)."""
+
+    value = NVML_ERROR_FUNCTION_NOT_FOUND
+
+
 class NVMLError_DriverNotLoaded(NVMLError):
     """The NVIDIA driver is not loaded."""
 
@@ -90,6 +129,9 @@ class NVMLError_Unknown(NVMLError):
 _ERROR_TEXT = {
     NVML_ERROR_UNINITIALIZED: "Uninitialized",
     NVML_ERROR_NOT_SUPPORTED: "Not Supported",
+    NVML_ERROR_NO_PERMISSION: "Insufficient Permissions",
+    NVML_ERROR_NOT_FOUND: "Not Found",
+    NVML_ERROR_FUNCTION_NOT_FOUND: "Function Not Found",
     NVML_ERROR_DRIVER_NOT_LOADED: "Driver Not Loaded",
     NVML_ERROR_LIBRARY_NOT_FOUND: "NVML Shared Library Not Found",
     NVML_ERROR_GPU_IS_LOST: "GPU is lost",
@@ -108,14 +150,41 @@ class GpuModel:
     max_sm_clock_mhz: int
     mem_clock_mhz: int
     has_fan: bool
+    mig_capable: bool = False
 
 
 MODELS = (
     GpuModel("NVIDIA GeForce RTX 4090", 24564 * MIB, 450_000, 22_000, 2520, 10501, True),
-    GpuModel("NVIDIA H100 80GB HBM3", 81559 * MIB, 700_000, 70_000, 1980, 2619, False),
-    GpuModel("NVIDIA A100-SXM4-40GB", 40960 * MIB, 400_000, 55_000, 1410, 1215, False),
+    GpuModel("NVIDIA H100 80GB HBM3", 81559 * MIB, 700_000, 70_000, 1980, 2619, False, True),
+    GpuModel("NVIDIA A100-SXM4-40GB", 40960 * MIB, 400_000, 55_000, 1410, 1215, False, True),
     GpuModel("NVIDIA L40S", 46068 * MIB, 350_000, 35_000, 2520, 9001, False),
 )
+
+MIG_SLOTS = 7  # nvmlDeviceGetMaxMigDeviceCount of an A100 or H100
+# (slot, compute slices, memory eighths): 1g, 2g and 3g profiles; slots 2, 4, 5 and 6 are empty
+MIG_PROFILES = ((0, 1, 1), (1, 2, 2), (3, 3, 4))
+RESERVED_BYTES = 512 * MIB  # memory the v2 struct counts as reserved by the driver
+PID_BASE = 10_000
+PID_REUSE_CYCLES = 200  # a GPU's PIDs come back after this many load cycles
+TRAIN_MODELS = ("resnet50", "llama-7b", "vit-b16", "bert-large")
+TRAIN_UIDS = (1001, 1002, 1003)  # alice, bob, carol in the fake passwd
+UNKNOWN_UID = 1004  # not in the fake passwd
+
+
+@dataclass(frozen=True)
+class SimProcess:
+    """One simulated process on a GPU, as NVML lists it and as its fake /proc entry says."""
+
+    proc: FakeProcess
+    kind: str  # "compute" or "graphics"
+    used_mem_bytes: int | None
+    gpu_instance_id: int = NO_INSTANCE
+    visible: bool = True
+
+    @property
+    def pid(self) -> int:
+        """Return the process id."""
+        return self.proc.pid
 
 
 @dataclass
@@ -131,6 +200,22 @@ class _Device:
     unsupported: set[str] = field(default_factory=set)
     energy_mj: float = 0.0
     energy_read_s: float | None = None
+    mig_devices: list[_MigDevice] = field(default_factory=list)
+
+
+@dataclass
+class _MigDevice:
+    parent: _Device
+    slot: int
+    gpu_instance_id: int
+    name: str
+    uuid: str
+    mem_total_bytes: int
+
+
+def _mib(value: float) -> int:
+    """Return bytes rounded down to whole MiB, as NVML's memory figures are."""
+    return int(value) // MIB * MIB
 
 
 def _noise(key: str, t_s: float) -> float:
@@ -145,6 +230,9 @@ class SimulatedNvml:
     NVMLError = NVMLError
     NVMLError_Uninitialized = NVMLError_Uninitialized
     NVMLError_NotSupported = NVMLError_NotSupported
+    NVMLError_NoPermission = NVMLError_NoPermission
+    NVMLError_NotFound = NVMLError_NotFound
+    NVMLError_FunctionNotFound = NVMLError_FunctionNotFound
     NVMLError_DriverNotLoaded = NVMLError_DriverNotLoaded
     NVMLError_LibraryNotFound = NVMLError_LibraryNotFound
     NVMLError_GpuIsLost = NVMLError_GpuIsLost
@@ -154,6 +242,8 @@ class SimulatedNvml:
     NVML_CLOCK_MEM = NVML_CLOCK_MEM
     NVML_PSTATE_UNKNOWN = NVML_PSTATE_UNKNOWN
     nvmlMemory_v2 = nvmlMemory_v2
+    NVML_DEVICE_MIG_DISABLE = NVML_DEVICE_MIG_DISABLE
+    NVML_DEVICE_MIG_ENABLE = NVML_DEVICE_MIG_ENABLE
 
     def __init__(
         self,
@@ -161,12 +251,27 @@ class SimulatedNvml:
         host: str = "sim",
         names: tuple[str, ...] = (),
         clock: Callable[[], float] = time.time,
+        mig_gpus: tuple[int, ...] = (),
+        process_names: tuple[str, ...] = (),
+        proc_tree: FakeProcTree | None = None,
     ) -> None:
+        """Simulate gpu_count GPUs; with proc_tree, keep a fake /proc for their processes.
+
+        process_names name the training job of each GPU by index (default "python train.py").
+        """
         self._clock = clock
         self._lock = threading.Lock()
         self._initialised = False
         self._init_error: type[NVMLError] | None = None
+        self._host = host
+        self._process_names = process_names
+        self._missing: set[str] = set()
+        self._processes_at: dict[int, tuple[float, list[SimProcess]]] = {}
+        self.proc_tree = proc_tree
         self.devices = [self._make_device(i, host, names) for i in range(gpu_count)]
+        for index in mig_gpus:
+            if index < gpu_count:
+                self._enable_mig(self.devices[index])
 
     @staticmethod
     def _make_device(index: int, host: str, names: tuple[str, ...]) -> _Device:
@@ -182,6 +287,22 @@ class SimulatedNvml:
             phase_s=seed * 3600,
         )
 
+    @staticmethod
+    def _enable_mig(device: _Device) -> None:
+        total_gb = device.model.mem_total_bytes / MIB / 1024
+        for slot, slices, eighths in MIG_PROFILES:
+            profile = f"{slices}g.{round(total_gb * eighths / 8)}gb"
+            device.mig_devices.append(
+                _MigDevice(
+                    parent=device,
+                    slot=slot,
+                    gpu_instance_id=slot + 1,
+                    name=f"{device.model.name} MIG {profile}",
+                    uuid="MIG-" + str(uuid.uuid5(uuid.NAMESPACE_DNS, f"{device.uuid}.mig{slot}")),
+                    mem_total_bytes=device.model.mem_total_bytes * eighths // 8 // MIB * MIB,
+                )
+            )
+
     # -- fault injection for tests -------------------------------------------------------
 
     def lose_gpu(self, index: int) -> None:
@@ -192,6 +313,10 @@ class SimulatedNvml:
         """Make `function_name` (e.g. "nvmlDeviceGetPowerUsage") not supported on GPU `index`."""
         self.devices[index].unsupported.add(function_name)
 
+    def remove_function(self, function_name: str) -> None:
+        """Make `function_name` raise FunctionNotFound on every GPU, as with an older driver."""
+        self._missing.add(function_name)
+
     def fail_init(self, error: type[NVMLError] | None) -> None:
         """Make nvmlInit raise `error` (None: succeed) and drop the current session."""
         self._init_error = error
@@ -201,6 +326,7 @@ class SimulatedNvml:
     def restore(self) -> None:
         """Undo every injected fault."""
         self._init_error = None
+        self._missing.clear()
         for device in self.devices:
             device.lost = False
             device.unsupported.clear()
@@ -235,35 +361,46 @@ class SimulatedNvml:
             raise NVMLError(2)  # NVML_ERROR_INVALID_ARGUMENT
         return self._check(self.devices[index], "nvmlDeviceGetHandleByIndex")
 
-    def nvmlDeviceGetName(self, handle: _Device) -> str:
-        """Return the product name."""
-        return self._check(handle, "nvmlDeviceGetName").name
+    def nvmlDeviceGetName(self, handle: _Device | _MigDevice) -> str:
+        """Return the product name (of a MIG device: the parent's, then "MIG" and its profile)."""
+        return self._check_any(handle, "nvmlDeviceGetName").name
 
-    def nvmlDeviceGetUUID(self, handle: _Device) -> str:
-        """Return the GPU UUID."""
-        return self._check(handle, "nvmlDeviceGetUUID").uuid
+    def nvmlDeviceGetUUID(self, handle: _Device | _MigDevice) -> str:
+        """Return the GPU UUID ("GPU-..."), or a MIG device's ("MIG-...")."""
+        return self._check_any(handle, "nvmlDeviceGetUUID").uuid
 
     def nvmlDeviceGetPciInfo(self, handle: _Device) -> SimpleNamespace:
         """Return PCI info; `busId` is bytes, as in pynvml's struct."""
         device = self._check(handle, "nvmlDeviceGetPciInfo")
         return SimpleNamespace(busId=device.pci_bus_id.encode())
 
-    def nvmlDeviceGetUtilizationRates(self, handle: _Device) -> SimpleNamespace:
-        """Return `.gpu` and `.memory` utilisation in percent."""
-        device = self._check(handle, "nvmlDeviceGetUtilizationRates")
+    def nvmlDeviceGetUtilizationRates(self, handle: _Device | _MigDevice) -> SimpleNamespace:
+        """Return `.gpu` and `.memory` utilisation in percent; not supported with MIG."""
+        device = self._check_any(handle, "nvmlDeviceGetUtilizationRates")
+        if isinstance(device, _MigDevice) or device.mig_devices:
+            raise NVMLError_NotSupported()
         load = self._load(device)
         gpu = round(100 * load)
         return SimpleNamespace(gpu=gpu, memory=round(gpu * 0.45))
 
     def nvmlDeviceGetMemoryInfo(
-        self, handle: _Device, version: int | None = None
+        self, handle: _Device | _MigDevice, version: int | None = None
     ) -> SimpleNamespace:
-        """Return `.total`, `.used`, `.free` in bytes (and `.reserved` for the v2 struct)."""
-        device = self._check(handle, "nvmlDeviceGetMemoryInfo")
-        total = device.model.mem_total_bytes
-        reserved = 512 * MIB if version == nvmlMemory_v2 else 0
-        fill = self._memory_fill(device)
-        used = reserved + int((total - reserved) * fill) // MIB * MIB
+        """Return `.total`, `.used`, `.free` in bytes (and `.reserved` for the v2 struct).
+
+        A MIG device answers for its own share; a MIG-enabled GPU for all of its devices.
+        """
+        device = self._check_any(handle, "nvmlDeviceGetMemoryInfo")
+        reserved = RESERVED_BYTES if version == nvmlMemory_v2 else 0
+        if isinstance(device, _MigDevice):
+            total, reserved = device.mem_total_bytes, 0
+            used = self._mig_used_bytes(device)
+        elif device.mig_devices:
+            total = device.model.mem_total_bytes
+            used = reserved + sum(self._mig_used_bytes(mig) for mig in device.mig_devices)
+        else:
+            total = device.model.mem_total_bytes
+            used = reserved + self._in_use_bytes(device)
         info = SimpleNamespace(total=total, used=used, free=total - used)
         if version == nvmlMemory_v2:
             info.version, info.reserved = version, reserved
@@ -317,19 +454,209 @@ class SimulatedNvml:
         """Return the P-state: 0 when busy, 8 when idle."""
         return 0 if self._load(self._check(handle, "nvmlDeviceGetPerformanceState")) > 0.02 else 8
 
+    def nvmlDeviceGetMigMode(self, handle: _Device) -> list[int]:
+        """Return [current, pending] MIG mode; not supported on GPUs without MIG."""
+        device = self._check(handle, "nvmlDeviceGetMigMode")
+        if not (device.mig_devices or device.model.mig_capable):
+            raise NVMLError_NotSupported()
+        mode = NVML_DEVICE_MIG_ENABLE if device.mig_devices else NVML_DEVICE_MIG_DISABLE
+        return [mode, mode]
+
+    def nvmlDeviceGetMaxMigDeviceCount(self, handle: _Device) -> int:
+        """Return how many MIG device slots the GPU has."""
+        device = self._check(handle, "nvmlDeviceGetMaxMigDeviceCount")
+        if not (device.mig_devices or device.model.mig_capable):
+            raise NVMLError_NotSupported()
+        return MIG_SLOTS
+
+    def nvmlDeviceGetMigDeviceHandleByIndex(self, handle: _Device, index: int) -> _MigDevice:
+        """Return the MIG device in slot `index`; an empty slot raises NotFound."""
+        device = self._check(handle, "nvmlDeviceGetMigDeviceHandleByIndex")
+        for mig in device.mig_devices:
+            if mig.slot == index:
+                return mig
+        raise NVMLError_NotFound()
+
+    def nvmlDeviceGetComputeRunningProcesses_v3(self, handle: object) -> list[SimpleNamespace]:
+        """Return the compute processes: `.pid`, `.usedGpuMemory` (bytes or None), instances."""
+        return self._process_list(handle, "compute", "nvmlDeviceGetComputeRunningProcesses_v3")
+
+    def nvmlDeviceGetComputeRunningProcesses_v2(self, handle: object) -> list[SimpleNamespace]:
+        """Return the compute processes (the v2 struct has the same fields as v3)."""
+        return self._process_list(handle, "compute", "nvmlDeviceGetComputeRunningProcesses_v2")
+
+    def nvmlDeviceGetComputeRunningProcesses(self, handle: object) -> list[SimpleNamespace]:
+        """Return the compute processes (pynvml's unversioned name)."""
+        return self._process_list(handle, "compute", "nvmlDeviceGetComputeRunningProcesses")
+
+    def nvmlDeviceGetGraphicsRunningProcesses_v3(self, handle: object) -> list[SimpleNamespace]:
+        """Return the graphics processes, shaped as the compute ones."""
+        return self._process_list(handle, "graphics", "nvmlDeviceGetGraphicsRunningProcesses_v3")
+
+    def nvmlDeviceGetGraphicsRunningProcesses_v2(self, handle: object) -> list[SimpleNamespace]:
+        """Return the graphics processes (v2 struct)."""
+        return self._process_list(handle, "graphics", "nvmlDeviceGetGraphicsRunningProcesses_v2")
+
+    def nvmlDeviceGetGraphicsRunningProcesses(self, handle: object) -> list[SimpleNamespace]:
+        """Return the graphics processes (pynvml's unversioned name)."""
+        return self._process_list(handle, "graphics", "nvmlDeviceGetGraphicsRunningProcesses")
+
+    # -- the simulated processes -----------------------------------------------------------
+
+    def processes(self, handle: _Device | _MigDevice) -> list[SimProcess]:
+        """Return the processes running now on a GPU (all its MIG devices) or one MIG device."""
+        if isinstance(handle, _MigDevice):
+            return [
+                p
+                for p in self.processes(handle.parent)
+                if p.gpu_instance_id == handle.gpu_instance_id
+            ]
+        now_s = self._clock()
+        cached = self._processes_at.get(handle.index)
+        if cached is not None and cached[0] == now_s:
+            return cached[1]
+        if handle.mig_devices:
+            found = [p for mig in handle.mig_devices if (p := self._mig_job(mig, now_s))]
+        else:
+            found = self._jobs(handle, now_s)
+        self._processes_at[handle.index] = (now_s, found)
+        if self.proc_tree is not None:
+            self.proc_tree.sync(str(handle.index), [p.proc for p in found if p.visible])
+        return found
+
+    def _process_list(self, handle: object, kind: str, function_name: str) -> list[SimpleNamespace]:
+        device = self._check_any(handle, function_name)
+        if isinstance(device, _Device) and device.mig_devices:
+            raise NVMLError_NoPermission()  # the whole GPU's list needs privileges under MIG
+        return [
+            SimpleNamespace(
+                pid=p.pid,
+                usedGpuMemory=p.used_mem_bytes,
+                gpuInstanceId=p.gpu_instance_id,
+                computeInstanceId=0 if p.gpu_instance_id != NO_INSTANCE else NO_INSTANCE,
+            )
+            for p in self.processes(device)
+            if p.kind == kind
+        ]
+
+    def _pid(self, device: _Device, cycle: int, slot: int) -> int:
+        # index * 4 + slot is below 256 and differs between any two running jobs
+        return PID_BASE + (cycle % PID_REUSE_CYCLES) * 256 + device.index * 4 + slot
+
+    def _container(self, key: str) -> str:
+        return hashlib.blake2b(f"{self._host}/{key}".encode(), digest_size=32).hexdigest()
+
+    def _cgroup(self, device: _Device, slot: int, cycle: int, uid: int) -> str:
+        """Return a cgroup v2 file: Docker, Kubernetes on containerd, or a login session."""
+        container = self._container(f"{device.index}/{slot}/{cycle}")
+        layout = (device.index + slot) % 3
+        if layout == 0:
+            return f"0::/system.slice/docker-{container}.scope\n"
+        if layout == 1:
+            pod = str(uuid.uuid5(uuid.NAMESPACE_DNS, container)).replace("-", "_")
+            return (
+                "0::/kubepods.slice/kubepods-burstable.slice/"
+                f"kubepods-burstable-pod{pod}.slice/cri-containerd-{container}.scope\n"
+            )
+        return f"0::/user.slice/user-{uid}.slice/session-{cycle % 50 + 1}.scope\n"
+
+    def _jobs(self, device: _Device, now_s: float) -> list[SimProcess]:
+        """Return the training job (and the evaluation job) of a GPU without MIG."""
+        position = self._cycle(device, now_s)
+        if position >= 0.7:
+            return []
+        cycle = int((now_s + device.phase_s) // device.period_s)
+        started_s = now_s - position * device.period_s
+        in_use = self._in_use_bytes(device)
+        evaluating = 0.35 <= position < 0.6
+        index = device.index
+        uid = TRAIN_UIDS[(index + cycle) % len(TRAIN_UIDS)]
+        if index < len(self._process_names):
+            name = self._process_names[index]
+            argv: tuple[str, ...] = (name, "--gpu", str(index))
+        else:
+            name, model = "python", TRAIN_MODELS[(index + cycle) % len(TRAIN_MODELS)]
+            argv = ("python", "train.py", "--model", model, "--gpu", str(index))
+        train = FakeProcess(
+            pid=self._pid(device, cycle, 0),
+            name=name,
+            argv=argv,
+            uid=uid,
+            cgroup=self._cgroup(device, 0, cycle, uid),
+            start_ticks=int(started_s * 100),
+        )
+        jobs = [SimProcess(train, "compute", _mib(in_use * (0.8 if evaluating else 0.95)))]
+        if evaluating:
+            graphics = device.model.has_fan
+            eval_uid = UNKNOWN_UID if index % 4 == 2 else TRAIN_UIDS[(index + cycle + 1) % 3]
+            eval_argv = (
+                ("blender", "--background", "scene.blend", "--render-anim")
+                if graphics
+                else ("python3", "-m", "eval", "--checkpoint", f"ckpt-{cycle % 1000}.pt")
+            )
+            growth = 0.5 + 0.5 * (position - 0.35) / 0.25
+            evaluation = FakeProcess(
+                pid=self._pid(device, cycle, 1),
+                name=eval_argv[0],
+                argv=eval_argv,
+                uid=eval_uid,
+                cgroup=self._cgroup(device, 1, cycle, eval_uid),
+                start_ticks=int((started_s + 0.35 * device.period_s) * 100),
+            )
+            jobs.append(
+                SimProcess(
+                    evaluation,
+                    "graphics" if graphics else "compute",
+                    _mib(in_use * 0.15 * growth),
+                    visible=index % 4 != 1,
+                )
+            )
+        return jobs
+
+    def _mig_job(self, mig: _MigDevice, now_s: float) -> SimProcess | None:
+        """Return the job running on a MIG device, if any (each runs on its own cycle)."""
+        device = mig.parent
+        shifted_s = now_s + self._mig_shift_s(mig)
+        position = self._cycle(device, shifted_s)
+        if position >= 0.7:
+            return None
+        cycle = int((shifted_s + device.phase_s) // device.period_s)
+        uid = TRAIN_UIDS[(device.index + mig.slot + cycle) % len(TRAIN_UIDS)]
+        proc = FakeProcess(
+            pid=self._pid(device, cycle, min(mig.slot, 3)),
+            name="python",
+            argv=("python", "serve.py", "--port", str(8000 + mig.slot)),
+            uid=uid,
+            cgroup=self._cgroup(device, 1 + mig.slot * 3, cycle, uid),  # always on containerd
+            start_ticks=int((now_s - position * device.period_s) * 100),
+        )
+        used = _mib(self._mig_used_bytes(mig) * 0.95)
+        return SimProcess(proc, "compute", used, gpu_instance_id=mig.gpu_instance_id)
+
     # -- the simulated load -----------------------------------------------------------------
 
     def _check_session(self) -> None:
         if not self._initialised:
             raise NVMLError_Uninitialized()
 
-    def _check(self, device: _Device, function_name: str) -> _Device:
+    def _check(self, handle: _Device | _MigDevice, function_name: str) -> _Device:
+        """Check a call on a whole GPU; a MIG device handle does not support it."""
+        device = self._check_any(handle, function_name)
+        if isinstance(device, _MigDevice):
+            raise NVMLError_NotSupported()
+        return device
+
+    def _check_any(self, handle: _Device | _MigDevice, function_name: str) -> _Device | _MigDevice:
+        """Check a call that a GPU and a MIG device both answer; faults follow the parent."""
         self._check_session()
+        if function_name in self._missing:
+            raise NVMLError_FunctionNotFound()
+        device = handle.parent if isinstance(handle, _MigDevice) else handle
         if device.lost:
             raise NVMLError_GpuIsLost()
         if function_name in device.unsupported:
             raise NVMLError_NotSupported()
-        return device
+        return handle
 
     def _cycle(self, device: _Device, t_s: float) -> float:
         """Return where in its ramp/train/idle cycle the GPU is, from 0 to 1."""
@@ -348,14 +675,28 @@ class SimulatedNvml:
             base = 0.0
         return min(1.0, max(0.0, base))
 
-    def _memory_fill(self, device: _Device) -> float:
+    def _memory_fill(self, device: _Device, shift_s: float = 0.0) -> float:
         """Return the share of memory in use: it fills in the ramp and is freed when idle."""
-        position = self._cycle(device, self._clock())
+        t_s = self._clock() + shift_s
+        position = self._cycle(device, t_s)
         if position < 0.1:
             return 0.02 + 0.8 * position / 0.1
         if position < 0.7:
-            return 0.82 + 0.05 * _noise(device.uuid + "m", self._clock() / 30)
+            return 0.82 + 0.05 * _noise(device.uuid + "m", t_s / 30)
         return 0.0
+
+    def _in_use_bytes(self, device: _Device) -> int:
+        """Return the memory the GPU's processes hold, in whole MiB (used less reserved)."""
+        total = device.model.mem_total_bytes
+        return int((total - RESERVED_BYTES) * self._memory_fill(device)) // MIB * MIB
+
+    @staticmethod
+    def _mig_shift_s(mig: _MigDevice) -> float:
+        return mig.slot * mig.parent.period_s / 3
+
+    def _mig_used_bytes(self, mig: _MigDevice) -> int:
+        fill = self._memory_fill(mig.parent, self._mig_shift_s(mig))
+        return int(mig.mem_total_bytes * fill) // MIB * MIB
 
     def _power_mw(self, device: _Device) -> int:
         model = device.model

@@ -10,10 +10,14 @@ import jinja2
 from aiohttp import WSCloseCode, web
 
 from common.config import Config
-from services.web import views
+from services.curve import hub_keys
+from services.web import proc_views, views
+from services.web.auth import basic_auth, load_users
 from services.web.feed import LiveFeed
+from services.web.headers import setup_security_headers
 from services.web.hub import SEND_QUEUE_SIZE, Hub
 from services.web.keys import CONFIG, COUNTERS, FEED, HUB, STORE, Counters
+from services.web.metrics import METRICS_PATH, REGISTRY, metrics, metrics_registry
 from services.web.middlewares import compress_and_cache, json_errors
 from services.web.store import QUERY_TIME_LIMIT_S, Store
 from services.web.websocket import websocket
@@ -32,15 +36,18 @@ def create_app(
     send_queue_size: int = SEND_QUEUE_SIZE,
 ) -> web.Application:
     """Return the web application for `config`; nothing is opened until it starts."""
-    app = web.Application(
-        middlewares=[json_errors, compress_and_cache], client_max_size=MAX_REQUEST_BODY_BYTES
-    )
+    middlewares = [json_errors, compress_and_cache]
+    if config.auth_file is not None:  # raises AuthFileError on a bad file
+        middlewares.insert(0, basic_auth(load_users(config.auth_file)))
+    app = web.Application(middlewares=middlewares, client_max_size=MAX_REQUEST_BODY_BYTES)
+    setup_security_headers(app)
     hub = Hub(queue_size=send_queue_size)
     app[CONFIG] = config
     app[STORE] = Store(config.db_path, time_limit_s=query_time_limit_s)
     app[HUB] = hub
     app[FEED] = LiveFeed(on_message=hub.publish)
     app[COUNTERS] = Counters()
+    app[REGISTRY] = metrics_registry(app[FEED], config.db_path)
 
     aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(templates_dir), autoescape=True)
     app[aiohttp_jinja2.static_root_key] = "/static"
@@ -52,7 +59,12 @@ def create_app(
     app.router.add_get("/", views.index, name="index")
     app.router.add_get("/api/v1/gpus", views.gpus, name="gpus")
     app.router.add_get("/api/v1/history", views.history, name="history")
+    app.router.add_get("/api/v1/hosts", views.hosts, name="hosts")
+    app.router.add_get("/api/v1/processes", proc_views.processes, name="processes")
+    app.router.add_get("/api/v1/usage", proc_views.usage, name="usage")
+    app.router.add_get("/api/v1/energy", proc_views.energy, name="energy")
     app.router.add_get("/healthz", views.healthz, name="healthz")
+    app.router.add_get(METRICS_PATH, metrics, name="metrics")
     app.router.add_get("/ws", websocket, name="ws")
     # url('static', filename=...) in a template gives the URL with ?v=<hash of the file>.
     app.router.add_static("/static/", static_dir, name="static", append_version=True)
@@ -67,7 +79,7 @@ async def _reading(app: web.Application) -> AsyncIterator[None]:
 
 async def _listening(app: web.Application) -> AsyncIterator[None]:
     """Listen to the samplers while the app runs; stop and close the socket when it stops."""
-    async with app[FEED].listening(app[CONFIG].subscribe):
+    async with app[FEED].listening(app[CONFIG].subscribe, hub_keys(app[CONFIG])):
         yield
 
 

@@ -20,7 +20,7 @@ import logging
 import math
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
 import zmq
@@ -28,6 +28,7 @@ import zmq.asyncio
 from zmq.utils.monitor import parse_monitor_message
 
 from common.messages import MAX_MESSAGE_BYTES, TOPIC, DecodeError, Tick, tick_to_json
+from services.curve import HubKeys, async_gate, secure_hub_socket
 from services.relink import BROKEN_TEXT, MONITOR_EVENTS, RESTORE_AFTER_S, relink
 
 logger = logging.getLogger(__name__)
@@ -111,13 +112,21 @@ class LiveFeed:
         return True
 
     @asynccontextmanager
-    async def listening(self, endpoints: Iterable[str]) -> AsyncIterator[None]:
-        """Subscribe to every sampler endpoint and feed ticks in until the block exits."""
+    async def listening(
+        self, endpoints: Iterable[str], keys: HubKeys | None = None
+    ) -> AsyncIterator[None]:
+        """Subscribe to every sampler endpoint and feed ticks in until the block exits.
+
+        With keys, the socket is a CURVE server and the gate lets in only the listed samplers.
+        """
         context = zmq.asyncio.Context()
+        gate = AsyncExitStack()
+        await gate.enter_async_context(async_gate(context, keys))  # before any connection
         socket = context.socket(zmq.SUB)
         socket.setsockopt(zmq.LINGER, 0)
         socket.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
         socket.setsockopt(zmq.SUBSCRIBE, TOPIC)
+        secure_hub_socket(socket, keys)
         monitor: zmq.asyncio.Socket | None = None
         tasks: list[asyncio.Task[None]] = []
         try:
@@ -143,6 +152,7 @@ class LiveFeed:
                 socket.disable_monitor()
                 monitor.close(linger=0)
             socket.close(linger=0)
+            await gate.aclose()
             context.term()
 
     async def _receive(self, socket: zmq.asyncio.Socket) -> None:

@@ -8,7 +8,9 @@ import os
 from aiohttp import web
 
 from common.config import startup_config
+from services.curve import CurveSetupError, hub_keys
 from services.web.app import create_app
+from services.web.auth import AuthFileError
 
 logger = logging.getLogger(__name__)
 
@@ -22,7 +24,16 @@ def main() -> int:
     config = startup_config(os.environ, "web")
     if config is None:
         return EXIT_BAD_SETTING
-    app = create_app(config)
+    try:
+        hub_keys(config)  # checked here so that a bad one is one line and exit 2
+    except CurveSetupError as error:
+        logger.critical("web cannot start, bad setting: %s", error)
+        return EXIT_BAD_SETTING
+    try:
+        app = create_app(config)
+    except AuthFileError as error:
+        logger.critical("web cannot start, bad setting: %s", error)
+        return EXIT_BAD_SETTING
     # Per-request lines would flood supervisord's log with the page's polling; DEBUG shows them.
     access_log = logging.getLogger("aiohttp.access") if config.log_level == "DEBUG" else None
     logger.info(

@@ -17,8 +17,10 @@ MAX_POINTS = 2000
 MAX_EPOCH_S = 1e11  # the same bound as a tick's timestamp (common.messages.EpochS)
 MAX_UUID_CHARS = 96  # the same bound as a GPU's UUID on the wire
 MAX_GPUS = 1024
+MAX_HOST_CHARS = 253  # the same bound as a tick's host on the wire
+MAX_HOSTS = 1024
 
-HISTORY_PARAMETERS = ("gpu", "from", "to", "points", "metric")
+HISTORY_PARAMETERS = ("gpu", "host", "from", "to", "points", "metric")
 _NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d{1,3})?", re.ASCII)
 _INTEGER = re.compile(r"\d{1,9}", re.ASCII)
 
@@ -36,6 +38,7 @@ class HistoryQuery:
     to_s: float
     points: int
     metrics: tuple[str, ...]
+    hosts: tuple[str, ...] = ()  # empty: every host; else only the GPUs of these hosts
 
 
 def parse_history_query(query: MultiMapping[str], now_s: float) -> HistoryQuery:
@@ -60,6 +63,7 @@ def parse_history_query(query: MultiMapping[str], now_s: float) -> HistoryQuery:
         to_s=to_s,
         points=points,
         metrics=_metrics(query.getall("metric", [])),
+        hosts=_hosts(query.getall("host", [])),
     )
 
 
@@ -102,6 +106,18 @@ def _gpu_uuids(given: list[str]) -> tuple[str, ...]:
         if not uuid or len(uuid) > MAX_UUID_CHARS or not uuid.isprintable():
             raise ParamError(
                 f"gpu={_shown(uuid)} is not a GPU UUID (1 to {MAX_UUID_CHARS} printable characters)"
+            )
+    return tuple(dict.fromkeys(given))
+
+
+def _hosts(given: list[str]) -> tuple[str, ...]:
+    if len(given) > MAX_HOSTS:
+        raise ParamError(f"host is given {len(given)} times; at most {MAX_HOSTS}")
+    for host in given:
+        if not host or len(host) > MAX_HOST_CHARS or not host.isprintable():
+            raise ParamError(
+                f"host={_shown(host)} is not a host name"
+                f" (1 to {MAX_HOST_CHARS} printable characters)"
             )
     return tuple(dict.fromkeys(given))
 

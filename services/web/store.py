@@ -23,7 +23,17 @@ from typing import Any, TypeVar
 
 from common.dbfile import database_bytes
 from common.metrics import METRIC_NAMES
-from common.schema import SCHEMA_VERSION, rollup_levels_for, rollup_table, schema_version
+from common.schema import (
+    KIND_CODES,
+    LIST_KNOWN_PROC_ID,
+    SCHEMA_VERSION,
+    rollup_levels_for,
+    rollup_table,
+    schema_version,
+)
+from services.web.energy import GpuEnergy, integrate
+from services.web.idle import Coverage, Reading, run_since
+from services.web.usage import UsageSpan
 
 logger = logging.getLogger(__name__)
 
@@ -189,6 +199,7 @@ class HistoryRows:
 
     series: list[GpuBuckets]
     missing_uuids: list[str] = field(default_factory=list)
+    missing_hosts: list[str] = field(default_factory=list)  # asked for, with no GPU in the file
 
 
 class _ThreadState(threading.local):
@@ -239,17 +250,21 @@ class Store:
         bucket_count: int,
         step_s: int,
         metrics: Sequence[str],
+        hosts: Sequence[str] = (),
     ) -> HistoryRows:
         """Return the rows of the buckets first_bucket.. (each step_s seconds) of the named GPUs.
 
         Whole buckets are read, so a bucket's value never depends on where the range cut it.
         With no UUIDs, every GPU whose first..last reading overlaps the buckets is chosen.
+        With hosts, only GPUs of those hosts are chosen.
         """
 
         def job(conn: sqlite3.Connection) -> HistoryRows:
-            return _read_history(conn, gpu_uuids, first_bucket, bucket_count, step_s, metrics)
+            return _read_history(
+                conn, gpu_uuids, first_bucket, bucket_count, step_s, metrics, hosts
+            )
 
-        return await self.call(job, HistoryRows([], list(gpu_uuids)))
+        return await self.call(job, HistoryRows([], list(gpu_uuids), list(hosts)))
 
     def file_bytes(self) -> int | None:
         """Return the size in bytes of the file and its -wal, or None when there is no file."""
@@ -366,6 +381,7 @@ def _read_history(
     bucket_count: int,
     step_s: int,
     metrics: Sequence[str],
+    hosts: Sequence[str] = (),
 ) -> HistoryRows:
     last_bucket = first_bucket + bucket_count - 1
     low_s, high_s = first_bucket * step_s, (last_bucket + 1) * step_s
@@ -377,9 +393,244 @@ def _read_history(
     else:
         chosen = [gpu for gpu in gpus if gpu.last_ts >= low_s and gpu.first_ts < high_s]
         missing = []
+    # host= narrows the choice (both given: the named GPUs of those hosts)
+    missing_hosts = [host for host in hosts if host not in {gpu.host for gpu in gpus}]
+    if hosts:
+        chosen = [gpu for gpu in chosen if gpu.host in hosts]
     series = []
     for gpu in chosen:
         sql = history_json_sql(metrics, rollup_level(step_s, gpu.interval_s), step_s)
         params = (step_s, last_bucket, gpu.gpu_id, low_s, high_s, first_bucket)
         series.append(GpuBuckets(gpu, conn.execute(sql, params).fetchone()[0]))
-    return HistoryRows(series, missing)
+    return HistoryRows(series, missing, missing_hosts)
+
+
+# -- processes, usage, energy and idle GPUs (issue 8) ---------------------------------------------
+# Module-level jobs for Store.call(): each returns a callable that reads in one transaction.
+
+DEFAULT_INTERVAL_S = 60.0
+CHAIN_GAP_INTERVALS = 1.5  # spans this close (in intervals) are one unbroken presence
+
+GPU_BY_UUID_SQL = f"SELECT {_GPU_COLUMNS} FROM gpus WHERE gpu_uuid = ?"
+TICK_AT_SQL = "SELECT ts FROM samples WHERE gpu_id = ? AND ts <= ? ORDER BY ts DESC LIMIT 1"
+LATEST_TICK_SQL = "SELECT ts FROM samples WHERE gpu_id = ? ORDER BY ts DESC LIMIT 1"
+LIST_KNOWN_SQL = (
+    "SELECT 1 FROM proc_spans WHERE gpu_id = ?1 AND end_ts >= ?2 AND start_ts <= ?2"
+    f" AND proc_id = {LIST_KNOWN_PROC_ID} LIMIT 1"
+)
+PROCESSES_AT_SQL = (
+    "SELECT s.proc_id, s.kind, s.used_mem_bytes, i.pid, i.visible, i.name, i.cmdline, i.user,"
+    " i.container_id, i.container_name FROM proc_spans AS s"
+    " JOIN proc_identities AS i ON i.proc_id = s.proc_id"
+    " WHERE s.gpu_id = ?1 AND s.end_ts >= ?2 AND s.start_ts <= ?2"
+    f" AND s.proc_id != {LIST_KNOWN_PROC_ID} ORDER BY i.pid, s.kind"
+)
+# Walks the GPU's spans back from ts (key order); the caller stops at the first break.
+CHAIN_SQL = (
+    "SELECT start_ts, end_ts FROM proc_spans WHERE gpu_id = ?1 AND start_ts <= ?3"
+    " AND proc_id = ?2 ORDER BY start_ts DESC"
+)
+USAGE_KEY_SQL = {
+    "user": "i.user",
+    "process": "i.name",
+    "container": "coalesce(i.container_name, i.container_id)",
+}
+ENERGY_READINGS_SQL = (
+    "SELECT ts, energy_j, power_w FROM samples WHERE gpu_id = ? AND ts >= ? AND ts < ? ORDER BY ts"
+)
+IDLE_LATEST_SQL = (
+    "SELECT ts, util_gpu_pct, mem_used_bytes, mem_total_bytes, error FROM samples"
+    " WHERE gpu_id = ? ORDER BY ts DESC LIMIT 1"
+)
+# The first reading after the newest one that is not under the utilization threshold.
+LOW_UTIL_SINCE_SQL = (
+    "SELECT MIN(ts) FROM samples WHERE gpu_id = ?1 AND ts > COALESCE((SELECT ts FROM samples"
+    " WHERE gpu_id = ?1 AND (util_gpu_pct IS NULL OR util_gpu_pct >= ?2 OR error IS NOT NULL)"
+    " ORDER BY ts DESC LIMIT 1), -1)"
+)
+RUN_READINGS_SQL = (
+    "SELECT ts, util_gpu_pct, mem_used_bytes, mem_total_bytes, error FROM samples"
+    " WHERE gpu_id = ? AND ts >= ? ORDER BY ts DESC"
+)
+RUN_SPANS_SQL = "SELECT proc_id, start_ts, end_ts, used_mem_bytes FROM proc_spans"
+RUN_SPANS_SQL += " WHERE gpu_id = ? AND end_ts >= ?"
+KIND_NAMES = {code: name for name, code in KIND_CODES.items()}
+
+
+@dataclass(frozen=True)
+class ProcessList:
+    """The processes of one GPU at one tick: ts None when no tick; processes None when unknown.
+
+    Each process: {pid, kind, used_mem_bytes, visible, name, cmdline, user, container_id,
+    container_name, since_ts}; since_ts is when its unbroken presence on the GPU began.
+    """
+
+    gpu: GpuRow | None
+    ts: float | None
+    processes: list[dict[str, Any]] | None
+
+
+@dataclass(frozen=True)
+class GpuIdle:
+    """A GPU's newest reading, its process list there, and its idle-and-allocated run start."""
+
+    gpu: GpuRow
+    processes: ProcessList
+    run_since_ts: float | None
+
+
+def _interval_s(gpu: GpuRow) -> float:
+    return gpu.interval_s or DEFAULT_INTERVAL_S
+
+
+def _process_list(conn: sqlite3.Connection, gpu: GpuRow, ts: float | None) -> ProcessList:
+    if ts is None:
+        return ProcessList(gpu, None, None)
+    if conn.execute(LIST_KNOWN_SQL, (gpu.gpu_id, ts)).fetchone() is None:
+        return ProcessList(gpu, ts, None)
+    gap_s = CHAIN_GAP_INTERVALS * _interval_s(gpu)
+    processes = []
+    for proc_id, kind, used, pid, visible, name, cmdline, user, cid, cname in conn.execute(
+        PROCESSES_AT_SQL, (gpu.gpu_id, ts)
+    ).fetchall():
+        since_ts = ts
+        for start_ts, end_ts in conn.execute(CHAIN_SQL, (gpu.gpu_id, proc_id, ts)):
+            if end_ts + gap_s < since_ts:
+                break
+            since_ts = min(since_ts, start_ts)
+        processes.append(
+            {
+                "pid": pid,
+                "kind": KIND_NAMES.get(kind, "compute"),
+                "used_mem_bytes": used,
+                "visible": bool(visible),
+                "name": name,
+                "cmdline": cmdline,
+                "user": user,
+                "container_id": cid,
+                "container_name": cname,
+                "since_ts": since_ts,
+            }
+        )
+    return ProcessList(gpu, ts, processes)
+
+
+def processes_job(gpu_uuid: str, at_s: float | None) -> Callable[[sqlite3.Connection], ProcessList]:
+    """Return a job reading a GPU's processes at its newest tick, or at the tick at or before at_s.
+
+    The answer's gpu is None when the file does not know the GPU.
+    """
+
+    def job(conn: sqlite3.Connection) -> ProcessList:
+        row = conn.execute(GPU_BY_UUID_SQL, (gpu_uuid,)).fetchone()
+        if row is None:
+            return ProcessList(None, None, None)
+        gpu = GpuRow(*row)
+        if at_s is None:
+            found = conn.execute(LATEST_TICK_SQL, (gpu.gpu_id,)).fetchone()
+        else:
+            found = conn.execute(TICK_AT_SQL, (gpu.gpu_id, at_s)).fetchone()
+        return _process_list(conn, gpu, None if found is None else found[0])
+
+    return job
+
+
+def usage_job(
+    from_s: float, to_s: float, by: str
+) -> Callable[[sqlite3.Connection], list[UsageSpan]]:
+    """Return a job reading every process span that covers part of [from_s, to_s)."""
+    sql = (
+        f"SELECT {USAGE_KEY_SQL[by]}, s.start_ts, s.end_ts, s.used_mem_bytes FROM proc_spans AS s"
+        " JOIN proc_identities AS i ON i.proc_id = s.proc_id"
+        " WHERE s.gpu_id = ? AND s.end_ts >= ? AND s.start_ts < ?"
+    )
+
+    def job(conn: sqlite3.Connection) -> list[UsageSpan]:
+        spans = []
+        for gpu in _read_gpus(conn):
+            interval_s = _interval_s(gpu)
+            if gpu.last_ts + interval_s <= from_s or gpu.first_ts >= to_s:
+                continue
+            for key, start_ts, end_ts, used in conn.execute(
+                sql, (gpu.gpu_id, from_s - interval_s, to_s)
+            ):
+                spans.append(UsageSpan(gpu.gpu_uuid, key, start_ts, end_ts, interval_s, used))
+        return spans
+
+    return job
+
+
+def energy_job(
+    from_s: float, to_s: float, hosts: Sequence[str]
+) -> Callable[[sqlite3.Connection], list[GpuEnergy]]:
+    """Return a job reading each GPU's energy between its readings inside [from_s, to_s).
+
+    GPUs with a reading in the range, of the given hosts (all hosts when none is given).
+    """
+
+    def job(conn: sqlite3.Connection) -> list[GpuEnergy]:
+        answer = []
+        for gpu in _read_gpus(conn):
+            if hosts and gpu.host not in hosts:
+                continue
+            if gpu.last_ts < from_s or gpu.first_ts >= to_s:
+                continue
+            rows = conn.execute(ENERGY_READINGS_SQL, (gpu.gpu_id, from_s, to_s))
+            sums = integrate(rows, _interval_s(gpu))
+            answer.append(
+                GpuEnergy(
+                    gpu.host,
+                    gpu.gpu_uuid,
+                    gpu.gpu_index,
+                    gpu.gpu_name,
+                    sums.counter_j,
+                    sums.counter_pairs,
+                    sums.power_j,
+                    sums.power_pairs,
+                )
+            )
+        return answer
+
+    return job
+
+
+def known_hosts_job() -> Callable[[sqlite3.Connection], set[str]]:
+    """Return a job reading the host names the file knows."""
+
+    def job(conn: sqlite3.Connection) -> set[str]:
+        return {gpu.host for gpu in _read_gpus(conn)}
+
+    return job
+
+
+def idle_job(util_pct: float) -> Callable[[sqlite3.Connection], list[GpuIdle]]:
+    """Return a job reading, per GPU, its newest process list and idle-and-allocated run start.
+
+    run_since_ts is None unless the newest reading is idle-and-allocated (services/web/idle.py).
+    """
+
+    def job(conn: sqlite3.Connection) -> list[GpuIdle]:
+        return [_gpu_idle(conn, gpu, util_pct) for gpu in _read_gpus(conn)]
+
+    return job
+
+
+def _gpu_idle(conn: sqlite3.Connection, gpu: GpuRow, util_pct: float) -> GpuIdle:
+    latest = conn.execute(IDLE_LATEST_SQL, (gpu.gpu_id,)).fetchone()
+    if latest is None:
+        return GpuIdle(gpu, ProcessList(gpu, None, None), None)
+    processes = _process_list(conn, gpu, latest[0])
+    reading = Reading(*latest)
+    if reading.error is not None or reading.util_gpu_pct is None:
+        return GpuIdle(gpu, processes, None)
+    if reading.util_gpu_pct >= util_pct:
+        return GpuIdle(gpu, processes, None)
+    (low_since_ts,) = conn.execute(LOW_UTIL_SINCE_SQL, (gpu.gpu_id, util_pct)).fetchone()
+    known, held = [], []
+    for proc_id, start_ts, end_ts, used in conn.execute(RUN_SPANS_SQL, (gpu.gpu_id, low_since_ts)):
+        if proc_id == LIST_KNOWN_PROC_ID:
+            known.append((start_ts, end_ts))
+        elif used != 0:
+            held.append((start_ts, end_ts))
+    readings = (Reading(*row) for row in conn.execute(RUN_READINGS_SQL, (gpu.gpu_id, low_since_ts)))
+    return GpuIdle(gpu, processes, run_since(readings, util_pct, Coverage(known), Coverage(held)))

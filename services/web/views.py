@@ -13,12 +13,14 @@ from aiohttp import web
 
 from common.status import read_status
 from services.web.buckets import bucket_span, choose_step_s, empty_buckets
+from services.web.gpu_extras import add_gpu_extras
 from services.web.health import HealthInputs, assess, current_gpu_errors
+from services.web.hosts import host_states, mark_gpus
 from services.web.keys import CONFIG, COUNTERS, FEED, HUB, STORE
 from services.web.listing import live_identities, merged_gpus, stored_identity
 from services.web.params import ParamError, parse_history_query
 from services.web.replies import error_reply, json_reply
-from services.web.store import GpuLatest, StoreError
+from services.web.store import GpuLatest, StoreError, idle_job
 
 PACKAGE = "pycudawatch"
 
@@ -48,13 +50,28 @@ async def gpus(request: web.Request) -> web.Response:
     """Answer every known GPU with its identity and latest reading (the live one if newer)."""
     config, feed = request.app[CONFIG], request.app[FEED]
     stored = await request.app[STORE].gpus_with_latest()
+    ticks = feed.latest_ticks()
+    listed = merged_gpus(stored, ticks, feed.error_run)
+    mark_gpus(listed, host_states(stored, ticks, time.time(), config.interval_s))
+    idle = await request.app[STORE].call(idle_job(config.idle_util_pct), [])
+    add_gpu_extras(listed, idle, ticks, config.idle_util_pct, config.idle_after_s)
     return json_reply(
         {
-            "gpus": merged_gpus(stored, feed.latest_ticks(), feed.error_run),
+            "gpus": listed,
             "simulated": config.source == "simulated",
             "interval_s": config.interval_s,
+            "idle_util_pct": config.idle_util_pct,
+            "idle_after_s": config.idle_after_s,
         }
     )
+
+
+async def hosts(request: web.Request) -> web.Response:
+    """Answer every host of the file and the live feed: when last seen, and whether stale."""
+    config, feed = request.app[CONFIG], request.app[FEED]
+    stored = await request.app[STORE].gpus_with_latest()
+    states = host_states(stored, feed.latest_ticks(), time.time(), config.interval_s)
+    return json_reply({"hosts": [state.to_json() for state in states.values()]})
 
 
 async def history(request: web.Request) -> web.Response:
@@ -66,12 +83,16 @@ async def history(request: web.Request) -> web.Response:
     step_s = choose_step_s(query.from_s, query.to_s, query.points)
     first_bucket, bucket_count = bucket_span(query.from_s, query.to_s, step_s)
     rows = await request.app[STORE].history(
-        query.gpu_uuids, first_bucket, bucket_count, step_s, query.metrics
+        query.gpu_uuids, first_bucket, bucket_count, step_s, query.metrics, query.hosts
     )
-    live = live_identities(request.app[FEED].latest_ticks())
+    ticks = request.app[FEED].latest_ticks()
+    live = live_identities(ticks)
     unknown = [uuid for uuid in rows.missing_uuids if uuid not in live]
     if unknown:
         return error_reply(f"gpu={unknown[0]!r} is not a known GPU UUID", 404)
+    unknown_hosts = [host for host in rows.missing_hosts if host not in {t.host for t in ticks}]
+    if unknown_hosts:
+        return error_reply(f"host={unknown_hosts[0]!r} is not a known host", 404)
     series = [
         {
             **stored_identity(item.gpu),
@@ -85,6 +106,8 @@ async def history(request: web.Request) -> web.Response:
     wanted = rows.missing_uuids if query.gpu_uuids else list(live)
     for uuid in wanted:
         identity, seen_ts = live[uuid]
+        if query.hosts and identity["host"] not in query.hosts:
+            continue
         if uuid not in listed and (query.gpu_uuids or low_s <= seen_ts < high_s):
             buckets = empty_buckets(first_bucket, bucket_count, step_s)
             series.append({**identity, "buckets": buckets})

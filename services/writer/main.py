@@ -15,6 +15,7 @@ from common.messages import DecodeError, Tick
 from common.replay import ReplayError, ReplayRequest
 from common.schedule import AlignedSchedule
 from common.status import WriterStatus, write_status
+from services.curve import CurveSetupError, gate, hub_keys
 from services.wakeup import StopFlag
 from services.writer.batch import PendingBatch
 from services.writer.sequences import SequenceTracker
@@ -85,6 +86,7 @@ class Writer:
         self.last_error: str | None = None
         self.last_error_ts: float | None = None
         self.last_flush_ts: float | None = None
+        self.last_flush_duration_s: float | None = None
         self.last_maintenance_ts: float | None = None
         self.started_ts = wall()
 
@@ -186,6 +188,7 @@ class Writer:
         self.stored_ticks += len(ticks)
         self.stored_readings += rows
         self.last_flush_ts = self.wall()
+        self.last_flush_duration_s = time.perf_counter() - started
         if self.failures:
             log.info("database writable again: stored %d held ticks", len(ticks))
             self.failures, self.last_error = 0, None
@@ -246,6 +249,7 @@ class Writer:
             last_error=self.last_error,
             last_error_ts=self.last_error_ts,
             last_flush_ts=self.last_flush_ts,
+            last_flush_duration_s=self.last_flush_duration_s,
             last_maintenance_ts=self.last_maintenance_ts,
         )
 
@@ -320,8 +324,13 @@ def main() -> int:
     config = startup_config(os.environ, "writer")
     if config is None:
         return 2
-    with zmq.Context() as context:
-        sources = [open_source(context, endpoint) for endpoint in config.subscribe]
+    try:
+        keys = hub_keys(config)
+    except CurveSetupError as error:
+        log.critical("writer cannot start, bad setting: %s", error)
+        return 2
+    with zmq.Context() as context, gate(context, keys):
+        sources = [open_source(context, endpoint, keys) for endpoint in config.subscribe]
         writer = Writer(config, sources, Store(config.db_path))
         writer.stop.install()
         log.info(

@@ -22,6 +22,7 @@ from common.replay import (
     decode_end,
     replay_endpoint,
 )
+from services.curve import HubKeys, secure_hub_socket
 from services.relink import BROKEN_TEXT, MONITOR_EVENTS, RESTORE_AFTER_S, relink
 from services.writer.sequences import SequenceTracker
 
@@ -114,14 +115,15 @@ class Source:
         self.replayer.close(linger=0)
 
 
-def open_source(context: zmq.Context, endpoint: str) -> Source:
-    """Connect a SUB to a sampler's ticks and a DEALER to its replay socket."""
+def open_source(context: zmq.Context, endpoint: str, keys: HubKeys | None = None) -> Source:
+    """Connect a SUB to a sampler's ticks and a DEALER to its replay socket (CURVE with keys)."""
     subscriber = context.socket(zmq.SUB)
     replayer = context.socket(zmq.DEALER)
     for socket in (subscriber, replayer):
         socket.setsockopt(zmq.LINGER, 0)
         socket.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
         socket.setsockopt(zmq.RCVHWM, 100_000)
+        secure_hub_socket(socket, keys)
     replayer.setsockopt(zmq.SNDHWM, 100)
     subscriber.setsockopt(zmq.SUBSCRIBE, TOPIC)
     watches = [watch(subscriber, endpoint), watch(replayer, replay_endpoint(endpoint))]

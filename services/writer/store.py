@@ -11,8 +11,17 @@ from pathlib import Path
 from common.dbfile import database_bytes
 from common.messages import GpuReading, Tick
 from common.metrics import METRIC_NAMES
-from common.schema import ROLLUP_LEVELS_S, migrate, rollup_table
+from common.schema import LIST_KNOWN_PROC_ID, ROLLUP_LEVELS_S, migrate, rollup_table
 from services.writer import rollups
+from services.writer.spans import (
+    Identity,
+    OpenSpans,
+    Span,
+    SpanKey,
+    max_gap_s,
+    merged_processes,
+    place,
+)
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +50,64 @@ INSERT INTO positions (sampler_id, host, seq, updated_ts) VALUES (?, ?, ?, ?)
 ON CONFLICT (sampler_id) DO UPDATE SET
     seq = max(positions.seq, excluded.seq), updated_ts = excluded.updated_ts
 """
+
+
+_FIND_IDENTITY = (
+    "SELECT proc_id FROM proc_identities WHERE host = ? AND pid = ? AND visible = ? AND name IS ?"
+    " AND cmdline IS ? AND user IS ? AND container_id IS ? AND container_name IS ?"
+    " ORDER BY proc_id DESC LIMIT 1"
+)
+_INSERT_IDENTITY = (
+    "INSERT INTO proc_identities (host, pid, visible, name, cmdline, user, container_id,"
+    " container_name, first_ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING proc_id"
+)
+_SPAN_COLUMNS = "proc_id, kind, start_ts, end_ts, used_mem_bytes"
+_INSERT_SPAN = (
+    f"INSERT OR IGNORE INTO proc_spans (gpu_id, {_SPAN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)"
+)
+_SPAN_WHERE = "WHERE gpu_id = ? AND start_ts = ? AND proc_id = ? AND kind = ?"
+_SET_SPAN_END = f"UPDATE proc_spans SET end_ts = ? {_SPAN_WHERE}"
+_SET_SPAN_START = f"UPDATE proc_spans SET start_ts = ? {_SPAN_WHERE}"
+_DELETE_SPAN = f"DELETE FROM proc_spans {_SPAN_WHERE}"
+_NEAR_SPANS = (
+    f"SELECT {_SPAN_COLUMNS} FROM proc_spans WHERE gpu_id = ? AND proc_id = ? AND kind = ?"
+    " AND end_ts >= ? AND start_ts <= ?"
+)
+_GPU_LATEST_SPAN_TS = "SELECT max(end_ts) FROM proc_spans WHERE gpu_id = ?"
+_OPEN_SPANS = f"SELECT {_SPAN_COLUMNS} FROM proc_spans WHERE gpu_id = ? AND end_ts >= ?"
+
+
+class _SpanWrites:
+    """The span rows one batch inserts or extends, written once each at flush()."""
+
+    def __init__(self) -> None:
+        self.new: dict[tuple[int, int], tuple[int, Span]] = {}
+        self.extended: dict[tuple[int, int], tuple[int, Span]] = {}
+
+    def add(self, gpu_id: int, new: list[Span], extended: list[Span]) -> None:
+        for span in new:
+            self.new[(gpu_id, id(span))] = (gpu_id, span)
+        for span in extended:
+            if (gpu_id, id(span)) not in self.new:
+                self.extended[(gpu_id, id(span))] = (gpu_id, span)
+
+    def flush(self, conn: sqlite3.Connection) -> None:
+        conn.executemany(
+            _INSERT_SPAN,
+            [
+                (gpu_id, s.proc_id, s.kind, s.start_ts, s.end_ts, s.used_mem_bytes)
+                for gpu_id, s in self.new.values()
+            ],
+        )
+        conn.executemany(
+            _SET_SPAN_END,
+            [
+                (s.end_ts, gpu_id, s.start_ts, s.proc_id, s.kind)
+                for gpu_id, s in self.extended.values()
+            ],
+        )
+        self.new.clear()
+        self.extended.clear()
 
 
 @dataclass(frozen=True)
@@ -84,6 +151,10 @@ class Store:
         self.db_path = db_path
         self.busy_timeout_ms = busy_timeout_ms
         self._conn: sqlite3.Connection | None = None
+        # The process spans that the next ticks may extend, and identities already looked up;
+        # both rebuilt from the file after a failed write or a purge.
+        self._open_spans = OpenSpans()
+        self._proc_ids: dict[tuple[str, Identity], int] = {}
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -117,6 +188,7 @@ class Store:
             ]
             conn.executemany(_INSERT_SAMPLE, rows)
             rollups.refresh(conn, ticks, gpu_ids)
+            self._store_processes(conn, ticks, gpu_ids)
             if positions:
                 updated_ts = max(tick.ts for tick in ticks)
                 conn.executemany(
@@ -125,10 +197,89 @@ class Store:
                 )
             conn.execute("COMMIT")
         except BaseException:
+            self._forget_processes()
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
         return len(rows)
+
+    def _forget_processes(self) -> None:
+        """Drop the in-memory spans and identities; the next write reads them from the file."""
+        self._open_spans = OpenSpans()
+        self._proc_ids = {}
+
+    def _store_processes(
+        self, conn: sqlite3.Connection, ticks: list[Tick], gpu_ids: dict[str, int]
+    ) -> None:
+        """Extend or start the process spans of every GPU of the ticks whose list is known."""
+        writes = _SpanWrites()
+        for tick in ticks:
+            for gpu in tick.gpus:
+                if gpu.processes is None:
+                    continue  # unknown: nothing added, nothing ended (see spans.py)
+                gpu_id = gpu_ids[gpu.uuid]
+                entries: dict[SpanKey, int | None] = {}
+                for (identity, kind), used in merged_processes(gpu.processes).items():
+                    proc_id = self._proc_id(conn, tick.host, identity, tick.ts)
+                    entries[(proc_id, kind)] = used
+                if not self._open_spans.knows(gpu_id):
+                    self._load_open_spans(conn, gpu_id)
+                if self._open_spans.is_newest(gpu_id, tick.ts):
+                    changed = self._open_spans.advance(gpu_id, tick.ts, tick.interval_s, entries)
+                    writes.add(gpu_id, changed.new, changed.extended)
+                    continue
+                writes.flush(conn)  # the file must hold every span before an older tick is placed
+                entries[(LIST_KNOWN_PROC_ID, 0)] = None
+                for key, used in entries.items():
+                    self._place_older(conn, gpu_id, key, used, tick.ts, tick.interval_s)
+                self._load_open_spans(conn, gpu_id)
+        writes.flush(conn)
+
+    def _proc_id(self, conn: sqlite3.Connection, host: str, identity: Identity, ts: float) -> int:
+        """Return the proc_id of a process identity of a host, recording it when new."""
+        proc_id = self._proc_ids.get((host, identity))
+        if proc_id is None:
+            row = conn.execute(_FIND_IDENTITY, (host, *identity)).fetchone()
+            if row is None:
+                row = conn.execute(_INSERT_IDENTITY, (host, *identity, ts)).fetchone()
+            proc_id = row[0]
+            self._proc_ids[(host, identity)] = proc_id
+        return proc_id
+
+    def _load_open_spans(self, conn: sqlite3.Connection, gpu_id: int) -> None:
+        """Read a GPU's newest known tick and the spans that end on it from the file."""
+        (latest_ts,) = conn.execute(_GPU_LATEST_SPAN_TS, (gpu_id,)).fetchone()
+        if latest_ts is None:
+            self._open_spans.load(gpu_id, float("-inf"), [])
+            return
+        spans = [Span(*row) for row in conn.execute(_OPEN_SPANS, (gpu_id, latest_ts))]
+        self._open_spans.load(gpu_id, latest_ts, spans)
+
+    @staticmethod
+    def _place_older(
+        conn: sqlite3.Connection,
+        gpu_id: int,
+        key: SpanKey,
+        used_mem_bytes: int | None,
+        ts: float,
+        interval_s: float,
+    ) -> None:
+        """Place one process of a tick older than the GPU's newest among its spans in the file."""
+        gap_s = max_gap_s(interval_s)
+        around = [
+            Span(*row) for row in conn.execute(_NEAR_SPANS, (gpu_id, *key, ts - gap_s, ts + gap_s))
+        ]
+        placement = place(ts, used_mem_bytes, around, interval_s)
+        before, after = placement.before, placement.after
+        if placement.action == "new":
+            conn.execute(_INSERT_SPAN, (gpu_id, *key, ts, ts, used_mem_bytes))
+        elif placement.action == "extend" and before is not None:
+            conn.execute(_SET_SPAN_END, (ts, gpu_id, before.start_ts, *key))
+        elif placement.action == "prepend" and after is not None:
+            conn.execute(_SET_SPAN_START, (ts, gpu_id, after.start_ts, *key))
+        elif placement.action == "join" and before is not None and after is not None:
+            conn.execute(_DELETE_SPAN, (gpu_id, after.start_ts, *key))
+            conn.execute(_SET_SPAN_END, (after.end_ts, gpu_id, before.start_ts, *key))
 
     @staticmethod
     def _upsert_gpus(conn: sqlite3.Connection, ticks: list[Tick]) -> dict[str, int]:
@@ -174,6 +325,14 @@ class Store:
                     f"DELETE FROM {rollup_table(level_s)} WHERE gpu_id = ? AND ts < ?",
                     (gpu_id, before_ts),
                 )
+            # A span goes with its last tick; one that ends inside the retention is kept whole.
+            conn.execute(
+                "DELETE FROM proc_spans WHERE gpu_id = ? AND end_ts < ?", (gpu_id, before_ts)
+            )
+        conn.execute(
+            "DELETE FROM proc_identities WHERE proc_id NOT IN (SELECT proc_id FROM proc_spans)"
+        )
+        self._forget_processes()
         conn.execute("DELETE FROM gpus WHERE last_ts < ?", (before_ts,))
         conn.execute("DELETE FROM positions WHERE updated_ts < ?", (before_ts,))
         self.close()

@@ -76,14 +76,14 @@ def running(
 
     Its stderr (and its stdout unless `stdout` is given) goes to log_path.
     """
-    with log_path.open("ab") as log:
+    with log_path.open("ab") as log_file:
         process = subprocess.Popen(
             command,
             cwd=REPO,
             env=dict(env),
             stdin=stdin,
-            stdout=log if stdout is None else stdout,
-            stderr=log,
+            stdout=log_file if stdout is None else stdout,
+            stderr=log_file,
         )
         try:
             yield process

@@ -35,6 +35,11 @@ GPU_KEYS = {
     "last_ts",
     "latest",
     "error_since_ts",
+    "host_stale",
+    "host_last_seen_ts",
+    "processes",
+    "mig_devices",
+    "idle",
 }
 
 
@@ -53,7 +58,7 @@ async def test_gpus_lists_every_gpu_with_its_latest_reading(client):
     assert response.status == 200
     assert response.content_type == "application/json"
     body = await response.json()
-    assert set(body) == {"gpus", "simulated", "interval_s"}
+    assert set(body) == {"gpus", "simulated", "interval_s", "idle_util_pct", "idle_after_s"}
     assert body["simulated"] is False
     assert body["interval_s"] == 10.0
     gpus = body["gpus"]

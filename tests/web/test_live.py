@@ -204,7 +204,7 @@ def malformed_messages() -> dict[str, list[bytes]]:
         "two frames": [TOPIC, b"1"],
         "four frames": [*good, b"extra"],
         "a topic that only starts like ours": [TOPIC + b".v2", b"1", good[2]],
-        "an unknown schema version": [TOPIC, b"2", good[2]],
+        "an unknown schema version": [TOPIC, b"99", good[2]],
         "an empty schema version": [TOPIC, b"", good[2]],
         "a text seq": changed(seq="seven"),
         "a missing host": [TOPIC, b"1", msgspec.msgpack.encode({**fields, "host": None})],

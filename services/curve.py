@@ -1,0 +1,296 @@
+"""ZeroMQ CURVE between samplers and the hub: load the certificates, secure sockets, run the gate.
+
+The sampler binds and the hub connects, but CURVE's *server* is the hub: its SUB and DEALER
+sockets hold the hub's secret key and a ZAP handler (the gate, pyzmq's zmq.auth) that accepts
+only the sampler public certificates in PCW_CURVE_SAMPLER_KEYS_DIR. Each sampler's PUB and
+ROUTER are CURVE *clients*: they hold the sampler's own secret key and accept no server but the
+one holding the hub's key (PCW_CURVE_HUB_KEY_FILE). So both ends authenticate each other, and
+the traffic is encrypted, whatever side binds.
+
+libzmq lets any client key in when no ZAP handler runs in the socket's context, so the gate is
+always started before the hub's sockets connect, and stopped only after they are closed.
+
+Certificates are pyzmq's (czmq's) text files: NAME.key holds the public key, NAME.key_secret
+both keys (see services.keygen).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import zmq
+import zmq.asyncio
+import zmq.auth
+from zmq.auth.asyncio import AsyncioAuthenticator
+from zmq.auth.thread import ThreadAuthenticator
+from zmq.utils import z85
+
+from common.config import Config
+
+log = logging.getLogger(__name__)
+
+SECRET_VAR = "PCW_CURVE_SECRET_KEY_FILE"
+HUB_KEY_VAR = "PCW_CURVE_HUB_KEY_FILE"
+SAMPLER_KEYS_VAR = "PCW_CURVE_SAMPLER_KEYS_DIR"
+PLAINTEXT_VAR = "PCW_ALLOW_PLAINTEXT"
+KEY_CHARS = 40  # a Z85-encoded 32-byte CURVE key
+REFUSED_LOG_EVERY_S = 60.0
+RELOAD_EVERY_S = 1.0
+LOOPBACK_NAMES = frozenset(("localhost",))
+LOCAL_TRANSPORTS = ("ipc://", "inproc://")
+
+
+class CurveSetupError(ValueError):
+    """The CURVE settings cannot work; the message is one line that names the variable."""
+
+
+@dataclass(frozen=True)
+class SamplerKeys:
+    """A sampler's own key pair and the hub's public key it will talk to (Z85 bytes)."""
+
+    public: bytes
+    secret: bytes
+    hub_public: bytes
+
+
+@dataclass(frozen=True)
+class HubKeys:
+    """The hub's own key pair and the folder of sampler public certificates it accepts."""
+
+    public: bytes
+    secret: bytes
+    sampler_keys_dir: Path
+
+
+def _valid_key(key: bytes | None) -> bool:
+    if key is None or len(key) != KEY_CHARS:
+        return False
+    try:
+        z85.decode(key)
+    except ValueError:
+        return False
+    return True
+
+
+def _load(variable: str, path: Path, *, secret: bool) -> tuple[bytes, bytes | None]:
+    """Return (public, secret) from a certificate file; raise CurveSetupError naming variable."""
+    try:
+        public_key, secret_key = zmq.auth.load_certificate(path)
+    except (OSError, ValueError) as error:
+        raise CurveSetupError(
+            f"{variable}={str(path)!r} is not a CURVE certificate: {error}"
+        ) from None
+    if not _valid_key(public_key):
+        raise CurveSetupError(f"{variable}={str(path)!r} holds no valid public-key")
+    if secret and not _valid_key(secret_key):
+        raise CurveSetupError(
+            f"{variable}={str(path)!r} holds no valid secret-key: name the NAME.key_secret file"
+        )
+    if secret and path.stat().st_mode & 0o077:
+        log.warning("%s=%s can be read by other users: chmod 600 it", variable, path)
+    return public_key, secret_key
+
+
+def _own_pair(config: Config) -> tuple[bytes, bytes]:
+    assert config.curve_secret_key_file is not None
+    public_key, secret_key = _load(SECRET_VAR, config.curve_secret_key_file, secret=True)
+    assert secret_key is not None
+    return public_key, secret_key
+
+
+def sampler_keys(config: Config) -> SamplerKeys | None:
+    """Return the sampler's CURVE keys, None when CURVE is off; raise CurveSetupError."""
+    if config.curve_secret_key_file is None:
+        if config.curve_hub_key_file is not None:
+            raise CurveSetupError(
+                f"{HUB_KEY_VAR} is set but {SECRET_VAR} is not: set it to this sampler's "
+                "NAME.key_secret file (python -m services.keygen NAME)"
+            )
+        return None
+    if config.curve_hub_key_file is None:
+        raise CurveSetupError(
+            f"{SECRET_VAR} is set but {HUB_KEY_VAR} is not: set it to the hub's public "
+            "certificate (its NAME.key file)"
+        )
+    public_key, secret_key = _own_pair(config)
+    hub_public, _ = _load(HUB_KEY_VAR, config.curve_hub_key_file, secret=False)
+    return SamplerKeys(public_key, secret_key, hub_public)
+
+
+def accepted_keys(folder: Path) -> set[bytes]:
+    """Return the public keys of the NAME.key certificates in folder; raise CurveSetupError."""
+    try:
+        keys = set(zmq.auth.load_certificates(folder))
+    except (OSError, ValueError) as error:
+        raise CurveSetupError(f"{SAMPLER_KEYS_VAR}={str(folder)!r}: {error}") from None
+    return {key for key in keys if _valid_key(key)}
+
+
+def hub_keys(config: Config) -> HubKeys | None:
+    """Return the hub's CURVE keys, None when CURVE is off; raise CurveSetupError."""
+    if config.curve_secret_key_file is None:
+        if config.curve_sampler_keys_dir is not None:
+            raise CurveSetupError(
+                f"{SAMPLER_KEYS_VAR} is set but {SECRET_VAR} is not: set it to the hub's "
+                "NAME.key_secret file (python -m services.keygen NAME)"
+            )
+        return None
+    if config.curve_sampler_keys_dir is None:
+        raise CurveSetupError(
+            f"{SECRET_VAR} is set but {SAMPLER_KEYS_VAR} is not: set it to the folder of the "
+            "samplers' public certificates (their NAME.key files) that this hub accepts"
+        )
+    public_key, secret_key = _own_pair(config)
+    if not accepted_keys(config.curve_sampler_keys_dir):
+        raise CurveSetupError(
+            f"{SAMPLER_KEYS_VAR}={str(config.curve_sampler_keys_dir)!r} holds no sampler public "
+            "certificate (NAME.key file): the hub would accept no sampler"
+        )
+    return HubKeys(public_key, secret_key, config.curve_sampler_keys_dir)
+
+
+def secure_sampler_socket(socket: zmq.Socket, keys: SamplerKeys | None) -> None:
+    """Make a sampler socket a CURVE client of the hub (before it binds); no-op without keys."""
+    if keys is None:
+        return
+    socket.curve_secretkey = keys.secret
+    socket.curve_publickey = keys.public
+    socket.curve_serverkey = keys.hub_public
+
+
+def secure_hub_socket(socket: zmq.Socket, keys: HubKeys | None) -> None:
+    """Make a hub socket a CURVE server (before it connects); no-op without keys."""
+    if keys is None:
+        return
+    socket.curve_server = True
+    socket.curve_secretkey = keys.secret
+    socket.curve_publickey = keys.public
+
+
+def is_loopback_endpoint(endpoint: str) -> bool:
+    """Return whether a bind endpoint is reachable from this machine only.
+
+    ipc:// and inproc:// are; tcp:// is when its host is a loopback address or `localhost`.
+    `*`, 0.0.0.0, any other address, host name or interface name is not.
+    """
+    if endpoint.startswith(LOCAL_TRANSPORTS):
+        return True
+    host = endpoint.split("://", 1)[-1].rpartition(":")[0].strip("[]")
+    if host.lower() in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def plaintext_refusal(config: Config, keys: SamplerKeys | None) -> str | None:
+    """Return why a sampler must not start unencrypted on its endpoint, or None if it may."""
+    if keys is not None or is_loopback_endpoint(config.pub_endpoint):
+        return None
+    if config.allow_plaintext:
+        log.warning(
+            "publishing UNENCRYPTED and unauthenticated on %s (%s=1)",
+            config.pub_endpoint,
+            PLAINTEXT_VAR,
+        )
+        return None
+    return (
+        f"refusing to publish unencrypted on {config.pub_endpoint}, which is not a loopback "
+        f"address: set {SECRET_VAR} and {HUB_KEY_VAR} (keys from python -m services.keygen) "
+        f"for CURVE, or {PLAINTEXT_VAR}=1 to publish in plain text anyway"
+    )
+
+
+class SamplerGate:
+    """Decide which sampler keys the hub accepts: those of the NAME.key files in a folder.
+
+    A key not listed is looked up again in the folder (at most once per RELOAD_EVERY_S), so a
+    sampler whose certificate is copied there later is let in without restarting the hub. A
+    refused key is logged, at most once per REFUSED_LOG_EVERY_S for each key.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.keys = accepted_keys(folder)
+        self.refused = 0
+        self._reloaded_at = time.monotonic()
+        self._logged_at: dict[bytes, float] = {}
+
+    def callback(self, domain: str, key: bytes) -> bool:
+        """Return whether the Z85 client key may connect (pyzmq's credentials provider)."""
+        if key in self.keys:
+            return True
+        now = time.monotonic()
+        if now - self._reloaded_at >= RELOAD_EVERY_S:
+            self._reloaded_at = now
+            try:
+                self.keys = accepted_keys(self.folder)
+            except CurveSetupError as error:
+                log.error("cannot read the accepted sampler keys again: %s", error)
+            if key in self.keys:
+                log.info("accepting sampler key %s, newly found in %s", key.decode(), self.folder)
+                return True
+        self.refused += 1
+        if now - self._logged_at.get(key, -REFUSED_LOG_EVERY_S) >= REFUSED_LOG_EVERY_S:
+            if len(self._logged_at) > 1000:  # bounded: a flood of made-up keys
+                self._logged_at.clear()
+            self._logged_at[key] = now
+            log.warning(
+                "refused a sampler whose public key %s is not in %s (%s); %d refusal(s) in all",
+                key.decode(errors="replace"),
+                self.folder,
+                SAMPLER_KEYS_VAR,
+                self.refused,
+            )
+        return False
+
+
+@contextmanager
+def gate(context: zmq.Context, keys: HubKeys | None) -> Iterator[SamplerGate | None]:
+    """Run the hub's ZAP handler on context (a thread) while the block runs; no-op without keys."""
+    if keys is None:
+        yield None
+        return
+    sampler_gate = SamplerGate(keys.sampler_keys_dir)
+    authenticator = ThreadAuthenticator(context)
+    authenticator.start()
+    try:
+        authenticator.configure_curve_callback(domain="*", credentials_provider=sampler_gate)
+        log.info(
+            "CURVE on: accepting %d sampler key(s) from %s",
+            len(sampler_gate.keys),
+            keys.sampler_keys_dir,
+        )
+        yield sampler_gate
+    finally:
+        authenticator.stop()
+
+
+@asynccontextmanager
+async def async_gate(
+    context: zmq.asyncio.Context, keys: HubKeys | None
+) -> AsyncIterator[SamplerGate | None]:
+    """Run the hub's ZAP handler on an asyncio context while the block runs; no-op without keys."""
+    if keys is None:
+        yield None
+        return
+    sampler_gate = SamplerGate(keys.sampler_keys_dir)
+    authenticator = AsyncioAuthenticator(context)
+    authenticator.start()
+    try:
+        authenticator.configure_curve_callback(domain="*", credentials_provider=sampler_gate)
+        log.info(
+            "CURVE on: accepting %d sampler key(s) from %s",
+            len(sampler_gate.keys),
+            keys.sampler_keys_dir,
+        )
+        yield sampler_gate
+    finally:
+        authenticator.stop()

@@ -1,0 +1,84 @@
+"""The HTTP handlers of processes, usage and energy: who used the GPUs, and what it cost."""
+
+from __future__ import annotations
+
+import time
+
+from aiohttp import web
+
+from services.web.energy import energy_report
+from services.web.gpu_extras import live_process_list, live_readings
+from services.web.keys import CONFIG, FEED, STORE
+from services.web.params import ParamError
+from services.web.range_params import (
+    parse_energy_query,
+    parse_processes_query,
+    parse_usage_query,
+)
+from services.web.replies import error_reply, json_reply
+from services.web.store import (
+    ProcessList,
+    energy_job,
+    known_hosts_job,
+    processes_job,
+    usage_job,
+)
+from services.web.usage import usage_rows
+
+
+async def processes(request: web.Request) -> web.Response:
+    """Answer a GPU's processes at its newest tick, or at the tick at or before `at`."""
+    try:
+        uuid, at_s = parse_processes_query(request.query)
+    except ParamError as error:
+        return error_reply(str(error), 400)
+    stored = await request.app[STORE].call(processes_job(uuid, at_s), ProcessList(None, None, None))
+    tick, reading = live_readings(request.app[FEED].latest_ticks()).get(uuid, (None, None))
+    if stored.gpu is None and tick is None:
+        return error_reply(f"gpu={uuid!r} is not a known GPU UUID", 404)
+    ts, listed = stored.ts, stored.processes
+    if (
+        tick is not None
+        and reading is not None
+        and (at_s is None or tick.ts <= at_s)
+        and (ts is None or tick.ts > ts)
+    ):
+        ts, listed = tick.ts, live_process_list(tick, reading, stored)
+    return json_reply({"gpu_uuid": uuid, "ts": ts, "processes": listed})
+
+
+async def usage(request: web.Request) -> web.Response:
+    """Answer GPU-hours and GPU-memory-hours per user, process or container over a range."""
+    try:
+        query = parse_usage_query(request.query, now_s=time.time())
+    except ParamError as error:
+        return error_reply(str(error), 400)
+    spans = await request.app[STORE].call(usage_job(query.from_s, query.to_s, query.by), [])
+    return json_reply(
+        {
+            "from": query.from_s,
+            "to": query.to_s,
+            "by": query.by,
+            "rows": usage_rows(spans, query.from_s, query.to_s),
+        }
+    )
+
+
+async def energy(request: web.Request) -> web.Response:
+    """Answer the energy per GPU, per host and in total over a range, in kWh and cost."""
+    try:
+        query = parse_energy_query(request.query, now_s=time.time())
+    except ParamError as error:
+        return error_reply(str(error), 400)
+    store = request.app[STORE]
+    if query.hosts:
+        known = await store.call(known_hosts_job(), set())
+        known |= {tick.host for tick in request.app[FEED].latest_ticks()}
+        unknown = [host for host in query.hosts if host not in known]
+        if unknown:
+            return error_reply(f"host={unknown[0]!r} is not a known host", 404)
+    gpus = await store.call(energy_job(query.from_s, query.to_s, query.hosts), [])
+    config = request.app[CONFIG]
+    return json_reply(
+        energy_report(gpus, query.from_s, query.to_s, config.energy_price_per_kwh, config.currency)
+    )

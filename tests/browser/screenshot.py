@@ -1,0 +1,118 @@
+"""Take the README's screenshot: the dashboard on the simulated demo, 4 GPUs (GPU 3 in MIG mode).
+
+    python -m tests.browser.screenshot [--out docs/screenshot.png]
+
+An hour of history is written first, through the sampler's reader over the simulated GPUs with a
+clock stepped through the past and the writer's own storage code, so that the charts, the "who
+used the GPUs" table and the energy figures have something to show; then the real stack runs on
+that file and a headless Chromium (Debian's, as in the browser tests) takes a 1400x1000 picture.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from playwright.sync_api import sync_playwright
+
+from services.sampler.nvml import GpuReader
+from services.sampler.procfs import ProcResolver
+from services.sampler.simulated_nvml import SimulatedNvml
+from services.sampler.simulated_procfs import FakeProcTree
+from services.sampler.ticks import build_tick
+from services.writer.store import Store
+from tests.browser.test_dashboard import CHROMIUM, CHROMIUM_ARGS
+from tests.stack import REPO, Stack
+
+HOST = "gpu-node-1"
+GPU_COUNT = 4
+MIG_INDEX = 3
+HISTORY_S = 3600
+HISTORY_INTERVAL_S = 10.0
+VIEWPORT = {"width": 1400, "height": 1000}
+DEFAULT_OUT = REPO / "docs" / "screenshot.png"
+
+
+class _SteppedClock:
+    """A wall clock moved by hand through the past."""
+
+    def __init__(self) -> None:
+        self.now_s = 0.0
+
+    def __call__(self) -> float:
+        return self.now_s
+
+
+def write_history(db_path: Path, proc_folder: Path) -> int:
+    """Store HISTORY_S seconds of simulated ticks ending now; return the ticks written."""
+    clock = _SteppedClock()
+    tree = FakeProcTree(proc_folder)
+    nvml = SimulatedNvml(GPU_COUNT, host=HOST, mig_gpus=(MIG_INDEX,), clock=clock, proc_tree=tree)
+    reader = GpuReader(nvml, resolver=ProcResolver(tree.proc_root))
+    reader.start()
+    last_s = (time.time() // HISTORY_INTERVAL_S) * HISTORY_INTERVAL_S - HISTORY_INTERVAL_S
+    count = int(HISTORY_S / HISTORY_INTERVAL_S)
+    ticks = []
+    for seq in range(count):
+        clock.now_s = last_s - (count - 1 - seq) * HISTORY_INTERVAL_S
+        readings = reader.read()
+        ticks.append(build_tick(readings, HOST, "history", seq, clock.now_s, HISTORY_INTERVAL_S))
+    db_path.parent.mkdir(parents=True, exist_ok=True)
+    store = Store(db_path)
+    try:
+        store.write(ticks)
+    finally:
+        store.close()
+    return len(ticks)
+
+
+def take(out: Path) -> None:
+    """Run the demo stack on an hour of history and save the dashboard's picture to out."""
+    with tempfile.TemporaryDirectory(prefix="pcw-screenshot-") as folder:
+        env = {
+            "PCW_HOST_NAME": HOST,
+            "PCW_SIM_GPUS": str(GPU_COUNT),
+            "PCW_SIM_MIG_GPUS": str(MIG_INDEX),
+            "PCW_INTERVAL_S": "2",
+            "PCW_ENERGY_PRICE_PER_KWH": "0.30",
+            "PCW_CURRENCY": "EUR",
+        }
+        with Stack(Path(folder), env, supervised=False, programs=()) as stack:
+            write_history(stack.db_path, Path(folder) / "history-proc")
+            for name in ("writer", "sampler", "web"):
+                stack.start(name)
+            stack.wait_web()
+            stack.wait_ticks(int(HISTORY_S / HISTORY_INTERVAL_S) + 3)
+            with sync_playwright() as driver:
+                browser = driver.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+                page = browser.new_page(viewport=VIEWPORT)
+                page.goto(f"{stack.web_url}/")
+                page.wait_for_selector("#conn-badge[data-state='live']")
+                page.wait_for_selector(".gpu-card .process-table tbody tr")
+                page.wait_for_selector("#usage-table tbody tr")
+                page.wait_for_selector("#energy-gpus tbody tr")
+                page.wait_for_function(
+                    "() => Chart.getChart('chart-mem').data.datasets.every("
+                    "(d) => d.data.filter((p) => p.y !== null).length > 100)"
+                )
+                page.wait_for_timeout(3000)  # a few live ticks
+                out.parent.mkdir(parents=True, exist_ok=True)
+                page.screenshot(path=str(out))
+                browser.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the arguments and take the screenshot."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    args = parser.parse_args(argv)
+    take(args.out)
+    sys.stdout.write(f"saved {args.out}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
