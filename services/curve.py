@@ -28,6 +28,7 @@ import zmq
 import zmq.asyncio
 import zmq.auth
 from zmq.auth.asyncio import AsyncioAuthenticator
+from zmq.auth.base import Authenticator
 from zmq.auth.thread import ThreadAuthenticator
 from zmq.utils import z85
 
@@ -252,23 +253,28 @@ class SamplerGate:
         return False
 
 
+def _admit_listed(authenticator: Authenticator, keys: HubKeys) -> SamplerGate:
+    """Make a started authenticator admit only the samplers listed in keys' folder."""
+    sampler_gate = SamplerGate(keys.sampler_keys_dir)
+    authenticator.configure_curve_callback(domain="*", credentials_provider=sampler_gate)
+    log.info(
+        "CURVE on: accepting %d sampler key(s) from %s",
+        len(sampler_gate.keys),
+        keys.sampler_keys_dir,
+    )
+    return sampler_gate
+
+
 @contextmanager
 def gate(context: zmq.Context, keys: HubKeys | None) -> Iterator[SamplerGate | None]:
     """Run the hub's ZAP handler on context (a thread) while the block runs; no-op without keys."""
     if keys is None:
         yield None
         return
-    sampler_gate = SamplerGate(keys.sampler_keys_dir)
     authenticator = ThreadAuthenticator(context)
     authenticator.start()
     try:
-        authenticator.configure_curve_callback(domain="*", credentials_provider=sampler_gate)
-        log.info(
-            "CURVE on: accepting %d sampler key(s) from %s",
-            len(sampler_gate.keys),
-            keys.sampler_keys_dir,
-        )
-        yield sampler_gate
+        yield _admit_listed(authenticator, keys)
     finally:
         authenticator.stop()
 
@@ -281,16 +287,9 @@ async def async_gate(
     if keys is None:
         yield None
         return
-    sampler_gate = SamplerGate(keys.sampler_keys_dir)
     authenticator = AsyncioAuthenticator(context)
     authenticator.start()
     try:
-        authenticator.configure_curve_callback(domain="*", credentials_provider=sampler_gate)
-        log.info(
-            "CURVE on: accepting %d sampler key(s) from %s",
-            len(sampler_gate.keys),
-            keys.sampler_keys_dir,
-        )
-        yield sampler_gate
+        yield _admit_listed(authenticator, keys)
     finally:
         authenticator.stop()
