@@ -2,13 +2,20 @@
  * pyCudaWatch dashboard: GPU cards, four history charts and the live feed.
  *
  * Data flow:
- *   GET api/v1/gpus            -> cards (identity + latest reading)
+ *   GET api/v1/gpus            -> cards (identity, latest reading, processes, MIG, idle flag),
+ *                                 asked again every POLL_MS for the idle flag and stale hosts
+ *   GET api/v1/hosts           -> the host selector and each host's stale badge
  *   GET api/v1/history         -> chart points, one per server bucket (mean, tooltip shows max)
- *   WS  ws (snapshot, ticks)   -> cards, and points merged into the same buckets, so a page left
- *                                 open for days keeps about as many points as one history answer
+ *   GET api/v1/processes       -> since when each process runs; the processes at a clicked point
+ *   GET api/v1/usage, energy   -> the "who used the GPUs" and energy tables of the chosen range
+ *   WS  ws (snapshot, ticks)   -> cards and process tables, and points merged into the same
+ *                                 buckets, so a page left open for days keeps about as many
+ *                                 points as one history answer
+ * An endpoint the server does not have (404) leaves its part of the page saying so; the rest works.
  * Times are UTC epoch seconds on the wire and are shown in the browser's time zone.
- * Text from the machine (GPU and host names, errors) only ever goes through textContent or
- * Chart.js labels drawn on a canvas, never through HTML parsing.
+ * Text from the machine (GPU, host, process and user names, command lines, errors) only ever goes
+ * through textContent, title attributes or Chart.js labels drawn on a canvas, never through HTML
+ * parsing. No inline style either (the Content-Security-Policy forbids it): classes and CSSOM only.
  */
 'use strict';
 
@@ -30,6 +37,17 @@
   const OFFLINE_AFTER_MS = 60000; // reconnecting for longer than this shows "offline"
   const CLOCK_SKEW_MIN_S = 2; // server clock differences below this are latency, not skew
   const STALE_INTERVALS = 3;
+  const POLL_MS = 15000; // idle flags and host staleness come from the server this often
+  const USAGE_REFRESH_MS = 60000;
+  const USAGE_BY = { user: 'User', process: 'Process', container: 'Container' };
+  const ENERGY_SOURCES = {
+    counter: 'energy counter',
+    power: 'power readings, integrated',
+    mixed: 'energy counter, and power readings where it had none',
+    none: 'no readings',
+  };
+  const NOT_VISIBLE_HELP = 'This PID is outside the sampler\'s view (a sampler in a container'
+    + ' without pid: host): its name, user and command line cannot be read.';
   const GIB = 1024 ** 3;
   const MIB = 1024 ** 2;
   const PALETTE = [
@@ -47,6 +65,16 @@
   const config = readConfig();
   const state = {
     rangeKey: rangeFromUrl(),
+    hostFilter: hostFromUrl(), // null: every host
+    usageBy: 'user',
+    serverHosts: new Map(), // host -> { stale, lastSeenS, intervalS } from the server
+    hostsApi: true, // false once api/v1/hosts answered 404
+    idleUtilPct: null,
+    idleAfterS: null,
+    usageGen: 0,
+    energyGen: 0,
+    pointGen: 0,
+    historyByHost: true, // false once the server refused history's host parameter
     intervalS: positive(config.interval_s, 60),
     gpus: new Map(), // uuid -> GPU record (identity, card elements, colour)
     hosts: new Map(), // host name -> { section, row, alert }
@@ -93,6 +121,15 @@
     return Object.prototype.hasOwnProperty.call(RANGES_S, key) ? key : DEFAULT_RANGE;
   }
 
+  function hostFromUrl() {
+    const host = new URLSearchParams(window.location.search).get('host');
+    return host ? host : null;
+  }
+
+  function hostShown(host) {
+    return state.hostFilter === null || host === state.hostFilter;
+  }
+
   function serverNowS() {
     return Date.now() / 1000 + state.clockOffsetS;
   }
@@ -136,6 +173,13 @@
     return `${formatNumber(seconds / 86400, 1)} d`;
   }
 
+  /** Return a short local time for a moment today, else the date and time. */
+  function formatWhen(ms) {
+    const date = new Date(ms);
+    if (date.toDateString() === new Date().toDateString()) return formatClock(ms);
+    return date.toLocaleString(undefined, { month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit' });
+  }
+
   function colourFor(position) {
     if (position < PALETTE.length) return PALETTE[position];
     const hue = Math.round((position * 137.508) % 360); // golden angle: far from its neighbours
@@ -149,22 +193,89 @@
     if (entry) return entry;
     const section = element('section', 'host-group mb-3');
     section.dataset.host = host;
-    const title = element('h2', 'host-title mb-2', host);
+    section.dataset.stale = 'false';
+    section.hidden = !hostShown(host);
+    const title = element('h2', 'host-title mb-2'); // no display class: those beat `hidden`
+    const stale = element('span', 'badge text-bg-warning ms-2 host-stale', 'stale');
+    stale.hidden = true;
+    const seen = element('span', 'small ms-2 host-seen');
+    seen.hidden = true;
+    title.append(element('span', 'host-name', host), stale, seen);
     const alert = element('div', 'alert alert-danger py-1 px-2 small host-error');
     alert.hidden = true;
     alert.setAttribute('role', 'alert');
-    const row = element('div', 'row row-cols-1 row-cols-md-2 row-cols-xl-3 row-cols-xxl-4 g-3');
+    const row = element('div', 'row row-cols-1 row-cols-lg-2 g-3 gpu-row');
     section.append(title, alert, row);
     const container = document.getElementById('gpu-cards');
     const after = [...state.hosts.keys()].sort().find((other) => other > host);
     container.insertBefore(section, after ? state.hosts.get(after).section : null);
-    entry = { section, title, alert, row };
+    entry = { section, title, stale, seen, alert, row, staleNow: false };
     state.hosts.set(host, entry);
-    const several = state.hosts.size > 1;
-    for (const other of state.hosts.values()) other.title.hidden = !several;
+    refreshHostTitles();
+    fillHostSelect();
     document.getElementById('no-gpus').hidden = true;
-    if (several) relabelDatasets();
+    if (state.hosts.size > 1) relabelDatasets();
     return entry;
+  }
+
+  /** Show the host headings when there are several hosts, and always on a stale host. */
+  function refreshHostTitles() {
+    const several = state.hosts.size > 1 || state.serverHosts.size > 1;
+    for (const entry of state.hosts.values()) entry.title.hidden = !several && !entry.staleNow;
+  }
+
+  /** Return the newest reading time of a host that this page has seen, or null. */
+  function hostSeenHereS(host) {
+    let newest = state.hostTickTs.get(host) ?? null;
+    for (const gpu of state.gpus.values()) {
+      if (gpu.host === host && gpu.lastTs !== null && (newest === null || gpu.lastTs > newest)) newest = gpu.lastTs;
+    }
+    return newest;
+  }
+
+  /**
+   * Mark a host stale when the server says so, or when no tick of it came for STALE_INTERVALS
+   * intervals; its GPUs stay listed, and the heading says when it was last seen.
+   */
+  function refreshHostState(host) {
+    const entry = state.hosts.get(host);
+    if (!entry) return;
+    const server = state.serverHosts.get(host);
+    const hereS = hostSeenHereS(host);
+    const serverS = server && isNumber(server.lastSeenS) ? server.lastSeenS : null;
+    const lastSeenS = hereS === null || (serverS !== null && serverS > hereS) ? serverS : hereS;
+    const intervalS = positive(server && server.intervalS, state.intervalS);
+    const silent = lastSeenS !== null && serverNowS() - lastSeenS > STALE_INTERVALS * intervalS + 5;
+    // A tick that came after the server's answer outdates the server's "stale".
+    const serverStale = Boolean(server && server.stale) && !(hereS !== null && serverS !== null && hereS > serverS);
+    const stale = serverStale || silent;
+    entry.staleNow = stale;
+    entry.section.dataset.stale = String(stale);
+    entry.stale.hidden = !stale;
+    entry.seen.hidden = !stale;
+    if (stale) {
+      entry.seen.textContent = lastSeenS === null ? 'never seen' : `last seen ${formatWhen(lastSeenS * 1000)}`;
+      entry.seen.title = lastSeenS === null ? '' : formatFull(lastSeenS * 1000);
+      entry.stale.title = 'No reading from this host lately; its GPUs show their last readings';
+    }
+    refreshHostTitles();
+  }
+
+  function fillHostSelect() {
+    const select = document.getElementById('host-select');
+    const names = new Set([...state.hosts.keys(), ...state.serverHosts.keys()]);
+    if (state.hostFilter !== null) names.add(state.hostFilter);
+    const wanted = [...names].sort();
+    const have = [...select.options].slice(1).map((option) => option.value);
+    if (wanted.join('\n') !== have.join('\n')) {
+      const options = wanted.map((name) => {
+        const option = element('option', '', name);
+        option.value = name;
+        return option;
+      });
+      select.replaceChildren(select.options[0], ...options);
+    }
+    select.value = state.hostFilter ?? '';
   }
 
   function setHostError(host, message) {
@@ -206,9 +317,13 @@
     const header = element('div', 'card-header d-flex align-items-center gap-2');
     const index = element('span', 'badge text-bg-secondary gpu-index');
     const name = element('span', 'gpu-name text-truncate fw-semibold');
-    const pstate = element('span', 'badge text-bg-dark border ms-auto gpu-pstate', 'P n/a');
+    const badges = element('span', 'ms-auto d-flex gap-1');
+    const idleBadge = element('span', 'badge text-bg-warning idle-badge', 'idle but allocated');
+    idleBadge.hidden = true;
+    const pstate = element('span', 'badge text-bg-dark border gpu-pstate', 'P n/a');
     pstate.title = 'Performance state (P0 = fastest, P8 and up = idle)';
-    header.append(element('span', 'gpu-swatch'), index, name, pstate);
+    badges.append(idleBadge, pstate);
+    header.append(element('span', 'gpu-swatch'), index, name, badges);
 
     const body = element('div', 'card-body py-2');
     const error = element('div', 'alert alert-danger py-1 px-2 mb-2 small gpu-error');
@@ -230,7 +345,11 @@
     const clocks = metricBlock('Clocks SM / mem', 'metric-clocks', 'col-6 text-end');
     memUtil.block.title = 'Memory bus utilization';
     grid.append(fan.block, memUtil.block, clocks.block);
-    body.append(error, top, memory.block, power.block, grid);
+    const idle = element('div', 'small mt-2 gpu-idle');
+    idle.hidden = true;
+    const mig = buildMigBlock();
+    const processes = buildProcessBlock();
+    body.append(error, idle, top, memory.block, power.block, grid, mig.block, processes.block);
 
     const footer = element('div', 'card-footer small text-body-secondary d-flex gap-2');
     const updated = element('span', 'gpu-updated', 'no reading yet');
@@ -242,7 +361,245 @@
     return {
       column, card, index, name, pstate, error, util, temp, memory, power, updated, pci,
       fan: fan.value, memUtil: memUtil.value, clocks: clocks.value,
+      idleBadge, idle, mig, processes,
     };
+  }
+
+  function tableHead(columns) {
+    const thead = element('thead');
+    const row = element('tr');
+    for (const [label, className] of columns) {
+      const th = element('th', className || '', label);
+      th.scope = 'col';
+      row.append(th);
+    }
+    thead.append(row);
+    return thead;
+  }
+
+  function buildMigBlock() {
+    const block = element('div', 'mt-2 gpu-mig');
+    block.hidden = true;
+    const table = element('table', 'table table-sm table-borderless mb-0 mig-table');
+    table.append(tableHead([['MIG instance', ''], ['Memory', 'text-end'], ['Util', 'text-end']]));
+    const tbody = element('tbody');
+    table.append(tbody);
+    block.append(table);
+    return { block, tbody, signature: '' };
+  }
+
+  const PROCESS_COLUMNS = [
+    ['PID', 'text-end'], ['User', ''], ['Name', ''], ['Command line', ''], ['Container', ''],
+    ['Memory', 'text-end'], ['Since', ''],
+  ];
+
+  function buildProcessBlock() {
+    const block = element('div', 'mt-2 gpu-processes');
+    const head = element('div', 'd-flex align-items-baseline gap-2');
+    const count = element('span', 'small text-body-secondary process-count');
+    head.append(element('span', 'section-label', 'Processes'), count);
+    const note = element('div', 'small text-body-secondary process-note', 'no process list yet');
+    const wrap = element('div', 'table-responsive');
+    const table = element('table', 'table table-sm table-borderless mb-0 process-table');
+    table.hidden = true;
+    table.append(tableHead(PROCESS_COLUMNS));
+    const tbody = element('tbody');
+    table.append(tbody);
+    wrap.append(table);
+    block.append(head, note, wrap);
+    return { block, count, note, table, tbody, signature: null };
+  }
+
+  function cell(text, className, title) {
+    const td = element('td', className, text);
+    if (title) td.title = title;
+    return td;
+  }
+
+  function knownText(value) {
+    return typeof value === 'string' && value !== '' ? value : null;
+  }
+
+  function sinceCell(since) {
+    if (!since || !isNumber(since.sinceS)) return cell('—', 'process-since na');
+    const ms = since.sinceS * 1000;
+    const age = `running for ${formatDuration(Math.max(0, serverNowS() - since.sinceS))}`;
+    if (since.exact) return cell(formatWhen(ms), 'process-since', `${formatFull(ms)}, ${age}`);
+    return cell(`≤ ${formatWhen(ms)}`, 'process-since',
+      `Already running when this page first saw it, at ${formatFull(ms)}`);
+  }
+
+  function containerCell(proc) {
+    const id = knownText(proc.container_id);
+    const name = knownText(proc.container_name);
+    if (!id && !name) return cell('—', 'process-container na', proc.visible === true ? 'not in a container' : '');
+    const shown = name || id.slice(0, 12);
+    return cell(shown, 'process-container', id ? `container ${id}` : '');
+  }
+
+  /** Return one process table row; every text goes through textContent or a title. */
+  function processRow(proc, since) {
+    const row = element('tr', 'process-row');
+    row.dataset.pid = String(proc.pid);
+    row.dataset.visible = String(proc.visible === true);
+    const pid = cell(String(proc.pid), 'text-end process-pid', `${proc.kind === 'graphics' ? 'graphics' : 'compute'} process`);
+    const memKnown = isNumber(proc.used_mem_bytes);
+    const mem = cell(memKnown ? memoryText(proc.used_mem_bytes, null) : 'n/a', `text-end process-mem${memKnown ? '' : ' na'}`);
+    if (proc.visible !== true) {
+      row.classList.add('process-hidden');
+      const nameCell = element('td', 'process-name');
+      const badge = element('span', 'badge text-bg-secondary process-not-visible', 'not visible');
+      badge.title = NOT_VISIBLE_HELP;
+      nameCell.append(badge);
+      row.append(pid, cell('—', 'process-user na'), nameCell, cell('—', 'process-cmd na'),
+        containerCell(proc), mem, sinceCell(since));
+      return row;
+    }
+    const user = knownText(proc.user);
+    const name = knownText(proc.name);
+    const cmdline = knownText(proc.cmdline);
+    row.append(
+      pid,
+      cell(user ?? 'unknown', `process-user${user ? '' : ' na'}`, user ?? ''),
+      cell(name ?? 'unknown', `process-name${name ? '' : ' na'}`, name ?? ''),
+      cell(cmdline ?? '—', `process-cmd${cmdline ? '' : ' na'}`, cmdline ?? ''),
+      containerCell(proc), mem, sinceCell(since),
+    );
+    return row;
+  }
+
+  function validProcess(proc) {
+    return proc && typeof proc === 'object' && Number.isInteger(proc.pid);
+  }
+
+  function sortProcesses(processes) {
+    const memory = (proc) => (isNumber(proc.used_mem_bytes) ? proc.used_mem_bytes : -1);
+    return [...processes].sort((a, b) => memory(b) - memory(a) || a.pid - b.pid);
+  }
+
+  /**
+   * Take a GPU's process list (undefined: not carried, null: unknown this tick) at tsS, keeping
+   * since when each PID runs: the server's since_ts where known, else the tick a new PID first
+   * came in, else (PIDs already running when the page first saw them) an upper bound.
+   */
+  function updateProcesses(gpu, list, tsS) {
+    if (list === undefined) return;
+    const els = gpu.els.processes;
+    if (!Array.isArray(list)) {
+      gpu.processes = null;
+      els.signature = null;
+      els.table.hidden = true;
+      els.tbody.replaceChildren();
+      els.count.textContent = '';
+      els.note.hidden = false;
+      els.note.textContent = 'process list not available';
+      return;
+    }
+    const first = !Array.isArray(gpu.processes);
+    const processes = sortProcesses(list.filter(validProcess));
+    const next = new Map();
+    for (const proc of processes) {
+      let since = gpu.since.get(proc.pid);
+      if (isNumber(proc.since_ts)) since = { sinceS: proc.since_ts, exact: true };
+      else if (!since) since = { sinceS: tsS, exact: !first };
+      next.set(proc.pid, since);
+    }
+    gpu.since = next;
+    gpu.processes = processes;
+    renderProcesses(gpu);
+    if (!gpu.sinceAsked && [...next.values()].some((since) => !since.exact)) fetchSince(gpu);
+  }
+
+  function renderProcesses(gpu) {
+    const els = gpu.els.processes;
+    const processes = gpu.processes;
+    if (!Array.isArray(processes)) return;
+    const signature = JSON.stringify([processes, [...gpu.since]]);
+    if (signature === els.signature) return;
+    els.signature = signature;
+    els.count.textContent = processes.length ? `(${processes.length})` : '';
+    els.note.hidden = processes.length > 0;
+    els.note.textContent = processes.length ? '' : 'no processes';
+    els.table.hidden = processes.length === 0;
+    els.tbody.replaceChildren(...processes.map((proc) => processRow(proc, gpu.since.get(proc.pid))));
+  }
+
+  /** Ask the server since when the processes that were already running when the page opened run. */
+  async function fetchSince(gpu) {
+    gpu.sinceAsked = true;
+    let answer;
+    try {
+      answer = await fetchJson(`api/v1/processes?${new URLSearchParams({ gpu: gpu.uuid })}`, undefined);
+    } catch (error) {
+      return; // an older server, or a GPU it does not know yet: the upper bounds stay
+    }
+    if (!answer || !Array.isArray(answer.processes)) return;
+    for (const proc of answer.processes) {
+      if (validProcess(proc) && isNumber(proc.since_ts) && gpu.since.has(proc.pid)) {
+        gpu.since.set(proc.pid, { sinceS: proc.since_ts, exact: true });
+      }
+    }
+    renderProcesses(gpu);
+  }
+
+  function migRow(device) {
+    const row = element('tr', 'mig-device');
+    row.dataset.migUuid = String(device.uuid ?? '');
+    const label = `${device.index ?? '?'} · ${device.name ?? 'MIG device'}`;
+    const memText = memoryText(device.mem_used_bytes, device.mem_total_bytes);
+    const utilText = withUnit(device.util_gpu_pct, '%', 0);
+    const util = cell(utilText, `text-end mig-util${utilText === 'n/a' ? ' na' : ''}`,
+      utilText === 'n/a' ? 'utilization is not reported for this MIG instance' : '');
+    row.append(
+      cell(label, 'mig-name', String(device.uuid ?? '')),
+      cell(memText, `text-end mig-mem${memText === 'n/a' ? ' na' : ''}`),
+      util,
+    );
+    return row;
+  }
+
+  /** List a MIG-enabled GPU's instances under it (undefined or null: leave the list as it is). */
+  function updateMig(gpu, list) {
+    if (!Array.isArray(list)) return;
+    const mig = gpu.els.mig;
+    const devices = list.filter((device) => device && typeof device === 'object')
+      .sort((a, b) => (Number(a.index) || 0) - (Number(b.index) || 0));
+    const signature = JSON.stringify(devices);
+    if (signature === mig.signature) return;
+    mig.signature = signature;
+    mig.block.hidden = devices.length === 0;
+    gpu.els.card.dataset.mig = String(devices.length > 0);
+    mig.tbody.replaceChildren(...devices.map(migRow));
+  }
+
+  function holdersText(processes) {
+    if (!Array.isArray(processes)) return '';
+    return processes.filter(validProcess).map((proc) => {
+      if (proc.visible !== true) return `PID ${proc.pid} (not visible)`;
+      return `${knownText(proc.user) ?? 'unknown user'} (${knownText(proc.name) ?? 'PID'} ${proc.pid})`;
+    }).join(', ');
+  }
+
+  /** Flag a GPU that holds memory while idle, with since when and who holds it (null: clear). */
+  function updateIdle(gpu, idle) {
+    gpu.idle = idle && typeof idle === 'object' && isNumber(idle.since_ts) ? idle : null;
+    const els = gpu.els;
+    els.idleBadge.hidden = !gpu.idle;
+    els.idle.hidden = !gpu.idle;
+    els.card.dataset.idle = String(Boolean(gpu.idle));
+    if (!gpu.idle) {
+      els.idle.textContent = '';
+      return;
+    }
+    const sinceMs = gpu.idle.since_ts * 1000;
+    const holders = holdersText(gpu.idle.processes);
+    els.idle.textContent = `Idle but allocated since ${formatWhen(sinceMs)}`
+      + ` (${formatDuration(Math.max(0, serverNowS() - gpu.idle.since_ts))})`
+      + (holders ? `, held by ${holders}` : '');
+    els.idle.title = formatFull(sinceMs);
+    els.idleBadge.title = isNumber(state.idleUtilPct) && isNumber(state.idleAfterS)
+      ? `Memory held while utilization stayed under ${formatNumber(state.idleUtilPct, 1)} % for over ${formatDuration(state.idleAfterS)}`
+      : 'Memory held while the GPU is not used';
   }
 
   function setIdentity(gpu) {
@@ -273,6 +630,7 @@
         name: String(identity.name ?? uuid), pci: identity.pci ?? null,
         colour: colourFor(state.gpus.size), hidden: false, lastTs: null, error: null,
         intervalS: state.intervalS,
+        processes: undefined, since: new Map(), sinceAsked: false, idle: null,
       };
       gpu.els = buildCard(gpu);
       state.gpus.set(uuid, gpu);
@@ -329,7 +687,7 @@
 
   /** Show one reading (a tick's GPU entry or an API "latest") on the GPU's card. */
   function updateCard(gpu, reading, tsS, intervalS) {
-    if (!isNumber(tsS) || (gpu.lastTs !== null && tsS < gpu.lastTs)) return;
+    if (!isNumber(tsS) || (gpu.lastTs !== null && tsS < gpu.lastTs)) return false;
     gpu.lastTs = tsS;
     gpu.intervalS = positive(intervalS, state.intervalS);
     gpu.error = reading.error ? String(reading.error) : null;
@@ -359,6 +717,9 @@
     }
     refreshCardState(gpu);
     growScales(reading);
+    updateProcesses(gpu, reading.processes, tsS);
+    updateMig(gpu, reading.mig_devices);
+    return true;
   }
 
   function refreshCardState(gpu) {
@@ -378,6 +739,7 @@
     for (const gpu of state.gpus.values()) {
       if (gpu.lastTs !== null) refreshCardState(gpu);
     }
+    for (const host of state.hosts.keys()) refreshHostState(host);
   }
 
   // ---------------------------------------------------------------- charts
@@ -421,7 +783,7 @@
       data: [],
       borderColor: gpu.colour,
       backgroundColor: gpu.colour,
-      hidden: gpu.hidden,
+      hidden: gpu.hidden || !hostShown(gpu.host),
     };
     const at = datasets.findIndex((other) => {
       const otherGpu = state.gpus.get(other.pcwUuid);
@@ -506,15 +868,47 @@
     const gpu = state.gpus.get(uuid);
     if (!gpu) return;
     gpu.hidden = !gpu.hidden;
+    showDatasets();
+  }
+
+  /** Draw the lines of the GPUs that are neither switched off in a legend nor of another host. */
+  function showDatasets() {
     for (const entry of state.charts) {
-      const datasets = entry.chart.data.datasets;
-      const index = datasets.findIndex((dataset) => dataset.pcwUuid === uuid);
-      if (index >= 0) {
-        datasets[index].hidden = gpu.hidden;
-        entry.chart.setDatasetVisibility(index, !gpu.hidden);
-      }
+      entry.chart.data.datasets.forEach((dataset, index) => {
+        const gpu = state.gpus.get(dataset.pcwUuid);
+        const shown = Boolean(gpu) && !gpu.hidden && hostShown(gpu.host);
+        dataset.hidden = !shown;
+        entry.chart.setDatasetVisibility(index, shown);
+      });
     }
     queueRender();
+  }
+
+  function datasetShown(dataset) {
+    const gpu = dataset && state.gpus.get(dataset.pcwUuid);
+    return Boolean(gpu) && hostShown(gpu.host);
+  }
+
+  /** Chart.js onClick: show the processes of the GPU whose point is nearest, at its time. */
+  function onChartClick(event, elements, chart) {
+    const nearest = elements && elements.length ? elements : chart.getElementsAtEventForMode(
+      event, 'nearest', { axis: 'x', intersect: false }, false);
+    // Of the lines at the clicked time, the one drawn nearest to the click, vertically.
+    let hit = null;
+    let best = Infinity;
+    for (const item of nearest) {
+      if (!datasetShown(chart.data.datasets[item.datasetIndex])) continue;
+      const distance = isNumber(item.element.y) ? Math.abs(item.element.y - event.y) : 1e9;
+      if (hit === null || distance < best) {
+        hit = item;
+        best = distance;
+      }
+    }
+    if (!hit) return;
+    const dataset = chart.data.datasets[hit.datasetIndex];
+    const point = dataset.data[hit.index];
+    if (!point || !isNumber(point.x)) return;
+    showPointProcesses(dataset.pcwUuid, point.x / 1000);
   }
 
   function buildChart(def) {
@@ -530,6 +924,7 @@
         normalized: true, // x is sorted and unique in every dataset
         spanGaps: false,
         interaction: { mode: 'nearest', axis: 'x', intersect: false },
+        onClick: onChartClick,
         elements: {
           line: { borderWidth: 1.5, tension: 0 },
           point: { radius: (context) => (isolated(context) ? 2 : 0), hitRadius: 6, hoverRadius: 3 },
@@ -551,7 +946,10 @@
         plugins: {
           legend: {
             position: 'bottom',
-            labels: { boxWidth: 14, boxHeight: 3, padding: 8 },
+            labels: {
+              boxWidth: 14, boxHeight: 3, padding: 8,
+              filter: (item, data) => datasetShown(data.datasets[item.datasetIndex]),
+            },
             onClick: (event, item, legend) => {
               const dataset = legend.chart.data.datasets[item.datasetIndex];
               if (dataset) toggleGpu(dataset.pcwUuid);
@@ -742,7 +1140,9 @@
     }
     if (!response.ok) {
       const reason = body && typeof body.error === 'string' ? body.error : `HTTP ${response.status}`;
-      throw new Error(reason);
+      const error = new Error(reason);
+      error.status = response.status;
+      throw error;
     }
     return body;
   }
@@ -750,6 +1150,7 @@
   function historyUrl(fromS, toS, points) {
     const query = new URLSearchParams({ from: secondsParam(fromS), to: secondsParam(toS), points: String(points) });
     for (const metric of CHARTED_METRICS) query.append('metric', metric); // a third of the bytes
+    if (state.hostFilter !== null && state.historyByHost) query.append('host', state.hostFilter);
     return `api/v1/history?${query}`;
   }
 
@@ -791,6 +1192,11 @@
       setHistoryStatus(`${formatDuration(answer.step_s)} buckets`);
     } catch (error) {
       if (gen !== state.loadGen || error.name === 'AbortError') return;
+      if (error.status === 400 && state.hostFilter !== null && state.historyByHost && /host/.test(error.message)) {
+        state.historyByHost = false; // an older server: ask for every host, draw the chosen one
+        loadRange();
+        return;
+      }
       setHistoryStatus('');
       showHistoryError(error.message);
     } finally {
@@ -829,13 +1235,15 @@
     }
   }
 
-  async function loadGpus() {
+  async function loadGpus(quiet) {
     try {
       const answer = await fetchJson('api/v1/gpus', undefined);
       if (!answer || !Array.isArray(answer.gpus)) return;
       state.gpusLoaded = true;
       if (answer.simulated === true) document.getElementById('sim-banner').hidden = false;
       if (isNumber(answer.interval_s) && answer.interval_s > 0) state.intervalS = answer.interval_s;
+      if (isNumber(answer.idle_util_pct)) state.idleUtilPct = answer.idle_util_pct;
+      if (isNumber(answer.idle_after_s)) state.idleAfterS = answer.idle_after_s;
       const gpus = [...answer.gpus].sort((a, b) => gpuOrder(
         { host: String(a.host), index: a.gpu_index }, { host: String(b.host), index: b.gpu_index }));
       for (const item of gpus) {
@@ -843,12 +1251,289 @@
           uuid: item.gpu_uuid, host: item.host, index: item.gpu_index,
           name: item.gpu_name, pci: item.pci_bus_id,
         });
-        if (gpu && isNumber(item.error_since_ts)) gpu.errorSinceS = item.error_since_ts;
-        if (gpu && item.latest) updateCard(gpu, item.latest, item.latest.ts, answer.interval_s);
+        if (!gpu) continue;
+        if (isNumber(item.error_since_ts)) gpu.errorSinceS = item.error_since_ts;
+        const latestTs = item.latest ? item.latest.ts : null;
+        // The list is as new as the reading beside it: never older than what a tick showed.
+        const fresh = item.latest ? updateCard(gpu, item.latest, latestTs, answer.interval_s) : gpu.lastTs === null;
+        if (fresh || (isNumber(latestTs) && latestTs >= gpu.lastTs)) {
+          updateProcesses(gpu, item.processes, isNumber(latestTs) ? latestTs : serverNowS());
+          updateMig(gpu, item.mig_devices);
+        }
+        if (item.idle !== undefined) updateIdle(gpu, item.idle);
+        if (!state.hostsApi && typeof item.host_stale === 'boolean') {
+          state.serverHosts.set(gpu.host, {
+            stale: item.host_stale, lastSeenS: item.host_last_seen_ts, intervalS: answer.interval_s,
+          });
+        }
       }
+      refreshStale();
     } catch (error) {
-      showHistoryError(`GPU list: ${error.message}`);
+      if (!quiet) showHistoryError(`GPU list: ${error.message}`);
     }
+  }
+
+  /** Take the server's list of hosts, with which are stale and when each was last seen. */
+  async function loadHosts() {
+    if (!state.hostsApi) return;
+    let answer;
+    try {
+      answer = await fetchJson('api/v1/hosts', undefined);
+    } catch (error) {
+      if (error.status === 404) state.hostsApi = false; // an older server: the GPU list tells
+      return;
+    }
+    if (!answer || !Array.isArray(answer.hosts)) return;
+    const hosts = new Map();
+    for (const item of answer.hosts) {
+      if (!item || typeof item.host !== 'string') continue;
+      hosts.set(item.host, {
+        stale: item.stale === true, lastSeenS: item.last_seen_ts, intervalS: item.interval_s,
+      });
+    }
+    state.serverHosts = hosts;
+    fillHostSelect();
+    refreshStale();
+  }
+
+  async function pollServer() {
+    await Promise.all([loadGpus(true), loadHosts()]);
+  }
+
+  // ---------------------------------------------------------------- processes at a chart point
+
+  function gpuLabel(gpu) {
+    const host = state.hosts.size > 1 || state.serverHosts.size > 1 ? `${gpu.host} · ` : '';
+    return `${host}GPU ${gpu.index} (${gpu.name})`;
+  }
+
+  function closePointPanel() {
+    state.pointGen += 1;
+    document.getElementById('point-panel').hidden = true;
+  }
+
+  /** Show, under the charts, the processes on a GPU at the last tick of the clicked bucket. */
+  async function showPointProcesses(uuid, bucketS) {
+    const gpu = state.gpus.get(uuid);
+    if (!gpu) return;
+    const stepS = state.history ? state.history.stepS : state.intervalS;
+    const atS = Math.min(bucketS + stepS, serverNowS()) - 0.001;
+    const gen = ++state.pointGen;
+    const panel = document.getElementById('point-panel');
+    const title = document.getElementById('point-title');
+    const note = document.getElementById('point-note');
+    const table = document.getElementById('point-table');
+    panel.hidden = false;
+    panel.dataset.gpuUuid = uuid;
+    panel.dataset.at = String(atS);
+    panel.dataset.state = 'loading';
+    title.textContent = `Processes on ${gpuLabel(gpu)} at ${formatFull(atS * 1000)}`;
+    note.hidden = false;
+    note.textContent = 'loading…';
+    const query = new URLSearchParams({ gpu: uuid, at: secondsParam(atS) });
+    let answer;
+    try {
+      answer = await fetchJson(`api/v1/processes?${query}`, undefined);
+    } catch (error) {
+      if (gen !== state.pointGen) return;
+      panel.dataset.state = 'error';
+      table.hidden = true;
+      note.textContent = error.status === 404 && !/gpu/i.test(error.message)
+        ? 'This server does not keep processes yet.'
+        : `The processes could not be loaded: ${error.message}`;
+      return;
+    }
+    if (gen !== state.pointGen) return;
+    const processes = answer && Array.isArray(answer.processes) ? sortProcesses(answer.processes.filter(validProcess)) : [];
+    const tsS = answer && isNumber(answer.ts) ? answer.ts : null;
+    panel.dataset.state = 'loaded';
+    panel.dataset.ts = tsS === null ? '' : String(tsS);
+    if (tsS !== null) title.textContent = `Processes on ${gpuLabel(gpu)} at ${formatFull(tsS * 1000)}`;
+    const rows = processes.map((proc) => processRow(proc, { sinceS: proc.since_ts, exact: true }));
+    table.querySelector('tbody').replaceChildren(...rows);
+    table.hidden = rows.length === 0;
+    note.hidden = rows.length > 0 && stepS <= state.intervalS * 1.01;
+    if (tsS === null) note.textContent = 'No process list is stored for that time.';
+    else if (!rows.length) note.textContent = 'No processes at that time.';
+    else note.textContent = `The last reading of the ${formatDuration(stepS)} bucket clicked.`;
+    panel.scrollIntoView({ block: 'nearest' });
+  }
+
+  // ---------------------------------------------------------------- usage and energy
+
+  const amountFormat = new Intl.NumberFormat(undefined, { maximumSignificantDigits: 3 });
+
+  /** Format an amount with 3 significant digits below 100, and whole numbers above. */
+  function formatAmount(value) {
+    if (!isNumber(value)) return 'n/a';
+    return Math.abs(value) >= 100 ? formatNumber(value, 0) : amountFormat.format(value);
+  }
+
+  function formatCost(value, currency) {
+    if (!isNumber(value)) return 'n/a';
+    if (/^[A-Za-z]{3}$/.test(currency || '')) {
+      try {
+        return new Intl.NumberFormat(undefined, { style: 'currency', currency: currency.toUpperCase() }).format(value);
+      } catch (error) {
+        // not a currency Intl knows: shown as a number and its code below
+      }
+    }
+    const amount = formatNumber(value, 2, true);
+    return currency ? `${amount} ${currency}` : amount;
+  }
+
+  function rangeWindow() {
+    const toS = serverNowS();
+    return { fromS: toS - RANGES_S[state.rangeKey], toS };
+  }
+
+  function setNote(id, text) {
+    const note = document.getElementById(id);
+    note.hidden = !text;
+    note.textContent = text || '';
+  }
+
+  function uuidLabels(uuids) {
+    if (!Array.isArray(uuids)) return '';
+    return uuids.map((uuid) => {
+      const gpu = state.gpus.get(uuid);
+      return gpu ? gpuLabel(gpu) : String(uuid);
+    }).join('\n');
+  }
+
+  function usageRow(row) {
+    const tr = element('tr', 'usage-row');
+    const known = knownText(row.key);
+    tr.dataset.key = known ?? '';
+    const key = known
+      ? cell(known, 'usage-key text-truncate', known)
+      : cell('not visible / unknown', 'usage-key na', NOT_VISIBLE_HELP);
+    const gpus = Array.isArray(row.gpus) ? row.gpus : [];
+    tr.append(
+      key,
+      cell(formatAmount(row.gpu_hours), 'text-end usage-gpu-hours'),
+      cell(`${formatAmount(row.gpu_mem_gib_hours)} GiB·h`, 'text-end usage-mem-hours'),
+      cell(String(gpus.length), 'text-end usage-gpus', uuidLabels(gpus)),
+    );
+    return tr;
+  }
+
+  /** Load who used the GPUs over the chosen range, by user, process or container. */
+  async function loadUsage() {
+    const gen = ++state.usageGen;
+    const { fromS, toS } = rangeWindow();
+    const by = state.usageBy;
+    document.getElementById('usage-key-head').textContent = USAGE_BY[by];
+    document.getElementById('usage-range').textContent = `· last ${state.rangeKey}`
+      + (state.hostFilter !== null ? ', all hosts' : '');
+    for (const button of document.querySelectorAll('[data-usage-by]')) {
+      const active = button.dataset.usageBy === by;
+      button.classList.toggle('active', active);
+      button.setAttribute('aria-pressed', String(active));
+    }
+    const status = document.getElementById('usage-status');
+    status.textContent = 'loading…';
+    const query = new URLSearchParams({ from: secondsParam(fromS), to: secondsParam(toS), by });
+    let answer;
+    try {
+      answer = await fetchJson(`api/v1/usage?${query}`, undefined);
+    } catch (error) {
+      if (gen !== state.usageGen) return;
+      status.textContent = '';
+      document.querySelector('#usage-table tbody').replaceChildren();
+      document.getElementById('usage-table').hidden = true;
+      setNote('usage-note', error.status === 404 ? 'This server does not report usage yet.'
+        : `Usage could not be loaded: ${error.message}`);
+      return;
+    }
+    if (gen !== state.usageGen) return;
+    const rows = answer && Array.isArray(answer.rows) ? answer.rows.filter((row) => row && typeof row === 'object') : [];
+    document.querySelector('#usage-table tbody').replaceChildren(...rows.map(usageRow));
+    document.getElementById('usage-table').hidden = rows.length === 0;
+    setNote('usage-note', rows.length ? '' : 'No process held a GPU in this range.');
+    status.textContent = `as of ${formatClock(Date.now())}`;
+  }
+
+  function energyCells(kwh, cost, currency, priced) {
+    const cells = [cell(isNumber(kwh) ? `${formatAmount(kwh)} kWh` : 'n/a', `text-end energy-kwh${isNumber(kwh) ? '' : ' na'}`)];
+    if (priced) cells.push(cell(formatCost(cost, currency), `text-end energy-cost${isNumber(cost) ? '' : ' na'}`));
+    return cells;
+  }
+
+  function energyGpuRow(item, currency, priced) {
+    const tr = element('tr', 'energy-gpu');
+    tr.dataset.gpuUuid = String(item.gpu_uuid ?? '');
+    const several = state.hosts.size > 1 || state.serverHosts.size > 1;
+    const label = `${several ? `${item.host} · ` : ''}GPU ${item.gpu_index}`;
+    const name = element('td', 'energy-gpu-name');
+    name.append(element('span', '', label), element('span', 'text-body-secondary ms-1', String(item.gpu_name ?? '')));
+    name.title = String(item.gpu_uuid ?? '');
+    const source = ENERGY_SOURCES[item.source] ?? String(item.source ?? 'unknown');
+    tr.append(name, ...energyCells(item.kwh, item.cost, currency, priced),
+      cell(source, `energy-source${item.source === 'none' ? ' na' : ''}`));
+    return tr;
+  }
+
+  function energyHostRow(item, currency, priced) {
+    const tr = element('tr', 'energy-host');
+    tr.dataset.host = String(item.host ?? '');
+    tr.append(cell(String(item.host ?? ''), 'energy-host-name'), ...energyCells(item.kwh, item.cost, currency, priced));
+    return tr;
+  }
+
+  /** Load the energy of the chosen range and host: kWh per GPU and per host, with cost if priced. */
+  async function loadEnergy() {
+    const gen = ++state.energyGen;
+    const { fromS, toS } = rangeWindow();
+    document.getElementById('energy-range').textContent = `· last ${state.rangeKey}`
+      + (state.hostFilter !== null ? ` · ${state.hostFilter}` : '');
+    const status = document.getElementById('energy-status');
+    status.textContent = 'loading…';
+    const query = new URLSearchParams({ from: secondsParam(fromS), to: secondsParam(toS) });
+    if (state.hostFilter !== null) query.append('host', state.hostFilter);
+    const total = document.getElementById('energy-total');
+    const hostsTable = document.getElementById('energy-hosts');
+    const gpusTable = document.getElementById('energy-gpus');
+    let answer;
+    try {
+      answer = await fetchJson(`api/v1/energy?${query}`, undefined);
+    } catch (error) {
+      if (gen !== state.energyGen) return;
+      status.textContent = '';
+      total.textContent = '';
+      hostsTable.hidden = true;
+      gpusTable.hidden = true;
+      gpusTable.querySelector('tbody').replaceChildren();
+      setNote('energy-note', error.status === 404 ? 'This server does not report energy yet.'
+        : `Energy could not be loaded: ${error.message}`);
+      return;
+    }
+    if (gen !== state.energyGen || !answer) return;
+    const priced = isNumber(answer.price_per_kwh);
+    const currency = typeof answer.currency === 'string' ? answer.currency : '';
+    for (const head of document.querySelectorAll('.energy-cost-col')) head.hidden = !priced;
+    const hosts = Array.isArray(answer.hosts) ? answer.hosts.filter((item) => item && typeof item === 'object') : [];
+    const gpus = Array.isArray(answer.gpus) ? answer.gpus.filter((item) => item && typeof item === 'object') : [];
+    gpus.sort((a, b) => gpuOrder({ host: String(a.host), index: a.gpu_index }, { host: String(b.host), index: b.gpu_index }));
+    hostsTable.querySelector('tbody').replaceChildren(...hosts.map((item) => energyHostRow(item, currency, priced)));
+    hostsTable.hidden = hosts.length < 2;
+    gpusTable.querySelector('tbody').replaceChildren(...gpus.map((item) => energyGpuRow(item, currency, priced)));
+    gpusTable.hidden = gpus.length === 0;
+    total.replaceChildren(
+      element('span', 'fs-5 fw-semibold energy-total-kwh', isNumber(answer.total_kwh) ? `${formatAmount(answer.total_kwh)} kWh` : 'n/a'),
+      element('span', 'text-body-secondary ms-2', state.hostFilter !== null ? `on ${state.hostFilter}` : 'on all GPUs'),
+    );
+    if (priced) {
+      total.append(element('span', 'ms-2 energy-total-cost', `· ${formatCost(answer.total_cost, currency)}`));
+    }
+    setNote('energy-note', priced ? `At ${formatCost(answer.price_per_kwh, currency)} per kWh.`
+      : 'No price set (PCW_ENERGY_PRICE_PER_KWH): no cost shown.');
+    status.textContent = `as of ${formatClock(Date.now())}`;
+  }
+
+  function loadRangeTables() {
+    loadUsage();
+    loadEnergy();
   }
 
   // ---------------------------------------------------------------- live feed
@@ -872,6 +1557,7 @@
       });
       if (gpu) updateCard(gpu, reading, tick.ts, tick.interval_s);
     }
+    refreshHostState(tick.host);
     // A snapshot after a reconnect repeats the tick seen last: count each tick once.
     const hostTs = state.hostTickTs.get(tick.host);
     if (hostTs !== undefined && tick.ts <= hostTs) return;
@@ -906,7 +1592,7 @@
       state.attempts = 0;
       state.downSinceMs = null;
       for (const tick of message.ticks) takeTick(tick, false);
-      if (!state.gpusLoaded) loadGpus(); // the first try found the server down
+      if (!state.gpusLoaded) loadGpus(false); // the first try found the server down
       if (!state.history && !state.historyPending) loadRange();
       else if (reconnected && state.history) fillMissed(lastLiveTs);
     } else if (message.type === 'tick') {
@@ -971,18 +1657,62 @@
     showRange();
     queueRender();
     loadRange();
+    loadRangeTables();
+  }
+
+  function chooseHost(host) {
+    if (host === state.hostFilter) return;
+    state.hostFilter = host;
+    const url = new URL(window.location.href);
+    if (host === null) url.searchParams.delete('host');
+    else url.searchParams.set('host', host);
+    window.history.pushState({ host }, '', url);
+    applyHostFilter();
+  }
+
+  /** Show the chosen host's cards and lines only, and load its history and energy. */
+  function applyHostFilter() {
+    for (const [host, entry] of state.hosts) entry.section.hidden = !hostShown(host);
+    fillHostSelect();
+    showDatasets();
+    const panel = document.getElementById('point-panel');
+    const pointGpu = state.gpus.get(panel.dataset.gpuUuid);
+    if (!panel.hidden && pointGpu && !hostShown(pointGpu.host)) closePointPanel();
+    loadRange();
+    loadRangeTables();
+  }
+
+  function chooseUsageBy(by) {
+    if (!Object.prototype.hasOwnProperty.call(USAGE_BY, by) || by === state.usageBy) return;
+    state.usageBy = by;
+    loadUsage();
   }
 
   function bindControls() {
     for (const button of document.querySelectorAll('[data-range]')) {
       button.addEventListener('click', () => chooseRange(button.dataset.range));
     }
+    for (const button of document.querySelectorAll('[data-usage-by]')) {
+      button.addEventListener('click', () => chooseUsageBy(button.dataset.usageBy));
+    }
+    const select = document.getElementById('host-select');
+    select.addEventListener('change', () => chooseHost(select.value || null));
+    document.getElementById('point-close').addEventListener('click', closePointPanel);
     window.addEventListener('popstate', () => {
       const key = rangeFromUrl();
+      const host = hostFromUrl();
+      if (host !== state.hostFilter) {
+        state.rangeKey = key;
+        showRange();
+        state.hostFilter = host;
+        applyHostFilter();
+        return;
+      }
       if (key === state.rangeKey) return;
       state.rangeKey = key;
       showRange();
       loadRange();
+      loadRangeTables();
     });
     window.addEventListener('online', () => {
       if (!state.ws) {
@@ -1008,9 +1738,14 @@
     bindControls();
     setConnection('offline');
     connect();
+    fillHostSelect();
     window.setInterval(refreshStale, 5000);
     window.setInterval(queueRender, 10000); // slide the window even when no tick comes
-    await loadGpus();
+    window.setInterval(pollServer, POLL_MS);
+    window.setInterval(loadRangeTables, USAGE_REFRESH_MS);
+    loadHosts();
+    await loadGpus(false);
+    loadRangeTables();
     await loadRange();
   }
 

@@ -1,0 +1,348 @@
+"""The dashboard's processes, MIG instances, usage and energy, in a real headless Chromium.
+
+The stack runs 4 simulated GPUs at 1 s, GPU 3 in MIG mode, every training job named with HTML in
+it, and an energy price. Each test compares what the page shows with what the API answers.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+import pytest
+from playwright.sync_api import Page, Route
+
+from tests.browser.test_dashboard import Watch
+from tests.stack import Stack, wait_until
+
+pytestmark = pytest.mark.browser
+
+GPU_COUNT = 4
+MIG_INDEX = 3
+HOSTILE_PROCESS = "<img src=x onerror=alert(1)>"
+PRICE_PER_KWH = "0.25"
+CURRENCY = "EUR"
+
+# Per card: its GPU, the tick time its reading is from, and each row of its process table.
+CARD_PROCESSES_JS = """() => [...document.querySelectorAll('.gpu-card')].map((card) => ({
+  uuid: card.dataset.gpuUuid,
+  index: Number(card.querySelector('.gpu-index').textContent.replace('GPU ', '')),
+  ts: Number(card.dataset.ts),
+  rows: [...card.querySelectorAll('.process-table tbody tr')].map(rowData),
+}))"""
+ROW_DATA_JS = """const rowData = (row) => ({
+  pid: Number(row.dataset.pid),
+  visible: row.dataset.visible === 'true',
+  user: row.querySelector('.process-user').textContent,
+  name: row.querySelector('.process-name').textContent,
+  cmd: row.querySelector('.process-cmd').textContent,
+  cmdTitle: row.querySelector('.process-cmd').title,
+  mem: row.querySelector('.process-mem').textContent,
+});"""
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    env = {
+        "PCW_SIM_GPUS": str(GPU_COUNT),
+        "PCW_INTERVAL_S": "1",
+        "PCW_SIM_MIG_GPUS": str(MIG_INDEX),
+        "PCW_SIM_PROCESS_NAMES": ";".join([HOSTILE_PROCESS] * GPU_COUNT),
+        "PCW_ENERGY_PRICE_PER_KWH": PRICE_PER_KWH,
+        "PCW_CURRENCY": CURRENCY,
+    }
+    with Stack(tmp_path_factory.mktemp("stack"), env, supervised=False) as running:
+        running.wait_web()
+        running.wait_ticks(5)
+        yield running
+
+
+def api(stack: Stack, path: str, **query: object) -> Any:
+    """Return the JSON answer of GET path?query on the stack's web process."""
+    url = f"{stack.web_url}{path}" + (f"?{urlencode(query)}" if query else "")
+    with urllib.request.urlopen(url, timeout=5) as reply:
+        return json.load(reply)
+
+
+def open_page(page: Page, stack: Stack) -> None:
+    """Open the dashboard; wait for every card, the live feed and drawn chart lines."""
+    page.goto(f"{stack.web_url}/")
+    page.wait_for_selector(f".gpu-card >> nth={GPU_COUNT - 1}")
+    page.wait_for_selector("#conn-badge[data-state='live']")
+    page.wait_for_function(
+        """(count) => ['chart-util', 'chart-mem'].every((id) => {
+             const chart = window.Chart && Chart.getChart(id);
+             return chart && chart.data.datasets.length === count
+               && chart.data.datasets.some((d) => d.data.filter((p) => p.y !== null).length > 2);
+           })""",
+        arg=GPU_COUNT,
+    )
+
+
+def card_processes(page: Page) -> list[dict[str, Any]]:
+    """Return each card's tick time and process rows, read at one instant."""
+    return page.evaluate(f"() => {{ {ROW_DATA_JS} return ({CARD_PROCESSES_JS})(); }}")
+
+
+def stored_processes(stack: Stack, uuid: str, ts: float) -> list[dict[str, Any]]:
+    """Return the processes the API has for the tick at ts, waiting until that tick is stored."""
+    found: dict[str, Any] = {}
+
+    def stored() -> bool:
+        found.update(api(stack, "/api/v1/processes", gpu=uuid, at=ts))
+        return found["ts"] is not None and abs(found["ts"] - ts) < 1e-3
+
+    wait_until(stored, 10, f"the tick at {ts} of {uuid} in /api/v1/processes", stack)
+    return found["processes"]
+
+
+def check_cards_against_api(stack: Stack, cards: list[dict[str, Any]]) -> int:
+    """Assert each card lists the processes the API has for its tick; return how many rows."""
+    rows = 0
+    for card in cards:
+        expected = {proc["pid"]: proc for proc in stored_processes(stack, card["uuid"], card["ts"])}
+        shown = {row["pid"]: row for row in card["rows"]}
+        assert set(shown) == set(expected), (card["index"], shown, expected)
+        for pid, row in shown.items():
+            proc = expected[pid]
+            assert row["visible"] == proc["visible"]
+            if proc["visible"]:
+                assert row["name"] == proc["name"]
+                assert row["user"] == (proc["user"] or "unknown")
+                assert row["cmdTitle"] == (proc["cmdline"] or "")
+            else:
+                # Shown plainly, never dropped and never given a made-up name.
+                assert row["name"] == "not visible"
+                assert row["user"] == row["cmd"] == "—"
+            assert row["mem"].endswith(("GiB", "MiB", "n/a"))
+        rows += len(shown)
+    return rows
+
+
+def test_the_process_tables_show_the_simulated_processes_live(page: Page, stack: Stack, watch):
+    open_page(page, stack)
+    first = card_processes(page)
+    assert [card["index"] for card in first] == list(range(GPU_COUNT))
+    # The MIG GPU's instances always run a job each: there is always something to show.
+    assert check_cards_against_api(stack, first) >= 3
+
+    # A later tick rewrites the tables from the live feed, again as stored.
+    page.wait_for_function(
+        "(ts) => Number(document.querySelector('.gpu-card').dataset.ts) > ts", arg=first[0]["ts"]
+    )
+    later = card_processes(page)
+    assert later[0]["ts"] > first[0]["ts"]
+    check_cards_against_api(stack, later)
+    users = {row["user"] for card in later for row in card["rows"] if row["visible"]}
+    assert users & {"root", "alice", "bob", "carol"}, users  # resolved through /proc
+    watch.assert_clean()
+
+
+def test_a_process_name_with_html_shows_as_text(page: Page, stack: Stack, watch: Watch):
+    open_page(page, stack)
+    # The training jobs carry the hostile name; some GPU is always training or ramping up.
+    page.wait_for_function(
+        "(text) => [...document.querySelectorAll('.process-table .process-cmd')]"
+        ".some((cell) => cell.title.includes(text))",
+        arg=HOSTILE_PROCESS,
+        timeout=60_000,
+    )
+    rows = [row for card in card_processes(page) for row in card["rows"]]
+    hostile = [row for row in rows if HOSTILE_PROCESS in row["cmdTitle"]]
+    assert hostile
+    for row in hostile:
+        assert row["cmd"].startswith(HOSTILE_PROCESS)
+        assert HOSTILE_PROCESS.startswith(row["name"])  # the kernel keeps 15 characters of it
+    assert page.locator("#gpu-cards img").count() == 0
+    page.wait_for_timeout(1000)
+    assert watch.dialogs == []
+    assert not any(urlsplit(url).path == "/x" for url in watch.requests)
+    watch.assert_clean()
+
+
+def test_clicking_a_chart_point_shows_that_times_processes(page: Page, stack: Stack, watch):
+    open_page(page, stack)
+    # A point of a complete bucket of the memory chart, drawn 10 px or more from other lines'.
+    target = page.wait_for_function(
+        """() => {
+             const chart = Chart.getChart('chart-mem');
+             const metas = chart.data.datasets.map((d, i) => chart.getDatasetMeta(i));
+             for (let back = 1; back < 30; back += 1) {
+               for (const [i, meta] of metas.entries()) {
+                 const j = meta.data.length - 1 - back;
+                 const raw = chart.data.datasets[i].data[j];
+                 if (j < 0 || !raw || raw.y === null) continue;
+                 const p = meta.data[j];
+                 const clear = metas.every((other, k) => k === i || !other.data.some(
+                   (q) => Math.abs(q.x - p.x) < 3 && Math.abs(q.y - p.y) < 10));
+                 if (clear) {
+                   return { uuid: chart.data.datasets[i].pcwUuid, x: p.x, y: p.y,
+                            bucketS: raw.x / 1000 };
+                 }
+               }
+             }
+             return null;
+           }"""
+    ).json_value()
+    with page.expect_response(lambda r: urlsplit(r.url).path == "/api/v1/processes") as answer:
+        page.locator("#chart-mem").click(position={"x": target["x"], "y": target["y"]})
+    assert answer.value.status == 200
+    query = parse_qs(urlsplit(answer.value.url).query)
+    assert query["gpu"] == [target["uuid"]]
+    at_s = float(query["at"][0])
+    step_s = page.evaluate(
+        "() => { const d = Chart.getChart('chart-mem').data.datasets[0].data;"
+        " return (d[d.length - 1].x - d[d.length - 2].x) / 1000; }"
+    )
+    # The last tick of the clicked bucket.
+    assert target["bucketS"] <= at_s < target["bucketS"] + step_s
+
+    panel = page.locator("#point-panel")
+    panel.wait_for(state="visible")
+    page.wait_for_selector("#point-panel[data-state='loaded']")
+    assert panel.get_attribute("data-gpu-uuid") == target["uuid"]
+    truth = api(stack, "/api/v1/processes", gpu=target["uuid"], at=at_s)
+    assert truth["ts"] is not None and target["bucketS"] <= truth["ts"] <= at_s
+    assert float(panel.get_attribute("data-ts") or 0) == pytest.approx(truth["ts"])
+    shown = page.evaluate(
+        f"() => {{ {ROW_DATA_JS} return [...document.querySelectorAll("
+        "'#point-table tbody tr')].map(rowData); }"
+    )
+    assert sorted(row["pid"] for row in shown) == sorted(p["pid"] for p in truth["processes"])
+    index = api(stack, "/api/v1/gpus")["gpus"]
+    gpu_index = next(g["gpu_index"] for g in index if g["gpu_uuid"] == target["uuid"])
+    assert f"GPU {gpu_index} " in page.locator("#point-title").inner_text()
+    if not truth["processes"]:
+        assert "No processes at that time" in page.locator("#point-note").inner_text()
+
+    page.click("#point-close")
+    assert not panel.is_visible()
+    watch.assert_clean()
+
+
+def test_who_used_the_gpus_shows_rows_by_user_process_and_container(
+    page: Page, stack: Stack, watch: Watch
+):
+    with page.expect_response(lambda r: urlsplit(r.url).path == "/api/v1/usage") as answer:
+        open_page(page, stack)
+    for by, head in (("user", "User"), ("process", "Process"), ("container", "Container")):
+        if by != "user":
+            with page.expect_response(lambda r: urlsplit(r.url).path == "/api/v1/usage") as answer:
+                page.click(f"[data-usage-by='{by}']")
+        assert answer.value.status == 200
+        assert parse_qs(urlsplit(answer.value.url).query)["by"] == [by]
+        truth = answer.value.json()
+        assert truth["rows"], f"the API has no usage by {by}"
+        page.wait_for_function(
+            "(n) => document.querySelectorAll('#usage-table tbody tr').length === n",
+            arg=len(truth["rows"]),
+        )
+        assert page.locator("#usage-key-head").inner_text() == head
+        assert page.get_attribute(f"[data-usage-by='{by}']", "aria-pressed") == "true"
+        keys = page.locator("#usage-table .usage-key").all_inner_texts()
+        assert keys == [row["key"] or "not visible / unknown" for row in truth["rows"]]
+        hours = page.locator("#usage-table .usage-gpu-hours").all_inner_texts()
+        assert len(hours) == len(truth["rows"]) and any(text not in ("0", "n/a") for text in hours)
+        mem_hours = page.locator("#usage-table .usage-mem-hours").all_inner_texts()
+        assert all(text.endswith("GiB·h") for text in mem_hours)
+    watch.assert_clean()
+
+
+def test_energy_shows_kwh_per_gpu_with_its_source_and_cost(page: Page, stack: Stack, watch):
+    with page.expect_response(lambda r: urlsplit(r.url).path == "/api/v1/energy") as answer:
+        open_page(page, stack)
+    truth = answer.value.json()
+    assert len(truth["gpus"]) == GPU_COUNT and truth["price_per_kwh"] == float(PRICE_PER_KWH)
+    page.wait_for_selector("#energy-gpus tbody tr")
+    rows = page.locator("#energy-gpus tbody tr")
+    assert rows.count() == GPU_COUNT
+    words = {"counter": "energy counter", "power": "power readings, integrated"}
+    for i, gpu in enumerate(sorted(truth["gpus"], key=lambda g: g["gpu_index"])):
+        row = rows.nth(i)
+        assert row.get_attribute("data-gpu-uuid") == gpu["gpu_uuid"]
+        assert row.locator(".energy-kwh").inner_text().endswith(" kWh")
+        assert row.locator(".energy-source").inner_text() == words.get(gpu["source"], "")
+        # The cost in the currency set, as the browser writes money.
+        cost = page.evaluate(
+            "([value, code]) => new Intl.NumberFormat(undefined,"
+            " { style: 'currency', currency: code }).format(value)",
+            [gpu["cost"], CURRENCY],
+        )
+        assert row.locator(".energy-cost").inner_text() == cost
+    total = page.locator("#energy-total .energy-total-kwh").inner_text()
+    assert total.endswith(" kWh") and total != "0 kWh"
+    assert "per kWh" in page.locator("#energy-note").inner_text()
+    watch.assert_clean()
+
+
+def test_a_mig_gpu_lists_its_instances_with_na_utilization(page: Page, stack: Stack, watch):
+    open_page(page, stack)
+    gpus = {g["gpu_index"]: g for g in api(stack, "/api/v1/gpus")["gpus"]}
+    devices = gpus[MIG_INDEX]["mig_devices"]
+    assert len(devices) == 3
+    card = page.locator(f".gpu-card[data-gpu-uuid='{gpus[MIG_INDEX]['gpu_uuid']}']")
+    rows = card.locator(".mig-device")
+    assert rows.count() == len(devices)
+    for i, device in enumerate(sorted(devices, key=lambda d: d["index"])):
+        row = rows.nth(i)
+        assert row.get_attribute("data-mig-uuid") == device["uuid"]
+        assert device["name"] in row.locator(".mig-name").inner_text()
+        assert device["util_gpu_pct"] is None
+        assert row.locator(".mig-util").inner_text() == "n/a"  # unsupported: n/a, never 0
+        total_gib = device["mem_total_bytes"] / 1024**3
+        assert row.locator(".mig-mem").inner_text().endswith(f" / {total_gib:.1f} GiB")
+    assert card.locator(".metric-util").inner_text() == "n/a"
+    # The other GPUs have no MIG list.
+    for index in range(GPU_COUNT):
+        if index != MIG_INDEX:
+            other = page.locator(f".gpu-card[data-gpu-uuid='{gpus[index]['gpu_uuid']}']")
+            assert other.locator(".mig-device").count() == 0
+            assert not other.locator(".gpu-mig").is_visible()
+    watch.assert_clean()
+
+
+def test_an_idle_but_allocated_gpu_says_since_when_and_who_holds_it(
+    page: Page, stack: Stack, watch: Watch
+):
+    # Which simulated GPU is idle depends on the hour: flag GPU 1 in the API's answer instead.
+    since_s = 1_700_000_000.0
+    holders = [
+        {"pid": 4242, "kind": "compute", "used_mem_bytes": 2 * 1024**3, "visible": True,
+         "name": "python", "cmdline": "python train.py", "user": "<b>mallory</b>",
+         "container_id": None, "container_name": None},
+        {"pid": 99, "kind": "compute", "used_mem_bytes": None, "visible": False, "name": None,
+         "cmdline": None, "user": None, "container_id": None, "container_name": None},
+    ]  # fmt: skip
+
+    def flag_gpu_1(route: Route) -> None:
+        response = route.fetch()
+        body = response.json()
+        for gpu in body["gpus"]:
+            flagged = gpu["gpu_index"] == 1
+            gpu["idle"] = {"since_ts": since_s, "processes": holders} if flagged else None
+        route.fulfill(response=response, json=body)
+
+    page.route("**/api/v1/gpus", flag_gpu_1)
+    open_page(page, stack)
+    cards = page.locator(".gpu-card")
+    flagged = page.locator(".gpu-card[data-idle='true']")
+    flagged.wait_for()
+    assert flagged.count() == 1
+    assert flagged.get_attribute("data-gpu-uuid") == cards.nth(1).get_attribute("data-gpu-uuid")
+    assert flagged.locator(".idle-badge").is_visible()
+    assert flagged.locator(".idle-badge").inner_text() == "idle but allocated"
+    when = page.evaluate(
+        "(ms) => new Date(ms).toLocaleString(undefined, { month: 'short', day: 'numeric',"
+        " hour: '2-digit', minute: '2-digit' })",
+        since_s * 1000,
+    )
+    text = flagged.locator(".gpu-idle").inner_text()
+    assert text.startswith(f"Idle but allocated since {when} (")
+    assert text.endswith("held by <b>mallory</b> (python 4242), PID 99 (not visible)")
+    assert page.locator("#gpu-cards b").count() == 0
+    for i in (0, 2, 3):
+        assert not cards.nth(i).locator(".idle-badge").is_visible()
+    watch.assert_clean()
