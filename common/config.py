@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-SOURCES = ("nvml", "simulated")
+SOURCES = ("nvml", "simulated", "none")
 ZMQ_TRANSPORTS = ("tcp://", "ipc://", "inproc://")
 
 
@@ -40,6 +40,7 @@ class Config:
     host_name: str
     log_level: str
     sim_mig_gpus: tuple[int, ...] = ()
+    sim_idle_gpus: tuple[int, ...] = ()
     sim_process_names: tuple[str, ...] = ()
     proc_root: Path = Path("/proc")
     curve_secret_key_file: Path | None = None
@@ -172,7 +173,12 @@ def _label(text: str) -> str:
 
 # (variable, default, parser, help): the table that README's settings table mirrors.
 SETTINGS: tuple[tuple[str, str | None, Callable[[str], object], str], ...] = (
-    ("PCW_SOURCE", "nvml", _choice(SOURCES), "nvml: real GPUs; simulated: demo GPUs"),
+    (
+        "PCW_SOURCE",
+        "nvml",
+        _choice(SOURCES),
+        "nvml: real GPUs; simulated: demo GPUs; none: no local GPUs (a hub)",
+    ),
     ("PCW_SIM_GPUS", "2", _number(int, 1, 64), "number of simulated GPUs"),
     ("PCW_SIM_NAMES", "", _names, "';'-separated names for the simulated GPUs"),
     ("PCW_INTERVAL_S", "60", _number(float, 0.1, 86400), "seconds between ticks"),
@@ -187,6 +193,7 @@ SETTINGS: tuple[tuple[str, str | None, Callable[[str], object], str], ...] = (
     ("PCW_HOST_NAME", None, _non_empty, "host label on every reading"),
     ("PCW_LOG_LEVEL", "INFO", _choice(LOG_LEVELS), "log level"),
     ("PCW_SIM_MIG_GPUS", "", _indexes, "indexes of simulated GPUs in MIG mode"),
+    ("PCW_SIM_IDLE_GPUS", "", _indexes, "indexes of simulated GPUs held idle by a notebook"),
     (
         "PCW_SIM_PROCESS_NAMES",
         "",
@@ -255,6 +262,7 @@ def load_config(environ: Mapping[str, str]) -> Config:
         host_name=values["PCW_HOST_NAME"],
         log_level=values["PCW_LOG_LEVEL"],
         sim_mig_gpus=values["PCW_SIM_MIG_GPUS"],
+        sim_idle_gpus=values["PCW_SIM_IDLE_GPUS"],
         sim_process_names=values["PCW_SIM_PROCESS_NAMES"],
         proc_root=values["PCW_PROC_ROOT"],
         curve_secret_key_file=values["PCW_CURVE_SECRET_KEY_FILE"],

@@ -1,8 +1,11 @@
 """The container as users run it: build the image, bring up the `demo` service with compose.
 
-Checks what a user notices: the container turns healthy, the API lists the simulated GPUs, all
-three processes log to `docker logs`, `down` leaves the last tick in the database file on the
-host, and a second `up` keeps the history and goes on with it.
+Checks what a user notices: the container turns healthy, the API lists the simulated GPUs and
+the processes on them (read from the simulated source's own /proc tree by the unprivileged user),
+/metrics answers in dcgm-exporter's names, all three processes log to `docker logs`, `down`
+leaves the last tick in the database file on the host, and a second `up` keeps the history and
+goes on with it. With the same image, the `agent` service's settings refuse to publish in plain
+text on 0.0.0.0 without keys.
 
 Needs a Docker engine and compose (`docker compose` or `docker-compose`); skipped, with the reason,
 only where no engine answers. PCW_TEST_BASE_IMAGE names the image to build on (default: the
@@ -33,6 +36,7 @@ from tests.stack import REPO, free_port
 pytestmark = pytest.mark.docker
 
 SIM_GPUS = 2
+IDLE_GPU = 1  # held all the time by a simulated notebook process, so it always lists one
 DEMO_HOST_NAME = "pycudawatch-demo"  # the demo service's `hostname:`
 PROGRAMS = ("writer", "sampler", "web")
 BUILD_TIMEOUT_S = 900.0
@@ -99,6 +103,8 @@ class DemoProject:
         self.name = f"pcwtest{token}"
         self.image = f"pycudawatch-test:{token}"
         self.container = f"{self.name}-demo"
+        self.agent_container = f"{self.name}-agent"
+        (workdir / "keys").mkdir()
         self.port = free_port()
         # Not created here: like ./db on a fresh clone, Docker creates it, owned by root.
         self.db_dir = workdir / "db"
@@ -118,11 +124,19 @@ class DemoProject:
                             "environment": {
                                 "PCW_INTERVAL_S": "1",
                                 "PCW_SIM_GPUS": str(SIM_GPUS),
+                                "PCW_SIM_IDLE_GPUS": str(IDLE_GPU),
                                 "PUID": str(self.uid),
                                 "PGID": str(self.uid),
                             },
                             "healthcheck": {"interval": "1s"},
-                        }
+                        },
+                        # Only created (its GPU reservation cannot start here), to read its
+                        # settings; the keys folder is an empty one of the test's own.
+                        "agent": {
+                            "image": self.image,
+                            "container_name": self.agent_container,
+                            "volumes": [f"{workdir / 'keys'}:/app/keys:ro"],
+                        },
                     }
                 },
                 indent=2,
@@ -134,6 +148,7 @@ class DemoProject:
             "-f", str(REPO / "docker-compose.yml"),
             "-f", str(override),
             "--profile", "demo",
+            "--profile", "agent",
         ]  # fmt: skip
         env = {
             key: value
@@ -201,6 +216,33 @@ class DemoProject:
             time.sleep(0.2)
         pytest.fail(f"timed out waiting for {what}: {json.dumps(body)[-2000:]}")
 
+    def processes(self, gpu_uuid: str) -> list[dict]:
+        """Return /api/v1/processes of one GPU."""
+        return get_json(f"{self.url}/api/v1/processes?gpu={gpu_uuid}")["processes"]
+
+    def metrics(self) -> str:
+        """Return the /metrics text."""
+        with urllib.request.urlopen(self.url + "/metrics", timeout=5) as response:
+            return response.read().decode()
+
+    def agent_refusal(self) -> tuple[int, str]:
+        """Run the sampler with the `agent` service's settings; return (exit status, output).
+
+        The agent reserves the host's GPUs, which a machine without the NVIDIA runtime cannot
+        start, so compose only creates it; its command and environment, as compose resolved
+        them, then run in a plain container of the same image.
+        """
+        self("up", "--no-start", "--no-build", "agent")
+        created = json.loads(
+            run(["docker", "inspect", "--format", "{{json .Config}}", self.agent_container])
+        )
+        env_args = [arg for pair in created["Env"] for arg in ("-e", pair)]
+        done = subprocess.run(
+            ["docker", "run", "--rm", *env_args, self.image, *created["Cmd"]],
+            capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S, check=False,
+        )  # fmt: skip
+        return done.returncode, done.stdout + done.stderr
+
     def stored(self, workdir: Path) -> tuple[int, float, float]:
         """Return (ticks, first ts, last ts) stored in the file, read from a copy on the host."""
         copy_dir = workdir / f"copy-{uuid.uuid4().hex[:6]}"
@@ -263,6 +305,26 @@ def test_demo_container_keeps_its_history_across_down_and_up(
     )
     assert body["simulated"] is True
     assert {gpu["host"] for gpu in body["gpus"]} == {DEMO_HOST_NAME}
+    uuids = [gpu["gpu_uuid"] for gpu in body["gpus"]]
+
+    # Prometheus can scrape it: one utilization series per GPU, under dcgm-exporter's name.
+    util_lines = [
+        line for line in demo.metrics().splitlines() if line.startswith("DCGM_FI_DEV_GPU_UTIL{")
+    ]
+    assert sorted(uuid for uuid in uuids if any(f'UUID="{uuid}"' in x for x in util_lines)) == (
+        sorted(uuids)
+    ), util_lines
+    assert len(util_lines) == SIM_GPUS, util_lines
+
+    # Who holds the idle GPU: its process, named and owned, resolved as the container's
+    # unprivileged user from the simulated source's /proc tree.
+    deadline = time.monotonic() + 30
+    listed: list[dict] = []
+    while not any(p["visible"] and p["name"] and p["user"] for p in listed):
+        if time.monotonic() > deadline:
+            pytest.fail(f"no named process on GPU {IDLE_GPU}: {listed}\n{demo.logs()[-4000:]}")
+        time.sleep(0.5)
+        listed = demo.processes(uuids[IDLE_GPU])
 
     # supervisord calls a program running once it has stayed up for its startsecs (2 s).
     logs = demo.wait_logs([f"success: {name} entered RUNNING state" for name in PROGRAMS])
@@ -296,3 +358,10 @@ def test_demo_container_keeps_its_history_across_down_and_up(
     assert first_after == first_before
     assert last_after > last_before
     assert ticks_after > ticks_before
+
+    # The agent profile, as shipped (no keys, no PCW_ALLOW_PLAINTEXT), will not publish in
+    # plain text on 0.0.0.0, and says why.
+    status, output = demo.agent_refusal()
+    assert status == 2, output[-4000:]
+    assert "refusing to publish unencrypted on tcp://0.0.0.0:5556" in output, output[-4000:]
+    assert "PCW_ALLOW_PLAINTEXT=1" in output, output[-4000:]

@@ -111,11 +111,36 @@ class Sampler:
             self.tick(tick_ts)
 
 
+def wait_without_source(config: Config) -> int:
+    """Read and publish nothing (PCW_SOURCE=none, a hub); wait for SIGTERM or SIGINT; return 0.
+
+    Staying up, rather than exiting, keeps supervisord from restarting the program until it
+    gives up on it (FATAL); the hub's writer and web read the samplers of PCW_SUBSCRIBE.
+    """
+    stop = StopFlag()
+    stop.install()
+    poller = zmq.Poller()
+    stop.register(poller)
+    log.info(
+        "PCW_SOURCE=none: this host's GPUs are not read, nothing is published; "
+        "the writer and web read %s",
+        ", ".join(config.subscribe),
+    )
+    while not stop.stopping:
+        for polled, _ in poller.poll():
+            if stop.is_source(polled):
+                stop.drain()
+    log.info("sampler stopped (PCW_SOURCE=none)")
+    return 0
+
+
 def main() -> int:
     """Run the sampler; return the process exit status."""
     config = startup_config(os.environ, "sampler")
     if config is None:
         return 2
+    if config.source == "none":
+        return wait_without_source(config)
     try:
         keys = sampler_keys(config)
     except CurveSetupError as error:

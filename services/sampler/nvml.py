@@ -91,6 +91,7 @@ def load_nvml(config: Config) -> Any:
             host=config.host_name,
             names=config.sim_names,
             mig_gpus=config.sim_mig_gpus,
+            idle_gpus=config.sim_idle_gpus,
             process_names=config.sim_process_names,
             proc_tree=FakeProcTree() if config.proc_root == DEFAULT_PROC_ROOT else None,
         )

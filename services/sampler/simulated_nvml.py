@@ -15,9 +15,15 @@ another start time, 200 cycles later. Given a folder, it keeps a fake /proc tree
 processes (simulated_procfs) so that they resolve to names, users and containers.
 
 GPUs listed in `mig_gpus` are in MIG mode with three MIG devices (1g, 2g and 3g profiles in slots
-0, 1 and 3 of 7), each running its own job; utilization is not supported on a MIG device nor on
-its parent, and the parent's process lists need privileges the sampler does not have (its MIG
-devices answer instead), as for an unprivileged caller of real NVML.
+0, 1 and 3 of 7), each running its own job. Such a GPU is an A100 or H100, with their profile
+names and sizes, unless `names` names it (real L40S and GeForce cards have no MIG mode).
+Utilization is not supported on a MIG device nor on its parent, and the parent's process lists
+need privileges the sampler does not have (its MIG devices answer instead), as for an
+unprivileged caller of real NVML.
+
+GPUs listed in `idle_gpus` (and not in MIG mode) are idle but allocated: a notebook kernel that
+carol forgot holds a quarter of the memory, always with the same PID and start time, while
+utilization stays at 0%.
 
 Tests make it fail through `lose_gpu`, `fail_init`, `fail_metric`, `remove_function` and
 `restore`.
@@ -151,17 +157,27 @@ class GpuModel:
     mem_clock_mhz: int
     has_fan: bool
     mig_capable: bool = False
+    # (profile name, memory in MiB) of the 1g, 2g and 3g MIG profiles, as nvidia-smi lists them
+    mig_profiles: tuple[tuple[str, int], ...] = ()
 
 
 MODELS = (
     GpuModel("NVIDIA GeForce RTX 4090", 24564 * MIB, 450_000, 22_000, 2520, 10501, True),
-    GpuModel("NVIDIA H100 80GB HBM3", 81559 * MIB, 700_000, 70_000, 1980, 2619, False, True),
-    GpuModel("NVIDIA A100-SXM4-40GB", 40960 * MIB, 400_000, 55_000, 1410, 1215, False, True),
+    GpuModel(
+        "NVIDIA H100 80GB HBM3", 81559 * MIB, 700_000, 70_000, 1980, 2619, False, True,
+        (("1g.10gb", 9984), ("2g.20gb", 20096), ("3g.40gb", 40448)),
+    ),
+    GpuModel(
+        "NVIDIA A100-SXM4-40GB", 40960 * MIB, 400_000, 55_000, 1410, 1215, False, True,
+        (("1g.5gb", 4864), ("2g.10gb", 9984), ("3g.20gb", 20096)),
+    ),
     GpuModel("NVIDIA L40S", 46068 * MIB, 350_000, 35_000, 2520, 9001, False),
-)
+)  # fmt: skip
+MIG_MODELS = tuple(model for model in MODELS if model.mig_capable)
 
 MIG_SLOTS = 7  # nvmlDeviceGetMaxMigDeviceCount of an A100 or H100
-# (slot, compute slices, memory eighths): 1g, 2g and 3g profiles; slots 2, 4, 5 and 6 are empty
+# (slot, compute slices, memory eighths): 1g, 2g and 3g profiles; slots 2, 4, 5 and 6 are empty.
+# The eighths size the profiles of a model without its own sizes (a GPU named by hand).
 MIG_PROFILES = ((0, 1, 1), (1, 2, 2), (3, 3, 4))
 RESERVED_BYTES = 512 * MIB  # memory the v2 struct counts as reserved by the driver
 PID_BASE = 10_000
@@ -169,6 +185,10 @@ PID_REUSE_CYCLES = 200  # a GPU's PIDs come back after this many load cycles
 TRAIN_MODELS = ("resnet50", "llama-7b", "vit-b16", "bert-large")
 TRAIN_UIDS = (1001, 1002, 1003)  # alice, bob, carol in the fake passwd
 UNKNOWN_UID = 1004  # not in the fake passwd
+IDLE_UID = 1003  # carol's forgotten notebook holds the idle GPUs
+IDLE_MEMORY_FILL = 0.25  # the share of memory the notebook holds
+IDLE_PID_BASE = 9_000  # below PID_BASE: never one of the jobs' PIDs
+IDLE_STARTED_S = 1_600_000_000.0  # the notebook was started long ago (epoch s)
 
 
 @dataclass(frozen=True)
@@ -201,6 +221,7 @@ class _Device:
     energy_mj: float = 0.0
     energy_read_s: float | None = None
     mig_devices: list[_MigDevice] = field(default_factory=list)
+    idle: bool = False  # held by a forgotten notebook, never computing
 
 
 @dataclass
@@ -254,10 +275,12 @@ class SimulatedNvml:
         mig_gpus: tuple[int, ...] = (),
         process_names: tuple[str, ...] = (),
         proc_tree: FakeProcTree | None = None,
+        idle_gpus: tuple[int, ...] = (),
     ) -> None:
         """Simulate gpu_count GPUs; with proc_tree, keep a fake /proc for their processes.
 
-        process_names name the training job of each GPU by index (default "python train.py").
+        process_names name the training job of each GPU by index (default "python train.py");
+        idle_gpus are held idle by one notebook process (MIG mode takes precedence).
         """
         self._clock = clock
         self._lock = threading.Lock()
@@ -268,14 +291,23 @@ class SimulatedNvml:
         self._missing: set[str] = set()
         self._processes_at: dict[int, tuple[float, list[SimProcess]]] = {}
         self.proc_tree = proc_tree
-        self.devices = [self._make_device(i, host, names) for i in range(gpu_count)]
+        self.devices = [
+            self._make_device(i, host, names, mig=i in mig_gpus) for i in range(gpu_count)
+        ]
         for index in mig_gpus:
             if index < gpu_count:
                 self._enable_mig(self.devices[index])
+        for index in idle_gpus:
+            if index < gpu_count and not self.devices[index].mig_devices:
+                self.devices[index].idle = True
 
     @staticmethod
-    def _make_device(index: int, host: str, names: tuple[str, ...]) -> _Device:
+    def _make_device(index: int, host: str, names: tuple[str, ...], mig: bool) -> _Device:
+        """Make GPU index; in MIG mode, a MIG-capable model unless names names it."""
         model = MODELS[index % len(MODELS)]
+        named = index < len(names)
+        if mig and not named and not model.mig_capable:
+            model = MIG_MODELS[index % len(MIG_MODELS)]
         seed = _noise(f"{host}/{index}/seed", 0)
         return _Device(
             index=index,
@@ -289,17 +321,22 @@ class SimulatedNvml:
 
     @staticmethod
     def _enable_mig(device: _Device) -> None:
-        total_gb = device.model.mem_total_bytes / MIB / 1024
-        for slot, slices, eighths in MIG_PROFILES:
-            profile = f"{slices}g.{round(total_gb * eighths / 8)}gb"
+        total_bytes = device.model.mem_total_bytes
+        for position, (slot, slices, eighths) in enumerate(MIG_PROFILES):
+            if position < len(device.model.mig_profiles):
+                profile, mem_mib = device.model.mig_profiles[position]
+                mem_total_bytes = mem_mib * MIB
+            else:
+                mem_total_bytes = total_bytes * eighths // 8 // MIB * MIB
+                profile = f"{slices}g.{round(total_bytes / MIB / 1024 * eighths / 8)}gb"
             device.mig_devices.append(
                 _MigDevice(
                     parent=device,
                     slot=slot,
                     gpu_instance_id=slot + 1,
-                    name=f"{device.model.name} MIG {profile}",
+                    name=f"{device.name} MIG {profile}",
                     uuid="MIG-" + str(uuid.uuid5(uuid.NAMESPACE_DNS, f"{device.uuid}.mig{slot}")),
-                    mem_total_bytes=device.model.mem_total_bytes * eighths // 8 // MIB * MIB,
+                    mem_total_bytes=mem_total_bytes,
                 )
             )
 
@@ -517,6 +554,8 @@ class SimulatedNvml:
             return cached[1]
         if handle.mig_devices:
             found = [p for mig in handle.mig_devices if (p := self._mig_job(mig, now_s))]
+        elif handle.idle:
+            found = [self._notebook(handle)]
         else:
             found = self._jobs(handle, now_s)
         self._processes_at[handle.index] = (now_s, found)
@@ -613,6 +652,19 @@ class SimulatedNvml:
             )
         return jobs
 
+    def _notebook(self, device: _Device) -> SimProcess:
+        """Return the forgotten notebook kernel that holds an idle GPU's memory."""
+        kernel = f"/home/carol/.local/share/jupyter/runtime/kernel-{device.index}.json"
+        proc = FakeProcess(
+            pid=IDLE_PID_BASE + device.index,
+            name="python",
+            argv=("python", "-m", "ipykernel_launcher", "-f", kernel),
+            uid=IDLE_UID,
+            cgroup=f"0::/system.slice/docker-{self._container(f'{device.index}/notebook')}.scope\n",
+            start_ticks=int(IDLE_STARTED_S * 100),
+        )
+        return SimProcess(proc, "compute", self._in_use_bytes(device))
+
     def _mig_job(self, mig: _MigDevice, now_s: float) -> SimProcess | None:
         """Return the job running on a MIG device, if any (each runs on its own cycle)."""
         device = mig.parent
@@ -664,6 +716,8 @@ class SimulatedNvml:
 
     def _load(self, device: _Device, lag_s: float = 0.0) -> float:
         """Return the GPU's load from 0 to 1: ramp 10%, train 60% (with jitter), idle 30%."""
+        if device.idle:
+            return 0.0
         t_s = self._clock() - lag_s
         position = self._cycle(device, t_s)
         if position < 0.1:
@@ -677,6 +731,8 @@ class SimulatedNvml:
 
     def _memory_fill(self, device: _Device, shift_s: float = 0.0) -> float:
         """Return the share of memory in use: it fills in the ramp and is freed when idle."""
+        if device.idle:
+            return IDLE_MEMORY_FILL
         t_s = self._clock() + shift_s
         position = self._cycle(device, t_s)
         if position < 0.1:

@@ -55,6 +55,7 @@ class HealthInputs:
     websocket_clients: int
     internal_errors: int
     gpu_errors: tuple[GpuError, ...] = ()
+    stale_hosts: tuple[tuple[str, float | None], ...] = ()  # (host, last seen), by host
 
 
 def max_tick_age_s(interval_s: float) -> float:
@@ -107,7 +108,9 @@ def assess(inputs: HealthInputs) -> dict[str, Any]:
     """Return the /healthz body; its status is "ok" only when `problems` is empty.
 
     "down": no reading arrives (none yet, or the last is too old); "degraded": readings arrive
-    but something else is wrong (a GPU in error, the writer, the database).
+    but something else is wrong (a GPU in error, the writer, the database). Readings arrive
+    when the newest tick of any host is fresh: a hub whose other hosts went quiet stays "ok"
+    and lists them in "stale_hosts" (services/web/hosts.py's rule), which is not a problem.
     """
     problems: list[str] = []
     tick_age_s = None if inputs.last_tick_ts is None else inputs.now_s - inputs.last_tick_ts
@@ -157,6 +160,10 @@ def assess(inputs: HealthInputs) -> dict[str, Any]:
                 "since_ts": e.since_ts,
             }
             for e in inputs.gpu_errors
+        ],
+        "stale_hosts": [
+            {"host": host, "last_seen_ts": last_seen_ts}
+            for host, last_seen_ts in inputs.stale_hosts
         ],
         "problems": problems,
     }

@@ -21,7 +21,7 @@ MAX_HOST_CHARS = 253  # the same bound as a tick's host on the wire
 MAX_HOSTS = 1024
 
 HISTORY_PARAMETERS = ("gpu", "host", "from", "to", "points", "metric")
-_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d{1,3})?", re.ASCII)
+NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d{1,3})?", re.ASCII)
 _INTEGER = re.compile(r"\d{1,9}", re.ASCII)
 
 
@@ -49,7 +49,7 @@ def parse_history_query(query: MultiMapping[str], now_s: float) -> HistoryQuery:
     for name in query:
         if name not in HISTORY_PARAMETERS:
             raise ParamError(
-                f"unknown parameter {_shown(name)}; allowed: {', '.join(HISTORY_PARAMETERS)}"
+                f"unknown parameter {shown(name)}; allowed: {', '.join(HISTORY_PARAMETERS)}"
             )
     single = _single_values(query, ("from", "to", "points"))
     to_s = _epoch(single, "to", now_s)
@@ -63,7 +63,7 @@ def parse_history_query(query: MultiMapping[str], now_s: float) -> HistoryQuery:
         to_s=to_s,
         points=points,
         metrics=_metrics(query.getall("metric", [])),
-        hosts=_hosts(query.getall("host", [])),
+        hosts=parse_hosts(query.getall("host", [])),
     )
 
 
@@ -82,11 +82,11 @@ def _epoch(values: Mapping[str, str], name: str, default: float) -> float:
     text = values.get(name)
     if text is None:
         return default
-    if not _NUMBER.fullmatch(text):
-        raise ParamError(f"{name}={_shown(text)} is not a number of epoch seconds")
+    if not NUMBER.fullmatch(text):
+        raise ParamError(f"{name}={shown(text)} is not a number of epoch seconds")
     value = float(text)
     if not (math.isfinite(value) and 0 <= value <= MAX_EPOCH_S):
-        raise ParamError(f"{name}={_shown(text)} is not between 0 and {MAX_EPOCH_S:g} seconds")
+        raise ParamError(f"{name}={shown(text)} is not between 0 and {MAX_EPOCH_S:g} seconds")
     return value
 
 
@@ -95,7 +95,7 @@ def _points(values: Mapping[str, str]) -> int:
     if text is None:
         return DEFAULT_POINTS
     if not _INTEGER.fullmatch(text) or not 1 <= int(text) <= MAX_POINTS:
-        raise ParamError(f"points={_shown(text)} is not an integer from 1 to {MAX_POINTS}")
+        raise ParamError(f"points={shown(text)} is not an integer from 1 to {MAX_POINTS}")
     return int(text)
 
 
@@ -103,20 +103,27 @@ def _gpu_uuids(given: list[str]) -> tuple[str, ...]:
     if len(given) > MAX_GPUS:
         raise ParamError(f"gpu is given {len(given)} times; at most {MAX_GPUS}")
     for uuid in given:
-        if not uuid or len(uuid) > MAX_UUID_CHARS or not uuid.isprintable():
-            raise ParamError(
-                f"gpu={_shown(uuid)} is not a GPU UUID (1 to {MAX_UUID_CHARS} printable characters)"
-            )
+        check_gpu_uuid(uuid)
     return tuple(dict.fromkeys(given))
 
 
-def _hosts(given: list[str]) -> tuple[str, ...]:
+def check_gpu_uuid(uuid: str) -> str:
+    """Return uuid if it can be a GPU UUID, else raise ParamError."""
+    if not uuid or len(uuid) > MAX_UUID_CHARS or not uuid.isprintable():
+        raise ParamError(
+            f"gpu={shown(uuid)} is not a GPU UUID (1 to {MAX_UUID_CHARS} printable characters)"
+        )
+    return uuid
+
+
+def parse_hosts(given: list[str]) -> tuple[str, ...]:
+    """Return the host names asked for, each once, or raise ParamError for a bad one."""
     if len(given) > MAX_HOSTS:
         raise ParamError(f"host is given {len(given)} times; at most {MAX_HOSTS}")
     for host in given:
         if not host or len(host) > MAX_HOST_CHARS or not host.isprintable():
             raise ParamError(
-                f"host={_shown(host)} is not a host name"
+                f"host={shown(host)} is not a host name"
                 f" (1 to {MAX_HOST_CHARS} printable characters)"
             )
     return tuple(dict.fromkeys(given))
@@ -125,10 +132,10 @@ def _hosts(given: list[str]) -> tuple[str, ...]:
 def _metrics(given: list[str]) -> tuple[str, ...]:
     for name in given:
         if name not in METRIC_NAMES:
-            raise ParamError(f"metric={_shown(name)} is not one of {', '.join(METRIC_NAMES)}")
+            raise ParamError(f"metric={shown(name)} is not one of {', '.join(METRIC_NAMES)}")
     return tuple(name for name in METRIC_NAMES if name in given) if given else METRIC_NAMES
 
 
-def _shown(text: str, limit: int = 40) -> str:
+def shown(text: str, limit: int = 40) -> str:
     """Quote user text for an error message, cut to `limit` characters."""
     return repr(text if len(text) <= limit else text[:limit] + "...")

@@ -6,18 +6,21 @@ Every refusal is a ParamError naming the parameter and the rule, answered with 4
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 
 from multidict import MultiMapping
 
-from services.web.params import MAX_EPOCH_S, MAX_UUID_CHARS, ParamError
+from services.web.params import (
+    MAX_EPOCH_S,
+    NUMBER,
+    ParamError,
+    check_gpu_uuid,
+    parse_hosts,
+    shown,
+)
 from services.web.usage import USAGE_KEYS
 
 DEFAULT_USAGE_RANGE_S = 86400.0
-MAX_HOST_CHARS = 253
-MAX_HOSTS = 1024
-_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d{1,3})?", re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -36,10 +39,7 @@ def parse_processes_query(query: MultiMapping[str]) -> tuple[str, float | None]:
     uuid = _once(query, "gpu")
     if uuid is None:
         raise ParamError("gpu is required: the UUID of one GPU")
-    if not uuid or len(uuid) > MAX_UUID_CHARS or not uuid.isprintable():
-        raise ParamError(
-            f"gpu={_shown(uuid)} is not a GPU UUID (1 to {MAX_UUID_CHARS} printable characters)"
-        )
+    check_gpu_uuid(uuid)
     at = _once(query, "at")
     return uuid, None if at is None else _epoch("at", at)
 
@@ -50,7 +50,7 @@ def parse_usage_query(query: MultiMapping[str], now_s: float) -> RangeQuery:
     from_s, to_s = _range(query, now_s)
     by = _once(query, "by") or "user"
     if by not in USAGE_KEYS:
-        raise ParamError(f"by={_shown(by)} is not one of {', '.join(USAGE_KEYS)}")
+        raise ParamError(f"by={shown(by)} is not one of {', '.join(USAGE_KEYS)}")
     return RangeQuery(from_s, to_s, by=by)
 
 
@@ -58,16 +58,7 @@ def parse_energy_query(query: MultiMapping[str], now_s: float) -> RangeQuery:
     """Return the checked range and the hosts asked for (host may be repeated; none: all)."""
     _only(query, ("from", "to", "host"))
     from_s, to_s = _range(query, now_s)
-    hosts = query.getall("host", [])
-    if len(hosts) > MAX_HOSTS:
-        raise ParamError(f"host is given {len(hosts)} times; at most {MAX_HOSTS}")
-    for host in hosts:
-        if not host or len(host) > MAX_HOST_CHARS or not host.isprintable():
-            raise ParamError(
-                f"host={_shown(host)} is not a host name (1 to {MAX_HOST_CHARS} printable"
-                " characters)"
-            )
-    return RangeQuery(from_s, to_s, hosts=tuple(dict.fromkeys(hosts)))
+    return RangeQuery(from_s, to_s, hosts=parse_hosts(query.getall("host", [])))
 
 
 def _range(query: MultiMapping[str], now_s: float) -> tuple[float, float]:
@@ -84,7 +75,7 @@ def _range(query: MultiMapping[str], now_s: float) -> tuple[float, float]:
 def _only(query: MultiMapping[str], allowed: tuple[str, ...]) -> None:
     for name in query:
         if name not in allowed:
-            raise ParamError(f"unknown parameter {_shown(name)}; allowed: {', '.join(allowed)}")
+            raise ParamError(f"unknown parameter {shown(name)}; allowed: {', '.join(allowed)}")
 
 
 def _once(query: MultiMapping[str], name: str) -> str | None:
@@ -95,14 +86,9 @@ def _once(query: MultiMapping[str], name: str) -> str | None:
 
 
 def _epoch(name: str, text: str) -> float:
-    if not _NUMBER.fullmatch(text):
-        raise ParamError(f"{name}={_shown(text)} is not a number of epoch seconds")
+    if not NUMBER.fullmatch(text):
+        raise ParamError(f"{name}={shown(text)} is not a number of epoch seconds")
     value = float(text)
     if not (math.isfinite(value) and 0 <= value <= MAX_EPOCH_S):
-        raise ParamError(f"{name}={_shown(text)} is not between 0 and {MAX_EPOCH_S:g} seconds")
+        raise ParamError(f"{name}={shown(text)} is not between 0 and {MAX_EPOCH_S:g} seconds")
     return value
-
-
-def _shown(text: str, limit: int = 40) -> str:
-    """Quote user text for an error message, cut to `limit` characters."""
-    return repr(text if len(text) <= limit else text[:limit] + "...")

@@ -138,6 +138,7 @@ async def healthz(request: web.Request) -> web.Response:
             last_tick_ts, source = stored_ts, "db"
     now_s = time.time()
     gpus = merged_gpus(stored, feed.latest_ticks(), feed.error_run)
+    known_hosts = host_states(stored, feed.latest_ticks(), now_s, config.interval_s)
     body: dict[str, Any] = assess(
         HealthInputs(
             now_s=now_s,
@@ -151,6 +152,9 @@ async def healthz(request: web.Request) -> web.Response:
             websocket_clients=app[HUB].client_count,
             internal_errors=app[COUNTERS].internal_errors + feed.internal_errors,
             gpu_errors=current_gpu_errors(gpus, now_s, interval_s),
+            stale_hosts=tuple(
+                (state.host, state.last_seen_ts) for state in known_hosts.values() if state.stale
+            ),
         )
     )
     return json_reply(body, 200 if body["status"] == "ok" else 503)

@@ -30,6 +30,7 @@ from pathlib import Path
 from common.messages import GpuReading, Tick
 from services.sampler.nvml import GpuReader
 from services.sampler.simulated_nvml import MIB, MODELS, SimulatedNvml
+from services.sampler.simulated_procfs import FakeProcTree
 from services.sampler.ticks import build_tick
 from services.writer.store import Store, file_bytes
 
@@ -57,7 +58,10 @@ def host_ticks(
 ) -> Iterator[Tick]:
     """Yield `count` ticks of one simulated host read through the sampler's NVML reader."""
     clock = _SteppedClock()
-    reader = GpuReader(SimulatedNvml(gpus, host=host, clock=clock))
+    # Its own fake /proc, as the sampler keeps one: the made-up PIDs must not resolve against
+    # this machine's real processes (GpuReader resolves against the module's tree).
+    nvml = SimulatedNvml(gpus, host=host, clock=clock, proc_tree=FakeProcTree())
+    reader = GpuReader(nvml)
     reader.start()
     for seq in range(count):
         clock.now_s = first_ts + seq * interval_s

@@ -1,4 +1,4 @@
-"""Take the README's screenshot: the dashboard on the simulated demo, 4 GPUs (GPU 3 in MIG mode).
+"""Take the README's screenshot: the simulated demo's dashboard, 4 GPUs (one idle, one in MIG).
 
     python -m tests.browser.screenshot [--out docs/screenshot.png]
 
@@ -29,7 +29,9 @@ from tests.stack import REPO, Stack
 
 HOST = "gpu-node-1"
 GPU_COUNT = 4
-MIG_INDEX = 3
+MIG_INDEX = 3  # an A100 in MIG mode
+IDLE_INDEX = 1  # held idle by a forgotten notebook for the whole hour
+IDLE_AFTER_S = 600  # flagged after 10 minutes, so the picture shows the flag
 HISTORY_S = 3600
 HISTORY_INTERVAL_S = 10.0
 VIEWPORT = {"width": 1400, "height": 1000}
@@ -50,7 +52,14 @@ def write_history(db_path: Path, proc_folder: Path) -> int:
     """Store HISTORY_S seconds of simulated ticks ending now; return the ticks written."""
     clock = _SteppedClock()
     tree = FakeProcTree(proc_folder)
-    nvml = SimulatedNvml(GPU_COUNT, host=HOST, mig_gpus=(MIG_INDEX,), clock=clock, proc_tree=tree)
+    nvml = SimulatedNvml(
+        GPU_COUNT,
+        host=HOST,
+        mig_gpus=(MIG_INDEX,),
+        idle_gpus=(IDLE_INDEX,),
+        clock=clock,
+        proc_tree=tree,
+    )
     reader = GpuReader(nvml, resolver=ProcResolver(tree.proc_root))
     reader.start()
     last_s = (time.time() // HISTORY_INTERVAL_S) * HISTORY_INTERVAL_S - HISTORY_INTERVAL_S
@@ -76,6 +85,8 @@ def take(out: Path) -> None:
             "PCW_HOST_NAME": HOST,
             "PCW_SIM_GPUS": str(GPU_COUNT),
             "PCW_SIM_MIG_GPUS": str(MIG_INDEX),
+            "PCW_SIM_IDLE_GPUS": str(IDLE_INDEX),
+            "PCW_IDLE_AFTER_S": str(IDLE_AFTER_S),
             "PCW_INTERVAL_S": "2",
             "PCW_ENERGY_PRICE_PER_KWH": "0.30",
             "PCW_CURRENCY": "EUR",
@@ -94,6 +105,7 @@ def take(out: Path) -> None:
                 page.wait_for_selector(".gpu-card .process-table tbody tr")
                 page.wait_for_selector("#usage-table tbody tr")
                 page.wait_for_selector("#energy-gpus tbody tr")
+                page.wait_for_selector(".gpu-card[data-idle='true'] .idle-badge")
                 page.wait_for_function(
                     "() => Chart.getChart('chart-mem').data.datasets.every("
                     "(d) => d.data.filter((p) => p.y !== null).length > 100)"

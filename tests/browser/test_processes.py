@@ -1,7 +1,8 @@
 """The dashboard's processes, MIG instances, usage and energy, in a real headless Chromium.
 
-The stack runs 4 simulated GPUs at 1 s, GPU 3 in MIG mode, every training job named with HTML in
-it, and an energy price. Each test compares what the page shows with what the API answers.
+The stack runs 5 simulated GPUs at 1 s, GPU 3 in MIG mode, GPU 4 held idle by a forgotten
+notebook (flagged after 2 s), every training job named with HTML in it, and an energy price. Each
+test compares what the page shows with what the API answers.
 """
 
 from __future__ import annotations
@@ -9,19 +10,24 @@ from __future__ import annotations
 import json
 import urllib.request
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
+from zoneinfo import ZoneInfo
 
 import pytest
-from playwright.sync_api import Page, Route
+from playwright.sync_api import Browser, Page
 
-from tests.browser.test_dashboard import Watch
+from tests.browser.test_dashboard import VIEWPORT, Watch
 from tests.stack import Stack, wait_until
 
 pytestmark = pytest.mark.browser
 
-GPU_COUNT = 4
+GPU_COUNT = 5
 MIG_INDEX = 3
+IDLE_INDEX = 4
+IDLE_AFTER_S = 2.0
+BROWSER_TIME_ZONE = "Pacific/Chatham"  # UTC+12:45 or +13:45: unlike the machine's own
 HOSTILE_PROCESS = "<img src=x onerror=alert(1)>"
 PRICE_PER_KWH = "0.25"
 CURRENCY = "EUR"
@@ -50,6 +56,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         "PCW_SIM_GPUS": str(GPU_COUNT),
         "PCW_INTERVAL_S": "1",
         "PCW_SIM_MIG_GPUS": str(MIG_INDEX),
+        "PCW_SIM_IDLE_GPUS": str(IDLE_INDEX),
+        "PCW_IDLE_AFTER_S": str(IDLE_AFTER_S),
         "PCW_SIM_PROCESS_NAMES": ";".join([HOSTILE_PROCESS] * GPU_COUNT),
         "PCW_ENERGY_PRICE_PER_KWH": PRICE_PER_KWH,
         "PCW_CURRENCY": CURRENCY,
@@ -304,45 +312,85 @@ def test_a_mig_gpu_lists_its_instances_with_na_utilization(page: Page, stack: St
     watch.assert_clean()
 
 
+IDLE_CARDS_JS = """() => [...document.querySelectorAll('.gpu-card')].map((card) => {
+  const badge = card.querySelector('.idle-badge');
+  const note = card.querySelector('.gpu-idle');
+  return {
+    uuid: card.dataset.gpuUuid,
+    badge: badge.checkVisibility() ? badge.textContent : null,
+    note: note.checkVisibility() ? note.textContent : null,
+  };
+})"""
+
+
+def busy_gpu_indexes(answer: dict[str, Any]) -> list[int]:
+    """Return the GPUs of a /api/v1/gpus answer computing at or over the idle threshold now."""
+    return [
+        gpu["gpu_index"]
+        for gpu in answer["gpus"]
+        if (gpu["latest"] or {}).get("util_gpu_pct") is not None
+        and gpu["latest"]["util_gpu_pct"] >= answer["idle_util_pct"]
+    ]
+
+
+def browser_when(since_s: float) -> str:
+    """Return since_s as the page writes it in the browser's time zone (en-US)."""
+    zone = ZoneInfo(BROWSER_TIME_ZONE)
+    since = datetime.fromtimestamp(since_s, zone)
+    if since.date() == datetime.now(zone).date():
+        return f"{since:%I:%M:%S %p}"
+    return f"{since:%b} {since.day}, {since:%I:%M %p}"
+
+
 def test_an_idle_but_allocated_gpu_says_since_when_and_who_holds_it(
-    page: Page, stack: Stack, watch: Watch
+    browser: Browser, stack: Stack, watch: Watch
 ):
-    # Which simulated GPU is idle depends on the hour: flag GPU 1 in the API's answer instead.
-    since_s = 1_700_000_000.0
-    holders = [
-        {"pid": 4242, "kind": "compute", "used_mem_bytes": 2 * 1024**3, "visible": True,
-         "name": "python", "cmdline": "python train.py", "user": "<b>mallory</b>",
-         "container_id": None, "container_name": None},
-        {"pid": 99, "kind": "compute", "used_mem_bytes": None, "visible": False, "name": None,
-         "cmdline": None, "user": None, "container_id": None, "container_name": None},
-    ]  # fmt: skip
-
-    def flag_gpu_1(route: Route) -> None:
-        response = route.fetch()
-        body = response.json()
-        for gpu in body["gpus"]:
-            flagged = gpu["gpu_index"] == 1
-            gpu["idle"] = {"since_ts": since_s, "processes": holders} if flagged else None
-        route.fulfill(response=response, json=body)
-
-    page.route("**/api/v1/gpus", flag_gpu_1)
-    open_page(page, stack)
-    cards = page.locator(".gpu-card")
-    flagged = page.locator(".gpu-card[data-idle='true']")
-    flagged.wait_for()
-    assert flagged.count() == 1
-    assert flagged.get_attribute("data-gpu-uuid") == cards.nth(1).get_attribute("data-gpu-uuid")
-    assert flagged.locator(".idle-badge").is_visible()
-    assert flagged.locator(".idle-badge").inner_text() == "idle but allocated"
-    when = page.evaluate(
-        "(ms) => new Date(ms).toLocaleString(undefined, { month: 'short', day: 'numeric',"
-        " hour: '2-digit', minute: '2-digit' })",
-        since_s * 1000,
+    # The simulated training GPUs all rest at times (a few % of the day): wait for a busy one.
+    wait_until(
+        lambda: busy_gpu_indexes(api(stack, "/api/v1/gpus")), 600, "a busy simulated GPU", stack
     )
-    text = flagged.locator(".gpu-idle").inner_text()
-    assert text.startswith(f"Idle but allocated since {when} (")
-    assert text.endswith("held by <b>mallory</b> (python 4242), PID 99 (not visible)")
-    assert page.locator("#gpu-cards b").count() == 0
-    for i in (0, 2, 3):
-        assert not cards.nth(i).locator(".idle-badge").is_visible()
+    context = browser.new_context(viewport=VIEWPORT, locale="en-US", timezone_id=BROWSER_TIME_ZONE)
+    try:
+        page = context.new_page()
+        watch.attach(page)
+        with page.expect_response(lambda r: urlsplit(r.url).path == "/api/v1/gpus") as answer:
+            open_page(page, stack)
+        truth = answer.value.json()
+        cards = {card["uuid"]: card for card in page.evaluate(IDLE_CARDS_JS)}
+        assert page.evaluate("() => Intl.DateTimeFormat().resolvedOptions().timeZone") == (
+            BROWSER_TIME_ZONE
+        )
+    finally:
+        context.close()
+    assert truth["idle_after_s"] == IDLE_AFTER_S
+    gpus = {gpu["gpu_index"]: gpu for gpu in truth["gpus"]}
+    assert len(cards) == len(gpus) == GPU_COUNT
+
+    # The notebook's GPU: flagged since the notebook was first seen, and it names the notebook.
+    idle_gpu = gpus[IDLE_INDEX]
+    assert idle_gpu["latest"]["util_gpu_pct"] == 0
+    assert idle_gpu["idle"] is not None, idle_gpu
+    [notebook] = idle_gpu["processes"]
+    [holder] = idle_gpu["idle"]["processes"]
+    assert holder["pid"] == notebook["pid"]
+    assert (holder["user"], holder["name"]) == ("carol", "python")
+    assert "ipykernel_launcher" in holder["cmdline"]
+    since_s = idle_gpu["idle"]["since_ts"]
+    assert since_s == notebook["since_ts"]
+    card = cards[idle_gpu["gpu_uuid"]]
+    assert card["badge"] == "idle but allocated"
+    note = card["note"].replace("\u202f", " ").replace("\xa0", " ")
+    assert note.startswith(f"Idle but allocated since {browser_when(since_s)} ("), note
+    assert note.endswith(f", held by carol (python {holder['pid']})"), note
+
+    # Every other GPU the API does not flag shows no badge; one of them is busy computing.
+    busy = busy_gpu_indexes(truth)
+    assert busy, truth
+    for index, gpu in gpus.items():
+        if index == IDLE_INDEX:
+            continue
+        shown = cards[gpu["gpu_uuid"]]
+        assert (shown["badge"] is None) == (gpu["idle"] is None), (index, gpu["idle"])
+        if index in busy:
+            assert gpu["idle"] is None and shown["badge"] is None and shown["note"] is None
     watch.assert_clean()
