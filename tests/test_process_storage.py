@@ -6,6 +6,7 @@ import sqlite3
 from pathlib import Path
 
 import msgspec
+import pytest
 
 from common.messages import GpuProcess, GpuReading, Tick
 from common.schema import MIGRATIONS, SCHEMA_VERSION, _statements, migrate
@@ -215,8 +216,17 @@ def test_a_v3_file_with_data_migrates_and_keeps_its_readings_view(tmp_path):
     assert spans(path) == [(0, 7, "compute", at(2), at(2), GIB)]
 
 
-def _day_file(path: Path, with_processes: bool) -> int:
-    """Write a day of 1-minute ticks of one host with 8 GPUs, one long-running process on each."""
+def _wobbled_gib(base_gib: float, step: int, jitter_mib: int) -> float:
+    """Return base_gib moved by a value from -jitter_mib to +jitter_mib MiB that changes by step."""
+    return base_gib + (step % (2 * jitter_mib + 1) - jitter_mib) / 1024
+
+
+def _day_file(path: Path, with_processes: bool, jitter_mib: int = 0) -> int:
+    """Write a day of 1-minute ticks of one host with 8 GPUs, one long-running process on each.
+
+    jitter_mib: each tick, each process's memory moves by up to that many MiB around 20 GiB, as a
+    caching allocator's does.
+    """
     store = Store(path)
     batch = []
     for day_tick in fast_host_ticks("h", 8, T0, 1440, 60.0):
@@ -227,7 +237,7 @@ def _day_file(path: Path, with_processes: bool) -> int:
                     processes=[
                         proc(
                             1000 + gpu.index,
-                            20,
+                            _wobbled_gib(20, day_tick.seq * 7 + gpu.index, jitter_mib),
                             cmdline="python -m torch.distributed.run --nproc 8 train.py "
                             "--config configs/llama-7b.yaml --batch 64",
                             container_id="f" * 64,
@@ -251,12 +261,14 @@ def _day_file(path: Path, with_processes: bool) -> int:
     return file_bytes(path)
 
 
-def test_a_day_of_eight_long_running_processes_adds_under_a_fifth_to_the_file(tmp_path):
+@pytest.mark.parametrize("jitter_mib", [0, 30])
+def test_a_day_of_eight_long_running_processes_adds_under_a_fifth_to_the_file(tmp_path, jitter_mib):
     readings_only = _day_file(tmp_path / "readings.db", with_processes=False)
-    with_processes = _day_file(tmp_path / "processes.db", with_processes=True)
+    with_processes = _day_file(tmp_path / "processes.db", True, jitter_mib)
     growth = with_processes / readings_only - 1
     print(
-        f"readings alone {readings_only:,} bytes, with processes {with_processes:,} bytes:"
+        f"memory jitter {jitter_mib} MiB: readings alone {readings_only:,} bytes,"
+        f" with processes {with_processes:,} bytes:"
         f" +{100 * growth:.2f}%"
     )
     assert growth < 0.20

@@ -6,6 +6,10 @@ when the process is on it with the same kind and memory and the span's last tick
 tick: at most MAX_GAP_INTERVALS intervals before it. Anything else starts a new span, so a
 process that leaves and comes back, changes memory, or is missing from a tick gets a new one.
 
+"The same memory" means within MEM_TOLERANCE_BYTES of the span's first tick: an allocator that
+moves a few MiB up and down every tick would otherwise cost a row per tick, and the span's memory
+stays within that bound of every tick it covers (it never drifts: the bound is to the first tick).
+
 A tick whose process list is unknown (None: NVML could not say) adds nothing and ends nothing
 itself; the next known tick is then more than one interval after the spans' last ticks, so they
 end there and the unknown time is counted for nobody. The runs of ticks whose list was known are
@@ -27,6 +31,15 @@ from common.messages import GpuProcess
 from common.schema import KIND_CODES, LIST_KNOWN_PROC_ID
 
 MAX_GAP_INTERVALS = 1.5
+MEM_TOLERANCE_BYTES = 32 << 20  # 32 MiB
+
+
+def same_memory(span_bytes: int | None, tick_bytes: int | None) -> bool:
+    """Return whether a tick's memory may extend a span's: both unknown, or within the bound."""
+    if span_bytes is None or tick_bytes is None:
+        return span_bytes is tick_bytes
+    return abs(span_bytes - tick_bytes) <= MEM_TOLERANCE_BYTES
+
 
 SpanKey = tuple[int, int]  # (proc_id, kind code)
 Identity = tuple[int, bool, str | None, str | None, str | None, str | None, str | None]
@@ -139,7 +152,7 @@ class OpenSpans:
             span = state.spans.get(key)
             if (
                 span is not None
-                and span.used_mem_bytes == used_mem_bytes
+                and same_memory(span.used_mem_bytes, used_mem_bytes)
                 and 0 < ts - span.end_ts <= gap_s
             ):
                 span.end_ts = ts
@@ -175,13 +188,17 @@ def place(
     for span in around:
         if span.start_ts <= ts <= span.end_ts:
             return Placement("none")
-        if span.used_mem_bytes != used_mem_bytes:
+        if not same_memory(span.used_mem_bytes, used_mem_bytes):
             continue
         if 0 < ts - span.end_ts <= gap_s:
             before = span
         elif 0 < span.start_ts - ts <= gap_s:
             after = span
-    if before is not None and after is not None:
+    if (
+        before is not None
+        and after is not None
+        and before.used_mem_bytes == after.used_mem_bytes  # a join keeps before's memory
+    ):
         return Placement("join", before, after)
     if before is not None:
         return Placement("extend", before)
