@@ -212,9 +212,11 @@ def plaintext_refusal(config: Config, keys: SamplerKeys | None) -> str | None:
 class SamplerGate:
     """Decide which sampler keys the hub accepts: those of the NAME.key files in a folder.
 
-    A key not listed is looked up again in the folder (at most once per RELOAD_EVERY_S), so a
-    sampler whose certificate is copied there later is let in without restarting the hub. A
-    refused key is logged, at most once per REFUSED_LOG_EVERY_S for each key.
+    The folder is read again at a handshake (at most once per RELOAD_EVERY_S), so a sampler
+    whose certificate is copied there later is let in without restarting the hub, and one whose
+    certificate is removed or replaced is refused from its next connection on (a connection
+    already made stays up until it breaks). A refused key is logged, at most once per
+    REFUSED_LOG_EVERY_S for each key.
     """
 
     def __init__(self, folder: Path) -> None:
@@ -226,18 +228,18 @@ class SamplerGate:
 
     def callback(self, domain: str, key: bytes) -> bool:
         """Return whether the Z85 client key may connect (pyzmq's credentials provider)."""
-        if key in self.keys:
-            return True
         now = time.monotonic()
+        listed = key in self.keys
         if now - self._reloaded_at >= RELOAD_EVERY_S:
             self._reloaded_at = now
             try:
                 self.keys = accepted_keys(self.folder)
             except CurveSetupError as error:
                 log.error("cannot read the accepted sampler keys again: %s", error)
-            if key in self.keys:
+            if key in self.keys and not listed:
                 log.info("accepting sampler key %s, newly found in %s", key.decode(), self.folder)
-                return True
+        if key in self.keys:
+            return True
         self.refused += 1
         if now - self._logged_at.get(key, -REFUSED_LOG_EVERY_S) >= REFUSED_LOG_EVERY_S:
             if len(self._logged_at) > 1000:  # bounded: a flood of made-up keys

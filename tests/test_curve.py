@@ -14,7 +14,7 @@ import pytest
 import zmq
 import zmq.auth
 
-from services.curve import is_loopback_endpoint
+from services.curve import SamplerGate, is_loopback_endpoint
 from services.keygen import create_pair
 from tests.stack import REPO, Stack, free_port, stack_env, wait_until
 
@@ -155,6 +155,52 @@ def test_a_key_copied_to_the_folder_later_is_accepted_without_a_restart(
         shutil.copy(keys["rogue"], keys["accepted"])
         hub.wait_ticks(2, timeout_s=30)
         assert stored_hosts(hub) == {"late"}
+
+
+def test_a_key_removed_from_the_folder_is_refused_from_the_next_connection(
+    tmp_path: Path, keys: dict[str, Path]
+) -> None:
+    shutil.copy(keys["rogue"], keys["accepted"])  # listed at first
+    node_endpoint, rogue_endpoint = endpoint(), endpoint()
+    node = part(tmp_path, "node", node_env(keys, "node", node_endpoint, "node"), ("sampler",))
+    rogue = part(tmp_path, "rogue", node_env(keys, "rogue", rogue_endpoint, "rogue"), ("sampler",))
+    hub = part(tmp_path, "hub", hub_env(keys, f"{node_endpoint},{rogue_endpoint}"), ("writer",))
+    with node, rogue, hub:
+        wait_until(
+            lambda: stored_hosts(hub) == {"node", "rogue"}, START_TIMEOUT_S, "both hosts", hub
+        )
+        (keys["accepted"] / keys["rogue"].name).unlink()  # revoked
+        rogue.stop("sampler")
+        rogue.env["PCW_HOST_NAME"] = "revoked"
+        rogue.start("sampler")  # the hub connects again: a new handshake
+        rogue_key = zmq.auth.load_certificate(keys["rogue"])[0].decode()
+        wait_until(
+            lambda: f"public key {rogue_key} is not in" in hub.logs(),
+            START_TIMEOUT_S,
+            "the hub to refuse the revoked key",
+            hub,
+        )
+        before = hub.stored_ticks()
+        wait_until(lambda: hub.stored_ticks() >= before + 3, 30, "three more ticks", hub)
+        assert stored_hosts(hub) == {"node", "rogue"}
+
+
+def test_the_gate_follows_a_replaced_or_removed_certificate(
+    monkeypatch: pytest.MonkeyPatch, keys: dict[str, Path]
+) -> None:
+    monkeypatch.setattr("services.curve.RELOAD_EVERY_S", 0.0)
+    node_key = zmq.auth.load_certificate(keys["node"])[0]
+    rogue_key = zmq.auth.load_certificate(keys["rogue"])[0]
+    listed = keys["accepted"] / keys["node"].name
+    sampler_gate = SamplerGate(keys["accepted"])
+    assert sampler_gate.callback("", node_key)
+    assert not sampler_gate.callback("", rogue_key)
+    shutil.copy(keys["rogue"], listed)  # node.key now holds the rogue's public key
+    assert sampler_gate.callback("", rogue_key)
+    assert not sampler_gate.callback("", node_key)
+    listed.unlink()
+    assert not sampler_gate.callback("", rogue_key)
+    assert sampler_gate.refused == 3
 
 
 @pytest.mark.parametrize("address", ["0.0.0.0", "*", "192.0.2.1", "gpu-node-7"])

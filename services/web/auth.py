@@ -46,6 +46,7 @@ KEY_BYTES = 32
 MAX_N = 2**20
 MAX_R = 32
 MAX_P = 16
+MAX_SCRYPT_MEMORY_BYTES = 2**31 - 1  # the most hashlib.scrypt (OpenSSL) accepts as maxmem
 CACHE_SIZE = 128
 VERIFY_AT_ONCE = 2
 FAILURE_LOG_EVERY_S = 60.0
@@ -60,6 +61,10 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
+def _maxmem_bytes(n: int, r: int, p: int) -> int:
+    return 132 * r * (n + p) + 2**20  # what scrypt needs (128 * r * (n + p)) and a margin
+
+
 def _scrypt(password: str, salt: bytes, n: int, r: int, p: int, length: int) -> bytes:
     return hashlib.scrypt(
         password.encode("utf-8"),
@@ -67,7 +72,7 @@ def _scrypt(password: str, salt: bytes, n: int, r: int, p: int, length: int) -> 
         n=n,
         r=r,
         p=p,
-        maxmem=132 * r * (n + p) + 2**20,  # what scrypt needs (128 * r * (n + p)) and a margin
+        maxmem=_maxmem_bytes(n, r, p),
         dklen=length,
     )
 
@@ -103,6 +108,8 @@ class PasswordHash:
             raise ValueError("N, r and p must be integers, salt and key base64") from None
         if not (1 < n <= MAX_N and n & (n - 1) == 0 and 0 < r <= MAX_R and 0 < p <= MAX_P):
             raise ValueError(f"N must be a power of 2 up to {MAX_N}, r 1-{MAX_R}, p 1-{MAX_P}")
+        if _maxmem_bytes(n, r, p) > MAX_SCRYPT_MEMORY_BYTES:
+            raise ValueError("N x r is too large: scrypt would need over 2 GiB to check it")
         if not salt or len(key) < 16:
             raise ValueError("the salt is empty or the key shorter than 16 bytes")
         return cls(n, r, p, salt, key)
@@ -117,7 +124,7 @@ class PasswordHash:
 def load_users(path: Path) -> dict[str, PasswordHash]:
     """Read `user:hash` lines; raise AuthFileError naming the line of the first bad one."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a BOM would be part of the first user
     except (OSError, UnicodeDecodeError) as error:
         raise AuthFileError(f"PCW_AUTH_FILE={str(path)!r} cannot be read: {error}") from None
     users: dict[str, PasswordHash] = {}
@@ -147,7 +154,7 @@ def parse_basic(header: str) -> tuple[str, str] | None:
         return None
     try:
         text = base64.b64decode(token.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
+    except ValueError:  # binascii.Error, a token that is not ASCII, or text that is not UTF-8
         return None
     user, sep, password = text.partition(":")
     return (user, password) if sep else None

@@ -1,6 +1,7 @@
 """Summarise energy per GPU and per host over a range, in kWh with an optional cost (pure).
 
-Per GPU, the energy between each two consecutive readings inside the range comes from the
+Per GPU, the energy up to each reading inside the range, from the reading before it (which may
+be before the range, as the `energy` view's delta_j: consecutive ranges add up), comes from the
 energy counter (its increase; a decrease is a reset and the new value counts, being what was
 used since the reset), or, only where the counter is null, from the mean of the two power
 readings times the time between them, and then only where they are at most two intervals apart:

@@ -50,6 +50,17 @@ class ErrorRun:
     exact: bool
 
 
+def _follows(tick: Tick, current: Tick) -> bool:
+    """Return whether tick replaces current as its host's newest.
+
+    By the run's own count, not by time, so that a host's clock stepped back does not freeze its
+    live view; a new sampler run replaces the old one. Time only breaks a tie of count.
+    """
+    if tick.sampler_id != current.sampler_id:
+        return True
+    return tick.seq > current.seq or (tick.seq == current.seq and tick.ts >= current.ts)
+
+
 class LiveFeed:
     """Keep the newest tick of each host, and pass each tick's websocket message to on_message."""
 
@@ -59,8 +70,12 @@ class LiveFeed:
         *,
         log_every_s: float = MALFORMED_LOG_EVERY_S,
         restore_after_s: float = RESTORE_AFTER_S,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._on_message = on_message
+        self._clock = clock
+        # When each host's newest tick arrived, on this machine's clock (UTC epoch s).
+        self._received_s: dict[str, float] = {}
         self._log_every_s = log_every_s
         self._restore_after_s = restore_after_s
         self._latest: dict[str, Tick] = {}
@@ -77,6 +92,13 @@ class LiveFeed:
     def latest_ticks(self) -> list[Tick]:
         """Return the newest tick of each host, sorted by host."""
         return [self._latest[host] for host in sorted(self._latest)]
+
+    def received_s(self) -> dict[str, float]:
+        """Return when each host's newest tick arrived here (UTC epoch s, this machine's clock).
+
+        A host's own clock may be off: its age is judged by this, not by its ticks' times.
+        """
+        return dict(self._received_s)
 
     def newest_tick(self) -> Tick | None:
         """Return the newest tick of any host, or None before the first one."""
@@ -103,10 +125,11 @@ class LiveFeed:
             return False
         tick_json = tick_to_json(tick).decode()
         current = self._latest.get(tick.host)
-        if current is None or tick.ts >= current.ts:
+        if current is None or _follows(tick, current):
             self._follow_errors(tick, current)
             self._latest[tick.host] = tick
             self._latest_json[tick.host] = tick_json
+            self._received_s[tick.host] = self._clock()
         self.received_ticks += 1
         self._on_message(f'{{"type":"tick","tick":{tick_json}}}')
         return True

@@ -9,13 +9,15 @@ than stale_after_s(interval_s) = max(3 x interval_s, interval_s + 10 s), interva
 host's own sampling interval as its newest tick states it. Three missed ticks, so one late tick
 never flags a host; and at least 10 s beyond the interval, so that on short intervals the
 writer's flush and a small clock difference between the host and the hub never flag one either.
-Tick times are the host's own clock: the hosts' clocks must be kept in sync (NTP), as for any
-timestamps compared across machines.
+While a host's newest tick is the live feed's, its age is how long ago that tick arrived here, on
+the hub's own clock, so a host whose clock is off is not called stale while it ticks. A host known
+only from the file is judged by its tick time, the only time there is (the hosts' clocks should
+be kept in sync by NTP: tick times are shown and stored as the host stated them).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,13 +67,17 @@ def host_states(
     ticks: Iterable[Tick],
     now_s: float,
     default_interval_s: float,
+    received_s: Mapping[str, float] | None = None,
 ) -> dict[str, HostState]:
     """Return every host of the file and the live feed by name, each marked stale or not.
 
     The interval is that of the host's newest tick: the live tick's, else the one the writer
     stored with the GPU seen last; default_interval_s (this process's own setting) only for a
-    file written before intervals were stored.
+    file written before intervals were stored. received_s: when each host's live tick arrived
+    (LiveFeed.received_s), which judges the age of a host whose newest tick is the live one.
     """
+    received_s = received_s or {}
+    live_ts: dict[str, float] = {}
     hosts: dict[str, HostState] = {}
     for item in stored:
         gpu = item.gpu
@@ -85,8 +91,13 @@ def host_states(
         state.gpu_uuids.update(reading.uuid for reading in tick.gpus)
         if state.last_seen_ts is None or tick.ts >= state.last_seen_ts:
             state.last_seen_ts, state.interval_s = tick.ts, tick.interval_s
+            live_ts[tick.host] = tick.ts
     for state in hosts.values():
-        state.stale = is_stale(state.last_seen_ts, state.interval_s, now_s)
+        arrived_s = received_s.get(state.host)
+        if arrived_s is not None and live_ts.get(state.host) == state.last_seen_ts:
+            state.stale = is_stale(arrived_s, state.interval_s, now_s)
+        else:
+            state.stale = is_stale(state.last_seen_ts, state.interval_s, now_s)
     return dict(sorted(hosts.items()))
 
 

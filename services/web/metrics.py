@@ -245,7 +245,12 @@ class PipelineCollector(Collector):
         """Yield every family for one scrape."""
         now_s = self._clock()
         ticks = self._feed.latest_ticks()
-        fresh = [tick for tick in ticks if now_s - tick.ts <= max_tick_age_s(tick.interval_s)]
+        received_s = self._feed.received_s()  # judged on this clock: a host's may be off
+        fresh = [
+            tick
+            for tick in ticks
+            if now_s - received_s.get(tick.host, tick.ts) <= max_tick_age_s(tick.interval_s)
+        ]
         yield from dcgm_families(fresh)
         yield from pipeline_families(
             ticks,

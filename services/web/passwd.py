@@ -36,8 +36,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("user", help="the user name (no ':')")
     args = parser.parse_args(argv)
     user = args.user
-    if not user or ":" in user or not user.isprintable() or user != user.strip():
-        sys.stderr.write(f"pycudawatch-passwd: {user!r} is not a user name (no ':' or spaces)\n")
+    bad = not user or ":" in user or not user.isprintable() or user != user.strip()
+    if bad or user.startswith("#"):  # PCW_AUTH_FILE skips a line that starts with '#'
+        sys.stderr.write(
+            f"pycudawatch-passwd: {user!r} is not a user name (no ':', spaces or leading '#')\n"
+        )
         return EXIT_FAILED
     password = read_password()
     if password is None:

@@ -52,7 +52,7 @@ async def gpus(request: web.Request) -> web.Response:
     stored = await request.app[STORE].gpus_with_latest()
     ticks = feed.latest_ticks()
     listed = merged_gpus(stored, ticks, feed.error_run)
-    mark_gpus(listed, host_states(stored, ticks, time.time(), config.interval_s))
+    mark_gpus(listed, host_states(stored, ticks, time.time(), config.interval_s, feed.received_s()))
     idle = await request.app[STORE].call(idle_job(config.idle_util_pct), [])
     add_gpu_extras(listed, idle, ticks, config.idle_util_pct, config.idle_after_s)
     return json_reply(
@@ -70,7 +70,9 @@ async def hosts(request: web.Request) -> web.Response:
     """Answer every host of the file and the live feed: when last seen, and whether stale."""
     config, feed = request.app[CONFIG], request.app[FEED]
     stored = await request.app[STORE].gpus_with_latest()
-    states = host_states(stored, feed.latest_ticks(), time.time(), config.interval_s)
+    states = host_states(
+        stored, feed.latest_ticks(), time.time(), config.interval_s, feed.received_s()
+    )
     return json_reply({"hosts": [state.to_json() for state in states.values()]})
 
 
@@ -138,7 +140,9 @@ async def healthz(request: web.Request) -> web.Response:
             last_tick_ts, source = stored_ts, "db"
     now_s = time.time()
     gpus = merged_gpus(stored, feed.latest_ticks(), feed.error_run)
-    known_hosts = host_states(stored, feed.latest_ticks(), now_s, config.interval_s)
+    known_hosts = host_states(
+        stored, feed.latest_ticks(), now_s, config.interval_s, feed.received_s()
+    )
     body: dict[str, Any] = assess(
         HealthInputs(
             now_s=now_s,

@@ -116,6 +116,7 @@ async def test_websocket_without_credentials_is_refused(client):
         "Basic " + base64.b64encode(f"bob:{PASSWORD}".encode()).decode(),  # unknown user
         "Basic " + base64.b64encode(USER.encode()).decode(),  # no ':'
         "Basic !!!not-base64!!!",
+        "Basic dXNlcjpwYXNz\u00e9",  # not ASCII: the token is not base64, never a 500
         "Bearer " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode(),
         "",
     ],
@@ -175,7 +176,11 @@ def test_passwd_prints_a_line_that_verifies_and_salts_each_time(user_line):
 
 @pytest.mark.parametrize(
     ("user", "password", "why"),
-    [("bob:x", "long enough pw", "not a user name"), ("bob", "short", "at least 8")],
+    [
+        ("bob:x", "long enough pw", "not a user name"),
+        ("#bob", "long enough pw", "not a user name"),  # its line would be a comment
+        ("bob", "short", "at least 8"),
+    ],
 )
 def test_passwd_refuses_bad_input(user, password, why):
     result = passwd(user, password)
@@ -192,6 +197,8 @@ def test_passwd_refuses_bad_input(user, password, why):
         ("alice\n", "line 1: not a user:hash line"),
         ("alice:plaintext-password\n", "line 1: not a scrypt"),
         ("alice:scrypt$3$8$1$c2FsdA==$AAAAAAAAAAAAAAAAAAAAAA==\n", "power of 2"),
+        # within each bound, but a check would need 2.2 GB, which hashlib refuses at sign-in
+        ("alice:scrypt$1048576$16$1$c2FsdA==$AAAAAAAAAAAAAAAAAAAAAA==\n", "over 2 GiB"),
     ],
 )
 def test_bad_auth_files_are_refused_naming_the_line(tmp_path, text, why):
@@ -199,6 +206,14 @@ def test_bad_auth_files_are_refused_naming_the_line(tmp_path, text, why):
     path.write_text(text)
     with pytest.raises(AuthFileError, match=why):
         load_users(path)
+
+
+def test_an_auth_file_saved_with_a_byte_order_mark_signs_its_first_user_in(tmp_path, user_line):
+    path = tmp_path / "users.txt"
+    path.write_text(user_line, encoding="utf-8-sig")  # as Windows Notepad saves it
+    users = load_users(path)
+    assert list(users) == [USER]
+    assert users[USER].matches(PASSWORD)
 
 
 def test_web_process_with_a_bad_auth_file_exits_2_in_one_line(tmp_path):

@@ -8,6 +8,7 @@ import msgspec
 import pytest
 
 from services.web.app import create_app
+from services.web.feed import LiveFeed
 from services.web.hosts import host_states, is_stale, mark_gpus, stale_after_s
 from services.web.keys import FEED
 from services.web.store import GpuLatest, GpuRow
@@ -73,6 +74,32 @@ def test_host_states_take_the_newest_of_file_and_live_feed_and_its_interval():
         "gpu_count": 3,
     }
     assert (c.last_seen_ts, c.interval_s, c.stale) == (now_s - 500, 100.0, True)
+
+
+def test_a_live_host_is_judged_by_when_its_tick_arrived_not_by_its_own_clock():
+    now_s = 10_000.0
+    behind = make_tick("slow-clock", ts=now_s - 3600)  # its clock is an hour behind
+    quiet = make_tick("quiet", ts=now_s - 3600)  # its clock is right: it stopped an hour ago
+    arrived = {"slow-clock": now_s - 1.0, "quiet": now_s - 3600}
+
+    states = host_states([], [behind, quiet], now_s, 60.0, received_s=arrived)
+
+    assert states["slow-clock"].stale is False
+    assert states["slow-clock"].last_seen_ts == now_s - 3600  # shown as the host stated it
+    assert states["quiet"].stale is True
+
+
+def test_a_hosts_newer_tick_replaces_its_live_one_even_when_its_clock_stepped_back():
+    clock = [100.0]
+    feed = LiveFeed(on_message=lambda _message: None, clock=lambda: clock[0])
+    feed.handle(make_tick("a", seq=5, ts=T0 + 400).to_frames())
+    clock[0] = 160.0
+    feed.handle(make_tick("a", seq=6, ts=T0 + 340).to_frames())  # NTP stepped its clock back
+
+    assert [(tick.seq, tick.ts) for tick in feed.latest_ticks()] == [(6, T0 + 340)]
+    assert feed.received_s() == {"a": 160.0}
+    feed.handle(make_tick("a", seq=4, ts=T0 + 500).to_frames())  # an older tick of the run
+    assert feed.latest_ticks()[0].seq == 6
 
 
 def test_mark_gpus_keeps_every_gpu_of_a_stale_host_with_its_last_seen_time():
