@@ -12,6 +12,8 @@
  *                                 buckets, so a page left open for days keeps about as many
  *                                 points as one history answer
  * An endpoint the server does not have (404) leaves its part of the page saying so; the rest works.
+ * Polls never overlap: one still waiting for a slow server makes the next one skip. A 401 (the
+ * sign-in was revoked) shows a "signed out" notice until a request is accepted again.
  * Times are UTC epoch seconds on the wire and are shown in the browser's time zone.
  * Text from the machine (GPU, host, process and user names, command lines, errors) only ever goes
  * through textContent, title attributes or Chart.js labels drawn on a canvas, never through HTML
@@ -39,6 +41,7 @@
   const STALE_INTERVALS = 3;
   const POLL_MS = 15000; // idle flags and host staleness come from the server this often
   const USAGE_REFRESH_MS = 60000;
+  const FETCH_TIMEOUT_MS = 120000; // a request the server never answers does not stop the polls
   const USAGE_BY = { user: 'User', process: 'Process', container: 'Container' };
   const ENERGY_SOURCES = {
     counter: 'energy counter',
@@ -72,6 +75,7 @@
     idleUtilPct: null,
     idleAfterS: null,
     usageGen: 0,
+    tablesMissed: false, // a usage and energy refresh was skipped while the page was hidden
     energyGen: 0,
     pointGen: 0,
     historyByHost: true, // false once the server refused history's host parameter
@@ -132,6 +136,11 @@
 
   function serverNowS() {
     return Date.now() / 1000 + state.clockOffsetS;
+  }
+
+  /** Set a node's text only when it differs: an alert re-set every tick is re-announced. */
+  function putText(node, text) {
+    if (node.textContent !== text) node.textContent = text;
   }
 
   function element(tag, className, text) {
@@ -281,7 +290,7 @@
   function setHostError(host, message) {
     const entry = ensureHost(host);
     entry.alert.hidden = !message;
-    entry.alert.textContent = message ? `Reading this host failed: ${message}` : '';
+    putText(entry.alert, message ? `Reading this host failed: ${message}` : '');
   }
 
   function metricBlock(label, valueClass, columnClass) {
@@ -423,8 +432,8 @@
   function sinceCell(since) {
     if (!since || !isNumber(since.sinceS)) return cell('—', 'process-since na');
     const ms = since.sinceS * 1000;
-    const age = `running for ${formatDuration(Math.max(0, serverNowS() - since.sinceS))}`;
-    if (since.exact) return cell(formatWhen(ms), 'process-since', `${formatFull(ms)}, ${age}`);
+    // No "running for" here: a table left unchanged for days would keep an age long wrong.
+    if (since.exact) return cell(formatWhen(ms), 'process-since', `running since ${formatFull(ms)}`);
     return cell(`≤ ${formatWhen(ms)}`, 'process-since',
       `Already running when this page first saw it, at ${formatFull(ms)}`);
   }
@@ -510,11 +519,26 @@
     if (!gpu.sinceAsked && [...next.values()].some((since) => !since.exact)) fetchSince(gpu);
   }
 
+  /**
+   * Return what a process row shows, as text: a list from the API carries fields a tick's does not
+   * (since_ts), and memory moves by bytes that the row rounds away, so neither redraws the rows.
+   */
+  function processShown(proc, since) {
+    return [
+      proc.pid, proc.visible === true, proc.kind, proc.user, proc.name, proc.cmdline,
+      proc.container_id, proc.container_name,
+      isNumber(proc.used_mem_bytes) ? memoryText(proc.used_mem_bytes, null) : null,
+      since ? since.sinceS : null, since ? since.exact : null,
+    ];
+  }
+
   function renderProcesses(gpu) {
     const els = gpu.els.processes;
     const processes = gpu.processes;
     if (!Array.isArray(processes)) return;
-    const signature = JSON.stringify([processes, [...gpu.since]]);
+    // The local day is part of it: "Since" shows a bare time for today, and a date after.
+    const shown = processes.map((proc) => processShown(proc, gpu.since.get(proc.pid)));
+    const signature = JSON.stringify([new Date().toDateString(), shown]);
     if (signature === els.signature) return;
     els.signature = signature;
     els.count.textContent = processes.length ? `(${processes.length})` : '';
@@ -564,7 +588,10 @@
     const mig = gpu.els.mig;
     const devices = list.filter((device) => device && typeof device === 'object')
       .sort((a, b) => (Number(a.index) || 0) - (Number(b.index) || 0));
-    const signature = JSON.stringify(devices);
+    const signature = JSON.stringify(devices.map((device) => [
+      device.uuid, device.index, device.name, memoryText(device.mem_used_bytes, device.mem_total_bytes),
+      withUnit(device.util_gpu_pct, '%', 0),
+    ]));
     if (signature === mig.signature) return;
     mig.signature = signature;
     mig.block.hidden = devices.length === 0;
@@ -651,7 +678,7 @@
   }
 
   function setText(node, text) {
-    node.textContent = text;
+    putText(node, text);
     node.classList.toggle('na', text === 'n/a');
   }
 
@@ -705,9 +732,9 @@
     setText(els.clocks, clocksText(reading.sm_clock_mhz, reading.mem_clock_mhz));
     els.pstate.textContent = isNumber(reading.pstate) ? `P${reading.pstate}` : 'P n/a';
     els.error.hidden = !gpu.error;
-    els.error.textContent = gpu.error
+    putText(els.error, gpu.error
       ? `Reading this GPU failed since ${formatFull(gpu.errorSinceS * 1000)}: ${gpu.error}`
-      : '';
+      : '');
     els.card.dataset.ts = String(tsS);
     els.updated.textContent = `updated ${formatClock(tsS * 1000)}`;
     els.updated.title = formatFull(tsS * 1000);
@@ -738,6 +765,7 @@
   function refreshStale() {
     for (const gpu of state.gpus.values()) {
       if (gpu.lastTs !== null) refreshCardState(gpu);
+      renderProcesses(gpu); // a no-op unless the local day changed under a silent host
     }
     for (const host of state.hosts.keys()) refreshHostState(host);
   }
@@ -1131,7 +1159,11 @@
   }
 
   async function fetchJson(url, signal) {
-    const response = await fetch(url, { signal, headers: { Accept: 'application/json' } });
+    const response = await fetch(url, {
+      signal: signal ?? AbortSignal.timeout(FETCH_TIMEOUT_MS), headers: { Accept: 'application/json' },
+    });
+    // 401: the sign-in this page was opened with is no longer accepted (password changed).
+    document.getElementById('auth-alert').hidden = response.status !== 401;
     let body = null;
     try {
       body = await response.json();
@@ -1296,9 +1328,21 @@
     refreshStale();
   }
 
-  async function pollServer() {
-    await Promise.all([loadGpus(true), loadHosts()]);
+  /** Return fn wrapped so that a call made while the last one still runs is skipped, not piled. */
+  function oneAtATime(fn) {
+    let running = false;
+    return async () => {
+      if (running) return;
+      running = true;
+      try {
+        await fn();
+      } finally {
+        running = false;
+      }
+    };
   }
+
+  const pollServer = oneAtATime(() => Promise.all([loadGpus(true), loadHosts()]));
 
   // ---------------------------------------------------------------- processes at a chart point
 
@@ -1532,9 +1576,14 @@
   }
 
   function loadRangeTables() {
-    loadUsage();
-    loadEnergy();
+    return Promise.all([loadUsage(), loadEnergy()]);
   }
+
+  /** Refresh usage and energy (range queries) while the page is seen; once on return if missed. */
+  const refreshRangeTables = oneAtATime(() => {
+    state.tablesMissed = document.hidden;
+    return document.hidden ? null : loadRangeTables();
+  });
 
   // ---------------------------------------------------------------- live feed
 
@@ -1742,7 +1791,10 @@
     window.setInterval(refreshStale, 5000);
     window.setInterval(queueRender, 10000); // slide the window even when no tick comes
     window.setInterval(pollServer, POLL_MS);
-    window.setInterval(loadRangeTables, USAGE_REFRESH_MS);
+    window.setInterval(refreshRangeTables, USAGE_REFRESH_MS);
+    document.addEventListener('visibilitychange', () => {
+      if (!document.hidden && state.tablesMissed) refreshRangeTables();
+    });
     loadHosts();
     await loadGpus(false);
     loadRangeTables();
