@@ -10,6 +10,9 @@ errored reading is not idle: it says nothing) and the GPU holds memory:
 
 A GPU is flagged when its newest readings have been idle-and-allocated without a break for at
 least PCW_IDLE_AFTER_S, measured from the first reading of that run (since_ts) to the newest.
+
+The run is found walking back from the newest reading (run_since) or, from a remembered start,
+walking forward over the readings that came since (run_since_after); both give the same answer.
 """
 
 from __future__ import annotations
@@ -86,6 +89,27 @@ def run_since(
         ):
             break
         since_ts = reading.ts
+    return since_ts
+
+
+def run_since_after(
+    since_ts: float | None,
+    oldest_first: Iterable[Reading],
+    util_pct: float,
+    known: Coverage,
+    held: Coverage,
+) -> float | None:
+    """Return where the run stands after the readings that follow a run begun at since_ts.
+
+    The same answer as run_since over all the readings, walked forward from a known start:
+    since_ts None means no run was going on before them.
+    """
+    for reading in oldest_first:
+        if is_idle_allocated(reading, util_pct, known.holds(reading.ts), held.holds(reading.ts)):
+            if since_ts is None:
+                since_ts = reading.ts
+        else:
+            since_ts = None
     return since_ts
 
 

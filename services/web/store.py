@@ -10,12 +10,13 @@ answer, and the file is opened on the first call after it appears.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import math
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +33,7 @@ from common.schema import (
     schema_version,
 )
 from services.web.energy import GpuEnergy, integrate
-from services.web.idle import Coverage, Reading, run_since
+from services.web.idle import Coverage, Reading, run_since, run_since_after
 from services.web.usage import UsageSpan
 
 logger = logging.getLogger(__name__)
@@ -230,6 +231,7 @@ class Store:
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self._closing = False
+        self._idle_runs = IdleRuns()
 
     @property
     def db_path(self) -> Path:
@@ -265,6 +267,11 @@ class Store:
             )
 
         return await self.call(job, HistoryRows([], list(gpu_uuids), list(hosts)))
+
+    async def idle(self, util_pct: float) -> list[GpuIdle]:
+        """Return each GPU's newest process list and idle-and-allocated run start ([] before
+        the file exists); each GPU's run goes on from where the previous call left it."""
+        return await self.call(idle_job(util_pct, self._idle_runs), [])
 
     def file_bytes(self) -> int | None:
         """Return the size in bytes of the file and its -wal, or None when there is no file."""
@@ -418,11 +425,13 @@ LIST_KNOWN_SQL = (
     "SELECT 1 FROM proc_spans WHERE gpu_id = ?1 AND end_ts >= ?2 AND start_ts <= ?2"
     f" AND proc_id = {LIST_KNOWN_PROC_ID} LIMIT 1"
 )
+# By the end index (the unary + keeps the primary key out): at the newest tick, the dashboard's
+# every poll, only the spans still open are read, not the GPU's whole history of starts.
 PROCESSES_AT_SQL = (
     "SELECT s.proc_id, s.kind, s.used_mem_bytes, i.pid, i.visible, i.name, i.cmdline, i.user,"
     " i.container_id, i.container_name FROM proc_spans AS s"
     " JOIN proc_identities AS i ON i.proc_id = s.proc_id"
-    " WHERE s.gpu_id = ?1 AND s.end_ts >= ?2 AND s.start_ts <= ?2"
+    " WHERE s.gpu_id = ?1 AND s.end_ts >= ?2 AND +s.start_ts <= ?2"
     f" AND s.proc_id != {LIST_KNOWN_PROC_ID} ORDER BY i.pid, s.kind"
 )
 # Walks the GPU's spans back from ts (key order); the caller stops at the first break.
@@ -438,6 +447,11 @@ USAGE_KEY_SQL = {
 ENERGY_READINGS_SQL = (
     "SELECT ts, energy_j, power_w FROM samples WHERE gpu_id = ? AND ts >= ? AND ts < ? ORDER BY ts"
 )
+# The reading before the range: the pair it makes with the range's first reading is the range's.
+ENERGY_BEFORE_SQL = (
+    "SELECT ts, energy_j, power_w FROM samples WHERE gpu_id = ? AND ts < ? ORDER BY ts DESC LIMIT 1"
+)
+IDLE_FIRST_SQL = "SELECT ts FROM samples WHERE gpu_id = ? ORDER BY ts LIMIT 1"
 IDLE_LATEST_SQL = (
     "SELECT ts, util_gpu_pct, mem_used_bytes, mem_total_bytes, error FROM samples"
     " WHERE gpu_id = ? ORDER BY ts DESC LIMIT 1"
@@ -454,6 +468,36 @@ RUN_READINGS_SQL = (
 )
 RUN_SPANS_SQL = "SELECT proc_id, start_ts, end_ts, used_mem_bytes FROM proc_spans"
 RUN_SPANS_SQL += " WHERE gpu_id = ? AND end_ts >= ?"
+# The same three, up to a time (?3): where the run stood at a settled reading.
+# Looked at from ?4 on only (see MAX_RUN_READINGS).
+LOW_UTIL_SINCE_UPTO_SQL = (
+    "SELECT MIN(ts) FROM samples WHERE gpu_id = ?1 AND ts <= ?3 AND ts >= ?4 AND ts > COALESCE("
+    "(SELECT ts FROM samples WHERE gpu_id = ?1 AND ts <= ?3 AND ts >= ?4 AND (util_gpu_pct IS NULL"
+    " OR util_gpu_pct >= ?2 OR error IS NOT NULL) ORDER BY ts DESC LIMIT 1), -1)"
+)
+# A run is walked back over at most MAX_RUN_READINGS readings (about 70 days at 60 s, 28 hours at
+# 1 s), so that the walk stays well inside the query time limit; a run longer than that is shown
+# as idle since the oldest of them, which is then a lower bound of its length.
+MAX_RUN_READINGS = 100_000
+LOOKBACK_FLOOR_SQL = (
+    "SELECT ts FROM samples WHERE gpu_id = ? AND ts <= ? ORDER BY ts DESC LIMIT 1 OFFSET ?"
+)
+RUN_READINGS_UPTO_SQL = (
+    "SELECT ts, util_gpu_pct, mem_used_bytes, mem_total_bytes, error FROM samples"
+    " WHERE gpu_id = ? AND ts >= ? AND ts <= ? ORDER BY ts DESC"
+)
+# The readings after a settled time, oldest first, and the spans that can cover them (by the end
+# index: spans still open at that time, never the GPU's history).
+READINGS_AFTER_SQL = (
+    "SELECT ts, util_gpu_pct, mem_used_bytes, mem_total_bytes, error FROM samples"
+    " WHERE gpu_id = ? AND ts > ? ORDER BY ts"
+)
+SPANS_AFTER_SQL = "SELECT proc_id, start_ts, end_ts, used_mem_bytes FROM proc_spans"
+SPANS_AFTER_SQL += " WHERE gpu_id = ? AND end_ts > ?"
+IDLE_REFRESH_S = 600.0  # a remembered run is recomputed in full this often (replayed ticks)
+# Readings this close to the newest are re-read on every call: a new tick extends a span over at
+# most spans.MAX_GAP_INTERVALS (1.5) intervals, so it can turn an older reading's list known.
+IDLE_SETTLE_INTERVALS = 2.0
 KIND_NAMES = {code: name for name, code in KIND_CODES.items()}
 
 
@@ -563,8 +607,10 @@ def usage_job(
 def energy_job(
     from_s: float, to_s: float, hosts: Sequence[str]
 ) -> Callable[[sqlite3.Connection], list[GpuEnergy]]:
-    """Return a job reading each GPU's energy between its readings inside [from_s, to_s).
+    """Return a job reading each GPU's energy up to each of its readings inside [from_s, to_s).
 
+    Each reading in the range counts the energy since the reading before it, which may be
+    before from_s (as the `energy` view's delta_j): consecutive ranges add up to their union.
     GPUs with a reading in the range, of the given hosts (all hosts when none is given).
     """
 
@@ -575,8 +621,9 @@ def energy_job(
                 continue
             if gpu.last_ts < from_s or gpu.first_ts >= to_s:
                 continue
+            before = conn.execute(ENERGY_BEFORE_SQL, (gpu.gpu_id, from_s)).fetchall()
             rows = conn.execute(ENERGY_READINGS_SQL, (gpu.gpu_id, from_s, to_s))
-            sums = integrate(rows, _interval_s(gpu))
+            sums = integrate(itertools.chain(before, rows), _interval_s(gpu))
             answer.append(
                 GpuEnergy(
                     gpu.host,
@@ -603,16 +650,108 @@ def known_hosts_job() -> Callable[[sqlite3.Connection], set[str]]:
     return job
 
 
-def idle_job(util_pct: float) -> Callable[[sqlite3.Connection], list[GpuIdle]]:
+@dataclass(frozen=True)
+class IdleMark:
+    """Where a GPU's idle-and-allocated run stood at settled_ts, remembered between calls.
+
+    since_ts: the run's first reading's ts among the readings up to settled_ts (None: no run
+    there). The rest says which file state it was read from (first_ts, latest_ts: the GPU's
+    first and newest reading then); made_s is time.monotonic seconds.
+    """
+
+    gpu_id: int
+    first_ts: float
+    interval_s: float | None
+    util_pct: float
+    latest_ts: float
+    settled_ts: float
+    since_ts: float | None
+    made_s: float
+
+
+class IdleRuns:
+    """Remember each GPU's idle run at a settled reading, so that a call reads only newer ones.
+
+    Shared by the worker threads, hence the lock. A mark is dropped (the run recomputed in full)
+    when it is refresh_s old, so that replayed older ticks are taken in, or when the file moved
+    under it: the GPU's first reading changed (a purge, an older replay), its newest went back.
+    The first reading is read from `samples`, as a purge leaves the GPU's first_ts in `gpus`.
+    """
+
+    def __init__(
+        self, refresh_s: float = IDLE_REFRESH_S, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._refresh_s = refresh_s
+        self._clock = clock
+        self._marks: dict[str, IdleMark] = {}
+        self._lock = threading.Lock()
+
+    def now_s(self) -> float:
+        """Return the clock's time (monotonic seconds)."""
+        return self._clock()
+
+    def get(
+        self, gpu: GpuRow, util_pct: float, first_ts: float, latest_ts: float
+    ) -> IdleMark | None:
+        """Return the GPU's mark if it still holds for the file as it is now, else None."""
+        with self._lock:
+            mark = self._marks.get(gpu.gpu_uuid)
+        if mark is None:
+            return None
+        if (
+            mark.gpu_id != gpu.gpu_id
+            or mark.first_ts != first_ts
+            or mark.interval_s != gpu.interval_s
+            or mark.util_pct != util_pct
+            or latest_ts < mark.latest_ts
+            or self._clock() - mark.made_s >= self._refresh_s
+        ):
+            return None
+        return mark
+
+    def put(self, gpu_uuid: str, mark: IdleMark) -> None:
+        """Remember a mark, unless one of a newer reading is there already."""
+        with self._lock:
+            held = self._marks.get(gpu_uuid)
+            if held is None or mark.latest_ts >= held.latest_ts or mark.made_s > held.made_s:
+                self._marks[gpu_uuid] = mark
+
+
+def idle_job(
+    util_pct: float, runs: IdleRuns | None = None
+) -> Callable[[sqlite3.Connection], list[GpuIdle]]:
     """Return a job reading, per GPU, its newest process list and idle-and-allocated run start.
 
     run_since_ts is None unless the newest reading is idle-and-allocated (services/web/idle.py).
+    With runs, each GPU's run goes on from where the last call left it (only the newer readings
+    are read); without, it is found walking back over the whole run.
     """
 
     def job(conn: sqlite3.Connection) -> list[GpuIdle]:
-        return [_gpu_idle(conn, gpu, util_pct) for gpu in _read_gpus(conn)]
+        if runs is None:
+            return [_gpu_idle(conn, gpu, util_pct) for gpu in _read_gpus(conn)]
+        return [_gpu_idle_from_mark(conn, gpu, util_pct, runs) for gpu in _read_gpus(conn)]
 
     return job
+
+
+def _low_util(reading: Reading, util_pct: float) -> bool:
+    return (
+        reading.error is None
+        and reading.util_gpu_pct is not None
+        and reading.util_gpu_pct < util_pct
+    )
+
+
+def _coverages(rows: Iterable[tuple[int, float, float, int | None]]) -> tuple[Coverage, Coverage]:
+    """Return the (list known, memory held) coverages of span rows (proc_id, start, end, used)."""
+    known, held = [], []
+    for proc_id, start_ts, end_ts, used in rows:
+        if proc_id == LIST_KNOWN_PROC_ID:
+            known.append((start_ts, end_ts))
+        elif used != 0:
+            held.append((start_ts, end_ts))
+    return Coverage(known), Coverage(held)
 
 
 def _gpu_idle(conn: sqlite3.Connection, gpu: GpuRow, util_pct: float) -> GpuIdle:
@@ -620,17 +759,85 @@ def _gpu_idle(conn: sqlite3.Connection, gpu: GpuRow, util_pct: float) -> GpuIdle
     if latest is None:
         return GpuIdle(gpu, ProcessList(gpu, None, None), None)
     processes = _process_list(conn, gpu, latest[0])
-    reading = Reading(*latest)
-    if reading.error is not None or reading.util_gpu_pct is None:
-        return GpuIdle(gpu, processes, None)
-    if reading.util_gpu_pct >= util_pct:
+    if not _low_util(Reading(*latest), util_pct):
         return GpuIdle(gpu, processes, None)
     (low_since_ts,) = conn.execute(LOW_UTIL_SINCE_SQL, (gpu.gpu_id, util_pct)).fetchone()
-    known, held = [], []
-    for proc_id, start_ts, end_ts, used in conn.execute(RUN_SPANS_SQL, (gpu.gpu_id, low_since_ts)):
-        if proc_id == LIST_KNOWN_PROC_ID:
-            known.append((start_ts, end_ts))
-        elif used != 0:
-            held.append((start_ts, end_ts))
+    known, held = _coverages(conn.execute(RUN_SPANS_SQL, (gpu.gpu_id, low_since_ts)))
     readings = (Reading(*row) for row in conn.execute(RUN_READINGS_SQL, (gpu.gpu_id, low_since_ts)))
-    return GpuIdle(gpu, processes, run_since(readings, util_pct, Coverage(known), Coverage(held)))
+    return GpuIdle(gpu, processes, run_since(readings, util_pct, known, held))
+
+
+def _since_up_to(
+    conn: sqlite3.Connection, gpu: GpuRow, util_pct: float, up_to_ts: float
+) -> float | None:
+    """Return the idle-and-allocated run's start among the readings up to up_to_ts."""
+    floor = conn.execute(
+        LOOKBACK_FLOOR_SQL, (gpu.gpu_id, up_to_ts, MAX_RUN_READINGS - 1)
+    ).fetchone()
+    floor_ts = -1.0 if floor is None else floor[0]
+    (low_since_ts,) = conn.execute(
+        LOW_UTIL_SINCE_UPTO_SQL, (gpu.gpu_id, util_pct, up_to_ts, floor_ts)
+    ).fetchone()
+    if low_since_ts is None:
+        return None
+    known, held = _coverages(conn.execute(RUN_SPANS_SQL, (gpu.gpu_id, low_since_ts)))
+    rows = conn.execute(RUN_READINGS_UPTO_SQL, (gpu.gpu_id, low_since_ts, up_to_ts))
+    return run_since((Reading(*row) for row in rows), util_pct, known, held)
+
+
+def _gpu_idle_from_mark(
+    conn: sqlite3.Connection, gpu: GpuRow, util_pct: float, runs: IdleRuns
+) -> GpuIdle:
+    """Answer as _gpu_idle does, reading only the readings after the GPU's remembered mark."""
+    latest = conn.execute(IDLE_LATEST_SQL, (gpu.gpu_id,)).fetchone()
+    if latest is None:
+        return GpuIdle(gpu, ProcessList(gpu, None, None), None)
+    latest_ts = latest[0]
+    (first_ts,) = conn.execute(IDLE_FIRST_SQL, (gpu.gpu_id,)).fetchone()
+    processes = _process_list(conn, gpu, latest_ts)
+    mark = runs.get(gpu, util_pct, first_ts, latest_ts)
+    made_s = runs.now_s() if mark is None else mark.made_s
+    if not _low_util(Reading(*latest), util_pct):
+        # A utilization break holds whatever the spans say: nothing before it counts any more.
+        if mark is None or mark.settled_ts < latest_ts:
+            runs.put(
+                gpu.gpu_uuid,
+                IdleMark(
+                    gpu.gpu_id,
+                    first_ts,
+                    gpu.interval_s,
+                    util_pct,
+                    latest_ts,
+                    latest_ts,
+                    None,
+                    made_s,
+                ),
+            )
+        return GpuIdle(gpu, processes, None)
+    settle_ts = latest_ts - IDLE_SETTLE_INTERVALS * _interval_s(gpu)
+    if mark is None:
+        settled_ts = settle_ts
+        since_ts = _since_up_to(conn, gpu, util_pct, settled_ts)
+    else:
+        settled_ts, since_ts = mark.settled_ts, mark.since_ts
+    known, held = _coverages(conn.execute(SPANS_AFTER_SQL, (gpu.gpu_id, settled_ts)))
+    newer = [Reading(*row) for row in conn.execute(READINGS_AFTER_SQL, (gpu.gpu_id, settled_ts))]
+    settling = [reading for reading in newer if reading.ts <= settle_ts]
+    since_ts = run_since_after(since_ts, settling, util_pct, known, held)
+    if settle_ts > settled_ts:
+        settled_ts = settle_ts
+    runs.put(
+        gpu.gpu_uuid,
+        IdleMark(
+            gpu.gpu_id,
+            first_ts,
+            gpu.interval_s,
+            util_pct,
+            latest_ts,
+            settled_ts,
+            since_ts,
+            made_s,
+        ),
+    )
+    rest = newer[len(settling) :]
+    return GpuIdle(gpu, processes, run_since_after(since_ts, rest, util_pct, known, held))

@@ -20,7 +20,7 @@ from services.web.keys import CONFIG, COUNTERS, FEED, HUB, STORE
 from services.web.listing import live_identities, merged_gpus, stored_identity
 from services.web.params import ParamError, parse_history_query
 from services.web.replies import error_reply, json_reply
-from services.web.store import GpuLatest, StoreError, idle_job
+from services.web.store import GpuLatest, StoreError
 
 PACKAGE = "pycudawatch"
 
@@ -53,7 +53,7 @@ async def gpus(request: web.Request) -> web.Response:
     ticks = feed.latest_ticks()
     listed = merged_gpus(stored, ticks, feed.error_run)
     mark_gpus(listed, host_states(stored, ticks, time.time(), config.interval_s, feed.received_s()))
-    idle = await request.app[STORE].call(idle_job(config.idle_util_pct), [])
+    idle = await request.app[STORE].idle(config.idle_util_pct)
     add_gpu_extras(listed, idle, ticks, config.idle_util_pct, config.idle_after_s)
     return json_reply(
         {

@@ -69,9 +69,11 @@ _SPAN_WHERE = "WHERE gpu_id = ? AND start_ts = ? AND proc_id = ? AND kind = ?"
 _SET_SPAN_END = f"UPDATE proc_spans SET end_ts = ? {_SPAN_WHERE}"
 _SET_SPAN_START = f"UPDATE proc_spans SET start_ts = ? {_SPAN_WHERE}"
 _DELETE_SPAN = f"DELETE FROM proc_spans {_SPAN_WHERE}"
+# By the end index (the unary + keeps the primary key out): a replayed tick, most often a recent
+# one, reads the spans that end after it, not the GPU's whole history of starts before it.
 _NEAR_SPANS = (
     f"SELECT {_SPAN_COLUMNS} FROM proc_spans WHERE gpu_id = ? AND proc_id = ? AND kind = ?"
-    " AND end_ts >= ? AND start_ts <= ?"
+    " AND end_ts >= ? AND +start_ts <= ?"
 )
 _GPU_LATEST_SPAN_TS = "SELECT max(end_ts) FROM proc_spans WHERE gpu_id = ?"
 _OPEN_SPANS = f"SELECT {_SPAN_COLUMNS} FROM proc_spans WHERE gpu_id = ? AND end_ts >= ?"

@@ -13,6 +13,7 @@ import pytest
 
 from common.messages import GpuProcess, GpuReading, Tick
 from services.web.app import create_app
+from services.web.store import PROCESSES_AT_SQL
 from services.writer.store import Store
 from tests.web.conftest import make_config
 
@@ -187,6 +188,47 @@ async def test_bad_usage_parameters_are_refused(usage_client, query):
     assert (await get_json(usage_client, f"/api/v1/usage?{query}", 400))["error"]
 
 
+def _steps_of_the_newest_process_list(path: Path, ticks: int) -> int:
+    """Write ticks of a GPU whose process changes memory every tick; count the VM steps of
+    reading its process list at the newest tick."""
+    write(
+        path,
+        [
+            host_tick(
+                "alpha",
+                k,
+                [
+                    GpuReading(
+                        index=0,
+                        uuid="GPU-0",
+                        name="H100",
+                        processes=[proc(1, 1 + k, "alice", "train")],
+                    )
+                ],
+            )
+            for k in range(ticks)
+        ],
+    )
+    conn = sqlite3.connect(path)
+    steps = [0]
+
+    def count() -> int:
+        steps[0] += 1
+        return 0
+
+    conn.set_progress_handler(count, 1)
+    rows = conn.execute(PROCESSES_AT_SQL, (1, at(ticks - 1))).fetchall()
+    conn.close()
+    assert [row[2] for row in rows] == [ticks * GIB]
+    return steps[0]
+
+
+def test_the_newest_process_list_does_not_read_the_gpus_whole_history(tmp_path):
+    short = _steps_of_the_newest_process_list(tmp_path / "short", 20)
+    long = _steps_of_the_newest_process_list(tmp_path / "long", 2000)  # 2000 ended spans
+    assert long < 2 * short
+
+
 def test_the_processes_view_is_queryable(tmp_path):
     path = tmp_path / "db"
     write(path, usage_ticks())
@@ -261,12 +303,36 @@ async def test_energy_per_gpu_and_host_with_resets_gaps_and_power(energy_client)
     assert body["total_cost"] == pytest.approx(38700 / 3.6e6 * 0.5)
 
 
-async def test_energy_counts_only_pairs_of_readings_inside_the_range(energy_client):
+async def test_energy_counts_the_energy_up_to_each_reading_inside_the_range(energy_client):
     body = await get_json(energy_client, f"/api/v1/energy?from={at(1)}&to={at(4)}&host=alpha")
     gpus = {g["gpu_uuid"]: g for g in body["gpus"]}
     assert set(gpus) == {"E0", "E1"}
-    assert gpus["E0"]["kwh"] == pytest.approx(1500 / 3.6e6)  # 500 (reset) + 1000
-    assert gpus["E1"]["kwh"] == pytest.approx(12000 / 3.6e6)
+    # readings 1, 2, 3, each against the one before it (reading 0 is before the range)
+    assert gpus["E0"]["kwh"] == pytest.approx(7500 / 3.6e6)  # 6000 + 500 (reset) + 1000
+    assert gpus["E1"]["kwh"] == pytest.approx(21000 / 3.6e6)  # 150 x 60 + 200 x 60
+
+
+async def test_energy_of_consecutive_ranges_adds_up_to_their_union_and_the_view(
+    energy_client, tmp_path
+):
+    async def kwh(from_k: float, to_k: float) -> dict[str, float | None]:
+        body = await get_json(energy_client, f"/api/v1/energy?from={at(from_k)}&to={at(to_k)}")
+        return {g["gpu_uuid"]: g["kwh"] for g in body["gpus"]}
+
+    whole, first, second = await kwh(0, 7), await kwh(0, 3), await kwh(3, 7)
+    assert second["E1"] is None  # its one reading there is after a gap: power says nothing
+    for uuid in ("E0", "E1"):  # a bill per range must not lose the energy across its edges
+        assert (first[uuid] or 0.0) + (second[uuid] or 0.0) == pytest.approx(whole[uuid])
+    conn = sqlite3.connect(tmp_path / "db")
+    view = dict(
+        conn.execute(
+            "SELECT gpu_uuid, sum(delta_j) FROM energy WHERE ts >= ? AND ts < ? GROUP BY gpu_uuid",
+            (at(3), at(7)),
+        ).fetchall()
+    )
+    conn.close()
+    assert second["E0"] == pytest.approx(view["E0"] / 3.6e6)
+    assert view["E1"] is None
 
 
 async def test_energy_without_a_price_has_no_cost(aiohttp_client, tmp_path):
