@@ -31,7 +31,13 @@ COUNT_TABLE_REDRAWS_JS = """() => {
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    env = {"PCW_SIM_GPUS": str(GPU_COUNT), "PCW_INTERVAL_S": "1"}
+    # Every GPU held by a notebook: each card has a process row whatever the time of day (the
+    # simulated training jobs come and go with their GPU's load cycle).
+    env = {
+        "PCW_SIM_GPUS": str(GPU_COUNT),
+        "PCW_INTERVAL_S": "1",
+        "PCW_SIM_IDLE_GPUS": ",".join(str(index) for index in range(GPU_COUNT)),
+    }
     with Stack(tmp_path_factory.mktemp("stack"), env, supervised=False) as running:
         running.wait_web()
         running.wait_ticks(3)
