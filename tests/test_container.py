@@ -225,6 +225,12 @@ class DemoProject:
         with urllib.request.urlopen(self.url + "/metrics", timeout=5) as response:
             return response.read().decode()
 
+    def util_lines(self) -> list[str]:
+        """Return the DCGM_FI_DEV_GPU_UTIL lines of /metrics."""
+        return [
+            line for line in self.metrics().splitlines() if line.startswith("DCGM_FI_DEV_GPU_UTIL{")
+        ]
+
     def agent_refusal(self) -> tuple[int, str]:
         """Run the sampler with the `agent` service's settings; return (exit status, output).
 
@@ -307,10 +313,14 @@ def test_demo_container_keeps_its_history_across_down_and_up(
     assert {gpu["host"] for gpu in body["gpus"]} == {DEMO_HOST_NAME}
     uuids = [gpu["gpu_uuid"] for gpu in body["gpus"]]
 
-    # Prometheus can scrape it: one utilization series per GPU, under dcgm-exporter's name.
-    util_lines = [
-        line for line in demo.metrics().splitlines() if line.startswith("DCGM_FI_DEV_GPU_UTIL{")
-    ]
+    # Prometheus can scrape it: one utilization series per GPU, under dcgm-exporter's name. The
+    # metrics come from the web's live feed, which may not have its first tick yet (the API and
+    # /healthz above can answer from the file).
+    deadline = time.monotonic() + 30
+    while not (util_lines := demo.util_lines()):
+        if time.monotonic() > deadline:
+            pytest.fail(f"no DCGM_FI_DEV_GPU_UTIL line in /metrics\n{demo.logs()[-4000:]}")
+        time.sleep(0.5)
     assert sorted(uuid for uuid in uuids if any(f'UUID="{uuid}"' in x for x in util_lines)) == (
         sorted(uuids)
     ), util_lines
