@@ -80,8 +80,11 @@ def _single_values(query: MultiMapping[str], names: tuple[str, ...]) -> dict[str
 
 def _epoch(values: Mapping[str, str], name: str, default: float) -> float:
     text = values.get(name)
-    if text is None:
-        return default
+    return default if text is None else parse_epoch(name, text)
+
+
+def parse_epoch(name: str, text: str) -> float:
+    """Return the epoch seconds of parameter `name`, or raise ParamError saying what is allowed."""
     if not NUMBER.fullmatch(text):
         raise ParamError(f"{name}={shown(text)} is not a number of epoch seconds")
     value = float(text)

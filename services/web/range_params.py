@@ -5,16 +5,14 @@ Every refusal is a ParamError naming the parameter and the rule, answered with 4
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 from multidict import MultiMapping
 
 from services.web.params import (
-    MAX_EPOCH_S,
-    NUMBER,
     ParamError,
     check_gpu_uuid,
+    parse_epoch,
     parse_hosts,
     shown,
 )
@@ -41,7 +39,7 @@ def parse_processes_query(query: MultiMapping[str]) -> tuple[str, float | None]:
         raise ParamError("gpu is required: the UUID of one GPU")
     check_gpu_uuid(uuid)
     at = _once(query, "at")
-    return uuid, None if at is None else _epoch("at", at)
+    return uuid, None if at is None else parse_epoch("at", at)
 
 
 def parse_usage_query(query: MultiMapping[str], now_s: float) -> RangeQuery:
@@ -64,9 +62,9 @@ def parse_energy_query(query: MultiMapping[str], now_s: float) -> RangeQuery:
 def _range(query: MultiMapping[str], now_s: float) -> tuple[float, float]:
     """Return (from_s, to_s): `to` defaults to now_s, `from` to a day before `to`."""
     to_text, from_text = _once(query, "to"), _once(query, "from")
-    to_s = now_s if to_text is None else _epoch("to", to_text)
+    to_s = now_s if to_text is None else parse_epoch("to", to_text)
     default_from_s = max(0.0, to_s - DEFAULT_USAGE_RANGE_S)
-    from_s = default_from_s if from_text is None else _epoch("from", from_text)
+    from_s = default_from_s if from_text is None else parse_epoch("from", from_text)
     if from_s >= to_s:
         raise ParamError(f"from ({from_s:g}) must be before to ({to_s:g})")
     return from_s, to_s
@@ -83,12 +81,3 @@ def _once(query: MultiMapping[str], name: str) -> str | None:
     if len(given) > 1:
         raise ParamError(f"{name} is given {len(given)} times; give it once")
     return given[0] if given else None
-
-
-def _epoch(name: str, text: str) -> float:
-    if not NUMBER.fullmatch(text):
-        raise ParamError(f"{name}={shown(text)} is not a number of epoch seconds")
-    value = float(text)
-    if not (math.isfinite(value) and 0 <= value <= MAX_EPOCH_S):
-        raise ParamError(f"{name}={shown(text)} is not between 0 and {MAX_EPOCH_S:g} seconds")
-    return value

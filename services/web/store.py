@@ -797,22 +797,16 @@ def _gpu_idle_from_mark(
     processes = _process_list(conn, gpu, latest_ts)
     mark = runs.get(gpu, util_pct, first_ts, latest_ts)
     made_s = runs.now_s() if mark is None else mark.made_s
+
+    def mark_at(settled_ts: float, since_ts: float | None) -> IdleMark:
+        return IdleMark(
+            gpu.gpu_id, first_ts, gpu.interval_s, util_pct, latest_ts, settled_ts, since_ts, made_s
+        )
+
     if not _low_util(Reading(*latest), util_pct):
         # A utilization break holds whatever the spans say: nothing before it counts any more.
         if mark is None or mark.settled_ts < latest_ts:
-            runs.put(
-                gpu.gpu_uuid,
-                IdleMark(
-                    gpu.gpu_id,
-                    first_ts,
-                    gpu.interval_s,
-                    util_pct,
-                    latest_ts,
-                    latest_ts,
-                    None,
-                    made_s,
-                ),
-            )
+            runs.put(gpu.gpu_uuid, mark_at(latest_ts, None))
         return GpuIdle(gpu, processes, None)
     settle_ts = latest_ts - IDLE_SETTLE_INTERVALS * _interval_s(gpu)
     if mark is None:
@@ -826,18 +820,6 @@ def _gpu_idle_from_mark(
     since_ts = run_since_after(since_ts, settling, util_pct, known, held)
     if settle_ts > settled_ts:
         settled_ts = settle_ts
-    runs.put(
-        gpu.gpu_uuid,
-        IdleMark(
-            gpu.gpu_id,
-            first_ts,
-            gpu.interval_s,
-            util_pct,
-            latest_ts,
-            settled_ts,
-            since_ts,
-            made_s,
-        ),
-    )
+    runs.put(gpu.gpu_uuid, mark_at(settled_ts, since_ts))
     rest = newer[len(settling) :]
     return GpuIdle(gpu, processes, run_since_after(since_ts, rest, util_pct, known, held))

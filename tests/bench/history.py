@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ import aiohttp
 
 from services.web.buckets import choose_step_s
 from tests.bench.databases import Generated
-from tests.bench.procs import bench_env, free_port, http_status, log_tail, running, wait_until
+from tests.bench.procs import log_tail, serving_web
 from tests.bench.settings import Sizes
 from tests.bench.table import Report, Row, failed_row, median, ms, p99, times
 
@@ -165,25 +164,8 @@ def measure_file(sizes: Sizes, item: Generated, work: Path, report: Report) -> N
             "SELECT (SELECT max(last_ts) FROM gpus), gpu_uuid, gpu_id FROM gpus "
             "ORDER BY gpu_id LIMIT 1"
         ).fetchone()
-        port = free_port()
-        env = bench_env(
-            {
-                "PCW_DB_PATH": str(item.path),
-                "PCW_SOURCE": "simulated",
-                "PCW_WEB_PORT": str(port),
-                "PCW_SUBSCRIBE": f"tcp://127.0.0.1:{free_port()}",  # no sampler there
-            }
-        )
         log_path = work / f"web-history-{item.spec.gpus * item.spec.hosts}.log"
-        url = f"http://127.0.0.1:{port}"
-        with running([sys.executable, "-m", "services.web"], env, log_path) as web:
-            wait_until(
-                lambda: http_status(url + "/healthz") is not None,
-                30,
-                "the web process",
-                web,
-                log_path,
-            )
+        with serving_web(item.path, log_path, PCW_SOURCE="simulated") as url:
             todo = cases(sizes, item, float(last_ts), uuid, gpu_id)
             asyncio.run(_measure(sizes, todo, conn, url, log_path, report))
     finally:

@@ -21,7 +21,7 @@ from pathlib import Path
 from common.messages import GpuProcess, GpuReading, Tick
 from services.writer.store import Store, file_bytes
 from tests.bench.generate import READINGS_PER_COMMIT
-from tests.bench.procs import bench_env, free_port, http_status, running, wait_until
+from tests.bench.procs import serving_web
 from tests.bench.table import median, ms
 
 GIB = 1 << 30
@@ -78,18 +78,7 @@ def _get_s(url: str) -> tuple[float, bytes]:
 def measure(path: Path, work: Path) -> tuple[float, float, int]:
     """Start the web process; return the first call's seconds, the median of the next, and
     how many GPUs the last answer flagged."""
-    port = free_port()
-    env = bench_env(
-        {
-            "PCW_DB_PATH": str(path),
-            "PCW_WEB_PORT": str(port),
-            "PCW_SUBSCRIBE": f"tcp://127.0.0.1:{free_port()}",
-        }
-    )
-    url = f"http://127.0.0.1:{port}"
-    log_path = work / "web-idle.log"
-    with running([sys.executable, "-m", "services.web"], env, log_path) as web:
-        wait_until(lambda: http_status(url + "/healthz") is not None, 30, "the web", web, log_path)
+    with serving_web(path, work / "web-idle.log") as url:
         first_s, _ = _get_s(url + "/api/v1/gpus")
         later = [_get_s(url + "/api/v1/gpus") for _ in range(REPS)]
     return first_s, median([seconds for seconds, _ in later]), later[-1][1].count(b'"since_ts"')

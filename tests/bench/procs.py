@@ -99,6 +99,25 @@ def running(
                     stream.close()
 
 
+@contextlib.contextmanager
+def serving_web(db_path: Path, log_path: Path, **settings: str) -> Iterator[str]:
+    """Run a web process over db_path (no sampler to listen to) until the block ends; yield its
+    URL once it answers."""
+    port = free_port()
+    env = bench_env(
+        {
+            "PCW_DB_PATH": str(db_path),
+            "PCW_WEB_PORT": str(port),
+            "PCW_SUBSCRIBE": f"tcp://127.0.0.1:{free_port()}",  # no sampler there
+            **settings,
+        }
+    )
+    url = f"http://127.0.0.1:{port}"
+    with running([sys.executable, "-m", "services.web"], env, log_path) as web:
+        wait_until(lambda: http_status(url + "/healthz") is not None, 30, "the web", web, log_path)
+        yield url
+
+
 def wait_until(
     condition: Callable[[], object],
     timeout_s: float,

@@ -27,7 +27,7 @@ import msgspec
 from common.messages import GpuProcess, Tick
 from services.writer.store import Store, file_bytes
 from tests.bench.generate import READINGS_PER_COMMIT, fast_host_ticks
-from tests.bench.procs import bench_env, free_port, http_status, running, wait_until
+from tests.bench.procs import serving_web
 from tests.bench.table import median, ms, p99
 
 log = logging.getLogger(__name__)
@@ -133,19 +133,8 @@ def measure(path: Path, work: Path) -> list[tuple[str, str]]:
         window = f"from={to_s - span_s:.0f}&to={to_s:.0f}"
         cases.append((f"usage by user, {label}", f"/api/v1/usage?{window}&by=user"))
         cases.append((f"energy, {label}", f"/api/v1/energy?{window}"))
-    port = free_port()
-    env = bench_env(
-        {
-            "PCW_DB_PATH": str(path),
-            "PCW_WEB_PORT": str(port),
-            "PCW_SUBSCRIBE": f"tcp://127.0.0.1:{free_port()}",
-        }
-    )
-    url = f"http://127.0.0.1:{port}"
-    log_path = work / "web-usage.log"
     rows = []
-    with running([sys.executable, "-m", "services.web"], env, log_path) as web:
-        wait_until(lambda: http_status(url + "/healthz") is not None, 30, "the web", web, log_path)
+    with serving_web(path, work / "web-usage.log") as url:
 
         async def run_all() -> None:
             timeout = aiohttp.ClientTimeout(total=120)
