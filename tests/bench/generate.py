@@ -23,7 +23,7 @@ import random
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -183,18 +183,25 @@ def generate(
     count = int(days * 86400 / interval_s)
     last_ts = (time.time() // interval_s) * interval_s
     first_ts = last_ts - (count - 1) * interval_s
-    store = Store(out)
     streams = [
         fast_host_ticks(f"host{h:02d}", gpus, first_ts, count, interval_s, h)
         if fast
         else host_ticks(f"host{h:02d}", gpus, first_ts, count, interval_s)
         for h in range(hosts)
     ]
+    interleaved = (tick for ticks in zip(*streams, strict=True) for tick in ticks)
+    return write_ticks(out, interleaved)
+
+
+def write_ticks(out: Path, ticks: Iterable[Tick]) -> int:
+    """Store ticks through the writer's own Store, about READINGS_PER_COMMIT readings a commit;
+    return the readings written."""
+    store = Store(out)
     written, batch, pending = 0, [], 0
     try:
-        for ticks in zip(*streams, strict=True):
-            batch.extend(ticks)
-            pending += gpus * hosts
+        for tick in ticks:
+            batch.append(tick)
+            pending += len(tick.gpus)
             if pending >= READINGS_PER_COMMIT:
                 written += store.write(batch)
                 batch, pending = [], 0

@@ -19,8 +19,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from common.messages import GpuProcess, GpuReading, Tick
-from services.writer.store import Store, file_bytes
-from tests.bench.generate import READINGS_PER_COMMIT
+from services.writer.store import file_bytes
+from tests.bench.generate import write_ticks
 from tests.bench.procs import serving_web
 from tests.bench.table import median, ms
 
@@ -53,19 +53,7 @@ def idle_ticks(gpus: int, days: float, interval_s: float) -> Iterator[Tick]:
 
 def generate(out: Path, days: float, gpus: int, interval_s: float) -> int:
     """Write the file; return the readings written."""
-    store = Store(out)
-    written, batch = 0, []
-    try:
-        for tick in idle_ticks(gpus, days, interval_s):
-            batch.append(tick)
-            if len(batch) * gpus >= READINGS_PER_COMMIT:
-                written += store.write(batch)
-                batch = []
-        if batch:
-            written += store.write(batch)
-    finally:
-        store.close()
-    return written
+    return write_ticks(out, idle_ticks(gpus, days, interval_s))
 
 
 def _get_s(url: str) -> tuple[float, bytes]:

@@ -25,8 +25,8 @@ import aiohttp
 import msgspec
 
 from common.messages import GpuProcess, Tick
-from services.writer.store import Store, file_bytes
-from tests.bench.generate import READINGS_PER_COMMIT, fast_host_ticks
+from services.writer.store import file_bytes
+from tests.bench.generate import fast_host_ticks, write_ticks
 from tests.bench.procs import serving_web
 from tests.bench.table import median, ms, p99
 
@@ -90,19 +90,7 @@ def ticks_with_processes(gpus: int, days: float) -> Iterator[Tick]:
 
 def generate(out: Path, days: float, gpus: int) -> int:
     """Write the file; return the readings written."""
-    store = Store(out)
-    written, batch = 0, []
-    try:
-        for tick in ticks_with_processes(gpus, days):
-            batch.append(tick)
-            if len(batch) * gpus >= READINGS_PER_COMMIT:
-                written += store.write(batch)
-                batch = []
-        if batch:
-            written += store.write(batch)
-    finally:
-        store.close()
-    return written
+    return write_ticks(out, ticks_with_processes(gpus, days))
 
 
 async def _time(session: aiohttp.ClientSession, url: str) -> tuple[list[float], int]:
