@@ -18,17 +18,13 @@ log = logging.getLogger(__name__)
 
 
 class StopFlag:
-    """Set by SIGTERM or SIGINT; readable by a zmq.Poller through `fileno`."""
+    """Set by SIGTERM or SIGINT; a zmq.Poller it is registered with wakes up on it."""
 
     def __init__(self) -> None:
         self.stopping = False
         self._read, self._write = socket.socketpair()
         self._read.setblocking(False)
         self._write.setblocking(False)
-
-    def fileno(self) -> int:
-        """Return the descriptor to register with a poller (readable after a signal)."""
-        return self._read.fileno()
 
     def register(self, poller: zmq.Poller) -> None:
         """Make `poller` wake up when a stop signal arrives."""

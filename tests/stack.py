@@ -53,17 +53,25 @@ def _web_port(env: dict[str, str]) -> int:
     return port
 
 
-def stack_env(tmp_path: Path, overrides: dict[str, str] | None = None) -> dict[str, str]:
-    """Return an environment for one stack: simulated GPUs, its own DB, endpoint and port."""
+def child_env() -> dict[str, str]:
+    """Return a base environment for a child: no PCW_* from outside, this Python first on PATH."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PCW_")}
     env.update(
         PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
         PYTHONUNBUFFERED="1",
+        PCW_WEB_HOST="127.0.0.1",
+    )
+    return env
+
+
+def stack_env(tmp_path: Path, overrides: dict[str, str] | None = None) -> dict[str, str]:
+    """Return an environment for one stack: simulated GPUs, its own DB, endpoint and port."""
+    env = child_env()
+    env.update(
         PCW_SOURCE="simulated",
         PCW_INTERVAL_S="1",
         PCW_DB_PATH=str(tmp_path / "db" / "gpu_stats.db"),
         PCW_PUB_ENDPOINT=f"tcp://127.0.0.1:{free_port(consecutive=2)}",
-        PCW_WEB_HOST="127.0.0.1",
     )
     env.update(
         PCW_WEB_PORT=str(_web_port(env)),
@@ -198,6 +206,20 @@ class Stack:
             "the web process",
             self,
         )
+
+
+def run_service(
+    name: str, env: dict[str, str], timeout_s: float, cwd: Path = REPO
+) -> subprocess.CompletedProcess[str]:
+    """Run `python -m services.<name>` to its end (one that should refuse to start); capture it."""
+    return subprocess.run(
+        [sys.executable, "-m", f"services.{name}"],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+    )
 
 
 def _stop_order(name: str) -> int:

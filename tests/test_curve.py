@@ -16,7 +16,7 @@ import zmq.auth
 
 from services.curve import SamplerGate, is_loopback_endpoint
 from services.keygen import create_pair
-from tests.stack import REPO, Stack, free_port, stack_env, wait_until
+from tests.stack import REPO, Stack, free_port, run_service, stack_env, wait_until
 
 START_TIMEOUT_S = 60.0
 
@@ -81,18 +81,6 @@ async def live_hosts(web_url: str) -> set[str]:
         message = json.loads((await ws.receive(timeout=10)).data)
     assert message["type"] == "snapshot"
     return {tick["host"] for tick in message["ticks"]}
-
-
-def run_briefly(env: dict[str, str], program: str) -> subprocess.CompletedProcess[str]:
-    """Run one process that should refuse to start; return its exit status and output."""
-    return subprocess.run(
-        [sys.executable, "-m", f"services.{program}"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=START_TIMEOUT_S,
-    )
 
 
 def test_listed_sampler_is_stored_and_live_and_unreadable_to_an_eavesdropper(
@@ -207,7 +195,7 @@ def test_the_gate_follows_a_replaced_or_removed_certificate(
 def test_plaintext_bind_off_loopback_is_refused(tmp_path: Path, address: str) -> None:
     port = free_port(consecutive=2)
     env = stack_env(tmp_path, {"PCW_PUB_ENDPOINT": f"tcp://{address}:{port}"})
-    result = run_briefly(env, "sampler")
+    result = run_service("sampler", env, START_TIMEOUT_S)
     assert result.returncode == 2
     refusal = [line for line in result.stderr.splitlines() if "refusing to publish" in line]
     assert len(refusal) == 1, result.stderr
@@ -246,7 +234,7 @@ def test_half_set_keys_refuse_to_start_naming_the_setting(
     tmp_path: Path, keys: dict[str, Path], program: str, settings: dict[str, str], named: str
 ) -> None:
     env = stack_env(tmp_path, {name: str(keys[key]) for name, key in settings.items()})
-    result = run_briefly(env, program)
+    result = run_service(program, env, START_TIMEOUT_S)
     assert result.returncode == 2
     lines = [line for line in result.stderr.splitlines() if "cannot start" in line]
     assert len(lines) == 1, result.stderr

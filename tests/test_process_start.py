@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.stack import REPO, free_port
+from tests.stack import REPO, free_port, run_service
 
 START_TIMEOUT_S = 30.0
 
@@ -29,17 +29,6 @@ def _env(tmp_path: Path, **settings: str) -> dict[str, str]:
     return env
 
 
-def _run(name: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", f"services.{name}"],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=START_TIMEOUT_S,
-    )
-
-
 def _lines(result: subprocess.CompletedProcess[str]) -> list[str]:
     return [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
 
@@ -50,7 +39,8 @@ def _lines(result: subprocess.CompletedProcess[str]) -> list[str]:
     [("PCW_INTERVAL_S", "fast"), ("PCW_SUBSCRIBE", "udp://x:1"), ("PCW_LOG_LEVEL", "loud")],
 )
 def test_a_bad_setting_stops_the_process_with_one_line(tmp_path, name, variable, value):
-    result = _run(name, _env(tmp_path, PCW_SOURCE="simulated", **{variable: value}), tmp_path)
+    env = _env(tmp_path, PCW_SOURCE="simulated", **{variable: value})
+    result = run_service(name, env, START_TIMEOUT_S, cwd=tmp_path)
 
     lines = _lines(result)
     assert result.returncode == 2, lines
@@ -85,7 +75,7 @@ def test_nvml_source_without_a_driver_says_so_and_names_the_simulated_source(tmp
             assert process.wait(START_TIMEOUT_S) == 0, process.stderr.read()
         return
 
-    result = _run("sampler", _env(tmp_path, **source), tmp_path)
+    result = run_service("sampler", _env(tmp_path, **source), START_TIMEOUT_S, cwd=tmp_path)
 
     lines = _lines(result)
     assert result.returncode != 0, lines

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import sqlite3
-import subprocess
-import sys
 import time
 
 import zmq
 
 from common.messages import MAX_MESSAGE_BYTES, GpuReading, Tick
 from common.status import read_status
-from tests.stack import REPO, free_port, stack_env, wait_until
+from tests.stack import Stack, free_port, wait_until
 
 
 def _tick(seq: int, ts: float) -> Tick:
@@ -33,48 +31,40 @@ def _stored(db_path) -> int:
 
 def test_oversized_and_garbage_frames_are_counted_and_later_ticks_stored(tmp_path, zmq_context):
     endpoint = f"tcp://127.0.0.1:{free_port(consecutive=2)}"
-    env = stack_env(tmp_path, {"PCW_PUB_ENDPOINT": endpoint})
-    db_path = tmp_path / "db" / "gpu_stats.db"
     publisher = zmq_context.socket(zmq.XPUB)
     publisher.setsockopt(zmq.LINGER, 0)
     publisher.bind(endpoint)
-    log = (tmp_path / "writer.log").open("wb")
-    writer = subprocess.Popen(
-        [sys.executable, "-m", "services.writer"],
-        cwd=REPO,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    env = {"PCW_PUB_ENDPOINT": endpoint}
     try:
-        assert publisher.poll(20_000), "the writer never subscribed"
-        publisher.recv()
-        first_ts = time.time() // 1
-        publisher.send_multipart(_tick(0, first_ts).to_frames())
-        wait_until(lambda: _stored(db_path) == 1, 20, "the first tick to be stored")
-        seq = 1
+        with Stack(tmp_path, env, supervised=False, programs=("writer",)) as stack:
+            db_path = stack.db_path
+            assert publisher.poll(20_000), "the writer never subscribed"
+            publisher.recv()
+            first_ts = time.time() // 1
+            publisher.send_multipart(_tick(0, first_ts).to_frames())
+            wait_until(lambda: _stored(db_path) == 1, 20, "the first tick to be stored")
+            seq = 1
 
-        def publish_until_stored(count: int) -> None:
-            nonlocal seq
-            deadline = time.monotonic() + 20
-            while _stored(db_path) < count and time.monotonic() < deadline:
-                publisher.send_multipart(_tick(seq, first_ts + seq).to_frames())
-                seq += 1
-                time.sleep(0.3)
-            assert _stored(db_path) >= count, (tmp_path / "writer.log").read_text()
+            def publish_until_stored(count: int) -> None:
+                nonlocal seq
+                deadline = time.monotonic() + 20
+                while _stored(db_path) < count and time.monotonic() < deadline:
+                    publisher.send_multipart(_tick(seq, first_ts + seq).to_frames())
+                    seq += 1
+                    time.sleep(0.3)
+                assert _stored(db_path) >= count, stack.logs()
 
-        # a frame over the cap makes libzmq drop the connection: the writer connects again
-        publisher.send_multipart([b"pcw.tick", b"1", b"\x00" * (MAX_MESSAGE_BYTES + 1)])
-        publish_until_stored(2)
-        for frames in ([b"pcw.tick"], [b"pcw.tick", b"9", b"x"], [b"pcw.tick", b"1", b"\xc1"]):
-            publisher.send_multipart(frames)
-        publish_until_stored(_stored(db_path) + 2)
-        time.sleep(11)  # the status file is rewritten every 10 s
-        status = read_status(db_path)
-        assert status is not None and status.malformed_messages == 4
+            # a frame over the cap makes libzmq drop the connection: the writer connects again
+            publisher.send_multipart([b"pcw.tick", b"1", b"\x00" * (MAX_MESSAGE_BYTES + 1)])
+            publish_until_stored(2)
+            for frames in ([b"pcw.tick"], [b"pcw.tick", b"9", b"x"], [b"pcw.tick", b"1", b"\xc1"]):
+                publisher.send_multipart(frames)
+            publish_until_stored(_stored(db_path) + 2)
+            time.sleep(11)  # the status file is rewritten every 10 s
+            status = read_status(db_path)
+            assert status is not None and status.malformed_messages == 4
+            assert stack.stop("writer") == 0
+            logs = stack.logs()
     finally:
-        writer.terminate()
-        assert writer.wait(30) == 0
-        log.close()
         publisher.close(linger=0)
-    assert "connecting again" in (tmp_path / "writer.log").read_text()
+    assert "connecting again" in logs

@@ -45,6 +45,7 @@ GPU_LOST_CODES = frozenset({15, 16})  # GPU is lost, GPU requires reset
 PSTATE_UNKNOWN = 32
 ERROR_TEXT_CHARS = 256  # the codec's limit on text
 REINIT_BACKOFF_S = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
+DEFAULT_PROC_ROOT = Path("/proc")
 NOT_SUPPORTED, NOT_FOUND, FUNCTION_NOT_FOUND = 3, 6, 13
 MIG_ENABLED = 1  # NVML_DEVICE_MIG_ENABLE
 MAX_BYTES = 1 << 60  # the codec's bound; NVML_VALUE_NOT_AVAILABLE (2**64 - 1) is over it
@@ -102,13 +103,15 @@ def load_nvml(config: Config) -> Any:
     return pynvml
 
 
-DEFAULT_PROC_ROOT = Path("/proc")
-
-
 def process_resolver(config: Config, nvml: Any) -> ProcResolver:
     """Return the resolver of the PIDs that nvml lists: its own fake /proc, or PCW_PROC_ROOT."""
+    return _resolver(nvml, config.proc_root)
+
+
+def _resolver(nvml: Any, proc_root: Path) -> ProcResolver:
+    """Return a resolver through nvml's own fake /proc where it keeps one, else proc_root."""
     tree = getattr(nvml, "proc_tree", None)
-    return ProcResolver(tree.proc_root if tree is not None else config.proc_root)
+    return ProcResolver(tree.proc_root if tree is not None else proc_root)
 
 
 def _text(value: str | bytes) -> str:
@@ -151,10 +154,7 @@ class GpuReader:
     ) -> None:
         self._nvml = nvml
         self._monotonic = monotonic
-        if resolver is None:  # the simulated module's own fake /proc where it keeps one
-            tree = getattr(nvml, "proc_tree", None)
-            resolver = ProcResolver(tree.proc_root if tree is not None else DEFAULT_PROC_ROOT)
-        self._resolver = resolver
+        self._resolver = resolver if resolver is not None else _resolver(nvml, DEFAULT_PROC_ROOT)
         self._process_call: dict[tuple[int, str], int] = {}  # (gpu, kind) -> PROCESS_CALLS index
         self._no_mig: set[int] = set()  # GPUs (or a driver) without MIG: not asked again
         # pynvml's unversioned call raises this (not an NVMLError) when the library lacks v3
@@ -372,8 +372,7 @@ class GpuReader:
                 for entry in entries:  # a PID listed twice on one device counts once
                     on_handle.setdefault(int(entry.pid), _bytes(entry.usedGpuMemory))
                 for pid, used in on_handle.items():  # on two MIG devices: both shares
-                    known = on_gpu.get(pid)
-                    on_gpu[pid] = used if pid not in on_gpu else _add(known, used)
+                    on_gpu[pid] = _add(on_gpu[pid], used) if pid in on_gpu else used
             for pid, used in on_gpu.items():
                 entry = merged.get(pid)
                 if entry is None:

@@ -15,12 +15,8 @@ import msgspec
 
 from common.messages import GpuProcess, GpuReading, Tick
 from services.web.idle import Reading, flagged, is_idle_allocated
+from services.web.listing import live_readings
 from services.web.store import GpuIdle, ProcessList
-
-
-def live_readings(ticks: Iterable[Tick]) -> dict[str, tuple[Tick, GpuReading]]:
-    """Return {gpu uuid: (tick, reading)} of the live feed's newest ticks."""
-    return {reading.uuid: (tick, reading) for tick in ticks for reading in tick.gpus}
 
 
 def live_process_list(

@@ -100,20 +100,24 @@ def merged_gpus(
     return sorted(gpus.values(), key=_gpu_order)
 
 
+def live_readings(ticks: Iterable[Tick]) -> dict[str, tuple[Tick, GpuReading]]:
+    """Return {gpu uuid: (tick, reading)} of the live feed's newest ticks."""
+    return {reading.uuid: (tick, reading) for tick in ticks for reading in tick.gpus}
+
+
 def live_identities(ticks: Iterable[Tick]) -> dict[str, tuple[dict[str, Any], float]]:
     """Return {uuid: (series identity, tick time in epoch seconds)} of every GPU in the ticks."""
     return {
-        reading.uuid: (
+        uuid: (
             {
-                "gpu_uuid": reading.uuid,
+                "gpu_uuid": uuid,
                 "host": tick.host,
                 "gpu_index": reading.index,
                 "gpu_name": reading.name,
             },
             tick.ts,
         )
-        for tick in ticks
-        for reading in tick.gpus
+        for uuid, (tick, reading) in live_readings(ticks).items()
     }
 
 

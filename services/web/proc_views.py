@@ -7,8 +7,9 @@ import time
 from aiohttp import web
 
 from services.web.energy import energy_report
-from services.web.gpu_extras import live_process_list, live_readings
+from services.web.gpu_extras import live_process_list
 from services.web.keys import CONFIG, FEED, STORE
+from services.web.listing import live_readings
 from services.web.params import ParamError
 from services.web.range_params import (
     parse_energy_query,

@@ -401,7 +401,8 @@ def _read_history(
         chosen = [gpu for gpu in gpus if gpu.last_ts >= low_s and gpu.first_ts < high_s]
         missing = []
     # host= narrows the choice (both given: the named GPUs of those hosts)
-    missing_hosts = [host for host in hosts if host not in {gpu.host for gpu in gpus}]
+    stored_hosts = {gpu.host for gpu in gpus}
+    missing_hosts = [host for host in hosts if host not in stored_hosts]
     if hosts:
         chosen = [gpu for gpu in chosen if gpu.host in hosts]
     series = []
@@ -451,23 +452,19 @@ ENERGY_READINGS_SQL = (
 ENERGY_BEFORE_SQL = (
     "SELECT ts, energy_j, power_w FROM samples WHERE gpu_id = ? AND ts < ? ORDER BY ts DESC LIMIT 1"
 )
+# The columns of an idle Reading (services/web/idle.py), and of span rows for _coverages().
+_READINGS_SQL = "SELECT ts, util_gpu_pct, mem_used_bytes, mem_total_bytes, error FROM samples"
+_SPANS_SQL = "SELECT proc_id, start_ts, end_ts, used_mem_bytes FROM proc_spans"
 IDLE_FIRST_SQL = "SELECT ts FROM samples WHERE gpu_id = ? ORDER BY ts LIMIT 1"
-IDLE_LATEST_SQL = (
-    "SELECT ts, util_gpu_pct, mem_used_bytes, mem_total_bytes, error FROM samples"
-    " WHERE gpu_id = ? ORDER BY ts DESC LIMIT 1"
-)
+IDLE_LATEST_SQL = _READINGS_SQL + " WHERE gpu_id = ? ORDER BY ts DESC LIMIT 1"
 # The first reading after the newest one that is not under the utilization threshold.
 LOW_UTIL_SINCE_SQL = (
     "SELECT MIN(ts) FROM samples WHERE gpu_id = ?1 AND ts > COALESCE((SELECT ts FROM samples"
     " WHERE gpu_id = ?1 AND (util_gpu_pct IS NULL OR util_gpu_pct >= ?2 OR error IS NOT NULL)"
     " ORDER BY ts DESC LIMIT 1), -1)"
 )
-RUN_READINGS_SQL = (
-    "SELECT ts, util_gpu_pct, mem_used_bytes, mem_total_bytes, error FROM samples"
-    " WHERE gpu_id = ? AND ts >= ? ORDER BY ts DESC"
-)
-RUN_SPANS_SQL = "SELECT proc_id, start_ts, end_ts, used_mem_bytes FROM proc_spans"
-RUN_SPANS_SQL += " WHERE gpu_id = ? AND end_ts >= ?"
+RUN_READINGS_SQL = _READINGS_SQL + " WHERE gpu_id = ? AND ts >= ? ORDER BY ts DESC"
+RUN_SPANS_SQL = _SPANS_SQL + " WHERE gpu_id = ? AND end_ts >= ?"
 # The same three, up to a time (?3): where the run stood at a settled reading.
 # Looked at from ?4 on only (see MAX_RUN_READINGS).
 LOW_UTIL_SINCE_UPTO_SQL = (
@@ -482,18 +479,11 @@ MAX_RUN_READINGS = 100_000
 LOOKBACK_FLOOR_SQL = (
     "SELECT ts FROM samples WHERE gpu_id = ? AND ts <= ? ORDER BY ts DESC LIMIT 1 OFFSET ?"
 )
-RUN_READINGS_UPTO_SQL = (
-    "SELECT ts, util_gpu_pct, mem_used_bytes, mem_total_bytes, error FROM samples"
-    " WHERE gpu_id = ? AND ts >= ? AND ts <= ? ORDER BY ts DESC"
-)
+RUN_READINGS_UPTO_SQL = _READINGS_SQL + " WHERE gpu_id = ? AND ts >= ? AND ts <= ? ORDER BY ts DESC"
 # The readings after a settled time, oldest first, and the spans that can cover them (by the end
 # index: spans still open at that time, never the GPU's history).
-READINGS_AFTER_SQL = (
-    "SELECT ts, util_gpu_pct, mem_used_bytes, mem_total_bytes, error FROM samples"
-    " WHERE gpu_id = ? AND ts > ? ORDER BY ts"
-)
-SPANS_AFTER_SQL = "SELECT proc_id, start_ts, end_ts, used_mem_bytes FROM proc_spans"
-SPANS_AFTER_SQL += " WHERE gpu_id = ? AND end_ts > ?"
+READINGS_AFTER_SQL = _READINGS_SQL + " WHERE gpu_id = ? AND ts > ? ORDER BY ts"
+SPANS_AFTER_SQL = _SPANS_SQL + " WHERE gpu_id = ? AND end_ts > ?"
 IDLE_REFRESH_S = 600.0  # a remembered run is recomputed in full this often (replayed ticks)
 # Readings this close to the newest are re-read on every call: a new tick extends a span over at
 # most spans.MAX_GAP_INTERVALS (1.5) intervals, so it can turn an older reading's list known.

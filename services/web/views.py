@@ -92,7 +92,8 @@ async def history(request: web.Request) -> web.Response:
     unknown = [uuid for uuid in rows.missing_uuids if uuid not in live]
     if unknown:
         return error_reply(f"gpu={unknown[0]!r} is not a known GPU UUID", 404)
-    unknown_hosts = [host for host in rows.missing_hosts if host not in {t.host for t in ticks}]
+    live_hosts = {tick.host for tick in ticks}
+    unknown_hosts = [host for host in rows.missing_hosts if host not in live_hosts]
     if unknown_hosts:
         return error_reply(f"host={unknown_hosts[0]!r} is not a known host", 404)
     series = [
@@ -139,10 +140,9 @@ async def healthz(request: web.Request) -> web.Response:
         if stored_ts is not None and (last_tick_ts is None or stored_ts > last_tick_ts):
             last_tick_ts, source = stored_ts, "db"
     now_s = time.time()
-    gpus = merged_gpus(stored, feed.latest_ticks(), feed.error_run)
-    known_hosts = host_states(
-        stored, feed.latest_ticks(), now_s, config.interval_s, feed.received_s()
-    )
+    ticks = feed.latest_ticks()
+    gpus = merged_gpus(stored, ticks, feed.error_run)
+    known_hosts = host_states(stored, ticks, now_s, config.interval_s, feed.received_s())
     body: dict[str, Any] = assess(
         HealthInputs(
             now_s=now_s,

@@ -14,11 +14,10 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
-from tests.stack import free_port, http_status
+from tests.stack import REPO, child_env, free_port, http_status
 
 log = logging.getLogger(__name__)
 
-REPO = Path(__file__).resolve().parents[2]
 STOP_TIMEOUT_S = 15.0
 CLOCK_TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 
@@ -38,13 +37,10 @@ __all__ = [
 
 def bench_env(overrides: Mapping[str, str] | None = None) -> dict[str, str]:
     """Return an environment for a child: no PCW_* from outside, this Python first on PATH."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PCW_")}
+    env = child_env()
     env.update(
-        PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
-        PYTHONUNBUFFERED="1",
         PCW_LOG_LEVEL="WARNING",
         PCW_HOST_NAME="benchhost",
-        PCW_WEB_HOST="127.0.0.1",
         # never a purge + VACUUM in the middle of a measurement
         PCW_MAINTENANCE_S=str(7 * 86400),
     )

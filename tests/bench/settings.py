@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 DEFAULT_CACHE = Path("/tmp/pcw-bench")
@@ -75,17 +75,16 @@ FULL = Sizes(
     footprint_warmup_s=5.0,
 )
 
-SMOKE = Sizes(
+# The same sizes as FULL where a small run is as quick; smaller everywhere else.
+SMOKE = replace(
+    FULL,
     smoke=True,
     small=FileSpec("8-GPU file", 0.5, 8, 1, 60),
     large=FileSpec("64-GPU file", 0.05, 8, 8, 10),
     simulated_days=0.05,
-    history_ranges_s=FULL.history_ranges_s,
     history_reps=2,
     history_budget_s=0.2,
     ingest_ticks=625,
-    ingest_interval_s=1.0,
-    live_clients=(100, 1000),
     live_warmup_ticks=2,
     live_ticks=5,
     live_spacing_s=(0.05, 0.2),

@@ -8,13 +8,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from playwright.sync_api import Browser, Response, sync_playwright
+from playwright.sync_api import Browser, Response
 from playwright.sync_api import Error as PlaywrightError
 
 from services.web.auth import hash_password
 from tests.browser.test_dashboard import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
     GPU_COUNT,
     VIEWPORT,
     Watch,
@@ -44,16 +42,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         running.wait_web()
         running.wait_ticks(3)
         yield running
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium package")
-    with sync_playwright() as driver:
-        launched = driver.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
 
 
 def test_signed_in_the_dashboard_draws_and_ticks_live_within_its_policy(

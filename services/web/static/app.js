@@ -84,7 +84,7 @@
     hosts: new Map(), // host name -> { section, row, alert }
     charts: [], // { def, chart }
     ring: [], // recent ticks, oldest first
-    history: null, // { stepS, fromS, toS } of the loaded range
+    history: null, // { stepS } of the loaded range
     historyPending: false,
     gpusLoaded: false,
     loadGen: 0,
@@ -227,9 +227,14 @@
     return entry;
   }
 
+  /** Return whether this page or the server knows of more than one host. */
+  function severalHosts() {
+    return state.hosts.size > 1 || state.serverHosts.size > 1;
+  }
+
   /** Show the host headings when there are several hosts, and always on a stale host. */
   function refreshHostTitles() {
-    const several = state.hosts.size > 1 || state.serverHosts.size > 1;
+    const several = severalHosts();
     for (const entry of state.hosts.values()) entry.title.hidden = !several && !entry.staleNow;
   }
 
@@ -799,6 +804,11 @@
     return a.host === b.host ? a.index - b.index : (a.host < b.host ? -1 : 1);
   }
 
+  /** gpuOrder for GPU items of an API answer (host, gpu_index). */
+  function apiGpuOrder(a, b) {
+    return gpuOrder({ host: String(a.host), index: a.gpu_index }, { host: String(b.host), index: b.gpu_index });
+  }
+
   function datasetFor(entry, gpu) {
     const datasets = entry.chart.data.datasets;
     let dataset = datasets.find((candidate) => candidate.pcwUuid === gpu.uuid);
@@ -1218,7 +1228,7 @@
       const answer = await fetchJson(historyUrl(toS - spanS, toS, points), abort.signal);
       if (gen !== state.loadGen) return;
       if (!validHistory(answer)) throw new Error('unexpected answer from api/v1/history');
-      state.history = { stepS: answer.step_s, fromS: answer.from, toS: answer.to };
+      state.history = { stepS: answer.step_s };
       applyHistory(answer, null, requestNowS);
       showHistoryError('');
       setHistoryStatus(`${formatDuration(answer.step_s)} buckets`);
@@ -1276,8 +1286,7 @@
       if (isNumber(answer.interval_s) && answer.interval_s > 0) state.intervalS = answer.interval_s;
       if (isNumber(answer.idle_util_pct)) state.idleUtilPct = answer.idle_util_pct;
       if (isNumber(answer.idle_after_s)) state.idleAfterS = answer.idle_after_s;
-      const gpus = [...answer.gpus].sort((a, b) => gpuOrder(
-        { host: String(a.host), index: a.gpu_index }, { host: String(b.host), index: b.gpu_index }));
+      const gpus = [...answer.gpus].sort(apiGpuOrder);
       for (const item of gpus) {
         const gpu = ensureGpu({
           uuid: item.gpu_uuid, host: item.host, index: item.gpu_index,
@@ -1347,7 +1356,7 @@
   // ---------------------------------------------------------------- processes at a chart point
 
   function gpuLabel(gpu) {
-    const host = state.hosts.size > 1 || state.serverHosts.size > 1 ? `${gpu.host} · ` : '';
+    const host = severalHosts() ? `${gpu.host} · ` : '';
     return `${host}GPU ${gpu.index} (${gpu.name})`;
   }
 
@@ -1437,6 +1446,12 @@
     note.textContent = text || '';
   }
 
+  /** Return the note of a range table whose request failed (404: an older server). */
+  function failedText(error, what, title) {
+    return error.status === 404 ? `This server does not report ${what} yet.`
+      : `${title} could not be loaded: ${error.message}`;
+  }
+
   function uuidLabels(uuids) {
     if (!Array.isArray(uuids)) return '';
     return uuids.map((uuid) => {
@@ -1470,11 +1485,7 @@
     document.getElementById('usage-key-head').textContent = USAGE_BY[by];
     document.getElementById('usage-range').textContent = `· last ${state.rangeKey}`
       + (state.hostFilter !== null ? ', all hosts' : '');
-    for (const button of document.querySelectorAll('[data-usage-by]')) {
-      const active = button.dataset.usageBy === by;
-      button.classList.toggle('active', active);
-      button.setAttribute('aria-pressed', String(active));
-    }
+    markPressed('data-usage-by', by);
     const status = document.getElementById('usage-status');
     status.textContent = 'loading…';
     const query = new URLSearchParams({ from: secondsParam(fromS), to: secondsParam(toS), by });
@@ -1486,8 +1497,7 @@
       status.textContent = '';
       document.querySelector('#usage-table tbody').replaceChildren();
       document.getElementById('usage-table').hidden = true;
-      setNote('usage-note', error.status === 404 ? 'This server does not report usage yet.'
-        : `Usage could not be loaded: ${error.message}`);
+      setNote('usage-note', failedText(error, 'usage', 'Usage'));
       return;
     }
     if (gen !== state.usageGen) return;
@@ -1507,8 +1517,7 @@
   function energyGpuRow(item, currency, priced) {
     const tr = element('tr', 'energy-gpu');
     tr.dataset.gpuUuid = String(item.gpu_uuid ?? '');
-    const several = state.hosts.size > 1 || state.serverHosts.size > 1;
-    const label = `${several ? `${item.host} · ` : ''}GPU ${item.gpu_index}`;
+    const label = `${severalHosts() ? `${item.host} · ` : ''}GPU ${item.gpu_index}`;
     const name = element('td', 'energy-gpu-name');
     name.append(element('span', '', label), element('span', 'text-body-secondary ms-1', String(item.gpu_name ?? '')));
     name.title = String(item.gpu_uuid ?? '');
@@ -1548,8 +1557,7 @@
       hostsTable.hidden = true;
       gpusTable.hidden = true;
       gpusTable.querySelector('tbody').replaceChildren();
-      setNote('energy-note', error.status === 404 ? 'This server does not report energy yet.'
-        : `Energy could not be loaded: ${error.message}`);
+      setNote('energy-note', failedText(error, 'energy', 'Energy'));
       return;
     }
     if (gen !== state.energyGen || !answer) return;
@@ -1558,7 +1566,7 @@
     for (const head of document.querySelectorAll('.energy-cost-col')) head.hidden = !priced;
     const hosts = Array.isArray(answer.hosts) ? answer.hosts.filter((item) => item && typeof item === 'object') : [];
     const gpus = Array.isArray(answer.gpus) ? answer.gpus.filter((item) => item && typeof item === 'object') : [];
-    gpus.sort((a, b) => gpuOrder({ host: String(a.host), index: a.gpu_index }, { host: String(b.host), index: b.gpu_index }));
+    gpus.sort(apiGpuOrder);
     hostsTable.querySelector('tbody').replaceChildren(...hosts.map((item) => energyHostRow(item, currency, priced)));
     hostsTable.hidden = hosts.length < 2;
     gpusTable.querySelector('tbody').replaceChildren(...gpus.map((item) => energyGpuRow(item, currency, priced)));
@@ -1689,12 +1697,17 @@
 
   // ---------------------------------------------------------------- range buttons
 
-  function showRange() {
-    for (const button of document.querySelectorAll('[data-range]')) {
-      const active = button.dataset.range === state.rangeKey;
+  /** Mark the button whose `attribute` is `value` pressed, and the others of its group not. */
+  function markPressed(attribute, value) {
+    for (const button of document.querySelectorAll(`[${attribute}]`)) {
+      const active = button.getAttribute(attribute) === value;
       button.classList.toggle('active', active);
       button.setAttribute('aria-pressed', String(active));
     }
+  }
+
+  function showRange() {
+    markPressed('data-range', state.rangeKey);
   }
 
   function chooseRange(key) {
