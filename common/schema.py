@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import sqlite3
 
-from common.metrics import METRIC_NAMES, METRICS
+# The migrations, frozen: each is the literal SQL that a released version ran, and is never
+# edited (tests/test_schema.py pins each one's hash). A new column or view is a new migration
+# appended below, so that files made before it get it too. The metric list (common.metrics) is
+# what the code reads and writes; a test checks that the schema holds a column for each metric.
 
-_METRIC_COLUMNS = ",\n    ".join(f"{metric.name} {metric.sql_type}" for metric in METRICS)
-_VIEW_METRICS = ", ".join(f"s.{name}" for name in METRIC_NAMES)
-
-_V1 = f"""
+_V1 = """
 CREATE TABLE gpus (
     gpu_id INTEGER PRIMARY KEY,
     gpu_uuid TEXT NOT NULL UNIQUE,
@@ -39,13 +39,24 @@ CREATE TABLE samples (
     gpu_id INTEGER NOT NULL REFERENCES gpus (gpu_id),
     ts REAL NOT NULL,
     error TEXT,
-    {_METRIC_COLUMNS},
+    util_gpu_pct INTEGER,
+    util_mem_pct INTEGER,
+    mem_used_bytes INTEGER,
+    mem_total_bytes INTEGER,
+    temp_c INTEGER,
+    power_w REAL,
+    power_limit_w REAL,
+    energy_j REAL,
+    fan_pct INTEGER,
+    sm_clock_mhz INTEGER,
+    mem_clock_mhz INTEGER,
+    pstate INTEGER,
     PRIMARY KEY (gpu_id, ts)
 ) WITHOUT ROWID;
 CREATE VIEW readings AS
-SELECT g.host, g.gpu_index, g.gpu_uuid, g.gpu_name, s.ts, {_VIEW_METRICS}, s.error
+SELECT g.host, g.gpu_index, g.gpu_uuid, g.gpu_name, s.ts, s.util_gpu_pct, s.util_mem_pct, s.mem_used_bytes, s.mem_total_bytes, s.temp_c, s.power_w, s.power_limit_w, s.energy_j, s.fan_pct, s.sm_clock_mhz, s.mem_clock_mhz, s.pstate, s.error
 FROM samples AS s JOIN gpus AS g ON g.gpu_id = s.gpu_id;
-"""
+"""  # noqa: E501
 
 # Where the writer has stored each sampler run up to: it asks for what follows after a restart.
 _V2 = """
@@ -75,22 +86,104 @@ def rollup_table(level_s: int) -> str:
     return f"rollup_{level_s}"
 
 
-_ROLLUP_COLUMNS = ",\n    ".join(
-    f"{m.name}_sum {m.sql_type}, {m.name}_n INTEGER NOT NULL, {m.name}_max {m.sql_type}"
-    for m in METRICS
-)
-_V3 = "ALTER TABLE gpus ADD COLUMN interval_s REAL;\n" + "".join(
-    f"""
-CREATE TABLE {rollup_table(level_s)} (
+# per metric: <name>_sum, <name>_n (non-null count), <name>_max; n is the row count.
+_V3 = """ALTER TABLE gpus ADD COLUMN interval_s REAL;
+
+CREATE TABLE rollup_60 (
     gpu_id INTEGER NOT NULL,
     ts REAL NOT NULL,
     n INTEGER NOT NULL,
-    {_ROLLUP_COLUMNS},
+    util_gpu_pct_sum INTEGER, util_gpu_pct_n INTEGER NOT NULL, util_gpu_pct_max INTEGER,
+    util_mem_pct_sum INTEGER, util_mem_pct_n INTEGER NOT NULL, util_mem_pct_max INTEGER,
+    mem_used_bytes_sum INTEGER, mem_used_bytes_n INTEGER NOT NULL, mem_used_bytes_max INTEGER,
+    mem_total_bytes_sum INTEGER, mem_total_bytes_n INTEGER NOT NULL, mem_total_bytes_max INTEGER,
+    temp_c_sum INTEGER, temp_c_n INTEGER NOT NULL, temp_c_max INTEGER,
+    power_w_sum REAL, power_w_n INTEGER NOT NULL, power_w_max REAL,
+    power_limit_w_sum REAL, power_limit_w_n INTEGER NOT NULL, power_limit_w_max REAL,
+    energy_j_sum REAL, energy_j_n INTEGER NOT NULL, energy_j_max REAL,
+    fan_pct_sum INTEGER, fan_pct_n INTEGER NOT NULL, fan_pct_max INTEGER,
+    sm_clock_mhz_sum INTEGER, sm_clock_mhz_n INTEGER NOT NULL, sm_clock_mhz_max INTEGER,
+    mem_clock_mhz_sum INTEGER, mem_clock_mhz_n INTEGER NOT NULL, mem_clock_mhz_max INTEGER,
+    pstate_sum INTEGER, pstate_n INTEGER NOT NULL, pstate_max INTEGER,
+    PRIMARY KEY (gpu_id, ts)
+) WITHOUT ROWID;
+
+CREATE TABLE rollup_600 (
+    gpu_id INTEGER NOT NULL,
+    ts REAL NOT NULL,
+    n INTEGER NOT NULL,
+    util_gpu_pct_sum INTEGER, util_gpu_pct_n INTEGER NOT NULL, util_gpu_pct_max INTEGER,
+    util_mem_pct_sum INTEGER, util_mem_pct_n INTEGER NOT NULL, util_mem_pct_max INTEGER,
+    mem_used_bytes_sum INTEGER, mem_used_bytes_n INTEGER NOT NULL, mem_used_bytes_max INTEGER,
+    mem_total_bytes_sum INTEGER, mem_total_bytes_n INTEGER NOT NULL, mem_total_bytes_max INTEGER,
+    temp_c_sum INTEGER, temp_c_n INTEGER NOT NULL, temp_c_max INTEGER,
+    power_w_sum REAL, power_w_n INTEGER NOT NULL, power_w_max REAL,
+    power_limit_w_sum REAL, power_limit_w_n INTEGER NOT NULL, power_limit_w_max REAL,
+    energy_j_sum REAL, energy_j_n INTEGER NOT NULL, energy_j_max REAL,
+    fan_pct_sum INTEGER, fan_pct_n INTEGER NOT NULL, fan_pct_max INTEGER,
+    sm_clock_mhz_sum INTEGER, sm_clock_mhz_n INTEGER NOT NULL, sm_clock_mhz_max INTEGER,
+    mem_clock_mhz_sum INTEGER, mem_clock_mhz_n INTEGER NOT NULL, mem_clock_mhz_max INTEGER,
+    pstate_sum INTEGER, pstate_n INTEGER NOT NULL, pstate_max INTEGER,
+    PRIMARY KEY (gpu_id, ts)
+) WITHOUT ROWID;
+
+CREATE TABLE rollup_1800 (
+    gpu_id INTEGER NOT NULL,
+    ts REAL NOT NULL,
+    n INTEGER NOT NULL,
+    util_gpu_pct_sum INTEGER, util_gpu_pct_n INTEGER NOT NULL, util_gpu_pct_max INTEGER,
+    util_mem_pct_sum INTEGER, util_mem_pct_n INTEGER NOT NULL, util_mem_pct_max INTEGER,
+    mem_used_bytes_sum INTEGER, mem_used_bytes_n INTEGER NOT NULL, mem_used_bytes_max INTEGER,
+    mem_total_bytes_sum INTEGER, mem_total_bytes_n INTEGER NOT NULL, mem_total_bytes_max INTEGER,
+    temp_c_sum INTEGER, temp_c_n INTEGER NOT NULL, temp_c_max INTEGER,
+    power_w_sum REAL, power_w_n INTEGER NOT NULL, power_w_max REAL,
+    power_limit_w_sum REAL, power_limit_w_n INTEGER NOT NULL, power_limit_w_max REAL,
+    energy_j_sum REAL, energy_j_n INTEGER NOT NULL, energy_j_max REAL,
+    fan_pct_sum INTEGER, fan_pct_n INTEGER NOT NULL, fan_pct_max INTEGER,
+    sm_clock_mhz_sum INTEGER, sm_clock_mhz_n INTEGER NOT NULL, sm_clock_mhz_max INTEGER,
+    mem_clock_mhz_sum INTEGER, mem_clock_mhz_n INTEGER NOT NULL, mem_clock_mhz_max INTEGER,
+    pstate_sum INTEGER, pstate_n INTEGER NOT NULL, pstate_max INTEGER,
+    PRIMARY KEY (gpu_id, ts)
+) WITHOUT ROWID;
+
+CREATE TABLE rollup_3600 (
+    gpu_id INTEGER NOT NULL,
+    ts REAL NOT NULL,
+    n INTEGER NOT NULL,
+    util_gpu_pct_sum INTEGER, util_gpu_pct_n INTEGER NOT NULL, util_gpu_pct_max INTEGER,
+    util_mem_pct_sum INTEGER, util_mem_pct_n INTEGER NOT NULL, util_mem_pct_max INTEGER,
+    mem_used_bytes_sum INTEGER, mem_used_bytes_n INTEGER NOT NULL, mem_used_bytes_max INTEGER,
+    mem_total_bytes_sum INTEGER, mem_total_bytes_n INTEGER NOT NULL, mem_total_bytes_max INTEGER,
+    temp_c_sum INTEGER, temp_c_n INTEGER NOT NULL, temp_c_max INTEGER,
+    power_w_sum REAL, power_w_n INTEGER NOT NULL, power_w_max REAL,
+    power_limit_w_sum REAL, power_limit_w_n INTEGER NOT NULL, power_limit_w_max REAL,
+    energy_j_sum REAL, energy_j_n INTEGER NOT NULL, energy_j_max REAL,
+    fan_pct_sum INTEGER, fan_pct_n INTEGER NOT NULL, fan_pct_max INTEGER,
+    sm_clock_mhz_sum INTEGER, sm_clock_mhz_n INTEGER NOT NULL, sm_clock_mhz_max INTEGER,
+    mem_clock_mhz_sum INTEGER, mem_clock_mhz_n INTEGER NOT NULL, mem_clock_mhz_max INTEGER,
+    pstate_sum INTEGER, pstate_n INTEGER NOT NULL, pstate_max INTEGER,
+    PRIMARY KEY (gpu_id, ts)
+) WITHOUT ROWID;
+
+CREATE TABLE rollup_7200 (
+    gpu_id INTEGER NOT NULL,
+    ts REAL NOT NULL,
+    n INTEGER NOT NULL,
+    util_gpu_pct_sum INTEGER, util_gpu_pct_n INTEGER NOT NULL, util_gpu_pct_max INTEGER,
+    util_mem_pct_sum INTEGER, util_mem_pct_n INTEGER NOT NULL, util_mem_pct_max INTEGER,
+    mem_used_bytes_sum INTEGER, mem_used_bytes_n INTEGER NOT NULL, mem_used_bytes_max INTEGER,
+    mem_total_bytes_sum INTEGER, mem_total_bytes_n INTEGER NOT NULL, mem_total_bytes_max INTEGER,
+    temp_c_sum INTEGER, temp_c_n INTEGER NOT NULL, temp_c_max INTEGER,
+    power_w_sum REAL, power_w_n INTEGER NOT NULL, power_w_max REAL,
+    power_limit_w_sum REAL, power_limit_w_n INTEGER NOT NULL, power_limit_w_max REAL,
+    energy_j_sum REAL, energy_j_n INTEGER NOT NULL, energy_j_max REAL,
+    fan_pct_sum INTEGER, fan_pct_n INTEGER NOT NULL, fan_pct_max INTEGER,
+    sm_clock_mhz_sum INTEGER, sm_clock_mhz_n INTEGER NOT NULL, sm_clock_mhz_max INTEGER,
+    mem_clock_mhz_sum INTEGER, mem_clock_mhz_n INTEGER NOT NULL, mem_clock_mhz_max INTEGER,
+    pstate_sum INTEGER, pstate_n INTEGER NOT NULL, pstate_max INTEGER,
     PRIMARY KEY (gpu_id, ts)
 ) WITHOUT ROWID;
 """
-    for level_s in ROLLUP_LEVELS_S
-)
 
 # Processes, compactly (issue 8). `proc_identities`: one row per process as a host saw it (the
 # same identity on several GPUs, or for days, is stored once). `proc_spans`: one row per process
@@ -101,35 +194,13 @@ CREATE TABLE {rollup_table(level_s)} (
 LIST_KNOWN_PROC_ID = 0
 KIND_CODES: dict[str, int] = {"compute": 0, "graphics": 1}
 
-# Energy per GPU per reading, against the GPU's previous reading: the counter's increase (a
-# decrease is a reset, so the new value counts, being what was used since the reset), else the
-# mean of the two power readings times the time between them, only where the readings are at
-# most ENERGY_MAX_GAP_INTERVALS intervals apart. Over `w`, a window of samples with prev_* columns.
+# Energy per GPU per reading (the `energy` view), against the GPU's previous reading: the
+# counter's increase (a decrease is a reset, so the new value counts, being what was used since
+# the reset), else the mean of the two power readings times the time between them, only where
+# the readings are at most ENERGY_MAX_GAP_INTERVALS intervals apart (the 2.0 in the view).
 ENERGY_MAX_GAP_INTERVALS = 2.0
-ENERGY_DELTA_SQL = f"""CASE
-    WHEN w.prev_ts IS NULL THEN NULL
-    WHEN w.energy_j IS NOT NULL AND w.prev_energy_j IS NOT NULL THEN
-        CASE WHEN w.energy_j >= w.prev_energy_j THEN w.energy_j - w.prev_energy_j
-        ELSE w.energy_j END
-    WHEN w.ts - w.prev_ts <= {ENERGY_MAX_GAP_INTERVALS} * coalesce(g.interval_s, 60)
-        AND coalesce(w.power_w, w.prev_power_w) IS NOT NULL THEN
-        (coalesce(w.power_w, w.prev_power_w) + coalesce(w.prev_power_w, w.power_w)) / 2.0
-        * (w.ts - w.prev_ts)
-    END"""
-ENERGY_SOURCE_SQL = f"""CASE
-    WHEN w.prev_ts IS NULL THEN NULL
-    WHEN w.energy_j IS NOT NULL AND w.prev_energy_j IS NOT NULL THEN 'counter'
-    WHEN w.ts - w.prev_ts <= {ENERGY_MAX_GAP_INTERVALS} * coalesce(g.interval_s, 60)
-        AND coalesce(w.power_w, w.prev_power_w) IS NOT NULL THEN 'power'
-    END"""
-ENERGY_WINDOW_SQL = (
-    "SELECT gpu_id, ts, energy_j, power_w, "
-    "lag(ts) OVER p AS prev_ts, lag(energy_j) OVER p AS prev_energy_j, "
-    "lag(power_w) OVER p AS prev_power_w FROM samples {where} "
-    "WINDOW p AS (PARTITION BY gpu_id ORDER BY ts)"
-)
 
-_V4 = f"""
+_V4 = """
 CREATE TABLE proc_identities (
     proc_id INTEGER PRIMARY KEY,
     host TEXT NOT NULL,
@@ -163,11 +234,25 @@ JOIN gpus AS g ON g.gpu_id = s.gpu_id
 JOIN proc_identities AS i ON i.proc_id = s.proc_id;
 CREATE VIEW energy AS
 SELECT g.host, g.gpu_index, g.gpu_uuid, w.ts, w.energy_j, w.power_w,
-    {ENERGY_DELTA_SQL} AS delta_j,
-    {ENERGY_SOURCE_SQL} AS source
-FROM ({ENERGY_WINDOW_SQL.format(where="")}) AS w
+    CASE
+    WHEN w.prev_ts IS NULL THEN NULL
+    WHEN w.energy_j IS NOT NULL AND w.prev_energy_j IS NOT NULL THEN
+        CASE WHEN w.energy_j >= w.prev_energy_j THEN w.energy_j - w.prev_energy_j
+        ELSE w.energy_j END
+    WHEN w.ts - w.prev_ts <= 2.0 * coalesce(g.interval_s, 60)
+        AND coalesce(w.power_w, w.prev_power_w) IS NOT NULL THEN
+        (coalesce(w.power_w, w.prev_power_w) + coalesce(w.prev_power_w, w.power_w)) / 2.0
+        * (w.ts - w.prev_ts)
+    END AS delta_j,
+    CASE
+    WHEN w.prev_ts IS NULL THEN NULL
+    WHEN w.energy_j IS NOT NULL AND w.prev_energy_j IS NOT NULL THEN 'counter'
+    WHEN w.ts - w.prev_ts <= 2.0 * coalesce(g.interval_s, 60)
+        AND coalesce(w.power_w, w.prev_power_w) IS NOT NULL THEN 'power'
+    END AS source
+FROM (SELECT gpu_id, ts, energy_j, power_w, lag(ts) OVER p AS prev_ts, lag(energy_j) OVER p AS prev_energy_j, lag(power_w) OVER p AS prev_power_w FROM samples  WINDOW p AS (PARTITION BY gpu_id ORDER BY ts)) AS w
 JOIN gpus AS g ON g.gpu_id = w.gpu_id;
-"""
+"""  # noqa: E501
 
 # Each entry moves the file from user_version == its position to position + 1. Append only.
 MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4)

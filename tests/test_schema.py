@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
 import sqlite3
+from types import ModuleType
 
 import pytest
 
-from common.metrics import METRIC_NAMES
-from common.schema import SCHEMA_VERSION, SchemaTooNewError, migrate, schema_version
+import common.metrics
+import common.schema
+from common.metrics import METRIC_NAMES, Metric
+from common.schema import (
+    MIGRATIONS,
+    ROLLUP_LEVELS_S,
+    SCHEMA_VERSION,
+    SchemaTooNewError,
+    _statements,
+    migrate,
+    rollup_table,
+    schema_version,
+)
 
 READINGS_COLUMNS = ["host", "gpu_index", "gpu_uuid", "gpu_name", "ts", *METRIC_NAMES, "error"]
 
@@ -170,3 +184,79 @@ def test_a_range_by_uuid_through_the_view_uses_the_keys(filled):
 
     assert not any(step.startswith("SCAN") for step in steps), steps
     assert any("USING PRIMARY KEY (gpu_id=? AND ts>? AND ts<?)" in step for step in steps)
+
+
+# -- frozen migrations ----------------------------------------------------------------------------
+
+# sha256 of each released migration's SQL text. A released migration is never edited: files made
+# by it exist. A change to the schema is a new migration, appended, with its hash added here.
+RELEASED_MIGRATION_SHA256 = (
+    "08c61ccee94033d80f88fca617840ec76126a54894e584f0560f2ba61297e091",
+    "bb840a8f74974481ac9206b909058a715bb0f96b4af3d99a99967df1b1c67a33",
+    "9f3003bbd9798544ef1cea842abe993e339139a3a8ef98254a8edc1ebbe16e71",
+    "b092d913833b2824ecbd041cc3a6b205637a4a71d9a1b4e2757f4583897183e3",
+)
+
+
+def test_every_released_migration_is_the_sql_it_was_released_with():
+    hashes = [hashlib.sha256(script.encode()).hexdigest() for script in MIGRATIONS]
+
+    assert hashes == list(RELEASED_MIGRATION_SHA256)
+
+
+def _schema_module_with(monkeypatch, metrics: tuple[Metric, ...]) -> ModuleType:
+    """Load common/schema.py afresh, under another name, while the metric list is `metrics`."""
+    monkeypatch.setattr(common.metrics, "METRICS", metrics)
+    monkeypatch.setattr(common.metrics, "METRIC_NAMES", tuple(m.name for m in metrics))
+    spec = importlib.util.spec_from_file_location("schema_probe", common.schema.__file__)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_adding_a_metric_leaves_every_released_migration_unchanged(monkeypatch):
+    more = (*common.metrics.METRICS, Metric("nvlink_rx_bytes", "INTEGER", "nvlink.rx"))
+
+    probe = _schema_module_with(monkeypatch, more)
+
+    assert probe.MIGRATIONS[: len(MIGRATIONS)] == MIGRATIONS
+
+
+def _file_at_version(path, version: int) -> sqlite3.Connection:
+    """Make a file as the release that stopped at `version` made it, then close and reopen it."""
+    conn = open_db(path)
+    conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
+    conn.execute("PRAGMA journal_mode = WAL")
+    for step in range(version):
+        for statement in _statements(MIGRATIONS[step]):
+            conn.execute(statement)
+    conn.execute(f"PRAGMA user_version = {version}")
+    conn.close()
+    return open_db(path)
+
+
+@pytest.mark.parametrize("version", range(SCHEMA_VERSION))
+def test_a_file_made_at_any_version_then_migrated_equals_a_new_file(tmp_path, version):
+    fresh = open_db(tmp_path / "fresh.db")
+    migrate(fresh)
+    old = _file_at_version(tmp_path / "old.db", version)
+
+    assert migrate(old) == SCHEMA_VERSION
+
+    assert schema_objects(old) == schema_objects(fresh)
+    assert schema_version(old) == schema_version(fresh) == SCHEMA_VERSION
+
+
+def _columns(conn: sqlite3.Connection, table: str) -> list[str]:
+    return [row[1] for row in conn.execute(f"PRAGMA table_info({table})")]
+
+
+def test_every_metric_has_its_column_in_the_samples_and_every_rollup(db_path):
+    conn = open_db(db_path)
+    migrate(conn)
+
+    assert set(METRIC_NAMES) <= set(_columns(conn, "samples"))
+    for level_s in ROLLUP_LEVELS_S:
+        columns = set(_columns(conn, rollup_table(level_s)))
+        for name in METRIC_NAMES:
+            assert {f"{name}_sum", f"{name}_n", f"{name}_max"} <= columns, (level_s, name)

@@ -5,8 +5,8 @@ be before the range, as the `energy` view's delta_j: consecutive ranges add up),
 energy counter (its increase; a decrease is a reset and the new value counts, being what was
 used since the reset), or, only where the counter is null, from the mean of the two power
 readings times the time between them, and then only where they are at most two intervals apart:
-power is never integrated across a gap (common.schema.ENERGY_DELTA_SQL, also behind the `energy`
-view). The counter counts across a gap, being a measure of what was really used.
+power is never integrated across a gap (the same rules as the `energy` view, common.schema).
+The counter counts across a gap, being a measure of what was really used.
 
 source per GPU: "counter" (every pair from the counter), "power" (every pair from power),
 "mixed" (some of each), "none" (no pair could say: kwh and cost are null).
@@ -39,7 +39,7 @@ def integrate(
 ) -> EnergySums:
     """Add up the energy between consecutive readings (ts, energy_j, power_w), in ts order.
 
-    The same rules as common.schema.ENERGY_DELTA_SQL (the `energy` view), in Python: SQLite's
+    The same rules as the `energy` view (common.schema), in Python: SQLite's
     window functions took ten times as long as this loop over the same rows.
     """
     counter_j = power_j = 0.0
