@@ -254,8 +254,46 @@ FROM (SELECT gpu_id, ts, energy_j, power_w, lag(ts) OVER p AS prev_ts, lag(energ
 JOIN gpus AS g ON g.gpu_id = w.gpu_id;
 """  # noqa: E501
 
+# The `energy` view, version 5: a GPU's error ticks add nothing and nothing is integrated into or
+# out of them. The counter's increase is taken against the GPU's previous error-free reading, across
+# any error ticks or gap between them (window `ok`: error-free readings apart from errored ones);
+# power only against the GPU's previous reading when that one is error-free (prev_ts equal to
+# prev_any_ts) and at most two intervals before. services/web/energy.py applies the same rules.
+_V5 = """
+DROP VIEW energy;
+CREATE VIEW energy AS
+SELECT g.host, g.gpu_index, g.gpu_uuid, w.ts, w.energy_j, w.power_w,
+    CASE
+    WHEN w.error IS NOT NULL OR w.prev_ts IS NULL THEN NULL
+    WHEN w.energy_j IS NOT NULL AND w.prev_energy_j IS NOT NULL THEN
+        CASE WHEN w.energy_j >= w.prev_energy_j THEN w.energy_j - w.prev_energy_j
+        ELSE w.energy_j END
+    WHEN w.prev_ts = w.prev_any_ts
+        AND w.ts - w.prev_ts <= 2.0 * coalesce(g.interval_s, 60)
+        AND coalesce(w.power_w, w.prev_power_w) IS NOT NULL THEN
+        (coalesce(w.power_w, w.prev_power_w) + coalesce(w.prev_power_w, w.power_w)) / 2.0
+        * (w.ts - w.prev_ts)
+    END AS delta_j,
+    CASE
+    WHEN w.error IS NOT NULL OR w.prev_ts IS NULL THEN NULL
+    WHEN w.energy_j IS NOT NULL AND w.prev_energy_j IS NOT NULL THEN 'counter'
+    WHEN w.prev_ts = w.prev_any_ts
+        AND w.ts - w.prev_ts <= 2.0 * coalesce(g.interval_s, 60)
+        AND coalesce(w.power_w, w.prev_power_w) IS NOT NULL THEN 'power'
+    END AS source
+FROM (
+    SELECT gpu_id, ts, error, energy_j, power_w,
+        lag(ts) OVER ok AS prev_ts, lag(energy_j) OVER ok AS prev_energy_j,
+        lag(power_w) OVER ok AS prev_power_w, lag(ts) OVER every AS prev_any_ts
+    FROM samples
+    WINDOW ok AS (PARTITION BY gpu_id, error IS NULL ORDER BY ts),
+        every AS (PARTITION BY gpu_id ORDER BY ts)
+) AS w
+JOIN gpus AS g ON g.gpu_id = w.gpu_id;
+"""
+
 # Each entry moves the file from user_version == its position to position + 1. Append only.
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -204,7 +204,7 @@ def test_a_v3_file_with_data_migrates_and_keeps_its_readings_view(tmp_path):
     readings_before = conn.execute("SELECT * FROM readings ORDER BY ts").fetchall()
     columns_before = [d[0] for d in conn.execute("SELECT * FROM readings").description]
     sql_before = conn.execute(view_sql).fetchone()
-    assert migrate(conn) == SCHEMA_VERSION == 4
+    assert migrate(conn) == SCHEMA_VERSION
     assert conn.execute(view_sql).fetchone() == sql_before
     assert conn.execute("SELECT * FROM readings ORDER BY ts").fetchall() == readings_before
     assert [d[0] for d in conn.execute("SELECT * FROM readings").description] == columns_before

@@ -4,9 +4,11 @@ Per GPU, the energy up to each reading inside the range, from the reading before
 be before the range, as the `energy` view's delta_j: consecutive ranges add up), comes from the
 energy counter (its increase; a decrease is a reset and the new value counts, being what was
 used since the reset), or, only where the counter is null, from the mean of the two power
-readings times the time between them, and then only where they are at most two intervals apart:
-power is never integrated across a gap (the same rules as the `energy` view, common.schema).
-The counter counts across a gap, being a measure of what was really used.
+readings times the time between them, and then only where they are at most two intervals apart
+and neither is in error: power is never integrated across a gap or an error tick (the same rules
+as the `energy` view, common.schema). A reading in error adds nothing. The counter counts across
+a gap and across error ticks (against the previous error-free reading), being a measure of what
+was really used: a counter that reads the same after an outage adds nothing.
 
 source per GPU: "counter" (every pair from the counter), "power" (every pair from power),
 "mixed" (some of each), "none" (no pair could say: kwh and cost are null).
@@ -35,28 +37,38 @@ class EnergySums:
 
 
 def integrate(
-    readings: Iterable[tuple[float, float | None, float | None]], interval_s: float
+    readings: Iterable[tuple[float, float | None, float | None, str | None]], interval_s: float
 ) -> EnergySums:
-    """Add up the energy between consecutive readings (ts, energy_j, power_w), in ts order.
+    """Add up the energy between readings (ts, energy_j, power_w, error), in ts order.
 
-    The same rules as the `energy` view (common.schema), in Python: SQLite's
-    window functions took ten times as long as this loop over the same rows.
+    A reading in error adds nothing and no power is integrated into or out of it; the counter's
+    increase is taken against the previous error-free reading, across error ticks and gaps.
+    The same rules as the `energy` view (common.schema), in Python: SQLite's window functions
+    took ten times as long as this loop over the same rows.
     """
     counter_j = power_j = 0.0
     counter_pairs = power_pairs = 0
     max_gap_s = ENERGY_MAX_GAP_INTERVALS * interval_s
-    prev_ts = prev_energy_j = prev_power_w = None
-    for ts, energy_j, power_w in readings:
+    prev_any_ts = prev_ts = prev_energy_j = prev_power_w = None
+    for ts, energy_j, power_w, error in readings:
+        if error is not None:
+            prev_any_ts = ts
+            continue
         if prev_ts is not None:
             if energy_j is not None and prev_energy_j is not None:
                 counter_j += energy_j - prev_energy_j if energy_j >= prev_energy_j else energy_j
                 counter_pairs += 1
-            elif ts - prev_ts <= max_gap_s and (power_w is not None or prev_power_w is not None):
+            elif (
+                prev_any_ts == prev_ts
+                and ts - prev_ts <= max_gap_s
+                and (power_w is not None or prev_power_w is not None)
+            ):
                 now_w = power_w if power_w is not None else prev_power_w
                 before_w = prev_power_w if prev_power_w is not None else power_w
                 power_j += (now_w + before_w) / 2 * (ts - prev_ts)  # type: ignore[operator]
                 power_pairs += 1
-        prev_ts, prev_energy_j, prev_power_w = ts, energy_j, power_w
+        prev_any_ts = prev_ts = ts
+        prev_energy_j, prev_power_w = energy_j, power_w
     return EnergySums(counter_j, counter_pairs, power_j, power_pairs)
 
 

@@ -445,12 +445,14 @@ USAGE_KEY_SQL = {
     "process": "i.name",
     "container": "coalesce(i.container_name, i.container_id)",
 }
-ENERGY_READINGS_SQL = (
-    "SELECT ts, energy_j, power_w FROM samples WHERE gpu_id = ? AND ts >= ? AND ts < ? ORDER BY ts"
-)
-# The reading before the range: the pair it makes with the range's first reading is the range's.
+_ENERGY_COLUMNS = "SELECT ts, energy_j, power_w, error FROM samples"
+ENERGY_READINGS_SQL = _ENERGY_COLUMNS + " WHERE gpu_id = ? AND ts >= ? AND ts < ? ORDER BY ts"
+# The readings before the range whose pairs with the range's readings are the range's: the last
+# one, and the last error-free one (the counter counts across error ticks), in ts order.
 ENERGY_BEFORE_SQL = (
-    "SELECT ts, energy_j, power_w FROM samples WHERE gpu_id = ? AND ts < ? ORDER BY ts DESC LIMIT 1"
+    f"SELECT * FROM ({_ENERGY_COLUMNS} WHERE gpu_id = ?1 AND ts < ?2 ORDER BY ts DESC LIMIT 1)"
+    f" UNION SELECT * FROM ({_ENERGY_COLUMNS} WHERE gpu_id = ?1 AND ts < ?2 AND error IS NULL"
+    " ORDER BY ts DESC LIMIT 1) ORDER BY ts"
 )
 # The columns of an idle Reading (services/web/idle.py), and of span rows for _coverages().
 _READINGS_SQL = "SELECT ts, util_gpu_pct, mem_used_bytes, mem_total_bytes, error FROM samples"
