@@ -77,3 +77,24 @@ def refresh(conn: sqlite3.Connection, ticks: list[Tick], gpu_ids: dict[str, int]
             conn.executemany(_REFRESH[level_s, source], params)
             written += len(params)
     return written
+
+
+def purge(
+    conn: sqlite3.Connection, gpu_id: int, interval_s: float | None, before_ts: float
+) -> None:
+    """Delete a GPU's buckets before before_ts, then recompute those that straddle it from raw.
+
+    Run after the GPU's samples before before_ts are deleted: a bucket that began before the
+    cutoff but ends after it keeps exactly the readings left in it (none: it is gone), so the
+    rollups agree with the raw rows at the retention edge.
+    """
+    for level_s in ROLLUP_LEVELS_S:
+        conn.execute(
+            f"DELETE FROM {rollup_table(level_s)} WHERE gpu_id = ? AND ts < ?", (gpu_id, before_ts)
+        )
+    # A GPU never given an interval (a file from before version 3) has no rollups to recompute.
+    levels = rollup_levels_for(interval_s) if interval_s is not None else ()
+    for level_s in levels:
+        bucket_ts = float(math.floor(before_ts / level_s) * level_s)
+        if bucket_ts < before_ts:
+            conn.execute(_REFRESH[level_s, RAW], (gpu_id, bucket_ts))

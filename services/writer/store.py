@@ -11,7 +11,7 @@ from pathlib import Path
 from common.dbfile import database_bytes
 from common.messages import GpuReading, Tick
 from common.metrics import METRIC_NAMES
-from common.schema import LIST_KNOWN_PROC_ID, ROLLUP_LEVELS_S, migrate, rollup_table
+from common.schema import LIST_KNOWN_PROC_ID, migrate
 from services.writer import rollups
 from services.writer.spans import (
     Identity,
@@ -318,15 +318,11 @@ class Store:
         bytes_before = file_bytes(self.db_path)
         conn = self._connection()
         deleted = 0
-        for (gpu_id,) in conn.execute("SELECT gpu_id FROM gpus").fetchall():
+        for gpu_id, interval_s in conn.execute("SELECT gpu_id, interval_s FROM gpus").fetchall():
             deleted += conn.execute(  # per GPU, so that the (gpu_id, ts) key bounds the scan
                 "DELETE FROM samples WHERE gpu_id = ? AND ts < ?", (gpu_id, before_ts)
             ).rowcount
-            for level_s in ROLLUP_LEVELS_S:
-                conn.execute(
-                    f"DELETE FROM {rollup_table(level_s)} WHERE gpu_id = ? AND ts < ?",
-                    (gpu_id, before_ts),
-                )
+            rollups.purge(conn, gpu_id, interval_s, before_ts)
             # A span goes with its last tick; one that ends inside the retention is kept whole.
             conn.execute(
                 "DELETE FROM proc_spans WHERE gpu_id = ? AND end_ts < ?", (gpu_id, before_ts)
