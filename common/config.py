@@ -10,6 +10,7 @@ from pathlib import Path
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 SOURCES = ("nvml", "simulated", "none")
+VACUUM_MODES = ("incremental", "full")
 ZMQ_TRANSPORTS = ("tcp://", "ipc://", "inproc://")
 
 
@@ -43,6 +44,7 @@ class Config:
     sim_idle_gpus: tuple[int, ...] = ()
     sim_process_names: tuple[str, ...] = ()
     proc_root: Path = Path("/proc")
+    vacuum: str = "incremental"
     curve_secret_key_file: Path | None = None
     curve_hub_key_file: Path | None = None
     curve_sampler_keys_dir: Path | None = None
@@ -61,7 +63,7 @@ class Config:
 
 def _choice(allowed: tuple[str, ...]) -> Callable[[str], str]:
     def parse(text: str) -> str:
-        value = text.strip().lower() if allowed is SOURCES else text.strip().upper()
+        value = text.strip().upper() if allowed is LOG_LEVELS else text.strip().lower()
         if value not in allowed:
             raise ValueError(f"one of {', '.join(allowed)}")
         return value
@@ -185,6 +187,12 @@ SETTINGS: tuple[tuple[str, str | None, Callable[[str], object], str], ...] = (
     ("PCW_DB_PATH", "db/gpu_stats.db", _path, "the SQLite file"),
     ("PCW_RETENTION_DAYS", "30", _number(float, 0.001, 36500), "days of readings kept"),
     ("PCW_MAINTENANCE_S", "3600", _number(float, 1, 7 * 86400), "seconds between purges"),
+    (
+        "PCW_VACUUM",
+        "incremental",
+        _choice(VACUUM_MODES),
+        "incremental: each purge gives back the pages it freed; full: VACUUM every purge",
+    ),
     ("PCW_PUB_ENDPOINT", "tcp://127.0.0.1:5556", _endpoint, "where the sampler publishes"),
     ("PCW_REPLAY_TICKS", "1440", _number(int, 1, 10_000_000), "ticks a sampler keeps for replay"),
     ("PCW_SUBSCRIBE", None, _endpoints, "sampler endpoints the writer and web connect to"),
@@ -265,6 +273,7 @@ def load_config(environ: Mapping[str, str]) -> Config:
         sim_idle_gpus=values["PCW_SIM_IDLE_GPUS"],
         sim_process_names=values["PCW_SIM_PROCESS_NAMES"],
         proc_root=values["PCW_PROC_ROOT"],
+        vacuum=values["PCW_VACUUM"],
         curve_secret_key_file=values["PCW_CURVE_SECRET_KEY_FILE"],
         curve_hub_key_file=values["PCW_CURVE_HUB_KEY_FILE"],
         curve_sampler_keys_dir=values["PCW_CURVE_SAMPLER_KEYS_DIR"],

@@ -155,6 +155,7 @@ BAD_VALUES = [
     ("PCW_ENERGY_PRICE_PER_KWH", "-0.1", "a number from 0 to 1e+06"),
     ("PCW_ENERGY_PRICE_PER_KWH", "cheap", "a number from 0 to 1e+06"),
     ("PCW_CURRENCY", "x" * 17, "at most 16 printable characters"),
+    ("PCW_VACUUM", "always", "one of incremental, full"),
 ]
 
 

@@ -510,7 +510,9 @@ def test_purge_and_vacuum_run_at_the_top_of_the_hour_and_keep_the_retention(rig,
 
     (line,) = purge_logs(caplog)
     match = re.fullmatch(
-        r"purged (\d+) readings older than 30 days in ([\d.]+) s; file (\d+) -> (\d+) bytes", line
+        r"purged (\d+) readings older than 30 days in ([\d.]+) s; file (\d+) -> (\d+) bytes"
+        r" \(incremental vacuum\)",
+        line,
     )
     assert match, line
     deleted, seconds, logged_before, logged_after = match.groups()

@@ -1,4 +1,4 @@
-"""The writer process: subscribe to samplers, batch ticks into SQLite, purge and VACUUM hourly."""
+"""The writer process: subscribe to samplers, batch ticks into SQLite, purge and reclaim hourly."""
 
 from __future__ import annotations
 
@@ -197,26 +197,27 @@ class Writer:
         return True
 
     def maintain(self) -> bool:
-        """Purge readings past the retention, then VACUUM, when the aligned slot has come."""
+        """Purge readings past the retention and reclaim their space when the aligned slot comes."""
         if self.monotonic() < self.maintenance_due:
             return False
         self.maintenance.mark_done(self.maintenance_slot_ts)  # never the same slot twice
         self.maintenance_slot_ts, self.maintenance_due = self.maintenance.next_tick()
         cutoff_ts = self.wall() - self.config.retention_s
         try:
-            result = self.store.purge(cutoff_ts)
+            result = self.store.purge(cutoff_ts, self.config.vacuum)
         except (sqlite3.Error, OSError) as error:
             self._failed(f"purge failed: {error}")
             self.maintenance_due = min(self.maintenance_due, self.monotonic() + MAINTENANCE_RETRY_S)
             return False
         self.last_maintenance_ts = self.wall()
         log.info(
-            "purged %d readings older than %.4g days in %.2f s; file %d -> %d bytes",
+            "purged %d readings older than %.4g days in %.2f s; file %d -> %d bytes (%s)",
             result.rows_deleted,
             self.config.retention_days,
             result.seconds,
             result.bytes_before,
             result.bytes_after,
+            result.vacuum,
         )
         return True
 

@@ -112,14 +112,22 @@ class _SpanWrites:
         self.extended.clear()
 
 
+# How the hourly maintenance gives freed pages back to the file system (PCW_VACUUM, one of
+# common.config.VACUUM_MODES).
+# incremental: PRAGMA incremental_vacuum, which moves only as many pages as the purge freed;
+# full: VACUUM, which rewrites the whole file (and needs free disk equal to it) every run.
+_AUTO_VACUUM_NONE = 0
+
+
 @dataclass(frozen=True)
 class PurgeResult:
-    """What one purge and VACUUM did."""
+    """What one purge and its reclaim did; vacuum says how the space was reclaimed."""
 
     rows_deleted: int
     bytes_before: int
     bytes_after: int
     seconds: float
+    vacuum: str
 
 
 def file_bytes(db_path: Path) -> int:
@@ -312,35 +320,69 @@ class Store:
             for uuid, (tick, gpu) in newest.items()
         }
 
-    def purge(self, before_ts: float) -> PurgeResult:
-        """Delete readings older than before_ts, commit, close, then VACUUM on a new connection."""
+    def purge(self, before_ts: float, vacuum: str = "incremental") -> PurgeResult:
+        """Delete readings older than before_ts, then reclaim the freed pages as `vacuum` says.
+
+        Each GPU's readings, rollups and spans go in one transaction, so that a reader never
+        sees the rollups disagree with the readings.
+        """
         started = time.monotonic()
         bytes_before = file_bytes(self.db_path)
         conn = self._connection()
         deleted = 0
         for gpu_id, interval_s in conn.execute("SELECT gpu_id, interval_s FROM gpus").fetchall():
-            deleted += conn.execute(  # per GPU, so that the (gpu_id, ts) key bounds the scan
-                "DELETE FROM samples WHERE gpu_id = ? AND ts < ?", (gpu_id, before_ts)
-            ).rowcount
-            rollups.purge(conn, gpu_id, interval_s, before_ts)
-            # A span goes with its last tick; one that ends inside the retention is kept whole.
-            conn.execute(
-                "DELETE FROM proc_spans WHERE gpu_id = ? AND end_ts < ?", (gpu_id, before_ts)
-            )
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                gone = conn.execute(  # per GPU, so that the (gpu_id, ts) key bounds the scan
+                    "DELETE FROM samples WHERE gpu_id = ? AND ts < ?", (gpu_id, before_ts)
+                ).rowcount
+                if gone:  # else its rollups hold nothing older, and the edge bucket is right
+                    rollups.purge(conn, gpu_id, interval_s, before_ts)
+                deleted += gone
+                # A span goes with its last tick; one that ends inside the retention is kept whole.
+                conn.execute(
+                    "DELETE FROM proc_spans WHERE gpu_id = ? AND end_ts < ?", (gpu_id, before_ts)
+                )
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
         conn.execute(
             "DELETE FROM proc_identities WHERE proc_id NOT IN (SELECT proc_id FROM proc_spans)"
         )
         self._forget_processes()
         conn.execute("DELETE FROM gpus WHERE last_ts < ?", (before_ts,))
         conn.execute("DELETE FROM positions WHERE updated_ts < ?", (before_ts,))
-        self.close()
-        vacuum = sqlite3.connect(self.db_path, isolation_level=None)
-        try:
-            vacuum.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
-            vacuum.execute("VACUUM")
-            vacuum.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        finally:
-            vacuum.close()
+        done = self._reclaim(conn, vacuum)
         return PurgeResult(
-            deleted, bytes_before, file_bytes(self.db_path), time.monotonic() - started
+            deleted, bytes_before, file_bytes(self.db_path), time.monotonic() - started, done
         )
+
+    def _reclaim(self, conn: sqlite3.Connection, vacuum: str) -> str:
+        """Give the free pages back to the file system; return what was done.
+
+        A file made before its auto_vacuum could be set (by another tool, or the original
+        pyCudaWatch's table) has auto_vacuum NONE: it is converted once, by one full VACUUM.
+        """
+        if vacuum == "incremental" and _auto_vacuum(conn) != _AUTO_VACUUM_NONE:
+            # Each step of it frees one page: executescript steps it to the end, execute would not.
+            conn.executescript("PRAGMA incremental_vacuum;")
+            done = "incremental vacuum"
+        else:
+            if vacuum == "incremental":
+                log.info(
+                    "converting %s to incremental auto-vacuum: a one-time full VACUUM, which "
+                    "needs free disk equal to the file",
+                    self.db_path,
+                )
+            conn.execute("PRAGMA auto_vacuum = INCREMENTAL")  # takes effect with the VACUUM
+            conn.execute("VACUUM")
+            done = "full vacuum" if vacuum == "full" else "converted by a full vacuum"
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return done
+
+
+def _auto_vacuum(conn: sqlite3.Connection) -> int:
+    """Return the file's auto_vacuum mode: 0 NONE, 1 FULL, 2 INCREMENTAL."""
+    return int(conn.execute("PRAGMA auto_vacuum").fetchone()[0])

@@ -22,14 +22,14 @@ from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
-from tests.bench import cost, databases, footprint, history, ingest, live
+from tests.bench import cost, databases, footprint, history, ingest, live, maintenance
 from tests.bench.settings import DEFAULT_CACHE, FULL, SMOKE, Sizes
 from tests.bench.table import Report, failed_row, machine, render_markdown, render_text
 
 log = logging.getLogger("tests.bench")
 
-SECTIONS = ("generator", "history", "ingest", "live", "cost", "footprint")
-NEEDS_FILES = frozenset({"generator", "history", "footprint"})
+SECTIONS = ("generator", "history", "ingest", "live", "cost", "footprint", "maintenance")
+NEEDS_FILES = frozenset({"generator", "history", "footprint", "maintenance"})
 TIME_LIMIT_S = {True: 300, False: 3 * 3600}  # smoke, full: the whole run, then it stops
 
 
@@ -88,6 +88,7 @@ def run_sections(args: argparse.Namespace, sizes: Sizes, work: Path, report: Rep
         "live": lambda: live.run(sizes, work, report),
         "cost": lambda: cost.run(sizes, work, report),
         "footprint": lambda: footprint.run(sizes, files, work, report),
+        "maintenance": lambda: maintenance.run(sizes, files, work, report),
     }
     for name in args.sections:
         started = time.monotonic()
