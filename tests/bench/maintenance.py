@@ -92,8 +92,8 @@ def measure(name: str, path: Path, work: Path, report: Report) -> None:
     full = purge_once(path, work, "full")
     report.add(
         Row(
-            f"bytes written per hourly purge, {name} ({mb(size)})",
-            f"{mb(incremental.wchar_bytes)} in {incremental.seconds:.2f} s",
+            f"bytes written per hourly purge, {name}",
+            f"{mb(incremental.wchar_bytes)} of a {mb(size)} file in {incremental.seconds:.2f} s",
             f"{mb(full.wchar_bytes)} in {full.seconds:.2f} s (VACUUM every run)",
             times(incremental.wchar_bytes / full.wchar_bytes),
             f"<= {TARGET_RATIO:g}x",
