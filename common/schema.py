@@ -292,8 +292,21 @@ FROM (
 JOIN gpus AS g ON g.gpu_id = w.gpu_id;
 """
 
+# Version 6: which tables of the original pyCudaWatch (its `metrics`, GPU 0 of one host) were
+# imported into `samples`, so that each is imported once (services/writer/legacy.py). The
+# original table itself is left as it is, for its owner to drop.
+_V6 = """
+CREATE TABLE legacy_imports (
+    source_table TEXT PRIMARY KEY,
+    gpu_uuid TEXT NOT NULL,
+    rows_imported INTEGER NOT NULL,
+    rows_left_out INTEGER NOT NULL,
+    imported_ts REAL NOT NULL
+);
+"""
+
 # Each entry moves the file from user_version == its position to position + 1. Append only.
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

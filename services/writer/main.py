@@ -18,6 +18,7 @@ from common.status import WriterStatus, write_status
 from services.curve import CurveSetupError, gate, hub_keys
 from services.wakeup import StopFlag
 from services.writer.batch import PendingBatch
+from services.writer.legacy import LegacyImport
 from services.writer.sequences import SequenceTracker
 from services.writer.sources import (
     Source,
@@ -332,7 +333,8 @@ def main() -> int:
         return 2
     with zmq.Context() as context, gate(context, keys):
         sources = [open_source(context, endpoint, keys) for endpoint in config.subscribe]
-        writer = Writer(config, sources, Store(config.db_path))
+        legacy = LegacyImport(config.host_name, config.retention_s)
+        writer = Writer(config, sources, Store(config.db_path, legacy=legacy))
         writer.stop.install()
         log.info(
             "writer subscribed to %s, storing in %s", ", ".join(config.subscribe), config.db_path

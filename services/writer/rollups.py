@@ -98,3 +98,21 @@ def purge(
         bucket_ts = float(math.floor(before_ts / level_s) * level_s)
         if bucket_ts < before_ts:
             conn.execute(_REFRESH[level_s, RAW], (gpu_id, bucket_ts))
+
+
+def refresh_times(
+    conn: sqlite3.Connection, gpu_id: int, interval_s: float, stamps: Iterable[float]
+) -> int:
+    """Recompute a GPU's buckets that hold any of the given reading times; return buckets written.
+
+    For readings stored outside a batch of ticks (an import), finest level first.
+    """
+    written = 0
+    source = RAW
+    times = list(stamps)
+    for level_s in rollup_levels_for(interval_s):
+        buckets = sorted({float(math.floor(ts / level_s) * level_s) for ts in times})
+        conn.executemany(_REFRESH[level_s, source], [(gpu_id, bucket) for bucket in buckets])
+        written += len(buckets)
+        source = rollup_table(level_s)
+    return written

@@ -13,6 +13,7 @@ from common.messages import GpuReading, Tick
 from common.metrics import METRIC_NAMES
 from common.schema import LIST_KNOWN_PROC_ID, migrate
 from services.writer import rollups
+from services.writer.legacy import LegacyImport
 from services.writer.spans import (
     Identity,
     OpenSpans,
@@ -157,9 +158,15 @@ def connect(db_path: Path, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> sqlite3.Co
 class Store:
     """Batches of ticks into `gpus` and `samples`, one transaction per batch."""
 
-    def __init__(self, db_path: Path, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> None:
+    def __init__(
+        self,
+        db_path: Path,
+        busy_timeout_ms: int = BUSY_TIMEOUT_MS,
+        legacy: LegacyImport | None = None,
+    ) -> None:
         self.db_path = db_path
         self.busy_timeout_ms = busy_timeout_ms
+        self.legacy = legacy  # the original pyCudaWatch's table, imported once
         self._conn: sqlite3.Connection | None = None
         # The process spans that the next ticks may extend, and identities already looked up;
         # both rebuilt from the file after a failed write or a purge.
@@ -211,6 +218,8 @@ class Store:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
+        if self.legacy is not None:
+            self.legacy.after_write(conn, ticks, gpu_ids)
         return len(rows)
 
     def _forget_processes(self) -> None:
