@@ -9,9 +9,12 @@ Layout, chosen for the two queries the dashboard makes all day:
 - `readings`: the stable view for people who query the file (SPEC), one row per GPU per tick.
 - `proc_identities` and `proc_spans` (version 4): processes, one span row per process per GPU
   per unbroken run of ticks at one memory size; the documented views `processes` (one row per
-  span) and `energy` (one row per GPU per reading, with the energy since the previous one).
+  span) and `energy` (one row per GPU per reading, with the energy since the previous one;
+  version 5 made error ticks add nothing).
+- `legacy_imports` (version 6): the original pyCudaWatch's tables imported, each once.
 
 `PRAGMA user_version` holds the number of migrations applied. Times are UTC epoch seconds.
+Each migration is frozen SQL text: a change is a new migration, never an edit.
 """
 
 from __future__ import annotations
