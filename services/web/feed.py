@@ -140,14 +140,15 @@ class LiveFeed:
             self._count_malformed(str(error))
             return False
         tick_json = tick_to_json(tick).decode()
+        now_s = self._clock()
         current = self._latest.get(tick.host)
         if current is None or _follows(tick, current):
             self._follow_errors(tick, current)
             self._latest[tick.host] = tick
             self._latest_json[tick.host] = tick_json
-            self._received_s[tick.host] = self._clock()
+            self._received_s[tick.host] = now_s
         self.received_ticks += 1
-        now_s = self._clock()
+        # Its host's state as the API would give it now (stale only for an outdated tick).
         state = live_host_states([self._latest[tick.host]], self._received_s, now_s)[tick.host]
         state_json = msgspec.json.encode(state.to_json()).decode()
         self._on_message(f'{{"type":"tick","tick":{tick_json},"host_state":{state_json}}}')

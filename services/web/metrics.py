@@ -1,8 +1,9 @@
 """GET /metrics: the newest readings in Prometheus text, under NVIDIA dcgm-exporter's names.
 
-A prometheus_client custom collector reads, at each scrape, what the web process already holds:
-the live feed's newest tick of each host, the writer's status file and the database's size. No
-SQL. The families are collected on the event loop, which owns the feed's state (a few ms for
+PipelineCollector builds prometheus_client metric families, at each scrape, from what the web
+process already holds: the live feed's newest tick of each host, the writer's status file and the
+database's size. No SQL (but to tell a host known only from the file from an unknown one, for
+?host=). The families are collected on the event loop, which owns the feed's state (a few ms for
 a hub of 20 hosts of 8 GPUs); prometheus_client's formatting of them, about ten times that for
 such a hub, runs in a thread so that websockets keep flowing meanwhile.
 
@@ -30,7 +31,7 @@ from pathlib import Path
 from aiohttp import hdrs, web
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
-from prometheus_client.registry import Collector, CollectorRegistry
+from prometheus_client.registry import Collector
 
 from common.dbfile import database_bytes
 from common.messages import GpuReading, Tick
@@ -251,7 +252,7 @@ def pipeline_families(
     return families
 
 
-class PipelineCollector(Collector):
+class PipelineCollector:
     """Collect the DCGM and pycudawatch_* families from the live feed, status file and DB file."""
 
     def __init__(
@@ -260,10 +261,6 @@ class PipelineCollector(Collector):
         self._feed = feed
         self._db_path = db_path
         self._clock = clock
-
-    def collect(self) -> Iterator[Metric]:
-        """Yield every family for one scrape of every host."""
-        yield from self.families()
 
     def live_hosts(self) -> set[str]:
         """Return the hosts of the live feed."""
@@ -286,15 +283,6 @@ class PipelineCollector(Collector):
             database_bytes(self._db_path),
             now_s,
         )
-
-
-def metrics_registry(
-    feed: LiveFeed, db_path: Path, clock: Callable[[], float] = time.time
-) -> CollectorRegistry:
-    """Return a registry of its own (never prometheus_client's global one) for one app."""
-    registry = CollectorRegistry()
-    registry.register(PipelineCollector(feed, db_path, clock))
-    return registry
 
 
 COLLECTOR = web.AppKey("metrics_collector", PipelineCollector)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import msgspec
@@ -13,6 +14,7 @@ from services.web.app import create_app
 from services.web.feed import LiveFeed
 from services.web.hosts import host_states, mark_gpus
 from services.web.keys import FEED
+from services.web.stale_watch import MAX_WAIT_S, PAST_DUE_S, StaleWatch
 from services.web.store import GpuLatest, GpuRow
 from tests.web.conftest import (
     T0,
@@ -334,3 +336,32 @@ async def test_every_answer_calls_a_host_stale_from_the_same_moment_by_its_own_i
     assert message["tick"]["interval_s"] == FAST_S
     assert await judged(client) == ({"fast": fresh, "slow": stale}, "degraded")
     await ws.close()
+
+
+def test_the_watch_tells_once_the_moment_a_live_host_goes_stale_and_again_after_a_new_tick():
+    t0 = 10_000.0
+    clock = [t0]
+    sent: list[dict] = []
+    feed = LiveFeed(on_message=lambda _message: None, clock=lambda: clock[0])
+    watch = StaleWatch(feed, lambda text: sent.append(json.loads(text)), clock=lambda: clock[0])
+    feed.handle(interval_tick("fast", t0, FAST_S).to_frames())
+
+    assert watch.step() == MAX_WAIT_S  # due in 13 s: look again within a second
+    clock[0] = t0 + stale_after_s(FAST_S) - 0.5
+    assert watch.step() == pytest.approx(0.5 + PAST_DUE_S)  # wakes just past the due moment
+    clock[0] = t0 + stale_after_s(FAST_S)
+    watch.step()
+    assert sent == []  # at the bound itself the host is not stale yet
+    clock[0] += PAST_DUE_S
+    watch.step()
+    watch.step()
+    assert [(h["host"], h["stale"], h["stale_since_ts"]) for m in sent for h in m["hosts"]] == [
+        ("fast", True, t0 + stale_after_s(FAST_S))
+    ]
+    assert sent[0]["type"] == "hosts"
+
+    feed.handle(interval_tick("fast", clock[0], FAST_S, seq=1).to_frames())
+    watch.step()
+    clock[0] += stale_after_s(FAST_S) + PAST_DUE_S
+    watch.step()
+    assert [h["stale"] for m in sent for h in m["hosts"]] == [True, True]

@@ -9,7 +9,6 @@ import time
 
 import msgspec
 import pytest
-from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from common.dbfile import database_bytes
@@ -20,7 +19,7 @@ from services.sampler.simulated_nvml import SimulatedNvml
 from services.sampler.ticks import build_tick
 from services.web.app import create_app
 from services.web.keys import CONFIG, FEED
-from services.web.metrics import metrics_registry
+from services.web.metrics import PipelineCollector, exposition
 from tests.web.conftest import make_config, wait_until
 
 MIB = 1 << 20
@@ -256,9 +255,9 @@ async def test_a_host_that_stopped_ticking_sends_no_gpu_metric_but_its_age(
 ):
     await publish_until_seen(client.app, publisher[0], sim_tick("node-a", 5))
     an_hour_later = time.time() + 3600
-    registry = metrics_registry(client.app[FEED], db_path, clock=lambda: an_hour_later)
+    collector = PipelineCollector(client.app[FEED], db_path, clock=lambda: an_hour_later)
 
-    text = generate_latest(registry).decode()
+    text = exposition(collector.families()).decode()
 
     assert samples(text, "DCGM_FI_DEV_GPU_UTIL") == []
     ages = {s.labels["host"]: s.value for s in samples(text, "pycudawatch_last_tick_age_seconds")}
