@@ -134,4 +134,7 @@ def test_the_page_the_api_healthz_and_metrics_call_a_host_stale_together(
     assert page_says(page) == {"fast": (True, ("stale",)), "slow": (False, ("ok",))}
     health = json.loads(get(hub, "/healthz"))
     assert health["status"] != "down"  # slow still ticks
+    # The badge says since when, and by which interval: the server's, not the page's.
+    title = page.get_attribute(".host-group[data-host='fast'] .host-stale", "title")
+    assert title.startswith("No reading from this host since ") and "every 0.5 s" in title
     watch.assert_clean()

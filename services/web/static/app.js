@@ -266,8 +266,14 @@
     const known = state.serverHosts.get(item.host);
     const newer = !known || fromSocket || (said.lastSeenS ?? -Infinity) > (known.lastSeenS ?? -Infinity)
       || (said.lastSeenS === known.lastSeenS && said.stale && !known.stale);
-    if (newer) state.serverHosts.set(item.host, said);
-    return newer;
+    if (newer) {
+      if (known && said.staleSinceS === null && said.stale && known.stale && said.lastSeenS === known.lastSeenS) {
+        said.staleSinceS = known.staleSinceS; // the GPU list does not say since when
+      }
+      state.serverHosts.set(item.host, said);
+    } else if (known.staleSinceS === null && said.stale === known.stale && said.lastSeenS === known.lastSeenS) {
+      known.staleSinceS = said.staleSinceS;
+    }
   }
 
   /** Return whether the server says the host is stale. */
