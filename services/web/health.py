@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from common.staleness import STALE_AFTER_INTERVALS, STALE_GRACE_S
 from common.status import WriterStatus
 from services.web.hosts import HostState
 
@@ -113,8 +114,8 @@ def assess(inputs: HealthInputs) -> dict[str, Any]:
         problems.append("no reading has arrived yet, on the live feed or in the database")
     elif readings_stopped:
         problems.append(
-            f"every host is stale (no tick for 3 intervals + 10 s): "
-            f"the last reading is {tick_age_s:.0f} s old"
+            f"every host is stale (no tick for {STALE_AFTER_INTERVALS} of its intervals"
+            f" + {STALE_GRACE_S:g} s): the last reading is {tick_age_s:.0f} s old"
         )
     writer = inputs.writer
     writer_age_s = None if writer is None else inputs.now_s - writer.updated_ts

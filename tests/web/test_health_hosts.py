@@ -53,6 +53,8 @@ async def test_every_host_quiet_is_down_and_all_are_listed(aiohttp_client, confi
     body = await response.json()
     assert response.status == 503 and body["status"] == "down"
     assert [h["host"] for h in body["stale_hosts"]] == ["alpha", "beta"]
+    [stopped] = [line for line in body["problems"] if line.startswith("every host is stale")]
+    assert "(no tick for 3 of its intervals + 10 s)" in stopped
 
 
 async def client_get(aiohttp_client, config):
