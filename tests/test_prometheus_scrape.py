@@ -8,13 +8,15 @@ import subprocess
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from services.web.auth import hash_password
 from tests.stack import Stack, free_port, http_status, wait_until
+from tests.test_hub import Hub
 
 SIM_GPUS = 3
+ENERGY = "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION"
 STOP_TIMEOUT_S = 20.0
 DCGM_LABELS = ("gpu", "UUID", "pci_bus_id", "device", "modelName", "Hostname", "hostname")
 
@@ -58,13 +60,29 @@ def prometheus(tmp_path: Path, jobs: list[dict], stack: Stack) -> Iterator[str]:
         log.close()
 
 
-def query(prometheus_url: str, promql: str) -> list[dict]:
-    """Return the result vector of an instant query through Prometheus's HTTP API."""
-    address = f"{prometheus_url}/api/v1/query?{urllib.parse.urlencode({'query': promql})}"
+def api(prometheus_url: str, path: str, **params: str) -> list[dict]:
+    """Return the data of a call to Prometheus's HTTP API."""
+    address = f"{prometheus_url}{path}?{urllib.parse.urlencode(params)}"
     with urllib.request.urlopen(address, timeout=5) as response:
         body = json.load(response)
     assert body["status"] == "success", body
-    return body["data"]["result"]
+    return body["data"]
+
+
+def query(prometheus_url: str, promql: str) -> list[dict]:
+    """Return the result vector of an instant query through Prometheus's HTTP API."""
+    return api(prometheus_url, "/api/v1/query", query=promql)["result"]
+
+
+def metric_types(prometheus_url: str, job: str, metric: str) -> set[str]:
+    """Return the types Prometheus took from the job's targets for a metric."""
+    found = api(
+        prometheus_url,
+        "/api/v1/targets/metadata",
+        match_target=f'{{job="{job}"}}',
+        metric=metric,
+    )
+    return {entry["type"] for entry in found}
 
 
 def wait_series(url: str, job: str, stack: Stack) -> list[dict]:
@@ -87,13 +105,20 @@ def test_prometheus_scrapes_one_series_per_simulated_gpu(tmp_path):
         with prometheus(tmp_path, [scrape_job("pycudawatch", stack)], stack) as url:
             series = wait_series(url, "pycudawatch", stack)
             [up] = query(url, 'up{job="pycudawatch"}')
-            energy = query(url, "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION")
+            energy = query(url, ENERGY)
+            wait_until(lambda: metric_types(url, "pycudawatch", ENERGY), 30, "its metadata", stack)
+            energy_types = metric_types(url, "pycudawatch", ENERGY)
+            util_types = metric_types(url, "pycudawatch", "DCGM_FI_DEV_GPU_UTIL")
         gpus = gpus_of(stack)
 
     assert up["value"][1] == "1"
     assert_dcgm_series(series, gpus)
-    # dcgm-exporter's series name, unchanged, is what a DCGM dashboard finds in Prometheus
+    # dcgm-exporter's series name, unchanged, is what a DCGM dashboard finds in Prometheus,
+    # and Prometheus took it as the counter dcgm-exporter declares it
     assert {entry["metric"]["UUID"] for entry in energy} == {gpu["gpu_uuid"] for gpu in gpus}
+    assert {entry["metric"]["__name__"] for entry in energy} == {ENERGY}
+    assert energy_types == {"counter"}
+    assert util_types == {"gauge"}
 
 
 def test_prometheus_scrapes_with_basic_auth_and_is_refused_without(tmp_path):
@@ -143,3 +168,93 @@ def assert_dcgm_series(series: list[dict], gpus: list[dict]) -> None:
         assert {name: labels[name] for name in DCGM_LABELS} == expected[uuid]
         assert labels["__name__"] == "DCGM_FI_DEV_GPU_UTIL"
         assert 0 <= float(entry["value"][1]) <= 100
+
+
+# -- a hub's hosts as targets of their own (Prometheus' multi-target exporter pattern) ----------
+
+HUB_HOSTS = ("gpu-node-1", "gpu-node-2")
+HUB_GPUS_PER_HOST = 2
+
+
+def per_host_job(name: str, hosts: list[str], hub_address: str) -> dict:
+    """Return README's scrape job: the targets are host names, relabelled onto the hub."""
+    return {
+        "job_name": name,
+        "metrics_path": "/metrics",
+        "static_configs": [{"targets": hosts}],
+        "relabel_configs": [
+            {"source_labels": ["__address__"], "target_label": "__param_host"},
+            {"source_labels": ["__param_host"], "target_label": "instance"},
+            {"target_label": "__address__", "replacement": hub_address},
+        ],
+    }
+
+
+def hub_own_job(name: str, hub_address: str) -> dict:
+    """Return README's job for the hub's own series: its GPU series come from per_host_job."""
+    return {
+        "job_name": name,
+        "static_configs": [{"targets": [hub_address]}],
+        "metric_relabel_configs": [
+            {"source_labels": ["__name__"], "regex": "DCGM_.*", "action": "drop"}
+        ],
+    }
+
+
+def test_prometheus_scrapes_each_host_of_a_hub_as_its_own_instance(tmp_path):
+    with ExitStack() as running:
+        samplers = {}
+        for host in HUB_HOSTS:
+            env = {"PCW_HOST_NAME": host, "PCW_SIM_GPUS": str(HUB_GPUS_PER_HOST)}
+            folder = tmp_path / host
+            folder.mkdir()
+            samplers[host] = running.enter_context(
+                Stack(
+                    folder, {**env, "PCW_INTERVAL_S": "1"}, supervised=False, programs=("sampler",)
+                )
+            )
+        subscribe = ",".join(s.env["PCW_PUB_ENDPOINT"] for s in samplers.values())
+        folder = tmp_path / "hub"
+        folder.mkdir()
+        hub_env = {"PCW_SUBSCRIBE": subscribe, "PCW_HOST_NAME": "hub", "PCW_INTERVAL_S": "1"}
+        hub = Hub(
+            samplers,
+            running.enter_context(
+                Stack(folder, hub_env, supervised=False, programs=("writer", "web"))
+            ),
+        )
+        hub.hub.wait_web()
+        wait_until(lambda: set(hub.hosts()) == set(HUB_HOSTS), 30, "both hosts", hub.hub)
+        hub_address = hub.hub.web_url.removeprefix("http://")
+        jobs = [
+            per_host_job("gpu-hosts", [*HUB_HOSTS, "gpu-node-gone"], hub_address),
+            hub_own_job("hub", hub_address),
+        ]
+        with prometheus(tmp_path, jobs, hub.hub) as url:
+            promql = 'DCGM_FI_DEV_GPU_UTIL{job="gpu-hosts"}'
+            count = len(HUB_HOSTS) * HUB_GPUS_PER_HOST
+            wait_until(lambda: len(query(url, promql)) == count, 60, promql, hub.hub)
+            series = query(url, promql)
+            wait_until(lambda: len(query(url, 'up{job="gpu-hosts"}')) == 3, 60, "up", hub.hub)
+            up = {e["metric"]["instance"]: e["value"][1] for e in query(url, 'up{job="gpu-hosts"}')}
+            published = query(url, 'pycudawatch_ticks_published_total{job="gpu-hosts"}')
+            hub_promql = 'pycudawatch_ticks_stored_total{job="hub"}'
+            wait_until(lambda: query(url, hub_promql), 60, hub_promql, hub.hub)
+            [hub_stored] = query(url, hub_promql)
+            hub_gpu_series = query(url, '{job="hub", __name__=~"DCGM_.*"}')
+            writer_series = query(url, 'pycudawatch_ticks_stored_total{job="gpu-hosts"}')
+
+    # Each host's GPU series carry instance=<host>, so NVIDIA's dashboard tells them apart.
+    instances = [entry["metric"]["instance"] for entry in series]
+    assert sorted(instances) == sorted(HUB_HOSTS * HUB_GPUS_PER_HOST)
+    assert all(entry["metric"]["Hostname"] == entry["metric"]["instance"] for entry in series)
+    assert {e["metric"]["instance"]: e["metric"]["host"] for e in published} == {
+        host: host for host in HUB_HOSTS
+    }
+    # A host the hub does not know answers 404: Prometheus marks that target down.
+    assert up == {"gpu-node-1": "1", "gpu-node-2": "1", "gpu-node-gone": "0"}
+    # The hub's own series come once, from the hub's all-hosts answer, whose GPU series the
+    # README's job drops (test_prometheus_scrapes_one_series_per_simulated_gpu scrapes them).
+    assert writer_series == []
+    assert hub_stored["metric"]["instance"] == hub_address
+    assert hub_gpu_series == []

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import aiohttp_jinja2
@@ -16,9 +18,10 @@ from services.web.auth import basic_auth, load_users
 from services.web.feed import LiveFeed
 from services.web.headers import setup_security_headers
 from services.web.hub import SEND_QUEUE_SIZE, Hub
-from services.web.keys import CONFIG, COUNTERS, FEED, HUB, STORE, Counters
-from services.web.metrics import METRICS_PATH, REGISTRY, metrics, metrics_registry
+from services.web.keys import CLOCK, CONFIG, COUNTERS, FEED, HUB, STORE, Counters
+from services.web.metrics import COLLECTOR, METRICS_PATH, PipelineCollector, metrics
 from services.web.middlewares import compress_and_cache, json_errors
+from services.web.stale_watch import StaleWatch
 from services.web.store import QUERY_TIME_LIMIT_S, Store
 from services.web.websocket import websocket
 
@@ -34,8 +37,13 @@ def create_app(
     static_dir: Path = STATIC_DIR,
     query_time_limit_s: float = QUERY_TIME_LIMIT_S,
     send_queue_size: int = SEND_QUEUE_SIZE,
+    clock: Callable[[], float] = time.time,
 ) -> web.Application:
-    """Return the web application for `config`; nothing is opened until it starts."""
+    """Return the web application for `config`; nothing is opened until it starts.
+
+    clock: the wall clock (UTC epoch s) by which hosts are judged stale, the same for the API,
+    /healthz, /metrics and the websocket.
+    """
     middlewares = [json_errors, compress_and_cache]
     if config.auth_file is not None:  # raises AuthFileError on a bad file
         middlewares.insert(0, basic_auth(load_users(config.auth_file)))
@@ -45,15 +53,17 @@ def create_app(
     app[CONFIG] = config
     app[STORE] = Store(config.db_path, time_limit_s=query_time_limit_s)
     app[HUB] = hub
-    app[FEED] = LiveFeed(on_message=hub.publish)
+    app[CLOCK] = clock
+    app[FEED] = LiveFeed(on_message=hub.publish, clock=clock)
     app[COUNTERS] = Counters()
-    app[REGISTRY] = metrics_registry(app[FEED], config.db_path)
+    app[COLLECTOR] = PipelineCollector(app[FEED], config.db_path, clock)
 
     aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(templates_dir), autoescape=True)
     app[aiohttp_jinja2.static_root_key] = "/static"
 
     app.cleanup_ctx.append(_reading)
     app.cleanup_ctx.append(_listening)
+    app.cleanup_ctx.append(_watching_staleness)
     app.on_shutdown.append(_close_websockets)
 
     app.router.add_get("/", views.index, name="index")
@@ -81,6 +91,15 @@ async def _listening(app: web.Application) -> AsyncIterator[None]:
     """Listen to the samplers while the app runs; stop and close the socket when it stops."""
     async with app[FEED].listening(app[CONFIG].subscribe, hub_keys(app[CONFIG])):
         yield
+
+
+async def _watching_staleness(app: web.Application) -> AsyncIterator[None]:
+    """Tell the websockets when a host goes stale while the app runs."""
+    watch = StaleWatch(app[FEED], app[HUB].publish, clock=app[CLOCK])
+    task = asyncio.create_task(watch.run(), name="pcw-stale-watch")
+    yield
+    task.cancel()
+    await asyncio.wait([task])  # unlike `await task`, never swallows our own cancel
 
 
 async def _close_websockets(app: web.Application) -> None:

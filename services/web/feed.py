@@ -11,6 +11,10 @@ malformed message and connects to that sampler again, so one bad message never e
 
 The feed also follows each GPU's errors ("GPU is lost", or NVML down on the whole host): for a GPU
 in error, since when, as far as the ticks it has received tell (ErrorRun).
+
+Every message says, beside the ticks, whether their hosts are stale (services/web/hosts.py's
+HostState), as the API would say at that moment; services/web/stale_watch.py says it when a
+host goes stale between ticks.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
+import msgspec
 import zmq
 import zmq.asyncio
 from zmq.utils.monitor import parse_monitor_message
@@ -30,6 +35,7 @@ from zmq.utils.monitor import parse_monitor_message
 from common.messages import MAX_MESSAGE_BYTES, TOPIC, DecodeError, Tick, tick_to_json
 from services.curve import HubKeys, async_gate, secure_hub_socket
 from services.relink import BROKEN_TEXT, MONITOR_EVENTS, RESTORE_AFTER_S, relink
+from services.web.hosts import HostState, live_host_states
 
 logger = logging.getLogger(__name__)
 
@@ -108,15 +114,25 @@ class LiveFeed:
         """Return the GPU's current run of errors, None when its newest live reading is fine."""
         return self._error_runs.get(gpu_uuid)
 
+    def host_states(self, now_s: float | None = None) -> dict[str, HostState]:
+        """Return the live hosts, each judged stale or not at now_s (default: this feed's clock)."""
+        now_s = self._clock() if now_s is None else now_s
+        return live_host_states(self._latest.values(), self._received_s, now_s)
+
     def snapshot_message(self) -> str:
-        """Return the websocket snapshot: {"type": "snapshot", "ticks": [tick JSON per host]}."""
+        """Return the websocket snapshot.
+
+        {"type": "snapshot", "ticks": [tick JSON per host], "hosts": [HostState JSON per host]}.
+        """
         ticks = ",".join(self._latest_json[host] for host in sorted(self._latest_json))
-        return f'{{"type":"snapshot","ticks":[{ticks}]}}'
+        hosts = msgspec.json.encode([state.to_json() for state in self.host_states().values()])
+        return f'{{"type":"snapshot","ticks":[{ticks}],"hosts":{hosts.decode()}}}'
 
     def handle(self, frames: list[bytes]) -> bool:
         """Take one ZeroMQ message; return whether it was a valid tick.
 
-        The message sent on is {"type": "tick", "tick": <tick JSON>}.
+        The message sent on is {"type": "tick", "tick": <tick JSON>, "host_state": <its host's
+        HostState JSON>}.
         """
         try:
             tick = Tick.from_frames(frames)
@@ -124,14 +140,18 @@ class LiveFeed:
             self._count_malformed(str(error))
             return False
         tick_json = tick_to_json(tick).decode()
+        now_s = self._clock()
         current = self._latest.get(tick.host)
         if current is None or _follows(tick, current):
             self._follow_errors(tick, current)
             self._latest[tick.host] = tick
             self._latest_json[tick.host] = tick_json
-            self._received_s[tick.host] = self._clock()
+            self._received_s[tick.host] = now_s
         self.received_ticks += 1
-        self._on_message(f'{{"type":"tick","tick":{tick_json}}}')
+        # Its host's state as the API would give it now (stale only for an outdated tick).
+        state = live_host_states([self._latest[tick.host]], self._received_s, now_s)[tick.host]
+        state_json = msgspec.json.encode(state.to_json()).decode()
+        self._on_message(f'{{"type":"tick","tick":{tick_json},"host_state":{state_json}}}')
         return True
 
     @asynccontextmanager

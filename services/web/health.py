@@ -7,9 +7,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from common.staleness import STALE_AFTER_INTERVALS, STALE_GRACE_S
 from common.status import WriterStatus
+from services.web.hosts import HostState
 
-TICK_GRACE_S = 10.0
 MIN_WRITER_STATUS_AGE_S = 30.0
 # The writer's counters that /healthz passes on as they are (common.status.WriterStatus).
 WRITER_COUNTERS = (
@@ -55,12 +56,7 @@ class HealthInputs:
     websocket_clients: int
     internal_errors: int
     gpu_errors: tuple[GpuError, ...] = ()
-    stale_hosts: tuple[tuple[str, float | None], ...] = ()  # (host, last seen), by host
-
-
-def max_tick_age_s(interval_s: float) -> float:
-    """Return the age in seconds beyond which the last tick means readings have stopped."""
-    return 3 * interval_s + TICK_GRACE_S
+    hosts: tuple[HostState, ...] = ()  # every host, judged stale or not (hosts.host_states)
 
 
 def max_writer_status_age_s(interval_s: float) -> float:
@@ -73,14 +69,12 @@ def utc_text(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def current_gpu_errors(
-    gpus: Iterable[dict[str, Any]], now_s: float, interval_s: float
-) -> tuple[GpuError, ...]:
+def current_gpu_errors(gpus: Iterable[dict[str, Any]]) -> tuple[GpuError, ...]:
     """Return the GPUs of /api/v1/gpus whose error is current, sorted by host and index.
 
     Current: the GPU's newest reading is in error, belongs to its host's newest tick (a GPU the
     sampler no longer lists, such as one taken out, is not judged on its last word) and is not
-    older than max_tick_age_s (a host that stopped reporting is not either).
+    stale (hosts.mark_gpus: a host that stopped reporting is not either).
     """
     gpus = [gpu for gpu in gpus if gpu["latest"] is not None]
     host_newest_ts: dict[str, float] = {}
@@ -99,7 +93,7 @@ def current_gpu_errors(
         for gpu in gpus
         if gpu["latest"]["error"] is not None
         and gpu["latest"]["ts"] >= host_newest_ts[gpu["host"]]
-        and now_s - gpu["latest"]["ts"] <= max_tick_age_s(interval_s)
+        and not gpu["stale"]
     ]
     return tuple(sorted(errors, key=lambda e: (e.host, e.gpu_index, e.gpu_uuid)))
 
@@ -107,20 +101,21 @@ def current_gpu_errors(
 def assess(inputs: HealthInputs) -> dict[str, Any]:
     """Return the /healthz body; its status is "ok" only when `problems` is empty.
 
-    "down": no reading arrives (none yet, or the last is too old); "degraded": readings arrive
+    "down": no reading arrives (none yet, or every host is stale); "degraded": readings arrive
     but something else is wrong (a GPU in error, the writer, the database). Readings arrive
-    when the newest tick of any host is fresh: a hub whose other hosts went quiet stays "ok"
-    and lists them in "stale_hosts" (services/web/hosts.py's rule), which is not a problem.
+    while any host is not stale (services/web/hosts.py's rule, the API's): a hub whose other
+    hosts went quiet stays "ok" and lists them in "stale_hosts", which is not a problem.
     """
     problems: list[str] = []
     tick_age_s = None if inputs.last_tick_ts is None else inputs.now_s - inputs.last_tick_ts
-    readings_stopped = tick_age_s is None or tick_age_s > max_tick_age_s(inputs.interval_s)
+    stale_hosts = [host for host in inputs.hosts if host.stale]
+    readings_stopped = tick_age_s is None or len(stale_hosts) == len(inputs.hosts)
     if tick_age_s is None:
         problems.append("no reading has arrived yet, on the live feed or in the database")
     elif readings_stopped:
         problems.append(
-            f"the last reading is {tick_age_s:.0f} s old "
-            f"(more than {max_tick_age_s(inputs.interval_s):g} s)"
+            f"every host is stale (no tick for {STALE_AFTER_INTERVALS} of its intervals"
+            f" + {STALE_GRACE_S:g} s): the last reading is {tick_age_s:.0f} s old"
         )
     writer = inputs.writer
     writer_age_s = None if writer is None else inputs.now_s - writer.updated_ts
@@ -162,8 +157,13 @@ def assess(inputs: HealthInputs) -> dict[str, Any]:
             for e in inputs.gpu_errors
         ],
         "stale_hosts": [
-            {"host": host, "last_seen_ts": last_seen_ts}
-            for host, last_seen_ts in inputs.stale_hosts
+            {
+                "host": host.host,
+                "last_seen_ts": host.last_seen_ts,
+                "stale_since_ts": host.stale_since_ts,
+                "interval_s": host.interval_s,
+            }
+            for host in stale_hosts
         ],
         "problems": problems,
     }

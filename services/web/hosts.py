@@ -4,15 +4,14 @@ A host is every `host` label found in the file (the writer's gpus table) or in t
 newest ticks. It is never dropped because it stops ticking: it is shown as stale, with the time
 it was last seen, until the writer's retention purges its GPUs from the file.
 
-The rule: a host is stale when its newest tick, live or stored (whichever is newer), is older
-than stale_after_s(interval_s) = max(3 x interval_s, interval_s + 10 s), interval_s being the
-host's own sampling interval as its newest tick states it. Three missed ticks, so one late tick
-never flags a host; and at least 10 s beyond the interval, so that on short intervals the
-writer's flush and a small clock difference between the host and the hub never flag one either.
-While a host's newest tick is the live feed's, its age is how long ago that tick arrived here, on
-the hub's own clock, so a host whose clock is off is not called stale while it ticks. A host known
+The rule is common.staleness's, with the host's own interval as its newest tick states it. While
+a host's newest tick is the live feed's, its age is how long ago that tick arrived here, on the
+hub's own clock, so a host whose clock is off is not called stale while it ticks. A host known
 only from the file is judged by its tick time, the only time there is (the hosts' clocks should
 be kept in sync by NTP: tick times are shown and stored as the host stated them).
+
+/api/v1/hosts, /api/v1/gpus, /healthz, /metrics and the websocket all judge through
+host_states(), so a host is stale in each of them from the same moment.
 """
 
 from __future__ import annotations
@@ -22,41 +21,40 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from common.messages import Tick
+from common.staleness import is_stale, stale_since_ts
 from services.web.store import GpuLatest
-
-STALE_AFTER_INTERVALS = 3.0
-STALE_GRACE_S = 10.0
-
-
-def stale_after_s(interval_s: float) -> float:
-    """Return how many seconds after its last tick a host sampling every interval_s is stale."""
-    return max(STALE_AFTER_INTERVALS * interval_s, interval_s + STALE_GRACE_S)
-
-
-def is_stale(last_seen_ts: float | None, interval_s: float, now_s: float) -> bool:
-    """Return whether a host last seen at last_seen_ts (epoch s) is stale at now_s.
-
-    A host with no tick at all (None) is stale.
-    """
-    return last_seen_ts is None or now_s - last_seen_ts > stale_after_s(interval_s)
 
 
 @dataclass
 class HostState:
-    """One host: its newest tick time (UTC epoch s), its interval and its GPUs' UUIDs."""
+    """One host: its newest tick time (UTC epoch s), its interval, GPUs' UUIDs and staleness.
+
+    stale_at_ts: when the host goes (or went) stale unless a tick comes, in UTC epoch s on the
+    clock it is judged on: the hub's for a live host, the host's own for one known only from the
+    file. stale_since_ts: the same once it is stale; None while it is fresh.
+    """
 
     host: str
     last_seen_ts: float | None
     interval_s: float
     gpu_uuids: set[str] = field(default_factory=set)
     stale: bool = False
+    stale_at_ts: float | None = None
+    stale_since_ts: float | None = None
+
+    def judge(self, seen_s: float | None, now_s: float) -> None:
+        """Judge the host at now_s, its newest tick seen at seen_s (epoch s, None: never)."""
+        self.stale = is_stale(seen_s, self.interval_s, now_s)
+        self.stale_at_ts = None if seen_s is None else stale_since_ts(seen_s, self.interval_s)
+        self.stale_since_ts = self.stale_at_ts if self.stale else None
 
     def to_json(self) -> dict[str, Any]:
-        """Return the host as GET /api/v1/hosts lists it."""
+        """Return the host as GET /api/v1/hosts lists it (and the websocket sends it)."""
         return {
             "host": self.host,
             "last_seen_ts": self.last_seen_ts,
             "stale": self.stale,
+            "stale_since_ts": self.stale_since_ts,
             "interval_s": self.interval_s,
             "gpu_count": len(self.gpu_uuids),
         }
@@ -95,15 +93,41 @@ def host_states(
     for state in hosts.values():
         arrived_s = received_s.get(state.host)
         if arrived_s is not None and live_ts.get(state.host) == state.last_seen_ts:
-            state.stale = is_stale(arrived_s, state.interval_s, now_s)
+            state.judge(arrived_s, now_s)
         else:
-            state.stale = is_stale(state.last_seen_ts, state.interval_s, now_s)
+            state.judge(state.last_seen_ts, now_s)
     return dict(sorted(hosts.items()))
 
 
-def mark_gpus(gpus: Iterable[dict[str, Any]], hosts: dict[str, HostState]) -> None:
-    """Add "host_stale" and "host_last_seen_ts" to each GPU entry of /api/v1/gpus, in place."""
+def live_host_states(
+    ticks: Iterable[Tick], received_s: Mapping[str, float], now_s: float
+) -> dict[str, HostState]:
+    """Return the hosts of the live feed's newest ticks alone, judged as host_states judges them."""
+    return host_states((), ticks, now_s, 0.0, received_s)  # no stored GPU: no default interval
+
+
+def mark_gpus(gpus: Iterable[dict[str, Any]], hosts: Mapping[str, HostState]) -> None:
+    """Add each GPU's staleness to its entry of /api/v1/gpus, in place.
+
+    "interval_s" is its host's; "stale" and "stale_since_ts" are its host's, unless the GPU has
+    been missing from its host's ticks for longer than the rule allows (taken out, or no longer
+    listed by the sampler), judged on the host's own tick times: then it is stale since then.
+    "host_stale" and "host_last_seen_ts" say the host's own.
+    """
     for gpu in gpus:
         state = hosts.get(gpu["host"])
-        gpu["host_stale"] = True if state is None else state.stale
-        gpu["host_last_seen_ts"] = None if state is None else state.last_seen_ts
+        if state is None:
+            gpu.update(interval_s=None, stale=True, stale_since_ts=None)
+            gpu.update(host_stale=True, host_last_seen_ts=None)
+            continue
+        last_ts = gpu["last_ts"]
+        gone = state.last_seen_ts is not None and is_stale(
+            last_ts, state.interval_s, state.last_seen_ts
+        )
+        gpu["interval_s"] = state.interval_s
+        gpu["stale"] = gone or state.stale
+        gpu["stale_since_ts"] = (
+            stale_since_ts(last_ts, state.interval_s) if gone else state.stale_since_ts
+        )
+        gpu["host_stale"] = state.stale
+        gpu["host_last_seen_ts"] = state.last_seen_ts

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -24,3 +25,5 @@ STORE = web.AppKey("store", Store)
 FEED = web.AppKey("feed", LiveFeed)
 HUB = web.AppKey("hub", Hub)
 COUNTERS = web.AppKey("counters", Counters)
+# The wall clock (UTC epoch s) that judges staleness everywhere in the app; a test may set it.
+CLOCK: web.AppKey[Callable[[], float]] = web.AppKey("clock")

@@ -1,16 +1,23 @@
 """GET /metrics: the newest readings in Prometheus text, under NVIDIA dcgm-exporter's names.
 
-A prometheus_client custom collector reads, at each scrape, what the web process already holds:
-the live feed's newest tick of each host, the writer's status file and the database's size. No
-SQL. The families are collected on the event loop, which owns the feed's state (a few ms for
+PipelineCollector builds prometheus_client metric families, at each scrape, from what the web
+process already holds: the live feed's newest tick of each host, the writer's status file and the
+database's size. No SQL (but to tell a host known only from the file from an unknown one, for
+?host=). The families are collected on the event loop, which owns the feed's state (a few ms for
 a hub of 20 hosts of 8 GPUs); prometheus_client's formatting of them, about ten times that for
 such a hub, runs in a thread so that websockets keep flowing meanwhile.
 
-GPU metrics carry dcgm-exporter's default names, units and labels, so that DCGM Grafana
+GPU metrics carry dcgm-exporter's default names, units, types and labels, so that DCGM Grafana
 dashboards and alert rules work unchanged. A metric the GPU does not report (None) is left out,
-never sent as 0; a GPU in error sends no GPU metric at all; a host whose newest tick is older
-than /healthz allows (health.max_tick_age_s) sends none either, so that Prometheus marks its
-series stale instead of repeating its last values. The pipeline's own metrics are pycudawatch_*.
+never sent as 0; a GPU in error sends no GPU metric at all; a stale host (services/web/hosts.py,
+the same judgement as the API's, at the same moment) sends none either, so that Prometheus marks
+its series stale instead of repeating its last values. The pipeline's own metrics are
+pycudawatch_*.
+
+GET /metrics?host=NAME answers one host alone, for Prometheus' multi-target exporter pattern (a
+hub's hosts scraped as targets of their own, each with its own `instance`): that host's GPU
+series and its own pycudawatch_* series (ticks published, last tick's age), none of the hub's
+(writer, database, web), which the all-hosts answer carries once.
 """
 
 from __future__ import annotations
@@ -22,20 +29,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import hdrs, web
-from prometheus_client.core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    Metric,
-    UnknownMetricFamily,
-)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
-from prometheus_client.registry import Collector, CollectorRegistry
+from prometheus_client.registry import Collector
 
 from common.dbfile import database_bytes
 from common.messages import GpuReading, Tick
 from common.status import WriterStatus, read_status
 from services.web.feed import LiveFeed
-from services.web.health import max_tick_age_s
+from services.web.keys import STORE
+from services.web.params import ParamError, parse_hosts
+from services.web.replies import error_reply
+from services.web.store import known_hosts_job
 
 MIB = 1 << 20
 
@@ -52,8 +57,8 @@ class DcgmField:
     name: str
     documentation: str
     value: Callable[[GpuReading], float | None]
-    # False: sent untyped, see ENERGY below.
-    gauge: bool = True
+    # True: a counter sent under its exact name, see ENERGY below; else a gauge.
+    counter: bool = False
 
 
 def _fb_used_mib(gpu: GpuReading) -> int | None:
@@ -71,15 +76,15 @@ def _energy_mj(gpu: GpuReading) -> int | None:
 
 
 # dcgm-exporter declares DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION a counter and sends its samples
-# under that name, with no "_total". prometheus_client cannot write that: it names the samples of
-# every counter family NAME_total (and a counter family named NAME_total has the same samples),
-# which would rename the series that dashboards and rules query. A gauge would be wrong (the value
-# only grows), so the family is sent untyped ("# TYPE ... untyped"): the series name is exactly
-# dcgm-exporter's, rate() and increase() work on it as on dcgm-exporter's (Prometheus stores no
-# type with a sample), and `promtool check metrics` raises no "_total" finding for it, since its
-# lint applies naming rules only to typed families. See tests/web/test_metrics.py for the rest of
-# what promtool says about this exposition.
+# under that exact name, with no "_total". The family is a counter whose samples are named so
+# (add_sample); prometheus_client's text exposition, however, writes every counter's HELP and TYPE
+# lines as NAME_total, which would leave these samples untyped. exposition() writes them under
+# the exact name. See tests/web/test_metrics.py for what `promtool check metrics` says about it.
 ENERGY = "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION"
+_RENAMED_HEADERS = tuple(
+    (f"\n# {kind} {ENERGY}_total ".encode(), f"\n# {kind} {ENERGY} ".encode())
+    for kind in ("HELP", "TYPE")
+)
 
 DCGM_FIELDS: tuple[DcgmField, ...] = (
     DcgmField("DCGM_FI_DEV_SM_CLOCK", "SM clock frequency (in MHz).", lambda g: g.sm_clock_mhz),
@@ -88,7 +93,7 @@ DCGM_FIELDS: tuple[DcgmField, ...] = (
     ),
     DcgmField("DCGM_FI_DEV_GPU_TEMP", "GPU temperature (in C).", lambda g: g.temp_c),
     DcgmField("DCGM_FI_DEV_POWER_USAGE", "Power draw (in W).", lambda g: g.power_w),
-    DcgmField(ENERGY, "Total energy consumption since boot (in mJ).", _energy_mj, gauge=False),
+    DcgmField(ENERGY, "Total energy consumption since boot (in mJ).", _energy_mj, counter=True),
     DcgmField("DCGM_FI_DEV_GPU_UTIL", "GPU utilization (in %).", lambda g: g.util_gpu_pct),
     DcgmField("DCGM_FI_DEV_MEM_COPY_UTIL", "Memory utilization (in %).", lambda g: g.util_mem_pct),
     DcgmField("DCGM_FI_DEV_FB_FREE", "Frame buffer memory free (in MiB).", _fb_free_mib),
@@ -117,21 +122,50 @@ def dcgm_labels(host: str, gpu: GpuReading) -> list[str]:
 def dcgm_families(ticks: Iterable[Tick]) -> list[Metric]:
     """Return one family per DCGM field with a sample per GPU that reported it, in every tick."""
     families: list[Metric] = [
-        GaugeMetricFamily(field.name, field.documentation, labels=DCGM_LABELS)
-        if field.gauge
-        else UnknownMetricFamily(field.name, field.documentation, labels=DCGM_LABELS)
+        Metric(field.name, field.documentation, "counter" if field.counter else "gauge")
         for field in DCGM_FIELDS
     ]
     for tick in ticks:
         for gpu in tick.gpus:
             if gpu.error is not None:
                 continue
-            labels = dcgm_labels(tick.host, gpu)
+            labels = dict(zip(DCGM_LABELS, dcgm_labels(tick.host, gpu), strict=True))
             for field, family in zip(DCGM_FIELDS, families, strict=True):
                 value = field.value(gpu)
                 if value is not None:
-                    family.add_metric(labels, value)
+                    family.add_sample(field.name, labels, value)
     return families
+
+
+def exposition(families: Iterable[Metric]) -> bytes:
+    """Return the Prometheus text exposition of the families (prometheus_client's).
+
+    The one change: the energy counter's HELP and TYPE lines name it as its samples are named,
+    DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION, as dcgm-exporter writes it. A line break inside a label
+    value is written as the two characters \\n, so a real one begins a line of the format.
+    """
+    body = b"\n" + generate_latest(CollectedFamilies(list(families)))
+    for written, renamed in _RENAMED_HEADERS:
+        body = body.replace(written, renamed, 1)
+    return body[1:]
+
+
+def host_families(ticks: Iterable[Tick], now_s: float) -> list[Metric]:
+    """Return the pycudawatch_* families of each host's sampler, from its newest tick."""
+    published = CounterMetricFamily(
+        "pycudawatch_ticks_published",
+        "Ticks the host's sampler has published since it started (from its newest tick's seq).",
+        labels=["host"],
+    )
+    age = GaugeMetricFamily(
+        "pycudawatch_last_tick_age_seconds",
+        "Seconds since the timestamp of the host's newest tick on the live feed.",
+        labels=["host"],
+    )
+    for tick in ticks:
+        published.add_metric([tick.host], tick.seq + 1)
+        age.add_metric([tick.host], now_s - tick.ts)
+    return [published, age]
 
 
 def pipeline_families(
@@ -147,26 +181,13 @@ def pipeline_families(
     Prometheus's rate() and increase() take as a counter reset. Without a status file they are
     left out, like the database size without a database file.
     """
-    published = CounterMetricFamily(
-        "pycudawatch_ticks_published",
-        "Ticks the host's sampler has published since it started (from its newest tick's seq).",
-        labels=["host"],
-    )
-    age = GaugeMetricFamily(
-        "pycudawatch_last_tick_age_seconds",
-        "Seconds since the timestamp of the host's newest tick on the live feed.",
-        labels=["host"],
-    )
-    for tick in ticks:
-        published.add_metric([tick.host], tick.seq + 1)
-        age.add_metric([tick.host], now_s - tick.ts)
     malformed = CounterMetricFamily(
         "pycudawatch_malformed_messages",
         "Messages dropped as malformed, by the process that received them.",
         labels=["process"],
     )
     malformed.add_metric(["web"], web_malformed_messages)
-    families: list[Metric] = [published, age, malformed]
+    families: list[Metric] = [*host_families(ticks, now_s), malformed]
     if db_bytes is not None:
         families.append(
             GaugeMetricFamily(
@@ -231,7 +252,7 @@ def pipeline_families(
     return families
 
 
-class PipelineCollector(Collector):
+class PipelineCollector:
     """Collect the DCGM and pycudawatch_* families from the live feed, status file and DB file."""
 
     def __init__(
@@ -241,18 +262,21 @@ class PipelineCollector(Collector):
         self._db_path = db_path
         self._clock = clock
 
-    def collect(self) -> Iterator[Metric]:
-        """Yield every family for one scrape."""
+    def live_hosts(self) -> set[str]:
+        """Return the hosts of the live feed."""
+        return {tick.host for tick in self._feed.latest_ticks()}
+
+    def families(self, host: str | None = None) -> list[Metric]:
+        """Return the families of one scrape: of every host (None), or of `host` alone."""
         now_s = self._clock()
         ticks = self._feed.latest_ticks()
-        received_s = self._feed.received_s()  # judged on this clock: a host's may be off
-        fresh = [
-            tick
-            for tick in ticks
-            if now_s - received_s.get(tick.host, tick.ts) <= max_tick_age_s(tick.interval_s)
-        ]
-        yield from dcgm_families(fresh)
-        yield from pipeline_families(
+        states = self._feed.host_states(now_s)
+        if host is not None:
+            ticks = [tick for tick in ticks if tick.host == host]
+        families = dcgm_families(tick for tick in ticks if not states[tick.host].stale)
+        if host is not None:
+            return families + host_families(ticks, now_s)
+        return families + pipeline_families(
             ticks,
             read_status(self._db_path),
             self._feed.malformed_messages,
@@ -261,16 +285,7 @@ class PipelineCollector(Collector):
         )
 
 
-def metrics_registry(
-    feed: LiveFeed, db_path: Path, clock: Callable[[], float] = time.time
-) -> CollectorRegistry:
-    """Return a registry of its own (never prometheus_client's global one) for one app."""
-    registry = CollectorRegistry()
-    registry.register(PipelineCollector(feed, db_path, clock))
-    return registry
-
-
-REGISTRY = web.AppKey("metrics_registry", CollectorRegistry)
+COLLECTOR = web.AppKey("metrics_collector", PipelineCollector)
 
 
 class CollectedFamilies(Collector):
@@ -285,8 +300,27 @@ class CollectedFamilies(Collector):
 
 
 async def metrics(request: web.Request) -> web.Response:
-    """Answer the Prometheus text exposition of the app's registry."""
+    """Answer the Prometheus text exposition of every host, or of ?host=NAME alone.
+
+    A bad or repeated host is a 400, a host neither the live feed nor the file knows a 404 (so
+    Prometheus marks that target down); a known host that has gone stale answers its
+    pycudawatch_* series and no GPU series.
+    """
+    collector = request.app[COLLECTOR]
+    host: str | None = None
+    asked = request.query.getall("host", [])
+    if len(asked) > 1:
+        return error_reply(f"host is given {len(asked)} times; /metrics answers one host", 400)
+    if asked:
+        try:
+            (host,) = parse_hosts(asked)
+        except ParamError as error:
+            return error_reply(str(error), 400)
+        if host not in collector.live_hosts():
+            known = await request.app[STORE].call(known_hosts_job(), set())
+            if host not in known:
+                return error_reply(f"host={host!r} is not a known host", 404)
     # Collected here, not in the thread: the live feed changes its dicts on this loop only.
-    families = CollectedFamilies(list(request.app[REGISTRY].collect()))
-    body = await asyncio.get_running_loop().run_in_executor(None, generate_latest, families)
+    families = collector.families(host)
+    body = await asyncio.get_running_loop().run_in_executor(None, exposition, families)
     return web.Response(body=body, headers={hdrs.CONTENT_TYPE: CONTENT_TYPE_LATEST})

@@ -16,7 +16,7 @@ from services.web.buckets import bucket_span, choose_step_s, empty_buckets
 from services.web.gpu_extras import add_gpu_extras
 from services.web.health import HealthInputs, assess, current_gpu_errors
 from services.web.hosts import host_states, mark_gpus
-from services.web.keys import CONFIG, COUNTERS, FEED, HUB, STORE
+from services.web.keys import CLOCK, CONFIG, COUNTERS, FEED, HUB, STORE
 from services.web.listing import live_identities, merged_gpus, stored_identity
 from services.web.params import ParamError, parse_history_query
 from services.web.replies import error_reply, json_reply
@@ -52,7 +52,8 @@ async def gpus(request: web.Request) -> web.Response:
     stored = await request.app[STORE].gpus_with_latest()
     ticks = feed.latest_ticks()
     listed = merged_gpus(stored, ticks, feed.error_run)
-    mark_gpus(listed, host_states(stored, ticks, time.time(), config.interval_s, feed.received_s()))
+    now_s = request.app[CLOCK]()
+    mark_gpus(listed, host_states(stored, ticks, now_s, config.interval_s, feed.received_s()))
     idle = await request.app[STORE].idle(config.idle_util_pct)
     add_gpu_extras(listed, idle, ticks, config.idle_util_pct, config.idle_after_s)
     return json_reply(
@@ -70,9 +71,8 @@ async def hosts(request: web.Request) -> web.Response:
     """Answer every host of the file and the live feed: when last seen, and whether stale."""
     config, feed = request.app[CONFIG], request.app[FEED]
     stored = await request.app[STORE].gpus_with_latest()
-    states = host_states(
-        stored, feed.latest_ticks(), time.time(), config.interval_s, feed.received_s()
-    )
+    now_s = request.app[CLOCK]()
+    states = host_states(stored, feed.latest_ticks(), now_s, config.interval_s, feed.received_s())
     return json_reply({"hosts": [state.to_json() for state in states.values()]})
 
 
@@ -139,10 +139,11 @@ async def healthz(request: web.Request) -> web.Response:
         stored_ts = max((item.gpu.last_ts for item in stored), default=None)
         if stored_ts is not None and (last_tick_ts is None or stored_ts > last_tick_ts):
             last_tick_ts, source = stored_ts, "db"
-    now_s = time.time()
+    now_s = app[CLOCK]()
     ticks = feed.latest_ticks()
     gpus = merged_gpus(stored, ticks, feed.error_run)
     known_hosts = host_states(stored, ticks, now_s, config.interval_s, feed.received_s())
+    mark_gpus(gpus, known_hosts)
     body: dict[str, Any] = assess(
         HealthInputs(
             now_s=now_s,
@@ -155,10 +156,8 @@ async def healthz(request: web.Request) -> web.Response:
             malformed_messages=feed.malformed_messages,
             websocket_clients=app[HUB].client_count,
             internal_errors=app[COUNTERS].internal_errors + feed.internal_errors,
-            gpu_errors=current_gpu_errors(gpus, now_s, interval_s),
-            stale_hosts=tuple(
-                (state.host, state.last_seen_ts) for state in known_hosts.values() if state.stale
-            ),
+            gpu_errors=current_gpu_errors(gpus),
+            hosts=tuple(known_hosts.values()),
         )
     )
     return json_reply(body, 200 if body["status"] == "ok" else 503)

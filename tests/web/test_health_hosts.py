@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import time
 
+from common.staleness import stale_after_s
 from common.status import WriterStatus, write_status
 from services.web.app import create_app
-from services.web.hosts import stale_after_s
 from services.web.keys import FEED
 from tests.web.conftest import (
     UUID_A,
@@ -38,7 +38,14 @@ async def test_a_quiet_host_is_listed_stale_and_the_status_stays_ok(aiohttp_clie
     body = await response.json()
     assert response.status == 200, body
     assert body["status"] == "ok" and body["problems"] == []
-    assert body["stale_hosts"] == [{"host": "beta", "last_seen_ts": now - 3600}]
+    assert body["stale_hosts"] == [
+        {
+            "host": "beta",
+            "last_seen_ts": now - 3600,
+            "stale_since_ts": now - 3600 + stale_after_s(10.0),
+            "interval_s": 10.0,
+        }
+    ]
 
 
 async def test_every_host_quiet_is_down_and_all_are_listed(aiohttp_client, config):
@@ -46,6 +53,8 @@ async def test_every_host_quiet_is_down_and_all_are_listed(aiohttp_client, confi
     body = await response.json()
     assert response.status == 503 and body["status"] == "down"
     assert [h["host"] for h in body["stale_hosts"]] == ["alpha", "beta"]
+    [stopped] = [line for line in body["problems"] if line.startswith("every host is stale")]
+    assert "(no tick for 3 of its intervals + 10 s)" in stopped
 
 
 async def client_get(aiohttp_client, config):

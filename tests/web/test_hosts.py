@@ -2,43 +2,35 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import msgspec
 import pytest
 
+from common.messages import Tick
+from common.staleness import stale_after_s
 from services.web.app import create_app
 from services.web.feed import LiveFeed
-from services.web.hosts import host_states, is_stale, mark_gpus, stale_after_s
+from services.web.hosts import host_states, mark_gpus
 from services.web.keys import FEED
+from services.web.stale_watch import MAX_WAIT_S, PAST_DUE_S, StaleWatch
 from services.web.store import GpuLatest, GpuRow
 from tests.web.conftest import (
     T0,
     UUID_A,
     UUID_B,
     UUID_C,
+    create_db,
     host_tick,
     make_config,
     make_tick,
     wait_until,
 )
 from tests.web.test_live import feed_connected
+from tests.web.test_metrics import samples
 
-# -- the rule --------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("interval_s", "bound_s"),
-    [(60.0, 180.0), (10.0, 30.0), (5.0, 15.0), (1.0, 11.0), (0.5, 10.5), (3600.0, 10800.0)],
-)
-def test_a_host_is_stale_after_three_intervals_and_never_within_ten_seconds(interval_s, bound_s):
-    assert stale_after_s(interval_s) == bound_s
-    assert not is_stale(1000.0, interval_s, now_s=1000.0 + bound_s)
-    assert is_stale(1000.0, interval_s, now_s=1000.0 + bound_s + 0.001)
-
-
-def test_a_host_never_seen_is_stale():
-    assert is_stale(None, 60.0, now_s=0.0)
+# -- host states (the rule itself: tests/test_staleness.py) ---------------------------------
 
 
 def _row(uuid: str, host: str, last_ts: float, interval_s: float | None) -> GpuLatest:
@@ -58,7 +50,7 @@ def test_host_states_take_the_newest_of_file_and_live_feed_and_its_interval():
     ]
     ticks = [
         make_tick("a", ts=now_s - 50),
-        msgspec.structs.replace(make_tick("b", ts=now_s - 12, gpu_count=2), interval_s=1.0),
+        msgspec.structs.replace(make_tick("b", ts=now_s - 14, gpu_count=2), interval_s=1.0),
     ]
     states = host_states(stored, ticks, now_s, default_interval_s=100.0)
 
@@ -68,8 +60,9 @@ def test_host_states_take_the_newest_of_file_and_live_feed_and_its_interval():
     # the live tick's GPUs and the file's, each once: GPU-b0, UUID_A, GPU-live-b-1
     assert b.to_json() == {
         "host": "b",
-        "last_seen_ts": now_s - 12,
-        "stale": True,  # 12 s > max(3 x 1 s, 1 s + 10 s)
+        "last_seen_ts": now_s - 14,
+        "stale": True,  # 14 s > 3 x 1 s + 10 s
+        "stale_since_ts": now_s - 1,
         "interval_s": 1.0,
         "gpu_count": 3,
     }
@@ -105,15 +98,45 @@ def test_a_hosts_newer_tick_replaces_its_live_one_even_when_its_clock_stepped_ba
 def test_mark_gpus_keeps_every_gpu_of_a_stale_host_with_its_last_seen_time():
     now_s = 10_000.0
     states = host_states([_row("GPU-x", "x", now_s - 1000, 60.0)], [], now_s, 60.0)
-    gpus = [{"host": "x", "gpu_uuid": "GPU-x"}, {"host": "unknown", "gpu_uuid": "GPU-y"}]
+    gpus = [
+        {"host": "x", "gpu_uuid": "GPU-x", "last_ts": now_s - 1000},
+        {"host": "unknown", "gpu_uuid": "GPU-y", "last_ts": now_s},
+    ]
     mark_gpus(gpus, states)
     assert gpus[0] == {
         "host": "x",
         "gpu_uuid": "GPU-x",
+        "last_ts": now_s - 1000,
+        "interval_s": 60.0,
+        "stale": True,
+        "stale_since_ts": now_s - 1000 + 190,
         "host_stale": True,
         "host_last_seen_ts": now_s - 1000,
     }
-    assert (gpus[1]["host_stale"], gpus[1]["host_last_seen_ts"]) == (True, None)
+    assert (gpus[1]["stale"], gpus[1]["host_stale"], gpus[1]["host_last_seen_ts"]) == (
+        True,
+        True,
+        None,
+    )
+
+
+def test_a_gpu_missing_from_its_hosts_ticks_goes_stale_by_the_hosts_own_clock():
+    now_s = 10_000.0
+    # a ticks now at 1 s; GPU-a1 left its ticks 13 s (its stale limit) and 14 s ago by a's times
+    live = msgspec.structs.replace(make_tick("a", ts=now_s, gpu_count=1), interval_s=1.0)
+    states = host_states([], [live], now_s, 60.0, received_s={"a": now_s})
+    gpus = [
+        {"host": "a", "gpu_uuid": "GPU-a0", "last_ts": now_s},
+        {"host": "a", "gpu_uuid": "GPU-a1", "last_ts": now_s - 13},
+        {"host": "a", "gpu_uuid": "GPU-a2", "last_ts": now_s - 14},
+    ]
+    mark_gpus(gpus, states)
+    assert [(g["stale"], g["stale_since_ts"], g["host_stale"]) for g in gpus] == [
+        (False, None, False),
+        (False, None, False),
+        (True, now_s - 1, False),
+    ]
+    assert {g["interval_s"] for g in gpus} == {1.0}
 
 
 # -- the API, on the fixture file (alpha: UUID_A, UUID_B; beta: UUID_C; all long ago) ---------
@@ -133,6 +156,7 @@ async def test_hosts_lists_each_host_of_the_file_stale_with_its_last_seen_time(c
                 "host": "alpha",
                 "last_seen_ts": T0 + 300,
                 "stale": True,
+                "stale_since_ts": T0 + 300 + stale_after_s(10.0),
                 "interval_s": 10.0,
                 "gpu_count": 2,
             },
@@ -140,6 +164,7 @@ async def test_hosts_lists_each_host_of_the_file_stale_with_its_last_seen_time(c
                 "host": "beta",
                 "last_seen_ts": T0 - 90_000,
                 "stale": True,
+                "stale_since_ts": T0 - 90_000 + stale_after_s(10.0),
                 "interval_s": 10.0,
                 "gpu_count": 1,
             },
@@ -223,3 +248,120 @@ async def test_a_host_ticking_now_is_not_stale_and_its_history_is_known(
         ("gamma", "GPU-g1"),
     ]
     assert all(bucket["count"] == 0 for s in series for bucket in s["buckets"])
+
+
+# -- one rule, one moment: the API, /healthz, /metrics and the websocket agree ------------------
+
+FAST_S, SLOW_S = 1.0, 5.0  # two hosts' own intervals: stale after 13 s and after 25 s
+
+
+def interval_tick(host: str, ts: float, interval_s: float, seq: int = 0) -> Tick:
+    """Return a tick of one GPU of `host` at ts, sampled every interval_s."""
+    tick = host_tick(ts, {f"GPU-{host}-0": None}, host=host, seq=seq)
+    return msgspec.structs.replace(tick, interval_s=interval_s)
+
+
+async def judged(client) -> tuple[dict[str, tuple[bool, bool, bool, bool]], str]:
+    """Return {host: (API host stale, API GPU stale, /healthz lists it, /metrics leaves its
+    GPUs out)} and the /healthz status, all judged at the app's clock."""
+    hosts = (await (await client.get("/api/v1/hosts")).json())["hosts"]
+    gpus = (await (await client.get("/api/v1/gpus")).json())["gpus"]
+    health = await (await client.get("/healthz")).json()
+    text = await (await client.get("/metrics")).text()
+    sending = {s.labels["Hostname"] for s in samples(text, "DCGM_FI_DEV_GPU_UTIL")}
+    gpu_stale = {gpu["host"]: gpu["stale"] for gpu in gpus}
+    listed = {entry["host"] for entry in health["stale_hosts"]}
+    return {
+        entry["host"]: (
+            entry["stale"],
+            gpu_stale[entry["host"]],
+            entry["host"] in listed,
+            entry["host"] not in sending,
+        )
+        for entry in hosts
+    }, health["status"]
+
+
+async def next_message(ws, kind: str) -> dict:
+    """Return the next websocket message of type `kind`, skipping others (5 s at most)."""
+    while True:
+        message = await ws.receive_json(timeout=5)
+        if message["type"] == kind:
+            return message
+
+
+async def test_every_answer_calls_a_host_stale_from_the_same_moment_by_its_own_interval(
+    aiohttp_client, tmp_path
+):
+    path = tmp_path / "empty.db"
+    create_db(path).close()
+    t0 = time.time()
+    clock = [t0]
+    # The web's own interval (60 s) judges nothing: each host goes by its own.
+    config = make_config(path, PCW_INTERVAL_S="60")
+    client = await aiohttp_client(create_app(config, clock=lambda: clock[0]))
+    feed = client.app[FEED]
+    feed.handle(interval_tick("fast", t0, FAST_S).to_frames())
+    feed.handle(interval_tick("slow", t0, SLOW_S).to_frames())
+    ws = await client.ws_connect("/ws")
+    snapshot = await next_message(ws, "snapshot")
+    assert [(h["host"], h["stale"], h["interval_s"]) for h in snapshot["hosts"]] == [
+        ("fast", False, FAST_S),
+        ("slow", False, SLOW_S),
+    ]
+    fresh, stale = (False,) * 4, (True,) * 4
+
+    for age_s in (0.0, 12.0, stale_after_s(FAST_S)):  # up to fast's bound itself: fresh
+        clock[0] = t0 + age_s
+        assert await judged(client) == ({"fast": fresh, "slow": fresh}, "degraded")
+
+    clock[0] = t0 + stale_after_s(FAST_S) + 0.001
+    assert await judged(client) == ({"fast": stale, "slow": fresh}, "degraded")
+    told = await next_message(ws, "hosts")  # the page hears it without asking
+    assert [(h["host"], h["stale"], h["stale_since_ts"]) for h in told["hosts"]] == [
+        ("fast", True, t0 + stale_after_s(FAST_S))
+    ]
+    by_host = await (await client.get("/metrics", params={"host": "fast"})).text()
+    assert samples(by_host, "DCGM_FI_DEV_GPU_UTIL") == []
+
+    clock[0] = t0 + stale_after_s(SLOW_S) + 0.001
+    assert await judged(client) == ({"fast": stale, "slow": stale}, "down")
+    told = await next_message(ws, "hosts")
+    assert [(h["host"], h["stale"]) for h in told["hosts"]] == [("slow", True)]
+
+    # fast ticks again: fresh in every answer, and its tick's message says so
+    feed.handle(interval_tick("fast", clock[0], FAST_S, seq=1).to_frames())
+    message = await next_message(ws, "tick")
+    assert (message["tick"]["host"], message["host_state"]["stale"]) == ("fast", False)
+    assert message["tick"]["interval_s"] == FAST_S
+    assert await judged(client) == ({"fast": fresh, "slow": stale}, "degraded")
+    await ws.close()
+
+
+def test_the_watch_tells_once_the_moment_a_live_host_goes_stale_and_again_after_a_new_tick():
+    t0 = 10_000.0
+    clock = [t0]
+    sent: list[dict] = []
+    feed = LiveFeed(on_message=lambda _message: None, clock=lambda: clock[0])
+    watch = StaleWatch(feed, lambda text: sent.append(json.loads(text)), clock=lambda: clock[0])
+    feed.handle(interval_tick("fast", t0, FAST_S).to_frames())
+
+    assert watch.step() == MAX_WAIT_S  # due in 13 s: look again within a second
+    clock[0] = t0 + stale_after_s(FAST_S) - 0.5
+    assert watch.step() == pytest.approx(0.5 + PAST_DUE_S)  # wakes just past the due moment
+    clock[0] = t0 + stale_after_s(FAST_S)
+    watch.step()
+    assert sent == []  # at the bound itself the host is not stale yet
+    clock[0] += PAST_DUE_S
+    watch.step()
+    watch.step()
+    assert [(h["host"], h["stale"], h["stale_since_ts"]) for m in sent for h in m["hosts"]] == [
+        ("fast", True, t0 + stale_after_s(FAST_S))
+    ]
+    assert sent[0]["type"] == "hosts"
+
+    feed.handle(interval_tick("fast", clock[0], FAST_S, seq=1).to_frames())
+    watch.step()
+    clock[0] += stale_after_s(FAST_S) + PAST_DUE_S
+    watch.step()
+    assert [h["stale"] for m in sent for h in m["hosts"]] == [True, True]

@@ -9,7 +9,6 @@ import time
 
 import msgspec
 import pytest
-from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from common.dbfile import database_bytes
@@ -20,7 +19,7 @@ from services.sampler.simulated_nvml import SimulatedNvml
 from services.sampler.ticks import build_tick
 from services.web.app import create_app
 from services.web.keys import CONFIG, FEED
-from services.web.metrics import metrics_registry
+from services.web.metrics import PipelineCollector, exposition
 from tests.web.conftest import make_config, wait_until
 
 MIB = 1 << 20
@@ -38,10 +37,12 @@ DCGM_NAMES = (
 )
 # Simulated models by index: 0 GeForce RTX 4090 (a fan), 1 H100, 2 A100, 3 L40S (no fan).
 GPUS = 4
+ENERGY = "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION"
 PROMTOOL_LINT_EXIT = 3  # promtool 2.42: 0 clean, 1 unparsable or unreadable, 3 lint findings only
 CAMEL_CASE_FINDING = re.compile(
     r"^DCGM_FI_DEV_\w+ label names should be written in 'snake_case' not 'camelCase'$"
 )
+ENERGY_NAME_FINDING = f'{ENERGY} counter metrics should have "_total" suffix'
 
 
 def sim_tick(host: str, seq: int, faults: bool = False) -> Tick:
@@ -86,12 +87,17 @@ async def scrape(client) -> str:
 
 
 def samples(text: str, name: str) -> list:
-    """Return the samples named `name` (a counter's with its _total) in the exposition."""
+    """Return the samples named `name` (a counter's with its _total) in the exposition.
+
+    prometheus_client's parser names every counter sample NAME_total, the energy counter's too,
+    although its lines say DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION (test_energy_is_a_counter...).
+    """
+    parsed_name = f"{ENERGY}_total" if name == ENERGY else name
     return [
         sample
         for family in text_string_to_metric_families(text)
         for sample in family.samples
-        if sample.name == name
+        if sample.name == parsed_name
     ]
 
 
@@ -123,13 +129,16 @@ async def test_metrics_pass_promtool_with_only_dcgm_label_case_findings(client, 
     result = promtool(text)
 
     # promtool 2.42 has no switch for its lint: it exits 3 when the exposition parses but has
-    # lint findings, 1 when it does not parse. dcgm-exporter's own label names (modelName,
-    # Hostname, UUID) are camelCase, which the lint reports on every DCGM family; changing them
-    # would break the dashboards they exist for. So a pass is: it parses, and every finding is
-    # that one, on a DCGM family; nothing at all on our own pycudawatch_* metrics.
+    # lint findings, 1 when it does not parse. It finds two things, both dcgm-exporter's own
+    # naming, which the dashboards and rules written for it query, so they stay: its label names
+    # (modelName, Hostname, UUID) are camelCase, reported on every DCGM family; and its energy
+    # counter has no "_total" suffix. So a pass is: it parses, and every finding is one of
+    # those; nothing at all on our own pycudawatch_* metrics.
     assert result.returncode in (0, PROMTOOL_LINT_EXIT), result.stderr
     findings = result.stderr.splitlines()
-    assert [line for line in findings if not CAMEL_CASE_FINDING.match(line)] == []
+    assert ENERGY_NAME_FINDING in findings
+    unexpected = [line for line in findings if not CAMEL_CASE_FINDING.match(line)]
+    assert unexpected == [ENERGY_NAME_FINDING]
     assert not any("pycudawatch" in line for line in findings)
 
 
@@ -177,15 +186,39 @@ async def test_every_simulated_gpu_has_each_dcgm_metric_with_dcgm_labels(client,
         assert dcgm_by_uuid(text, "DCGM_FI_DEV_MEM_CLOCK")[gpu.uuid] == gpu.mem_clock_mhz
 
 
-async def test_energy_keeps_dcgm_exporters_series_name(client, publisher):
+async def test_energy_is_a_counter_under_dcgm_exporters_exact_name(client, publisher):
     tick = sim_tick("node-a", 5)
     await publish_until_seen(client.app, publisher[0], tick)
 
     text = await scrape(client)
 
-    # the series a DCGM dashboard queries, not DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION_total
-    assert len(samples(text, "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION")) == GPUS
-    assert "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION_total" not in text
+    # As dcgm-exporter writes it: typed counter, and the series a DCGM dashboard queries, not
+    # DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION_total.
+    lines = text.splitlines()
+    assert f"# TYPE {ENERGY} counter" in lines
+    assert [line for line in lines if line.startswith(f"# HELP {ENERGY} ")] == [
+        f"# HELP {ENERGY} Total energy consumption since boot (in mJ)."
+    ]
+    sent = [line for line in lines if line.startswith(f"{ENERGY}{{")]
+    assert len(sent) == GPUS
+    for gpu in tick.gpus:
+        [line] = [line for line in sent if f'UUID="{gpu.uuid}"' in line]
+        assert float(line.rsplit(" ", 1)[1]) == round(gpu.energy_j * 1000)
+    assert f"{ENERGY}_total" not in text
+
+
+async def test_a_gpu_name_that_spells_a_header_line_stays_as_it_was_sent(client, publisher):
+    tick = sim_tick("node-a", 5)
+    trick = f"H100\n# TYPE {ENERGY}_total counter\n# HELP {ENERGY}_total x"
+    gpus = [msgspec.structs.replace(gpu, name=trick) for gpu in tick.gpus]
+    await publish_until_seen(client.app, publisher[0], msgspec.structs.replace(tick, gpus=gpus))
+
+    text = await scrape(client)
+
+    # The name stays in its label, escaped; only the family's own header is renamed, once.
+    assert [s.labels["modelName"] for s in samples(text, ENERGY)] == [trick] * GPUS
+    assert text.count(f"\n# TYPE {ENERGY} counter\n") == 1
+    assert promtool(text).returncode in (0, PROMTOOL_LINT_EXIT)
 
 
 async def test_a_metric_a_gpu_does_not_report_is_absent_not_zero(client, publisher):
@@ -222,9 +255,9 @@ async def test_a_host_that_stopped_ticking_sends_no_gpu_metric_but_its_age(
 ):
     await publish_until_seen(client.app, publisher[0], sim_tick("node-a", 5))
     an_hour_later = time.time() + 3600
-    registry = metrics_registry(client.app[FEED], db_path, clock=lambda: an_hour_later)
+    collector = PipelineCollector(client.app[FEED], db_path, clock=lambda: an_hour_later)
 
-    text = generate_latest(registry).decode()
+    text = exposition(collector.families()).decode()
 
     assert samples(text, "DCGM_FI_DEV_GPU_UTIL") == []
     ages = {s.labels["host"]: s.value for s in samples(text, "pycudawatch_last_tick_age_seconds")}
@@ -298,3 +331,64 @@ async def test_without_a_writer_status_its_metrics_are_absent_not_zero(client, p
     assert samples(text, "pycudawatch_readings_stored_total") == []
     assert samples(text, "pycudawatch_malformed_messages_total")[0].labels == {"process": "web"}
     assert one(text, "pycudawatch_ticks_published_total", host="node-a") == 1
+
+
+# -- one host alone: /metrics?host=NAME (Prometheus' multi-target exporter pattern) ------------
+
+
+async def test_one_host_alone_has_only_its_gpu_series_and_its_own_sampler_series(client, publisher):
+    write_status(client.app[CONFIG].db_path, writer_status())
+    a, b = sim_tick("node-a", 5), sim_tick("node-b", 9)
+    await publish_until_seen(client.app, publisher[0], a)
+    await publish_until_seen(client.app, publisher[0], b)
+
+    response = await client.get("/metrics", params={"host": "node-b"})
+
+    assert response.status == 200 and response.content_type == "text/plain"
+    text = await response.text()
+    assert set(dcgm_by_uuid(text, "DCGM_FI_DEV_GPU_UTIL")) == {gpu.uuid for gpu in b.gpus}
+    assert {s.labels["hostname"] for s in samples(text, ENERGY)} == {"node-b"}
+    assert one(text, "pycudawatch_ticks_published_total", host="node-b") == 10
+    assert [s.labels for s in samples(text, "pycudawatch_last_tick_age_seconds")] == [
+        {"host": "node-b"}
+    ]
+    # The hub's own series (writer, database, web) are the all-hosts answer's, sent once.
+    names = {family.name for family in text_string_to_metric_families(text)}
+    assert not any(
+        name.startswith(("pycudawatch_writer", "pycudawatch_database")) for name in names
+    )
+    assert samples(text, "pycudawatch_ticks_stored_total") == []
+    assert samples(text, "pycudawatch_malformed_messages_total") == []
+    # ... and the all-hosts answer stays as it was.
+    everything = await scrape(client)
+    assert {s.labels["Hostname"] for s in samples(everything, "DCGM_FI_DEV_GPU_UTIL")} == {
+        "node-a",
+        "node-b",
+    }
+    assert one(everything, "pycudawatch_ticks_stored_total") == 120
+
+
+async def test_one_host_known_only_from_the_file_answers_without_gpu_series(client):
+    # the fixture file's hosts ticked long ago: known, stale, so no GPU series
+    response = await client.get("/metrics", params={"host": "alpha"})
+    assert response.status == 200
+    text = await response.text()
+    assert samples(text, "DCGM_FI_DEV_GPU_UTIL") == []
+    assert samples(text, "pycudawatch_last_tick_age_seconds") == []
+
+
+async def test_an_unknown_host_is_404_so_prometheus_marks_its_target_down(client, publisher):
+    await publish_until_seen(client.app, publisher[0], sim_tick("node-a", 5))
+    response = await client.get("/metrics", params={"host": "node-z"})
+    assert response.status == 404
+    assert await response.json() == {"error": "host='node-z' is not a known host"}
+
+
+@pytest.mark.parametrize(
+    "query",
+    [[("host", "")], [("host", "x" * 254)], [("host", "a\tb")], [("host", "a"), ("host", "b")]],
+)
+async def test_a_bad_or_repeated_host_is_400(client, query):
+    response = await client.get("/metrics", params=query)
+    assert response.status == 400
+    assert (await response.json())["error"].startswith("host")

@@ -2,15 +2,18 @@
  * pyCudaWatch dashboard: GPU cards, four history charts and the live feed.
  *
  * Data flow:
- *   GET api/v1/gpus            -> cards (identity, latest reading, processes, MIG, idle flag),
- *                                 asked again every POLL_MS for the idle flag and stale hosts
+ *   GET api/v1/gpus            -> cards (identity, latest reading, processes, MIG, idle flag,
+ *                                 stale flag), asked again every POLL_MS
  *   GET api/v1/hosts           -> the host selector and each host's stale badge
  *   GET api/v1/history         -> chart points, one per server bucket (mean, tooltip shows max)
  *   GET api/v1/processes       -> since when each process runs; the processes at a clicked point
  *   GET api/v1/usage, energy   -> the "who used the GPUs" and energy tables of the chosen range
  *   WS  ws (snapshot, ticks)   -> cards and process tables, and points merged into the same
  *                                 buckets, so a page left open for days keeps about as many
- *                                 points as one history answer
+ *                                 points as one history answer; each host's stale flag, and
+ *                                 {type: hosts} the moment a host goes stale
+ * Staleness is the server's word, never judged here: the server has one rule, each host's own
+ * interval, and the clock the hosts' ticks arrived by (see takeHostState).
  * An endpoint the server does not have (404) leaves its part of the page saying so; the rest works.
  * Polls never overlap: one still waiting for a slow server makes the next one skip. A 401 (the
  * sign-in was revoked) shows a "signed out" notice until a request is accepted again.
@@ -38,8 +41,7 @@
   const BACKOFF_MAX_MS = 15000;
   const OFFLINE_AFTER_MS = 60000; // reconnecting for longer than this shows "offline"
   const CLOCK_SKEW_MIN_S = 2; // server clock differences below this are latency, not skew
-  const STALE_INTERVALS = 3;
-  const POLL_MS = 15000; // idle flags and host staleness come from the server this often
+  const POLL_MS = 15000; // idle flags and stale flags are asked of the server this often
   const USAGE_REFRESH_MS = 60000;
   const FETCH_TIMEOUT_MS = 120000; // a request the server never answers does not stop the polls
   const USAGE_BY = { user: 'User', process: 'Process', container: 'Container' };
@@ -70,7 +72,7 @@
     rangeKey: rangeFromUrl(),
     hostFilter: hostFromUrl(), // null: every host
     usageBy: 'user',
-    serverHosts: new Map(), // host -> { stale, lastSeenS, intervalS } from the server
+    serverHosts: new Map(), // host -> { stale, staleSinceS, lastSeenS, intervalS } from the server
     hostsApi: true, // false once api/v1/hosts answered 404
     idleUtilPct: null,
     idleAfterS: null,
@@ -248,21 +250,47 @@
   }
 
   /**
-   * Mark a host stale when the server says so, or when no tick of it came for STALE_INTERVALS
-   * intervals; its GPUs stay listed, and the heading says when it was last seen.
+   * Take what the server says of a host: { host, stale, stale_since_ts, last_seen_ts,
+   * interval_s }. What the websocket says is the newest word and replaces the last. An API
+   * answer may have been computed before a message that came first: it is taken only when it
+   * speaks of a newer tick, or calls stale the same tick (a host only goes stale while silent).
    */
+  function takeHostState(item, fromSocket) {
+    if (!item || typeof item.host !== 'string') return false;
+    const said = {
+      stale: item.stale === true,
+      staleSinceS: isNumber(item.stale_since_ts) ? item.stale_since_ts : null,
+      lastSeenS: isNumber(item.last_seen_ts) ? item.last_seen_ts : null,
+      intervalS: positive(item.interval_s, null),
+    };
+    const known = state.serverHosts.get(item.host);
+    const newer = !known || fromSocket || (said.lastSeenS ?? -Infinity) > (known.lastSeenS ?? -Infinity)
+      || (said.lastSeenS === known.lastSeenS && said.stale && !known.stale);
+    if (newer) {
+      if (known && said.staleSinceS === null && said.stale && known.stale && said.lastSeenS === known.lastSeenS) {
+        said.staleSinceS = known.staleSinceS; // the GPU list does not say since when
+      }
+      state.serverHosts.set(item.host, said);
+    } else if (known.staleSinceS === null && said.stale === known.stale && said.lastSeenS === known.lastSeenS) {
+      known.staleSinceS = said.staleSinceS;
+    }
+  }
+
+  /** Return whether the server says the host is stale. */
+  function hostStale(host) {
+    const server = state.serverHosts.get(host);
+    return Boolean(server && server.stale);
+  }
+
+  /** Show a host stale when the server says so; its GPUs stay listed, the heading says since when. */
   function refreshHostState(host) {
     const entry = state.hosts.get(host);
     if (!entry) return;
     const server = state.serverHosts.get(host);
     const hereS = hostSeenHereS(host);
-    const serverS = server && isNumber(server.lastSeenS) ? server.lastSeenS : null;
+    const serverS = server ? server.lastSeenS : null;
     const lastSeenS = hereS === null || (serverS !== null && serverS > hereS) ? serverS : hereS;
-    const intervalS = positive(server && server.intervalS, state.intervalS);
-    const silent = lastSeenS !== null && serverNowS() - lastSeenS > STALE_INTERVALS * intervalS + 5;
-    // A tick that came after the server's answer outdates the server's "stale".
-    const serverStale = Boolean(server && server.stale) && !(hereS !== null && serverS !== null && hereS > serverS);
-    const stale = serverStale || silent;
+    const stale = hostStale(host);
     entry.staleNow = stale;
     entry.section.dataset.stale = String(stale);
     entry.stale.hidden = !stale;
@@ -270,7 +298,9 @@
     if (stale) {
       entry.seen.textContent = lastSeenS === null ? 'never seen' : `last seen ${formatWhen(lastSeenS * 1000)}`;
       entry.seen.title = lastSeenS === null ? '' : formatFull(lastSeenS * 1000);
-      entry.stale.title = 'No reading from this host lately; its GPUs show their last readings';
+      const since = server.staleSinceS === null ? 'lately' : `since ${formatFull(server.staleSinceS * 1000)}`;
+      const every = server.intervalS === null ? '' : ` (it reads every ${formatDuration(server.intervalS)})`;
+      entry.stale.title = `No reading from this host ${since}${every}; its GPUs show their last readings`;
     }
     refreshHostTitles();
   }
@@ -661,7 +691,7 @@
         uuid, host: String(identity.host ?? ''), index: Number(identity.index) || 0,
         name: String(identity.name ?? uuid), pci: identity.pci ?? null,
         colour: colourFor(state.gpus.size), hidden: false, lastTs: null, error: null,
-        intervalS: state.intervalS,
+        stale: false, // the server's word on this GPU alone (its host's is in serverHosts)
         processes: undefined, since: new Map(), sinceAsked: false, idle: null,
       };
       gpu.els = buildCard(gpu);
@@ -718,10 +748,9 @@
   }
 
   /** Show one reading (a tick's GPU entry or an API "latest") on the GPU's card. */
-  function updateCard(gpu, reading, tsS, intervalS) {
+  function updateCard(gpu, reading, tsS) {
     if (!isNumber(tsS) || (gpu.lastTs !== null && tsS < gpu.lastTs)) return false;
     gpu.lastTs = tsS;
-    gpu.intervalS = positive(intervalS, state.intervalS);
     gpu.error = reading.error ? String(reading.error) : null;
     if (!gpu.error) gpu.errorSinceS = null;
     else if (!isNumber(gpu.errorSinceS)) gpu.errorSinceS = tsS; // the API may know earlier
@@ -758,7 +787,7 @@
     let cardState = 'ok';
     if (gpu.error) {
       cardState = 'error';
-    } else if (gpu.lastTs !== null && serverNowS() - gpu.lastTs > STALE_INTERVALS * gpu.intervalS + 5) {
+    } else if (gpu.lastTs !== null && (gpu.stale || hostStale(gpu.host))) {
       cardState = 'stale';
     }
     gpu.els.card.dataset.state = cardState;
@@ -1296,16 +1325,19 @@
         if (isNumber(item.error_since_ts)) gpu.errorSinceS = item.error_since_ts;
         const latestTs = item.latest ? item.latest.ts : null;
         // The list is as new as the reading beside it: never older than what a tick showed.
-        const fresh = item.latest ? updateCard(gpu, item.latest, latestTs, answer.interval_s) : gpu.lastTs === null;
-        if (fresh || (isNumber(latestTs) && latestTs >= gpu.lastTs)) {
+        const fresh = item.latest ? updateCard(gpu, item.latest, latestTs) : gpu.lastTs === null;
+        const current = fresh || (isNumber(latestTs) && latestTs >= gpu.lastTs);
+        if (current) {
           updateProcesses(gpu, item.processes, isNumber(latestTs) ? latestTs : serverNowS());
           updateMig(gpu, item.mig_devices);
+          if (typeof item.stale === 'boolean') gpu.stale = item.stale;
         }
         if (item.idle !== undefined) updateIdle(gpu, item.idle);
-        if (!state.hostsApi && typeof item.host_stale === 'boolean') {
-          state.serverHosts.set(gpu.host, {
-            stale: item.host_stale, lastSeenS: item.host_last_seen_ts, intervalS: answer.interval_s,
-          });
+        if (typeof item.host_stale === 'boolean') {
+          takeHostState({
+            host: gpu.host, stale: item.host_stale, last_seen_ts: item.host_last_seen_ts,
+            interval_s: item.interval_s, stale_since_ts: null, // api/v1/hosts says since when
+          }, false);
         }
       }
       refreshStale();
@@ -1325,14 +1357,14 @@
       return;
     }
     if (!answer || !Array.isArray(answer.hosts)) return;
-    const hosts = new Map();
+    const listed = new Set();
     for (const item of answer.hosts) {
-      if (!item || typeof item.host !== 'string') continue;
-      hosts.set(item.host, {
-        stale: item.stale === true, lastSeenS: item.last_seen_ts, intervalS: item.interval_s,
-      });
+      takeHostState(item, false);
+      if (item && typeof item.host === 'string') listed.add(item.host);
     }
-    state.serverHosts = hosts;
+    for (const host of [...state.serverHosts.keys()]) {
+      if (!listed.has(host)) state.serverHosts.delete(host); // purged from the server's file
+    }
     fillHostSelect();
     refreshStale();
   }
@@ -1599,12 +1631,14 @@
     return tick && typeof tick.host === 'string' && isNumber(tick.ts) && Array.isArray(tick.gpus);
   }
 
-  function takeTick(tick, live) {
+  /** Take a tick; hostState: what the server said of its host with it (null: nothing). */
+  function takeTick(tick, live, hostState) {
     if (!validTick(tick)) return;
     if (live) {
       const offsetS = tick.ts - Date.now() / 1000;
       state.clockOffsetS = Math.abs(offsetS) > CLOCK_SKEW_MIN_S ? offsetS : 0;
     }
+    if (hostState) takeHostState(hostState, true);
     setHostError(tick.host, tick.error);
     for (const reading of tick.gpus) {
       if (!reading || typeof reading !== 'object') continue;
@@ -1612,7 +1646,10 @@
         uuid: reading.uuid, host: tick.host, index: reading.index,
         name: reading.name, pci: reading.pci_bus_id,
       });
-      if (gpu) updateCard(gpu, reading, tick.ts, tick.interval_s);
+      if (!gpu) continue;
+      // A GPU in its host's tick is as stale as its host: the server's word on it alone is old.
+      if (hostState && (gpu.lastTs === null || tick.ts >= gpu.lastTs)) gpu.stale = hostState.stale === true;
+      updateCard(gpu, reading, tick.ts);
     }
     refreshHostState(tick.host);
     // A snapshot after a reconnect repeats the tick seen last: count each tick once.
@@ -1648,12 +1685,19 @@
       state.everConnected = true;
       state.attempts = 0;
       state.downSinceMs = null;
-      for (const tick of message.ticks) takeTick(tick, false);
+      const hosts = new Map();
+      for (const item of Array.isArray(message.hosts) ? message.hosts : []) {
+        if (item && typeof item.host === 'string') hosts.set(item.host, item);
+      }
+      for (const tick of message.ticks) takeTick(tick, false, validTick(tick) ? hosts.get(tick.host) : null);
       if (!state.gpusLoaded) loadGpus(false); // the first try found the server down
       if (!state.history && !state.historyPending) loadRange();
       else if (reconnected && state.history) fillMissed(lastLiveTs);
     } else if (message.type === 'tick') {
-      takeTick(message.tick, true);
+      takeTick(message.tick, true, message.host_state);
+    } else if (message.type === 'hosts' && Array.isArray(message.hosts)) {
+      for (const item of message.hosts) takeHostState(item, true);
+      refreshStale();
     }
   }
 
