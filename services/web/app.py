@@ -15,6 +15,13 @@ from services.web import proc_views, views
 from services.web.auth import basic_auth, load_users
 from services.web.feed import LiveFeed
 from services.web.headers import setup_security_headers
+from services.web.http_errors import (
+    ERRORS,
+    ErrorCollector,
+    ErrorLog,
+    ServerLog,
+    setup_server_errors,
+)
 from services.web.hub import SEND_QUEUE_SIZE, Hub
 from services.web.keys import CONFIG, COUNTERS, FEED, HUB, STORE, Counters
 from services.web.metrics import METRICS_PATH, REGISTRY, metrics, metrics_registry
@@ -39,8 +46,15 @@ def create_app(
     middlewares = [json_errors, compress_and_cache]
     if config.auth_file is not None:  # raises AuthFileError on a bad file
         middlewares.insert(0, basic_auth(load_users(config.auth_file)))
-    app = web.Application(middlewares=middlewares, client_max_size=MAX_REQUEST_BODY_BYTES)
+    errors = ErrorLog()
+    app = web.Application(
+        middlewares=middlewares,
+        client_max_size=MAX_REQUEST_BODY_BYTES,
+        handler_args={"logger": ServerLog(errors)},
+    )
     setup_security_headers(app)
+    setup_server_errors(app)
+    app[ERRORS] = errors
     hub = Hub(queue_size=send_queue_size)
     app[CONFIG] = config
     app[STORE] = Store(config.db_path, time_limit_s=query_time_limit_s)
@@ -48,6 +62,7 @@ def create_app(
     app[FEED] = LiveFeed(on_message=hub.publish)
     app[COUNTERS] = Counters()
     app[REGISTRY] = metrics_registry(app[FEED], config.db_path)
+    app[REGISTRY].register(ErrorCollector(errors))
 
     aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(templates_dir), autoescape=True)
     app[aiohttp_jinja2.static_root_key] = "/static"

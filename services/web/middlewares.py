@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import zlib
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
@@ -67,6 +68,9 @@ async def compress_and_cache(request: web.Request, handler: Handler) -> web.Stre
         return response
     accepts_gzip = "gzip" in request.headers.get(hdrs.ACCEPT_ENCODING, "").lower()
     if request.path.startswith(STATIC_PREFIX):
+        if isinstance(response, web.FileResponse) and not await _static_file_exists(request):
+            # aiohttp would answer an empty 404 when it opens the file; cached for a day here
+            raise web.HTTPNotFound()
         response.headers[hdrs.CACHE_CONTROL] = STATIC_CACHE_CONTROL
         if (
             isinstance(response, web.FileResponse)
@@ -90,3 +94,12 @@ async def compress_and_cache(request: web.Request, handler: Handler) -> web.Stre
             response.headers[hdrs.CONTENT_ENCODING] = "gzip"
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     return response
+
+
+async def _static_file_exists(request: web.Request) -> bool:
+    """Return whether the static route's file is there (a stat, off the event loop)."""
+    directory = request.match_info.route.resource.get_info().get("directory")
+    if directory is None:
+        return True
+    path = Path(directory) / request.match_info.get("filename", "")
+    return await asyncio.get_running_loop().run_in_executor(None, path.is_file)
