@@ -11,11 +11,10 @@ from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
 from aiohttp.web_response import ContentCoding
 
+from services.web.http_errors import ERRORS
 from services.web.keys import COUNTERS
 from services.web.replies import error_reply
 from services.web.store import QueryTimeoutError, StoreError
-
-logger = logging.getLogger(__name__)
 
 COMPRESS_MIN_BYTES = 1024
 STATIC_PREFIX = "/static/"
@@ -45,16 +44,26 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         path = request.path[:MAX_PATH_SHOWN_CHARS]
         return error_reply(f"{error.reason}: {request.method} {path}", error.status, headers)
     except QueryTimeoutError as error:
-        logger.warning("%s %s: %s", request.method, request.path, error)
+        _record(request, "query_timeout", logging.WARNING, error)
         return error_reply(f"{error}; ask for a shorter range or fewer GPUs", 503)
     except StoreError as error:
-        logger.warning("%s %s: %s", request.method, request.path, error)
+        _record(request, "database", logging.WARNING, error)
         return error_reply(str(error), 503)
-    except Exception:
+    except Exception as error:
         # The last resort: a bug. Tests check that no input reaches this line.
         request.app[COUNTERS].internal_errors += 1
-        logger.exception("unexpected error answering %s %s", request.method, request.path)
+        _record(request, "internal", logging.ERROR, error, exc_info=True)
         return error_reply("internal error; the web process's log has the details", 500)
+
+
+def _record(
+    request: web.Request, kind: str, level: int, error: Exception, exc_info: bool = False
+) -> None:
+    """Count the error; log it one line per kind a minute, as a client can cause one per request."""
+    path = request.path[:MAX_PATH_SHOWN_CHARS]
+    request.app[ERRORS].record(
+        kind, level, "%s %s: %s", request.method, path, error, exc_info=exc_info
+    )
 
 
 @web.middleware
