@@ -52,6 +52,11 @@ class Config:
     idle_after_s: float = 1800.0
     energy_price_per_kwh: float | None = None
     currency: str = ""
+    sign_in_at_once: int = 2
+    sign_in_queue: int = 16
+    sign_in_failures: int = 10
+    sign_in_lockout_s: float = 300.0
+    sign_in_clients: int = 4096
 
     @property
     def retention_s(self) -> float:
@@ -225,6 +230,26 @@ SETTINGS: tuple[tuple[str, str | None, Callable[[str], object], str], ...] = (
         "price of a kWh, to show energy's cost",
     ),
     ("PCW_CURRENCY", "", _label, "label shown with costs, such as EUR"),
+    ("PCW_SIGN_IN_AT_ONCE", "2", _number(int, 1, 64), "password checks run at a time"),
+    ("PCW_SIGN_IN_QUEUE", "16", _number(int, 0, 10_000), "password checks that may wait; then 503"),
+    (
+        "PCW_SIGN_IN_FAILURES",
+        "10",
+        _number(int, 1, 1_000_000),
+        "failed sign-ins per client address before 429",
+    ),
+    (
+        "PCW_SIGN_IN_LOCKOUT_S",
+        "300",
+        _number(float, 1, 7 * 86400),
+        "seconds from an address's first failure until it may try again",
+    ),
+    (
+        "PCW_SIGN_IN_CLIENTS",
+        "4096",
+        _number(int, 1, 1_000_000),
+        "client addresses whose failures are remembered",
+    ),
 )
 
 
@@ -274,6 +299,11 @@ def load_config(environ: Mapping[str, str]) -> Config:
         idle_after_s=values["PCW_IDLE_AFTER_S"],
         energy_price_per_kwh=values["PCW_ENERGY_PRICE_PER_KWH"],
         currency=values["PCW_CURRENCY"],
+        sign_in_at_once=values["PCW_SIGN_IN_AT_ONCE"],
+        sign_in_queue=values["PCW_SIGN_IN_QUEUE"],
+        sign_in_failures=values["PCW_SIGN_IN_FAILURES"],
+        sign_in_lockout_s=values["PCW_SIGN_IN_LOCKOUT_S"],
+        sign_in_clients=values["PCW_SIGN_IN_CLIENTS"],
     )
 
 

@@ -12,7 +12,7 @@ from aiohttp import WSCloseCode, web
 from common.config import Config
 from services.curve import hub_keys
 from services.web import proc_views, views
-from services.web.auth import basic_auth, load_users
+from services.web.auth import SignInLimits, basic_auth, load_users
 from services.web.feed import LiveFeed
 from services.web.headers import setup_security_headers
 from services.web.http_errors import (
@@ -43,10 +43,11 @@ def create_app(
     send_queue_size: int = SEND_QUEUE_SIZE,
 ) -> web.Application:
     """Return the web application for `config`; nothing is opened until it starts."""
+    errors = ErrorLog()
     middlewares = [json_errors, compress_and_cache]
     if config.auth_file is not None:  # raises AuthFileError on a bad file
-        middlewares.insert(0, basic_auth(load_users(config.auth_file)))
-    errors = ErrorLog()
+        users = load_users(config.auth_file)
+        middlewares.insert(0, basic_auth(users, sign_in_limits(config), errors))
     app = web.Application(
         middlewares=middlewares,
         client_max_size=MAX_REQUEST_BODY_BYTES,
@@ -101,3 +102,14 @@ async def _listening(app: web.Application) -> AsyncIterator[None]:
 async def _close_websockets(app: web.Application) -> None:
     """Tell every browser the server is going away, so that the page reconnects later."""
     await app[HUB].close_all(WSCloseCode.GOING_AWAY, b"server shutdown")
+
+
+def sign_in_limits(config: Config) -> SignInLimits:
+    """Return the bounds of password checks that the PCW_SIGN_IN_* settings give."""
+    return SignInLimits(
+        at_once=config.sign_in_at_once,
+        queue=config.sign_in_queue,
+        failures=config.sign_in_failures,
+        lockout_s=config.sign_in_lockout_s,
+        clients=config.sign_in_clients,
+    )
