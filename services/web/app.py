@@ -26,7 +26,7 @@ from services.web.hub import SEND_QUEUE_SIZE, Hub
 from services.web.keys import CONFIG, COUNTERS, FEED, HUB, STORE, Counters
 from services.web.metrics import METRICS_PATH, REGISTRY, metrics, metrics_registry
 from services.web.middlewares import compress_and_cache, json_errors
-from services.web.store import QUERY_TIME_LIMIT_S, Store
+from services.web.store import QUERY_TIME_LIMIT_S, LaneLimits, Store
 from services.web.websocket import websocket
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
@@ -58,7 +58,12 @@ def create_app(
     app[ERRORS] = errors
     hub = Hub(queue_size=send_queue_size)
     app[CONFIG] = config
-    app[STORE] = Store(config.db_path, time_limit_s=query_time_limit_s)
+    app[STORE] = Store(
+        config.db_path,
+        time_limit_s=query_time_limit_s,
+        live=LaneLimits(config.live_readers, config.live_read_queue),
+        ranges=LaneLimits(config.range_readers, config.range_read_queue),
+    )
     app[HUB] = hub
     app[FEED] = LiveFeed(on_message=hub.publish)
     app[COUNTERS] = Counters()

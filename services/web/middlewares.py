@@ -14,7 +14,7 @@ from aiohttp.web_response import ContentCoding
 from services.web.http_errors import ERRORS
 from services.web.keys import COUNTERS
 from services.web.replies import error_reply
-from services.web.store import QueryTimeoutError, StoreError
+from services.web.store import QueryTimeoutError, StoreBusyError, StoreError
 
 COMPRESS_MIN_BYTES = 1024
 STATIC_PREFIX = "/static/"
@@ -43,6 +43,10 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         }
         path = request.path[:MAX_PATH_SHOWN_CHARS]
         return error_reply(f"{error.reason}: {request.method} {path}", error.status, headers)
+    except StoreBusyError as error:
+        _record(request, "busy", logging.WARNING, error)
+        retry_after = {hdrs.RETRY_AFTER: str(error.retry_after_s)}
+        return error_reply(f"{error} (in {error.retry_after_s} s)", 503, retry_after)
     except QueryTimeoutError as error:
         _record(request, "query_timeout", logging.WARNING, error)
         return error_reply(f"{error}; ask for a shorter range or fewer GPUs", 503)

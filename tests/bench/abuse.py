@@ -3,6 +3,7 @@
     python -m tests.bench.abuse sign-in                 # a sign-in under 200 concurrent wrong ones
     python -m tests.bench.abuse lanes --db FILE         # /api/v1/gpus under 20 long energy reads
     ... --code DIR                                      # run the web process of another checkout
+    ... --set PCW_RANGE_READ_QUEUE=18                   # a setting of the web process
 
 `sign-in`: 200 concurrent requests with wrong passwords from 127.0.0.1; once the first of them is
 answered, one sign-in with the right password from 127.0.0.2; its latency, and when the last
@@ -137,20 +138,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("what", choices=("sign-in", "lanes"))
     parser.add_argument("--code", type=Path, default=REPO, help="checkout whose web to run")
     parser.add_argument("--db", type=Path, help="lanes: the history file to read")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="PCW_NAME=VALUE", help="a web setting"
+    )
     args = parser.parse_args(argv)
+    settings = dict(item.split("=", 1) for item in args.set)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     with tempfile.TemporaryDirectory(prefix="pcw-abuse-") as folder:
         work = Path(folder)
         if args.what == "sign-in":
             users = work / "users.txt"
             users.write_text(f"{USER}:{hash_password(PASSWORD)}\n")
-            with web(args.code, work, PCW_AUTH_FILE=str(users)) as url:
+            with web(args.code, work, PCW_AUTH_FILE=str(users), **settings) as url:
                 latency_s, drained_s, statuses = asyncio.run(sign_in_under_flood(url))
             what = f"sign-in under {WRONG_ATTEMPTS} concurrent wrong passwords"
         else:
             if args.db is None:
                 parser.error("lanes needs --db FILE")
-            with web(args.code, work, PCW_DB_PATH=str(args.db)) as url:
+            with web(args.code, work, PCW_DB_PATH=str(args.db), **settings) as url:
                 latency_s, drained_s, statuses = asyncio.run(gpus_under_long_reads(url))
             what = f"/api/v1/gpus under {LONG_READS} concurrent /api/v1/energy?from=0"
     log.info(
