@@ -81,7 +81,8 @@ class ServerLog(logging.LoggerAdapter):
             return
         text = str(msg) % args if args else str(msg)
         if isinstance(error, HttpProcessingError):
-            reason = " ".join(str(error.message).split())[:MAX_REASON_CHARS]
+            words = " ".join(str(error.message).split())[:MAX_REASON_CHARS]
+            reason = "".join(char if char.isprintable() else "?" for char in words)
             # aiohttp logs a first request that is not HTTP (TLS to the HTTP port) at DEBUG
             self._errors.record(
                 kind_of(error),
