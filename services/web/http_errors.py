@@ -14,7 +14,7 @@ import functools
 import logging
 import re
 import sys
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Iterator
 from typing import Any
 
 import msgspec
@@ -94,10 +94,6 @@ class ServerLog(logging.LoggerAdapter):
             )
         else:
             self._errors.record(kind_of(error), logging.ERROR, "%s", text, exc_info=error)
-
-    def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, Any]:
-        """Leave messages as they are (LoggerAdapter's hook)."""
-        return msg, kwargs
 
 
 class _ServedRequest(web.Request):

@@ -7,6 +7,7 @@ import asyncio
 import aiohttp
 import pytest
 
+from services.web.app import create_app
 from services.web.auth import BasicAuth, SignInLimits, SignInRefusedError, load_users
 from tests.web.conftest import make_config, wait_until
 from tests.web.test_auth import (  # noqa: F401  (fixtures)
@@ -26,8 +27,6 @@ OTHER_ADDRESS = "127.0.0.2"
 
 @pytest.fixture
 async def client(aiohttp_client, config, auth_file):  # noqa: F811
-    from services.web.app import create_app
-
     app = create_app(
         make_config(
             config.db_path, PCW_AUTH_FILE=str(auth_file), PCW_SIGN_IN_FAILURES=str(FAILURES)
