@@ -1,6 +1,6 @@
 """Every SQL read of the web process: the SQLite file opened read-only, queried off the loop.
 
-Policy, all in this class: a connection per worker thread, opened `mode=ro` (the web process
+Policy, all in this class: a connection per reader thread, opened `mode=ro` (the web process
 never writes the file), and each call runs in one read transaction, so it sees one snapshot, under
 a time limit enforced by SQLite's progress handler. Reads run in two lanes of their own threads:
 the live view's (GPUs, hosts, processes, health: key look-ups, milliseconds) and range reads
@@ -271,7 +271,7 @@ class _ThreadState(threading.local):
 
 
 class Store:
-    """Read the SQLite file at db_path, read-only, through a small pool of worker threads."""
+    """Read the SQLite file at db_path, read-only, through two lanes of reader threads."""
 
     def __init__(
         self,
