@@ -54,6 +54,15 @@ class Config:
     idle_after_s: float = 1800.0
     energy_price_per_kwh: float | None = None
     currency: str = ""
+    live_readers: int = 2
+    live_read_queue: int = 64
+    range_readers: int = 2
+    range_read_queue: int = 8
+    sign_in_at_once: int = 2
+    sign_in_queue: int = 16
+    sign_in_failures: int = 10
+    sign_in_lockout_s: float = 300.0
+    sign_in_clients: int = 4096
 
     @property
     def retention_s(self) -> float:
@@ -233,6 +242,40 @@ SETTINGS: tuple[tuple[str, str | None, Callable[[str], object], str], ...] = (
         "price of a kWh, to show energy's cost",
     ),
     ("PCW_CURRENCY", "", _label, "label shown with costs, such as EUR"),
+    (
+        "PCW_LIVE_READERS",
+        "2",
+        _number(int, 1, 64),
+        "web threads reading the live view (GPUs, hosts, processes, health)",
+    ),
+    ("PCW_LIVE_READ_QUEUE", "64", _number(int, 0, 100_000), "live reads that may wait; then 503"),
+    (
+        "PCW_RANGE_READERS",
+        "2",
+        _number(int, 1, 64),
+        "web threads reading ranges (history, usage, energy)",
+    ),
+    ("PCW_RANGE_READ_QUEUE", "8", _number(int, 0, 100_000), "range reads that may wait; then 503"),
+    ("PCW_SIGN_IN_AT_ONCE", "2", _number(int, 1, 64), "password checks run at a time"),
+    ("PCW_SIGN_IN_QUEUE", "16", _number(int, 0, 10_000), "password checks that may wait; then 503"),
+    (
+        "PCW_SIGN_IN_FAILURES",
+        "10",
+        _number(int, 1, 1_000_000),
+        "failed sign-ins per client address before 429",
+    ),
+    (
+        "PCW_SIGN_IN_LOCKOUT_S",
+        "300",
+        _number(float, 1, 7 * 86400),
+        "seconds from an address's first failure until it may try again",
+    ),
+    (
+        "PCW_SIGN_IN_CLIENTS",
+        "4096",
+        _number(int, 1, 1_000_000),
+        "client addresses whose failures are remembered",
+    ),
 )
 
 
@@ -283,6 +326,15 @@ def load_config(environ: Mapping[str, str]) -> Config:
         idle_after_s=values["PCW_IDLE_AFTER_S"],
         energy_price_per_kwh=values["PCW_ENERGY_PRICE_PER_KWH"],
         currency=values["PCW_CURRENCY"],
+        live_readers=values["PCW_LIVE_READERS"],
+        live_read_queue=values["PCW_LIVE_READ_QUEUE"],
+        range_readers=values["PCW_RANGE_READERS"],
+        range_read_queue=values["PCW_RANGE_READ_QUEUE"],
+        sign_in_at_once=values["PCW_SIGN_IN_AT_ONCE"],
+        sign_in_queue=values["PCW_SIGN_IN_QUEUE"],
+        sign_in_failures=values["PCW_SIGN_IN_FAILURES"],
+        sign_in_lockout_s=values["PCW_SIGN_IN_LOCKOUT_S"],
+        sign_in_clients=values["PCW_SIGN_IN_CLIENTS"],
     )
 
 

@@ -156,6 +156,15 @@ BAD_VALUES = [
     ("PCW_ENERGY_PRICE_PER_KWH", "cheap", "a number from 0 to 1e+06"),
     ("PCW_CURRENCY", "x" * 17, "at most 16 printable characters"),
     ("PCW_VACUUM", "always", "one of incremental, full"),
+    ("PCW_LIVE_READERS", "0", "an integer from 1 to 64"),
+    ("PCW_LIVE_READ_QUEUE", "-1", "an integer from 0 to 100000"),
+    ("PCW_RANGE_READERS", "65", "an integer from 1 to 64"),
+    ("PCW_RANGE_READ_QUEUE", "lots", "an integer from 0 to 100000"),
+    ("PCW_SIGN_IN_AT_ONCE", "0", "an integer from 1 to 64"),
+    ("PCW_SIGN_IN_QUEUE", "-1", "an integer from 0 to 10000"),
+    ("PCW_SIGN_IN_FAILURES", "many", "an integer from 1 to 1000000"),
+    ("PCW_SIGN_IN_LOCKOUT_S", "0", "a number from 1 to 604800"),
+    ("PCW_SIGN_IN_CLIENTS", "0", "an integer from 1 to 1000000"),
 ]
 
 

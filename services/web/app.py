@@ -14,15 +14,22 @@ from aiohttp import WSCloseCode, web
 from common.config import Config
 from services.curve import hub_keys
 from services.web import proc_views, views
-from services.web.auth import basic_auth, load_users
+from services.web.auth import SignInLimits, basic_auth, load_users
 from services.web.feed import LiveFeed
 from services.web.headers import setup_security_headers
+from services.web.http_errors import (
+    ERRORS,
+    ErrorCollector,
+    ErrorLog,
+    ServerLog,
+    setup_server_errors,
+)
 from services.web.hub import SEND_QUEUE_SIZE, Hub
 from services.web.keys import CLOCK, CONFIG, COUNTERS, FEED, HUB, STORE, Counters
 from services.web.metrics import COLLECTOR, METRICS_PATH, PipelineCollector, metrics
 from services.web.middlewares import compress_and_cache, json_errors
 from services.web.stale_watch import StaleWatch
-from services.web.store import QUERY_TIME_LIMIT_S, Store
+from services.web.store import QUERY_TIME_LIMIT_S, LaneLimits, Store
 from services.web.websocket import websocket
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
@@ -44,19 +51,34 @@ def create_app(
     clock: the wall clock (UTC epoch s) by which hosts are judged stale, the same for the API,
     /healthz, /metrics and the websocket.
     """
+    errors = ErrorLog()
     middlewares = [json_errors, compress_and_cache]
     if config.auth_file is not None:  # raises AuthFileError on a bad file
-        middlewares.insert(0, basic_auth(load_users(config.auth_file)))
-    app = web.Application(middlewares=middlewares, client_max_size=MAX_REQUEST_BODY_BYTES)
+        users = load_users(config.auth_file)
+        middlewares.insert(0, basic_auth(users, sign_in_limits(config), errors))
+    app = web.Application(
+        middlewares=middlewares,
+        client_max_size=MAX_REQUEST_BODY_BYTES,
+        handler_args={"logger": ServerLog(errors)},
+    )
     setup_security_headers(app)
+    setup_server_errors(app)
+    app[ERRORS] = errors
     hub = Hub(queue_size=send_queue_size)
     app[CONFIG] = config
-    app[STORE] = Store(config.db_path, time_limit_s=query_time_limit_s)
+    app[STORE] = Store(
+        config.db_path,
+        time_limit_s=query_time_limit_s,
+        live=LaneLimits(config.live_readers, config.live_read_queue),
+        ranges=LaneLimits(config.range_readers, config.range_read_queue),
+    )
     app[HUB] = hub
     app[CLOCK] = clock
     app[FEED] = LiveFeed(on_message=hub.publish, clock=clock)
     app[COUNTERS] = Counters()
-    app[COLLECTOR] = PipelineCollector(app[FEED], config.db_path, clock)
+    app[COLLECTOR] = PipelineCollector(
+        app[FEED], config.db_path, clock, extra=(ErrorCollector(errors),)
+    )
 
     aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(templates_dir), autoescape=True)
     app[aiohttp_jinja2.static_root_key] = "/static"
@@ -105,3 +127,14 @@ async def _watching_staleness(app: web.Application) -> AsyncIterator[None]:
 async def _close_websockets(app: web.Application) -> None:
     """Tell every browser the server is going away, so that the page reconnects later."""
     await app[HUB].close_all(WSCloseCode.GOING_AWAY, b"server shutdown")
+
+
+def sign_in_limits(config: Config) -> SignInLimits:
+    """Return the bounds of password checks that the PCW_SIGN_IN_* settings give."""
+    return SignInLimits(
+        at_once=config.sign_in_at_once,
+        queue=config.sign_in_queue,
+        failures=config.sign_in_failures,
+        lockout_s=config.sign_in_lockout_s,
+        clients=config.sign_in_clients,
+    )

@@ -33,6 +33,7 @@ import zmq.asyncio
 from zmq.utils.monitor import parse_monitor_message
 
 from common.messages import MAX_MESSAGE_BYTES, TOPIC, DecodeError, Tick, tick_to_json
+from common.throttle import ThrottledLog
 from services.curve import HubKeys, async_gate, secure_hub_socket
 from services.relink import BROKEN_TEXT, MONITOR_EVENTS, RESTORE_AFTER_S, relink
 from services.web.hosts import HostState, live_host_states
@@ -82,14 +83,12 @@ class LiveFeed:
         self._clock = clock
         # When each host's newest tick arrived, on this machine's clock (UTC epoch s).
         self._received_s: dict[str, float] = {}
-        self._log_every_s = log_every_s
         self._restore_after_s = restore_after_s
         self._latest: dict[str, Tick] = {}
         self._latest_json: dict[str, str] = {}
         # Per GPU UUID in a host's newest tick: its error run, None while it reads fine.
         self._error_runs: dict[str, ErrorRun | None] = {}
-        self._unlogged_malformed = 0
-        self._next_log_monotonic_s = 0.0
+        self._malformed_log = ThrottledLog(logger, log_every_s)
         self.received_ticks = 0
         self.malformed_messages = 0
         self.restored_connections = 0
@@ -269,14 +268,10 @@ class LiveFeed:
 
     def _count_malformed(self, reason: str) -> None:
         self.malformed_messages += 1
-        self._unlogged_malformed += 1
-        now_s = time.monotonic()
-        if now_s >= self._next_log_monotonic_s:
-            logger.warning(
-                "dropped %d malformed message(s) from the live feed (%d in all); latest: %s",
-                self._unlogged_malformed,
-                self.malformed_messages,
-                reason,
-            )
-            self._unlogged_malformed = 0
-            self._next_log_monotonic_s = now_s + self._log_every_s
+        self._malformed_log.log(
+            "malformed",
+            logging.WARNING,
+            "dropped a malformed message from the live feed (%d in all): %s",
+            self.malformed_messages,
+            reason,
+        )

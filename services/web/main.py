@@ -16,7 +16,7 @@ logger = logging.getLogger(__name__)
 
 SHUTDOWN_TIMEOUT_S = 5.0  # well inside supervisord's stopwaitsecs (10 s)
 EXIT_BAD_SETTING = 2
-EXIT_CANNOT_LISTEN = 1
+EXIT_CANNOT_LISTEN = 2  # a setting to change, as a bad one
 
 
 def main() -> int:
@@ -36,13 +36,20 @@ def main() -> int:
         return EXIT_BAD_SETTING
     # Per-request lines would flood supervisord's log with the page's polling; DEBUG shows them.
     access_log = logging.getLogger("aiohttp.access") if config.log_level == "DEBUG" else None
-    logger.info(
-        "serving on http://%s:%d, reading %s, live feed from %s",
-        config.web_host,
-        config.web_port,
-        config.db_path,
-        ", ".join(config.subscribe),
-    )
+    listening = False
+
+    def announce(_banner: str) -> None:
+        """Log where the web serves; run_app calls it once every socket is bound."""
+        nonlocal listening
+        listening = True
+        logger.info(
+            "serving on http://%s:%d, reading %s, live feed from %s",
+            config.web_host,
+            config.web_port,
+            config.db_path,
+            ", ".join(config.subscribe),
+        )
+
     try:
         # run_app turns SIGTERM and SIGINT into a graceful stop: websockets are told GOING_AWAY,
         # requests in flight finish, then the feed and the database reader close.
@@ -52,10 +59,18 @@ def main() -> int:
             port=config.web_port,
             shutdown_timeout=SHUTDOWN_TIMEOUT_S,
             access_log=access_log,
-            print=None,
+            print=announce,
         )
     except OSError as error:
-        logger.critical("cannot listen on %s:%d: %s", config.web_host, config.web_port, error)
+        if listening:
+            raise
+        # Before the sockets were bound: the address is taken, not this host's, or not a name.
+        logger.critical(
+            "web cannot listen on %s:%d, set PCW_WEB_HOST and PCW_WEB_PORT to a free address: %s",
+            config.web_host,
+            config.web_port,
+            error.strerror or error,
+        )
         return EXIT_CANNOT_LISTEN
     logger.info("stopped")
     return 0

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -256,11 +256,16 @@ class PipelineCollector:
     """Collect the DCGM and pycudawatch_* families from the live feed, status file and DB file."""
 
     def __init__(
-        self, feed: LiveFeed, db_path: Path, clock: Callable[[], float] = time.time
+        self,
+        feed: LiveFeed,
+        db_path: Path,
+        clock: Callable[[], float] = time.time,
+        extra: Sequence[Collector] = (),
     ) -> None:
         self._feed = feed
         self._db_path = db_path
         self._clock = clock
+        self._extra = tuple(extra)
 
     def live_hosts(self) -> set[str]:
         """Return the hosts of the live feed."""
@@ -276,12 +281,17 @@ class PipelineCollector:
         families = dcgm_families(tick for tick in ticks if not states[tick.host].stale)
         if host is not None:
             return families + host_families(ticks, now_s)
-        return families + pipeline_families(
-            ticks,
-            read_status(self._db_path),
-            self._feed.malformed_messages,
-            database_bytes(self._db_path),
-            now_s,
+        extra = [family for collector in self._extra for family in collector.collect()]
+        return (
+            families
+            + pipeline_families(
+                ticks,
+                read_status(self._db_path),
+                self._feed.malformed_messages,
+                database_bytes(self._db_path),
+                now_s,
+            )
+            + extra
         )
 
 

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import zlib
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
 from aiohttp.web_response import ContentCoding
 
+from services.web.http_errors import ERRORS
 from services.web.keys import COUNTERS
 from services.web.replies import error_reply
-from services.web.store import QueryTimeoutError, StoreError
-
-logger = logging.getLogger(__name__)
+from services.web.store import QueryTimeoutError, StoreBusyError, StoreError
 
 COMPRESS_MIN_BYTES = 1024
 STATIC_PREFIX = "/static/"
@@ -43,17 +43,31 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         }
         path = request.path[:MAX_PATH_SHOWN_CHARS]
         return error_reply(f"{error.reason}: {request.method} {path}", error.status, headers)
+    except StoreBusyError as error:
+        _record(request, "busy", logging.WARNING, error)
+        retry_after = {hdrs.RETRY_AFTER: str(error.retry_after_s)}
+        return error_reply(f"{error} (in {error.retry_after_s} s)", 503, retry_after)
     except QueryTimeoutError as error:
-        logger.warning("%s %s: %s", request.method, request.path, error)
+        _record(request, "query_timeout", logging.WARNING, error)
         return error_reply(f"{error}; ask for a shorter range or fewer GPUs", 503)
     except StoreError as error:
-        logger.warning("%s %s: %s", request.method, request.path, error)
+        _record(request, "database", logging.WARNING, error)
         return error_reply(str(error), 503)
-    except Exception:
+    except Exception as error:
         # The last resort: a bug. Tests check that no input reaches this line.
         request.app[COUNTERS].internal_errors += 1
-        logger.exception("unexpected error answering %s %s", request.method, request.path)
+        _record(request, "internal", logging.ERROR, error, exc_info=True)
         return error_reply("internal error; the web process's log has the details", 500)
+
+
+def _record(
+    request: web.Request, kind: str, level: int, error: Exception, exc_info: bool = False
+) -> None:
+    """Count the error; log it one line per kind a minute, as a client can cause one per request."""
+    path = request.path[:MAX_PATH_SHOWN_CHARS]
+    request.app[ERRORS].record(
+        kind, level, "%s %s: %s", request.method, path, error, exc_info=exc_info
+    )
 
 
 @web.middleware
@@ -67,6 +81,9 @@ async def compress_and_cache(request: web.Request, handler: Handler) -> web.Stre
         return response
     accepts_gzip = "gzip" in request.headers.get(hdrs.ACCEPT_ENCODING, "").lower()
     if request.path.startswith(STATIC_PREFIX):
+        if isinstance(response, web.FileResponse) and not await _static_file_exists(request):
+            # aiohttp would answer an empty 404 when it opens the file; cached for a day here
+            raise web.HTTPNotFound()
         response.headers[hdrs.CACHE_CONTROL] = STATIC_CACHE_CONTROL
         if (
             isinstance(response, web.FileResponse)
@@ -90,3 +107,12 @@ async def compress_and_cache(request: web.Request, handler: Handler) -> web.Stre
             response.headers[hdrs.CONTENT_ENCODING] = "gzip"
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     return response
+
+
+async def _static_file_exists(request: web.Request) -> bool:
+    """Return whether the static route's file is there (a stat, off the event loop)."""
+    directory = request.match_info.route.resource.get_info().get("directory")
+    if directory is None:
+        return True
+    path = Path(directory) / request.match_info.get("filename", "")
+    return await asyncio.get_running_loop().run_in_executor(None, path.is_file)

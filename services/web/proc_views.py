@@ -54,7 +54,9 @@ async def usage(request: web.Request) -> web.Response:
         query = parse_usage_query(request.query, now_s=time.time())
     except ParamError as error:
         return error_reply(str(error), 400)
-    spans = await request.app[STORE].call(usage_job(query.from_s, query.to_s, query.by), [])
+    spans = await request.app[STORE].call(
+        usage_job(query.from_s, query.to_s, query.by), [], long=True
+    )
     return json_reply(
         {
             "from": query.from_s,
@@ -78,7 +80,7 @@ async def energy(request: web.Request) -> web.Response:
         unknown = [host for host in query.hosts if host not in known]
         if unknown:
             return error_reply(f"host={unknown[0]!r} is not a known host", 404)
-    gpus = await store.call(energy_job(query.from_s, query.to_s, query.hosts), [])
+    gpus = await store.call(energy_job(query.from_s, query.to_s, query.hosts), [], long=True)
     config = request.app[CONFIG]
     return json_reply(
         energy_report(gpus, query.from_s, query.to_s, config.energy_price_per_kwh, config.currency)

@@ -46,8 +46,10 @@ def parse_usage_query(query: MultiMapping[str], now_s: float) -> RangeQuery:
     """Return the checked range and `by` (user, process or container; user by default)."""
     _only(query, ("from", "to", "by"))
     from_s, to_s = _range(query, now_s)
-    by = _once(query, "by") or "user"
-    if by not in USAGE_KEYS:
+    by = _once(query, "by")
+    if by is None:
+        by = "user"
+    elif by not in USAGE_KEYS:  # an empty by= too: a typo is refused, not read as the default
         raise ParamError(f"by={shown(by)} is not one of {', '.join(USAGE_KEYS)}")
     return RangeQuery(from_s, to_s, by=by)
 

@@ -1,15 +1,20 @@
 """Every SQL read of the web process: the SQLite file opened read-only, queried off the loop.
 
-Policy, all in this class: a connection per worker thread, opened `mode=ro` (the web process
+Policy, all in this class: a connection per reader thread, opened `mode=ro` (the web process
 never writes the file), and each call runs in one read transaction, so it sees one snapshot, under
-a time limit enforced by SQLite's progress handler. The file may not exist yet, or not hold its
-tables yet, when the web process starts (the writer creates it): calls then return their empty
-answer, and the file is opened on the first call after it appears.
+a time limit enforced by SQLite's progress handler. Reads run in two lanes of their own threads:
+the live view's (GPUs, hosts, processes, health: key look-ups, milliseconds) and range reads
+(history, usage, energy: up to the time limit), so the live view never waits behind a long
+range. Each lane holds at most its threads plus its queue; past that a call is refused at once
+with StoreBusyError, which the API answers 503 with Retry-After. The file may not exist yet, or
+not hold its tables yet, when the web process starts (the writer creates it): calls then return
+their empty answer, and the file is opened on the first call after it appears.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import logging
 import math
@@ -41,7 +46,11 @@ logger = logging.getLogger(__name__)
 QUERY_TIME_LIMIT_S = 10.0
 PROGRESS_STEPS = 1000  # SQLite VM instructions between two looks at the clock
 BUSY_TIMEOUT_S = 2.0
-WORKERS = 2
+LIVE_READERS = 2
+LIVE_READ_QUEUE = 64
+RANGE_READERS = 2
+RANGE_READ_QUEUE = 8
+DURATION_WEIGHT = 0.2  # of the newest call in a lane's moving mean duration
 
 T = TypeVar("T")
 
@@ -157,6 +166,54 @@ class QueryTimeoutError(StoreError):
     """A read ran past its time limit and was interrupted."""
 
 
+class StoreBusyError(StoreError):
+    """A lane has as many reads running and waiting as it may hold; ask again in retry_after_s."""
+
+    def __init__(self, lane: str, retry_after_s: int) -> None:
+        super().__init__(f"too many {lane} reads are running or waiting; ask again later")
+        self.retry_after_s = retry_after_s
+
+
+@dataclass(frozen=True)
+class LaneLimits:
+    """A lane's reader threads and how many calls may wait for one of them."""
+
+    readers: int
+    queue: int
+
+
+class _Lane:
+    """Reader threads of one kind of call, holding at most readers + queue calls at a time."""
+
+    def __init__(self, name: str, limits: LaneLimits, time_limit_s: float) -> None:
+        self.name = name
+        self.limits = limits
+        self.executor = ThreadPoolExecutor(
+            max_workers=limits.readers, thread_name_prefix=f"pcw-read-{name}"
+        )
+        self.held = 0  # calls running or waiting; changed on the event loop only
+        self._time_limit_s = time_limit_s
+        self._mean_s = 0.0
+
+    async def run(self, call: Callable[[], T]) -> T:
+        """Run call() in one of the lane's threads; raise StoreBusyError when the lane is full."""
+        if self.held >= self.limits.readers + self.limits.queue:
+            raise StoreBusyError(self.name, self._retry_after_s())
+        self.held += 1
+        started_s = time.monotonic()
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self.executor, call)
+        finally:
+            self.held -= 1
+            took_s = time.monotonic() - started_s
+            self._mean_s += DURATION_WEIGHT * (took_s - self._mean_s)
+
+    def _retry_after_s(self) -> int:
+        """Return about when the calls held now will be done: whole seconds, 1 at least."""
+        wait_s = self._mean_s * self.held / self.limits.readers
+        return max(1, math.ceil(min(wait_s, self._time_limit_s)))
+
+
 @dataclass(frozen=True)
 class GpuRow:
     """One GPU as the writer recorded it; times in UTC epoch seconds."""
@@ -214,19 +271,21 @@ class _ThreadState(threading.local):
 
 
 class Store:
-    """Read the SQLite file at db_path, read-only, through a small pool of worker threads."""
+    """Read the SQLite file at db_path, read-only, through two lanes of reader threads."""
 
     def __init__(
         self,
         db_path: Path,
         *,
         time_limit_s: float = QUERY_TIME_LIMIT_S,
-        workers: int = WORKERS,
+        live: LaneLimits = LaneLimits(LIVE_READERS, LIVE_READ_QUEUE),
+        ranges: LaneLimits = LaneLimits(RANGE_READERS, RANGE_READ_QUEUE),
     ) -> None:
         self._db_path = db_path
         self._uri = db_path.resolve().as_uri() + "?mode=ro"
         self._time_limit_s = time_limit_s
-        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pcw-read")
+        self._live = _Lane("live", live, time_limit_s)
+        self._ranges = _Lane("range", ranges, time_limit_s)
         self._state = _ThreadState()
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
@@ -266,7 +325,7 @@ class Store:
                 conn, gpu_uuids, first_bucket, bucket_count, step_s, metrics, hosts
             )
 
-        return await self.call(job, HistoryRows([], list(gpu_uuids), list(hosts)))
+        return await self.call(job, HistoryRows([], list(gpu_uuids), list(hosts)), long=True)
 
     async def idle(self, util_pct: float) -> list[GpuIdle]:
         """Return each GPU's newest process list and idle-and-allocated run start ([] before
@@ -277,19 +336,28 @@ class Store:
         """Return the size in bytes of the file and its -wal, or None when there is no file."""
         return database_bytes(self._db_path)
 
-    async def call(self, job: Callable[[sqlite3.Connection], T], empty: T) -> T:
-        """Run job(conn) in a worker thread in one read transaction, under the time limit.
+    def held(self, *, long: bool = False) -> int:
+        """Return how many calls the lane holds (running or waiting): range reads when long."""
+        return (self._ranges if long else self._live).held
 
-        Return `empty` when the file or its tables do not exist yet. Raise QueryTimeoutError
-        when the job runs past the limit, StoreError when SQLite fails.
+    async def call(
+        self, job: Callable[[sqlite3.Connection], T], empty: T, *, long: bool = False
+    ) -> T:
+        """Run job(conn) in a reader thread in one read transaction, under the time limit.
+
+        long: a read over a range of time (history, usage, energy), run in the range lane;
+        otherwise the live view's lane. Return `empty` when the file or its tables do not exist
+        yet. Raise StoreBusyError when the lane is full, QueryTimeoutError when the job runs
+        past the limit, StoreError when SQLite fails.
         """
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._run, job, empty)
+        lane = self._ranges if long else self._live
+        return await lane.run(functools.partial(self._run, job, empty))
 
     async def close(self) -> None:
-        """Interrupt running reads, stop the workers and close their connections."""
+        """Interrupt running reads, stop the readers and close their connections."""
         self._closing = True
-        await asyncio.to_thread(self._executor.shutdown, wait=True, cancel_futures=True)
+        for lane in (self._live, self._ranges):
+            await asyncio.to_thread(lane.executor.shutdown, wait=True, cancel_futures=True)
         with self._lock:
             connections, self._connections = self._connections, []
         for conn in connections:

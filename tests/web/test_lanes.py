@@ -1,0 +1,63 @@
+"""The live view never waits behind long range reads; a full range lane is 503 + Retry-After."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from services.web.app import create_app
+from services.web.keys import STORE
+from tests.web.conftest import T0, UUID_A, UUID_B, add_gpu, create_db, make_config, wait_until
+
+READINGS_PER_GPU = 60_000  # an energy read over all of them takes a good part of a second
+LONG_READS = 20
+LONG_URL = "/api/v1/energy?from=0"
+
+
+@pytest.fixture
+def long_db(tmp_path: Path) -> Path:
+    """Return a file of two GPUs with READINGS_PER_GPU readings each, one a second."""
+    path = tmp_path / "gpu_stats.db"
+    conn = create_db(path)
+    conn.execute("BEGIN")
+    for gpu_id, uuid in ((1, UUID_A), (2, UUID_B)):
+        add_gpu(conn, gpu_id, uuid, "alpha", gpu_id - 1, T0, T0 + READINGS_PER_GPU - 1)
+        conn.executemany(
+            "INSERT INTO samples (gpu_id, ts, energy_j, power_w) VALUES (?, ?, ?, ?)",
+            ((gpu_id, T0 + n, 300.0 * n, 300.0) for n in range(READINGS_PER_GPU)),
+        )
+    conn.execute("COMMIT")
+    conn.close()
+    return path
+
+
+@pytest.fixture
+async def client(aiohttp_client, long_db):
+    # room for exactly LONG_READS range reads: 2 running, the rest waiting
+    config = make_config(long_db, PCW_RANGE_READERS="2", PCW_RANGE_READ_QUEUE=str(LONG_READS - 2))
+    return await aiohttp_client(create_app(config))
+
+
+async def test_gpus_answer_while_20_long_reads_run_and_the_next_long_read_is_503(client):
+    store = client.app[STORE]
+    long_reads = [asyncio.create_task(client.get(LONG_URL)) for _ in range(LONG_READS)]
+    await wait_until(
+        lambda: store.held(long=True) == LONG_READS, timeout_s=60, what="the long reads held"
+    )
+    for _ in range(3):  # beyond the bound: refused at once, never queued
+        refused = await client.get(LONG_URL)
+        assert refused.status == 503
+        assert int(refused.headers["Retry-After"]) >= 1
+        assert "error" in await refused.json()
+    live = await client.get("/api/v1/gpus")
+    assert live.status == 200
+    assert {gpu["gpu_uuid"] for gpu in (await live.json())["gpus"]} == {UUID_A, UUID_B}
+    # it did not wait for them: they are still being read
+    assert store.held(long=True) > 0
+    assert not all(task.done() for task in long_reads)
+    answers = await asyncio.gather(*long_reads)
+    assert [answer.status for answer in answers] == [200] * LONG_READS
+    metrics = await (await client.get("/metrics")).text()
+    assert 'pycudawatch_http_errors_total{kind="busy"} 3.0' in metrics
