@@ -123,14 +123,18 @@ def test_metrics_are_converted_to_the_units_in_their_names(reader, sim):
         assert gpu.mem_total_bytes > 0
 
 
-def test_memory_comes_from_the_v2_struct(reader, sim):
-    gpu = reader.read().gpus[2]
-    handle = sim.devices[2]
+def test_memory_comes_from_the_v2_struct_with_free_and_reserved(reader, sim):
+    gpu = reader.read().gpus[1]  # the H100: 1 GiB reserved by the driver
+    handle = sim.devices[1]
 
     v1 = sim.nvmlDeviceGetMemoryInfo(handle)
     v2 = sim.nvmlDeviceGetMemoryInfo(handle, version=sim.nvmlMemory_v2)
-    assert v2.used != v1.used  # v2 counts the driver's reserved memory as used
+    assert v1.used == v2.used + v2.reserved  # v1 counts the reserved memory as used
     assert gpu.mem_used_bytes == v2.used
+    assert gpu.mem_reserved_bytes == v2.reserved == 1024 * 2**20
+    assert gpu.mem_free_bytes == v2.free == v1.free
+    total = gpu.mem_reserved_bytes + gpu.mem_used_bytes + gpu.mem_free_bytes
+    assert gpu.mem_total_bytes == total == 81_559 * 2**20
 
 
 def test_memory_not_supported_for_a_while_comes_back_from_the_v2_struct(reader, sim):
@@ -142,7 +146,8 @@ def test_memory_not_supported_for_a_while_comes_back_from_the_v2_struct(reader, 
     gpu = reader.read().gpus[2]
 
     v2 = sim.nvmlDeviceGetMemoryInfo(sim.devices[2], version=sim.nvmlMemory_v2)
-    assert gpu.mem_used_bytes == v2.used  # not the v1 figure, which leaves out reserved memory
+    assert gpu.mem_used_bytes == v2.used  # not the v1 figure, which includes reserved memory
+    assert gpu.mem_reserved_bytes == v2.reserved
 
 
 def test_a_driver_without_the_v2_struct_is_read_through_v1_and_not_asked_again(clock):
@@ -154,7 +159,10 @@ def test_a_driver_without_the_v2_struct_is_read_through_v1_and_not_asked_again(c
 
     for tick in readings:
         for gpu, handle in zip(tick.gpus, sim.devices, strict=True):
-            assert gpu.mem_used_bytes == sim.nvmlDeviceGetMemoryInfo(handle).used
+            v1 = sim.nvmlDeviceGetMemoryInfo(handle)
+            assert gpu.mem_used_bytes == v1.used
+            assert gpu.mem_free_bytes == v1.free
+            assert gpu.mem_reserved_bytes is None  # v1 cannot tell it
             assert gpu.mem_total_bytes == handle.model.mem_total_bytes
     assert sim.v2_calls == 2  # once per GPU, then v1 only
 

@@ -6,6 +6,8 @@ offers the same names, shapes and error classes, so this code runs unchanged ove
 Errors, as nvitop handles them:
 - a metric raising NotSupported (or any other per-call error) is None, logged once per GPU and
   metric; it never costs the rest of the GPU's reading;
+- a value NVML reports as NVML_VALUE_NOT_AVAILABLE (all ones of the field's width, or -1) is None,
+  never 0 and never the huge number; every conversion from NVML's fields goes through _u32/_u64;
 - a GPU raising GpuIsLost (or failing to give a handle) is marked in error for that tick, and the
   other GPUs go on;
 - a driver-level error (uninitialised, driver not loaded, library gone, RM mismatch) ends the NVML
@@ -48,7 +50,10 @@ REINIT_BACKOFF_S = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
 DEFAULT_PROC_ROOT = Path("/proc")
 NOT_SUPPORTED, NOT_FOUND, FUNCTION_NOT_FOUND = 3, 6, 13
 MIG_ENABLED = 1  # NVML_DEVICE_MIG_ENABLE
-MAX_BYTES = 1 << 60  # the codec's bound; NVML_VALUE_NOT_AVAILABLE (2**64 - 1) is over it
+MAX_BYTES = 1 << 60  # the codec's bound
+# NVML_VALUE_NOT_AVAILABLE is -1: all ones in an unsigned int or unsigned long long field
+NOT_AVAILABLE_U32 = 0xFFFFFFFF
+NOT_AVAILABLE_U64 = 0xFFFFFFFFFFFFFFFF
 # newest first: an older driver's library lacks the newer names (FunctionNotFound)
 PROCESS_CALLS = {
     "compute": (
@@ -307,22 +312,35 @@ class GpuReader:
             self._logged.add((uuid, metric))
             log.warning("GPU %s: %s not available (%s); reported as null", uuid, metric, error)
 
-    def _memory(self, identity: GpuIdentity, handle: Any) -> Any:
-        """Return memory info, from the v2 struct where the driver has it."""
+    def _memory(self, identity: GpuIdentity, handle: Any) -> dict[str, int | None]:
+        """Return the memory fields of a reading, from the v2 struct where the driver has it.
+
+        v2 gives used (allocated), free and reserved (by the driver and firmware), which add up
+        to total. v1, all an older driver has, counts the reserved memory in used and does not
+        tell it apart: reserved is then None; its free is the same as v2's.
+        """
         nvml = self._nvml
+        info, v2 = None, False
         if self._memory_v2.get(identity.index, True):
             try:
                 info = self._call(nvml.nvmlDeviceGetMemoryInfo, handle, version=nvml.nvmlMemory_v2)
-                self._memory_v2[identity.index] = True
-                return info
+                self._memory_v2[identity.index] = v2 = True
             except (nvml.NVMLError, TypeError, AttributeError):
                 info = self._optional(identity.uuid, "memory", nvml.nvmlDeviceGetMemoryInfo, handle)
                 # only a driver that answers v1 but not v2 lacks v2; a passing failure of both
-                # must not switch this GPU for good to v1, whose `used` leaves out reserved memory
+                # must not switch this GPU for good to v1, whose `used` includes reserved memory
                 if info is not None:
                     self._memory_v2[identity.index] = False
-                return info
-        return self._optional(identity.uuid, "memory", nvml.nvmlDeviceGetMemoryInfo, handle)
+        else:
+            info = self._optional(identity.uuid, "memory", nvml.nvmlDeviceGetMemoryInfo, handle)
+        if info is None:
+            return {}
+        return {
+            "mem_used_bytes": _bytes(info.used),
+            "mem_total_bytes": _bytes(info.total),
+            "mem_free_bytes": _bytes(info.free),
+            "mem_reserved_bytes": _bytes(info.reserved) if v2 else None,
+        }
 
     def _metrics(self, identity: GpuIdentity, handle: Any) -> GpuReading:
         """Read each metric once; unit conversions from NVML's units happen here."""
@@ -332,27 +350,27 @@ class GpuReader:
             return self._optional(uuid, metric, function, handle, *args)
 
         util = get("utilization", nvml.nvmlDeviceGetUtilizationRates)
-        memory = self._memory(identity, handle)
-        power_mw = get("power_w", nvml.nvmlDeviceGetPowerUsage)
-        limit_mw = get("power_limit_w", nvml.nvmlDeviceGetEnforcedPowerLimit)
-        energy_mj = get("energy_j", nvml.nvmlDeviceGetTotalEnergyConsumption)
-        pstate = get("pstate", nvml.nvmlDeviceGetPerformanceState)
+        power_mw = _u32(get("power_w", nvml.nvmlDeviceGetPowerUsage))
+        limit_mw = _u32(get("power_limit_w", nvml.nvmlDeviceGetEnforcedPowerLimit))
+        energy_mj = _u64(get("energy_j", nvml.nvmlDeviceGetTotalEnergyConsumption))
+        pstate = _u32(get("pstate", nvml.nvmlDeviceGetPerformanceState))
         mig_handles = self._mig_handles(identity, handle)
         mig_devices = [self._mig_device(identity, slot, mig) for slot, mig in mig_handles]
         processes = self._processes(identity, [mig for _, mig in mig_handles] or [handle])
+        sm_clock = get("sm_clock_mhz", nvml.nvmlDeviceGetClockInfo, nvml.NVML_CLOCK_SM)
+        mem_clock = get("mem_clock_mhz", nvml.nvmlDeviceGetClockInfo, nvml.NVML_CLOCK_MEM)
         return identity.reading(
-            util_gpu_pct=_clamp_pct(util.gpu) if util is not None else None,
-            util_mem_pct=_clamp_pct(util.memory) if util is not None else None,
-            mem_used_bytes=int(memory.used) if memory is not None else None,
-            mem_total_bytes=int(memory.total) if memory is not None else None,
-            temp_c=get("temp_c", nvml.nvmlDeviceGetTemperature, nvml.NVML_TEMPERATURE_GPU),
+            util_gpu_pct=_pct(util.gpu) if util is not None else None,
+            util_mem_pct=_pct(util.memory) if util is not None else None,
+            **self._memory(identity, handle),
+            temp_c=_u32(get("temp_c", nvml.nvmlDeviceGetTemperature, nvml.NVML_TEMPERATURE_GPU)),
             power_w=power_mw / 1000 if power_mw is not None else None,
             power_limit_w=limit_mw / 1000 if limit_mw is not None else None,
             energy_j=energy_mj / 1000 if energy_mj is not None else None,
-            fan_pct=_clamp_pct(get("fan_pct", nvml.nvmlDeviceGetFanSpeed)),
-            sm_clock_mhz=get("sm_clock_mhz", nvml.nvmlDeviceGetClockInfo, nvml.NVML_CLOCK_SM),
-            mem_clock_mhz=get("mem_clock_mhz", nvml.nvmlDeviceGetClockInfo, nvml.NVML_CLOCK_MEM),
-            pstate=None if pstate is None or pstate == PSTATE_UNKNOWN else int(pstate),
+            fan_pct=_pct(get("fan_pct", nvml.nvmlDeviceGetFanSpeed)),
+            sm_clock_mhz=_u32(sm_clock),
+            mem_clock_mhz=_u32(mem_clock),
+            pstate=None if pstate == PSTATE_UNKNOWN else pstate,
             processes=processes,
             mig_devices=[device for device in mig_devices if device is not None],
         )
@@ -482,13 +500,30 @@ class GpuReader:
             name=name,
             mem_used_bytes=_bytes(memory.used) if memory is not None else None,
             mem_total_bytes=_bytes(memory.total) if memory is not None else None,
-            util_gpu_pct=_clamp_pct(util.gpu) if util is not None else None,
+            util_gpu_pct=_pct(util.gpu) if util is not None else None,
         )
+
+
+def _u32(value: int | None) -> int | None:
+    """Return an unsigned int field, None where NVML could not tell (NVML_VALUE_NOT_AVAILABLE)."""
+    if value is None:
+        return None
+    value = int(value)
+    return None if value < 0 or value >= NOT_AVAILABLE_U32 else value
+
+
+def _u64(value: int | None) -> int | None:
+    """Return an unsigned long long field, None where NVML could not tell."""
+    if value is None:
+        return None
+    value = int(value)
+    return None if value < 0 or value >= NOT_AVAILABLE_U64 else value
 
 
 def _bytes(value: int | None) -> int | None:
     """Return a byte count, or None where NVML could not tell (None or NVML_VALUE_NOT_AVAILABLE)."""
-    return None if value is None or not 0 <= int(value) <= MAX_BYTES else int(value)
+    count = _u64(value)
+    return None if count is None or count > MAX_BYTES else count
 
 
 def _add(total: int | None, value: int | None) -> int | None:
@@ -496,6 +531,7 @@ def _add(total: int | None, value: int | None) -> int | None:
     return None if total is None or value is None else total + value
 
 
-def _clamp_pct(value: int | None) -> int | None:
+def _pct(value: int | None) -> int | None:
     """Return a percentage within 0-100 (some fans report over 100 %), or None."""
-    return None if value is None else max(0, min(100, int(value)))
+    percent = _u32(value)
+    return None if percent is None else min(100, percent)
