@@ -195,7 +195,7 @@ def main() -> int:
         return 2
     try:
         nvml = load_nvml(config)
-        reader = GpuReader(nvml, resolver=process_resolver(config, nvml))
+        reader = GpuReader(nvml, resolver=process_resolver(config, nvml), host=config.host_name)
         reader.start()
     except NvmlUnavailableError as error:
         log.critical(

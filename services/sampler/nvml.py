@@ -9,7 +9,12 @@ Errors, as nvitop handles them:
 - a value NVML reports as NVML_VALUE_NOT_AVAILABLE (all ones of the field's width, or -1) is None,
   never 0 and never the huge number; every conversion from NVML's fields goes through _u32/_u64;
 - a GPU raising GpuIsLost (or failing to give a handle) is marked in error for that tick, and the
-  other GPUs go on;
+  other GPUs go on. One lost before its identity was ever read is in every tick too, with what
+  NVML still gives of it (PCI bus id, UUID, name; name "" when none); a UUID NVML cannot give is
+  replaced by a stable key, "unread-" and a UUID derived from the host and the PCI bus id, or
+  the host and the index when NVML gives no PCI bus id either (so the same GPU keeps its key over
+  restarts, and no two hosts share one). It is a new GPU to the writer and the web: its readings
+  from before the loss stay under its real UUID;
 - a driver-level error (uninitialised, driver not loaded, library gone, RM mismatch) ends the NVML
   session; it is re-initialised with exponential backoff while ticks carry the error.
 
@@ -30,6 +35,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +51,8 @@ log = logging.getLogger(__name__)
 DRIVER_LEVEL_CODES = frozenset({1, 9, 12, 18})  # uninitialised, not loaded, no library, mismatch
 GPU_LOST_CODES = frozenset({15, 16})  # GPU is lost, GPU requires reset
 PSTATE_UNKNOWN = 32
+UNREAD_UUID_PREFIX = "unread-"  # the key of a GPU whose UUID NVML cannot give
+UNREAD_UUID_NAMESPACE = uuid.UUID("6f1d6c9e-5b7a-4c55-9a0e-2d8f3f1c7a41")  # this project's own
 ERROR_TEXT_CHARS = 256  # the codec's limit on text
 REINIT_BACKOFF_S = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
 DEFAULT_PROC_ROOT = Path("/proc")
@@ -99,6 +107,7 @@ def load_nvml(config: Config) -> Any:
             mig_gpus=config.sim_mig_gpus,
             idle_gpus=config.sim_idle_gpus,
             process_names=config.sim_process_names,
+            lost_gpus=config.sim_lost_gpus,
             proc_tree=FakeProcTree() if config.proc_root == DEFAULT_PROC_ROOT else None,
         )
     try:
@@ -156,8 +165,10 @@ class GpuReader:
         nvml: Any,
         monotonic: Callable[[], float] = time.monotonic,
         resolver: ProcResolver | None = None,
+        host: str = "",
     ) -> None:
         self._nvml = nvml
+        self._host = host  # keys a GPU whose UUID NVML cannot give
         self._monotonic = monotonic
         self._resolver = resolver if resolver is not None else _resolver(nvml, DEFAULT_PROC_ROOT)
         self._process_call: dict[tuple[int, str], int] = {}  # (gpu, kind) -> PROCESS_CALLS index
@@ -167,6 +178,7 @@ class GpuReader:
         self._session = False
         self._driver_version: str | None = None
         self._identities: dict[int, GpuIdentity] = {}
+        self._unidentified: dict[int, GpuIdentity] = {}  # lost before identified: what NVML gave
         self._memory_v2: dict[int, bool] = {}
         self._logged: set[tuple[str, str]] = set()
         self._lost_logged: set[int] = set()
@@ -201,7 +213,7 @@ class GpuReader:
             self._session = False
             self._session_failed(f"NVML session lost: {error}")
             return TickReading(self._driver_version, self._errored_gpus(), self._last_error)
-        return TickReading(self._driver_version, [g for g in gpus if g is not None], None)
+        return TickReading(self._driver_version, gpus, None)
 
     def close(self) -> None:
         """End the NVML session if one is open."""
@@ -218,6 +230,7 @@ class GpuReader:
         self._nvml.nvmlInit()
         self._session = True
         self._identities.clear()
+        self._unidentified.clear()
         self._memory_v2.clear()
         self._process_call.clear()
         self._no_mig.clear()
@@ -240,7 +253,8 @@ class GpuReader:
         return [identity.reading(error=self._last_error) for identity in self._known_identities()]
 
     def _known_identities(self) -> list[GpuIdentity]:
-        return [self._identities[index] for index in sorted(self._identities)]
+        known = {**self._unidentified, **self._identities}
+        return [known[index] for index in sorted(known)]
 
     def _call(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Call NVML, turning session-level and device-level errors into our own."""
@@ -258,7 +272,7 @@ class GpuReader:
 
     # -- one GPU -----------------------------------------------------------------------------
 
-    def _read_gpu(self, index: int) -> GpuReading | None:
+    def _read_gpu(self, index: int) -> GpuReading:
         try:
             handle = self._call(self._nvml.nvmlDeviceGetHandleByIndex, index)
             identity = self._identity(index, handle)
@@ -270,17 +284,47 @@ class GpuReader:
         if index in self._lost_logged:
             log.info("GPU %d (%s) answers again", index, identity.uuid)
             self._lost_logged.discard(index)
+        self._unidentified.pop(index, None)
         return reading
 
-    def _lost(self, index: int, message: str) -> GpuReading | None:
+    def _lost(self, index: int, message: str) -> GpuReading:
         message = message[:ERROR_TEXT_CHARS]
-        identity = self._identities.get(index)
+        identity = self._identities.get(index) or self._unidentified.get(index)
+        if identity is None:  # lost before it was ever identified: take what NVML still gives
+            identity = self._unidentified[index] = self._partial_identity(index)
         if index not in self._lost_logged:
-            log.error("GPU %d (%s): %s", index, identity.uuid if identity else "?", message)
+            log.error("GPU %d (%s at %s): %s", index, identity.uuid, identity.pci_bus_id, message)
             self._lost_logged.add(index)
-        if identity is None:  # never identified: nothing to attach the error to
-            return None
         return identity.reading(error=message)
+
+    def _partial_identity(self, index: int) -> GpuIdentity:
+        """Return what NVML still gives of a GPU in error: each part that fails is left out."""
+        nvml = self._nvml
+
+        def part(function: Callable[..., Any], *args: Any) -> Any:
+            try:
+                return self._call(function, *args)
+            except (nvml.NVMLError, _GpuLostError):
+                return None
+
+        handle = part(nvml.nvmlDeviceGetHandleByIndex, index)
+        pci = uuid_text = name = None
+        if handle is not None:
+            pci = part(nvml.nvmlDeviceGetPciInfo, handle)
+            uuid_text = part(nvml.nvmlDeviceGetUUID, handle)
+            name = part(nvml.nvmlDeviceGetName, handle)
+        pci_bus_id = _text(pci.busId) if pci is not None else None
+        return GpuIdentity(
+            index=index,
+            uuid=_text(uuid_text) if uuid_text else self._unread_uuid(index, pci_bus_id),
+            name=_text(name)[:ERROR_TEXT_CHARS] if name is not None else "",
+            pci_bus_id=pci_bus_id,
+        )
+
+    def _unread_uuid(self, index: int, pci_bus_id: str | None) -> str:
+        """Return the stable key of a GPU whose UUID NVML cannot give (see the module's text)."""
+        where = f"pci {pci_bus_id}" if pci_bus_id else f"index {index}"
+        return UNREAD_UUID_PREFIX + str(uuid.uuid5(UNREAD_UUID_NAMESPACE, f"{self._host}/{where}"))
 
     def _identity(self, index: int, handle: Any) -> GpuIdentity:
         identity = self._identities.get(index)
