@@ -32,6 +32,7 @@ log = logging.getLogger("services.sampler")
 PUB_LINGER_MS = 1000  # long enough to hand the last tick over, short enough to never hang
 START_WAIT_S = 5.0  # the longest the first tick waits for a first subscriber
 SUBSCRIBE = 1  # the first byte of an XPUB subscription message (0: unsubscription)
+SUBSCRIPTION_MAX_BYTES = 256  # ours are b"\x01pcw.tick"; a larger one drops its connection
 STATS_EVERY_S = 3600.0
 
 
@@ -208,6 +209,7 @@ def main() -> int:
         publisher = context.socket(zmq.XPUB)
         publisher.setsockopt(zmq.LINGER, PUB_LINGER_MS)
         publisher.setsockopt(zmq.SNDHWM, 10_000)
+        publisher.setsockopt(zmq.MAXMSGSIZE, SUBSCRIPTION_MAX_BYTES)  # what it receives only
         replayer = context.socket(zmq.ROUTER)
         replayer.setsockopt(zmq.LINGER, 0)
         replayer.setsockopt(zmq.MAXMSGSIZE, 4096)
