@@ -73,9 +73,7 @@ NVML_ERROR_GPU_IS_LOST = 15
 NVML_ERROR_UNKNOWN = 999
 
 MIB = 1 << 20
-# NVML_VALUE_NOT_AVAILABLE: -1 in nvml.h, so all ones in an unsigned int or unsigned long long
-NOT_AVAILABLE_U32 = 0xFFFFFFFF
-NOT_AVAILABLE_U64 = 0xFFFFFFFFFFFFFFFF
+# NVML_VALUE_NOT_AVAILABLE is -1 in nvml.h: all ones in an unsigned int or unsigned long long
 # the struct fields that carry a measurement (not a version, PID or instance id)
 MEASURED_FIELDS = frozenset({"gpu", "memory", "total", "used", "free", "reserved", "usedGpuMemory"})
 # what NVML still answers for a GPU lost before the sampler starts (PCW_SIM_LOST_GPUS)
@@ -237,7 +235,7 @@ class _Device:
     lost: bool = False
     still_answers: frozenset[str] = frozenset()  # calls a lost GPU still answers
     unsupported: set[str] = field(default_factory=set)
-    not_available: dict[str, int] = field(default_factory=dict)  # call -> sentinel of all ones
+    not_available: dict[str, bool] = field(default_factory=dict)  # call -> sentinel signed (-1)
     energy_mj: float = 0.0
     energy_read_s: float | None = None
     mig_devices: list[_MigDevice] = field(default_factory=list)
@@ -271,11 +269,10 @@ def _may_be_not_available(bits: int) -> Callable[[Callable[..., Any]], Callable[
         def getter(self: SimulatedNvml, handle: Any, *args: Any, **kwargs: Any) -> Any:
             answer = method(self, handle, *args, **kwargs)
             device = handle.parent if isinstance(handle, _MigDevice) else handle
-            sentinel = device.not_available.get(method.__name__)
-            if sentinel is None:
+            signed = device.not_available.get(method.__name__)
+            if signed is None:
                 return answer
-            sentinel &= (1 << bits) - 1 if sentinel > 0 else -1
-            return _not_available(answer, sentinel)
+            return _not_available(answer, -1 if signed else (1 << bits) - 1)
 
         return getter
 
@@ -416,7 +413,7 @@ class SimulatedNvml:
 
         As all ones of the value's width (0xFFFFFFFF, 0xFFFFFFFFFFFFFFFF), or -1 when signed.
         """
-        self.devices[index].not_available[function_name] = -1 if signed else NOT_AVAILABLE_U64
+        self.devices[index].not_available[function_name] = signed
 
     def fail_metric(self, index: int, function_name: str) -> None:
         """Make `function_name` (e.g. "nvmlDeviceGetPowerUsage") not supported on GPU `index`."""
