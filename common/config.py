@@ -43,6 +43,7 @@ class Config:
     sim_mig_gpus: tuple[int, ...] = ()
     sim_idle_gpus: tuple[int, ...] = ()
     sim_process_names: tuple[str, ...] = ()
+    sim_lost_gpus: tuple[int, ...] = ()
     proc_root: Path = Path("/proc")
     vacuum: str = "incremental"
     curve_secret_key_file: Path | None = None
@@ -217,6 +218,7 @@ SETTINGS: tuple[tuple[str, str | None, Callable[[str], object], str], ...] = (
         _names,
         "';'-separated names for the simulated GPUs' training processes",
     ),
+    ("PCW_SIM_LOST_GPUS", "", _indexes, "indexes of simulated GPUs lost before the start"),
     ("PCW_PROC_ROOT", "/proc", _path, "where the sampler reads processes' names and owners"),
     (
         "PCW_CURVE_SECRET_KEY_FILE",
@@ -315,6 +317,7 @@ def load_config(environ: Mapping[str, str]) -> Config:
         sim_mig_gpus=values["PCW_SIM_MIG_GPUS"],
         sim_idle_gpus=values["PCW_SIM_IDLE_GPUS"],
         sim_process_names=values["PCW_SIM_PROCESS_NAMES"],
+        sim_lost_gpus=values["PCW_SIM_LOST_GPUS"],
         proc_root=values["PCW_PROC_ROOT"],
         vacuum=values["PCW_VACUUM"],
         curve_secret_key_file=values["PCW_CURVE_SECRET_KEY_FILE"],

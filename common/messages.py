@@ -3,11 +3,12 @@
 Wire layout, one ZeroMQ multipart message per tick:
 
     frame 0: TOPIC            b"pcw.tick"
-    frame 1: SCHEMA_VERSION   ASCII decimal, b"2"
+    frame 1: SCHEMA_VERSION   ASCII decimal, b"3"
     frame 2: payload          msgpack of Tick (msgspec, typed; validated on decode)
 
-Version 2 added each GPU's processes and MIG devices, as optional fields: a version 1 payload
-decodes unchanged, so a hub still takes ticks from samplers not yet upgraded.
+Version 2 added each GPU's processes and MIG devices, version 3 its free and reserved memory
+(NVML's own figures), as optional fields: a version 1 or 2 payload decodes unchanged (the new
+fields None), so a hub still takes ticks from samplers not yet upgraded.
 
 msgspec's typed msgpack was chosen by measurement (REFERENCE-FIGURES.md and the codec test):
 it is the smallest and fastest of stdlib json, orjson and msgpack, and its typed decode validates
@@ -25,8 +26,8 @@ import msgspec
 from common.metrics import METRIC_NAMES
 
 TOPIC = b"pcw.tick"
-SCHEMA_VERSION = 2
-ACCEPTED_VERSIONS = (1, 2)
+SCHEMA_VERSION = 3
+ACCEPTED_VERSIONS = (1, 2, 3)
 MAX_MESSAGE_BYTES = 1 << 20  # also the socket's ZMQ_MAXMSGSIZE: larger frames are dropped
 
 Pct = Annotated[int, msgspec.Meta(ge=0, le=100)]
@@ -76,7 +77,13 @@ class MigDevice(msgspec.Struct, forbid_unknown_fields=True, frozen=True, gc=Fals
 
 
 class GpuReading(msgspec.Struct, forbid_unknown_fields=True, frozen=True, gc=False):
-    """One GPU in one tick: identity, an error (None when read), and each metric or None."""
+    """One GPU in one tick: identity, an error (None when read), and each metric or None.
+
+    Memory as NVML's v2 struct gives it: total = reserved (by the driver and firmware) + used +
+    free. From a driver without the v2 struct, used includes the reserved memory and reserved is
+    None. mem_free_bytes and mem_reserved_bytes are on the wire only (not in METRIC_NAMES, so not
+    stored); a tick of version 1 or 2 has them None.
+    """
 
     index: Annotated[int, msgspec.Meta(ge=0, le=1023)]
     uuid: Annotated[str, msgspec.Meta(min_length=1, max_length=96)]
@@ -98,6 +105,8 @@ class GpuReading(msgspec.Struct, forbid_unknown_fields=True, frozen=True, gc=Fal
     # None: the process list could not be read this tick (unknown), [] : no process holds the GPU.
     processes: Annotated[list[GpuProcess], msgspec.Meta(max_length=1024)] | None = None
     mig_devices: Annotated[list[MigDevice], msgspec.Meta(max_length=64)] = []
+    mem_free_bytes: Bytes | None = None
+    mem_reserved_bytes: Bytes | None = None
 
     def metric_values(self) -> tuple[float | int | None, ...]:
         """Return the metrics in METRIC_NAMES order."""

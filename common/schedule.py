@@ -3,7 +3,9 @@
 Each tick's time is computed afresh from the wall clock (k * interval), never by adding the
 interval to the last sleep, so errors do not accumulate. A late tick is not doubled up: the next
 tick is the first multiple strictly after now, so missed slots are skipped, not replayed.
-The wait itself is on time.monotonic(), which NTP steps cannot move.
+The wait itself is on time.monotonic(), which NTP steps cannot move. A tick run at once, off the
+schedule (the sampler's first, at start), counts as the slot it falls in: the next tick is the
+next multiple after it.
 """
 
 from __future__ import annotations
@@ -36,9 +38,16 @@ class AlignedSchedule:
         tick_ts = round(slot * self.interval_s, 6)  # 0.1 * k gives the same float every time
         return tick_ts, mono_now + (tick_ts - wall_now)
 
+    def now(self) -> float:
+        """Return the wall time now (UTC epoch s, to the microsecond), for a tick run at once."""
+        return round(self._wall(), 6)
+
     def mark_done(self, tick_ts: float) -> None:
-        """Record that the tick at tick_ts has run."""
-        self._last_slot = round(tick_ts / self.interval_s)
+        """Record that the tick at tick_ts (a slot's time, or one within a slot) has run."""
+        slot = round(tick_ts / self.interval_s)  # not floor: 0.3 / 0.1 is 2.9999999999999996
+        if round(slot * self.interval_s, 6) > tick_ts:  # within the slot before, not on one
+            slot -= 1
+        self._last_slot = slot
 
     def skipped_slots(self, tick_ts: float) -> int:
         """Return how many slots were skipped between the last tick and tick_ts."""

@@ -142,6 +142,7 @@ BAD_VALUES = [
     ("PCW_SIM_MIG_GPUS", "1,a", "GPU indexes from 0 to 63"),
     ("PCW_SIM_MIG_GPUS", "64", "GPU indexes from 0 to 63"),
     ("PCW_SIM_IDLE_GPUS", "0,-1", "GPU indexes from 0 to 63"),
+    ("PCW_SIM_LOST_GPUS", "1,x", "GPU indexes from 0 to 63"),
     ("PCW_SIM_PROCESS_NAMES", "train;;eval", "1 to 96 printable characters"),
     ("PCW_PROC_ROOT", " ", "a file path"),
     ("PCW_CURVE_SECRET_KEY_FILE", "/nonexistent/hub.key_secret", "an existing file"),

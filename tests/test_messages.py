@@ -47,6 +47,8 @@ def full_gpu(index: int = 0, **changes: object) -> GpuReading:
         "util_mem_pct": 44,
         "mem_used_bytes": 70_000 * 2**20,
         "mem_total_bytes": 81_559 * 2**20,
+        "mem_reserved_bytes": 1_024 * 2**20,
+        "mem_free_bytes": (81_559 - 70_000 - 1_024) * 2**20,
         "temp_c": 71,
         "power_w": 612.345,
         "power_limit_w": 700.0,
@@ -109,12 +111,25 @@ def test_a_full_tick_survives_the_round_trip_unchanged():
 
     assert decoded == tick
     assert frames[0] == b"pcw.tick"
-    assert frames[1] == b"2"
+    assert frames[1] == b"3"
     assert decoded.gpus[0].metric_values() == tuple(
         getattr(tick.gpus[0], name) for name in METRIC_NAMES
     )
     assert decoded.gpus[1].fan_pct is None and decoded.gpus[1].power_w is None
     assert decoded.gpus[3].error == "GPU is lost"
+
+
+@pytest.mark.parametrize("version", [b"1", b"2"])
+def test_an_older_tick_without_free_and_reserved_memory_decodes_with_them_null(version):
+    old = tick_dict()
+    for gpu in old["gpus"]:
+        gpu.pop("mem_free_bytes", None)
+        gpu.pop("mem_reserved_bytes", None)
+
+    decoded = Tick.from_frames([TOPIC, version, payload_of(old)])
+
+    assert [(g.mem_free_bytes, g.mem_reserved_bytes) for g in decoded.gpus] == [(None, None)] * 4
+    assert decoded.gpus[0].mem_used_bytes == 70_000 * 2**20
 
 
 def test_frames_that_arrived_as_bytearrays_or_memoryviews_decode_too():
@@ -165,7 +180,7 @@ def test_wrong_topic(topic):
     assert "unknown topic" in reject([topic, *frames[1:]])
 
 
-@pytest.mark.parametrize("version", [b"3", b"0", b"", b"01", b"1.0", b"\xff"])
+@pytest.mark.parametrize("version", [b"4", b"0", b"", b"01", b"1.0", b"\xff"])
 def test_unknown_schema_version(version):
     _, _, payload = full_tick().to_frames()
 

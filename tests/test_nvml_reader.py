@@ -123,14 +123,18 @@ def test_metrics_are_converted_to_the_units_in_their_names(reader, sim):
         assert gpu.mem_total_bytes > 0
 
 
-def test_memory_comes_from_the_v2_struct(reader, sim):
-    gpu = reader.read().gpus[2]
-    handle = sim.devices[2]
+def test_memory_comes_from_the_v2_struct_with_free_and_reserved(reader, sim):
+    gpu = reader.read().gpus[1]  # the H100: 1 GiB reserved by the driver
+    handle = sim.devices[1]
 
     v1 = sim.nvmlDeviceGetMemoryInfo(handle)
     v2 = sim.nvmlDeviceGetMemoryInfo(handle, version=sim.nvmlMemory_v2)
-    assert v2.used != v1.used  # v2 counts the driver's reserved memory as used
+    assert v1.used == v2.used + v2.reserved  # v1 counts the reserved memory as used
     assert gpu.mem_used_bytes == v2.used
+    assert gpu.mem_reserved_bytes == v2.reserved == 1024 * 2**20
+    assert gpu.mem_free_bytes == v2.free == v1.free
+    total = gpu.mem_reserved_bytes + gpu.mem_used_bytes + gpu.mem_free_bytes
+    assert gpu.mem_total_bytes == total == 81_559 * 2**20
 
 
 def test_memory_not_supported_for_a_while_comes_back_from_the_v2_struct(reader, sim):
@@ -142,7 +146,8 @@ def test_memory_not_supported_for_a_while_comes_back_from_the_v2_struct(reader, 
     gpu = reader.read().gpus[2]
 
     v2 = sim.nvmlDeviceGetMemoryInfo(sim.devices[2], version=sim.nvmlMemory_v2)
-    assert gpu.mem_used_bytes == v2.used  # not the v1 figure, which leaves out reserved memory
+    assert gpu.mem_used_bytes == v2.used  # not the v1 figure, which includes reserved memory
+    assert gpu.mem_reserved_bytes == v2.reserved
 
 
 def test_a_driver_without_the_v2_struct_is_read_through_v1_and_not_asked_again(clock):
@@ -154,7 +159,10 @@ def test_a_driver_without_the_v2_struct_is_read_through_v1_and_not_asked_again(c
 
     for tick in readings:
         for gpu, handle in zip(tick.gpus, sim.devices, strict=True):
-            assert gpu.mem_used_bytes == sim.nvmlDeviceGetMemoryInfo(handle).used
+            v1 = sim.nvmlDeviceGetMemoryInfo(handle)
+            assert gpu.mem_used_bytes == v1.used
+            assert gpu.mem_free_bytes == v1.free
+            assert gpu.mem_reserved_bytes is None  # v1 cannot tell it
             assert gpu.mem_total_bytes == handle.model.mem_total_bytes
     assert sim.v2_calls == 2  # once per GPU, then v1 only
 
@@ -260,19 +268,95 @@ def test_a_lost_gpu_that_comes_back_is_read_again(reader, sim):
     assert complete(reader.read().gpus[0])
 
 
-def test_a_gpu_lost_before_it_was_ever_identified_is_not_invented(sim, clock):
-    sim.lose_gpu(1)
-    gpu_reader = GpuReader(sim, monotonic=clock.monotonic)
+IDENTITY_CALLS = frozenset(
+    {"nvmlDeviceGetHandleByIndex", "nvmlDeviceGetPciInfo", "nvmlDeviceGetUUID", "nvmlDeviceGetName"}
+)
+
+
+def started(nvml: SimulatedNvml, clock, host: str = "testhost") -> GpuReader:
+    gpu_reader = GpuReader(nvml, monotonic=clock.monotonic, host=host)
     gpu_reader.start()
+    return gpu_reader
+
+
+def assert_in_error(gpu: GpuReading) -> None:
+    assert gpu.error is not None and "lost" in gpu.error.lower()
+    assert all(getattr(gpu, name) is None for name in METRIC_NAMES)
+    assert (gpu.mem_free_bytes, gpu.mem_reserved_bytes, gpu.processes) == (None, None, None)
+
+
+def test_a_gpu_lost_before_it_was_ever_identified_is_in_every_tick_in_error(clock, caplog):
+    # as PCW_SIM_LOST_GPUS has it: NVML still gives the handle and the PCI bus id, no UUID
+    sim = SimulatedNvml(GPUS, host="testhost", clock=clock.wall, lost_gpus=(1,))
+    gpu_reader = started(sim, clock)
+    caplog.set_level(logging.INFO)
+
+    ticks = [gpu_reader.read() for _ in range(5)]
+
+    for tick in ticks:
+        assert [gpu.index for gpu in tick.gpus] == [0, 1, 2, 3]
+        lost = tick.gpus[1]
+        assert_in_error(lost)
+        assert lost.pci_bus_id == sim.devices[1].pci_bus_id
+        assert lost.uuid != sim.devices[1].uuid and lost.uuid.startswith("unread-")
+        assert lost.name == ""  # NVML gives no name: none is made up
+        assert all(complete(tick.gpus[i]) for i in (0, 2, 3))
+        assert tick.error is None
+        assert build_tick(tick, "testhost", "0123456789abcdef", 0, 1.0, 60.0).gpus[1] == lost
+    assert len({tick.gpus[1].uuid for tick in ticks}) == 1
+    assert len([r for r in caplog.records if r.levelno == logging.ERROR]) == 1
+
+    sim.restore()
+    back = gpu_reader.read().gpus[1]
+    assert back.uuid == sim.devices[1].uuid and complete(back)
+
+
+def test_the_key_of_a_gpu_without_a_uuid_is_the_same_at_each_start_and_differs_per_host(clock):
+    def key(host: str, lost_gpus: tuple[int, ...] = (1,), gpus: int = GPUS) -> str:
+        sim = SimulatedNvml(gpus, host=host, clock=clock.wall, lost_gpus=lost_gpus)
+        return started(sim, clock, host=host).read().gpus[1].uuid
+
+    assert key("testhost") == key("testhost")
+    assert key("testhost") != key("otherhost")
+    # derived from the PCI bus id, not the index alone: GPU 1 keeps its key, GPU 2 has another
+    assert key("testhost", lost_gpus=(1, 2)) == key("testhost")
+    sim = SimulatedNvml(GPUS, host="testhost", clock=clock.wall, lost_gpus=(1, 2))
+    tick = started(sim, clock).read()
+    assert tick.gpus[1].uuid != tick.gpus[2].uuid
+
+
+def test_a_gpu_without_even_a_handle_is_keyed_by_host_and_index(sim, clock):
+    sim.lose_gpu(1)  # every call fails, the handle too: only the index is known
+    tick = started(sim, clock).read()
+
+    lost = tick.gpus[1]
+    assert_in_error(lost)
+    assert (lost.index, lost.pci_bus_id, lost.name) == (1, None, "")
+    assert lost.uuid.startswith("unread-")
+    assert lost.uuid == started(sim, clock).read().gpus[1].uuid
+    assert lost.uuid != started(sim, clock, host="otherhost").read().gpus[1].uuid
+
+
+def test_a_gpu_lost_before_it_was_identified_keeps_the_uuid_and_name_nvml_still_gives(sim, clock):
+    sim.lose_gpu(1, still_answers=IDENTITY_CALLS)
+    tick = started(sim, clock).read()
+
+    lost = tick.gpus[1]
+    assert_in_error(lost)
+    device = sim.devices[1]
+    assert (lost.uuid, lost.name, lost.pci_bus_id) == (device.uuid, device.name, device.pci_bus_id)
+
+
+def test_a_gpu_never_identified_stays_in_the_ticks_when_the_session_is_lost(clock):
+    sim = SimulatedNvml(GPUS, host="testhost", clock=clock.wall, lost_gpus=(1,))
+    gpu_reader = started(sim, clock)
+    before = gpu_reader.read()
+    sim.fail_init(NVMLError_Uninitialized)
 
     tick = gpu_reader.read()
 
-    assert [gpu.index for gpu in tick.gpus] == [0, 2, 3]
-    assert all(complete(gpu) for gpu in tick.gpus)
-    assert sim.devices[1].uuid not in {gpu.uuid for gpu in tick.gpus}
-
-    sim.restore()
-    assert [gpu.index for gpu in gpu_reader.read().gpus] == [0, 1, 2, 3]
+    assert tick.error is not None
+    assert [gpu.uuid for gpu in tick.gpus] == [gpu.uuid for gpu in before.gpus]
 
 
 # -- NVML unavailable or failing as a whole -------------------------------------------------------

@@ -45,8 +45,11 @@ def test_supervised_stack_stores_every_tick_and_the_last_one(tmp_path):
     uuids = {gpu.uuid for gpu in seen[-1].gpus}
     assert len(uuids) == 3
     stored_ts = sorted({ts for _, ts in rows})
-    # every GPU at every tick between the first and the last stored, no gaps (ts step = 1 s)
-    assert stored_ts == [stored_ts[0] + i for i in range(len(stored_ts))]
+    # the first tick is read at start, off the schedule; then every GPU at every 1 s slot up to
+    # the last stored, no gaps
+    first_ts, *aligned_ts = stored_ts
+    assert first_ts < aligned_ts[0] <= first_ts + 1
+    assert aligned_ts == [aligned_ts[0] + i for i in range(len(aligned_ts))]
     assert set(rows) == {(uuid, ts) for uuid in uuids for ts in stored_ts}
     # every tick our own subscriber saw, including the last one published before the stop
     assert {tick.ts for tick in seen} <= set(stored_ts)

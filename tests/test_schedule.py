@@ -127,3 +127,19 @@ def test_a_wall_clock_step_forward_does_not_replay_the_slots_in_between(clock):
 
     assert tick_ts > before + 3600.0
     assert deadline - clock.monotonic() < 1.0  # the next slot on the new wall time, not a burst
+
+
+@pytest.mark.parametrize("offset_s", [0.0, 0.3, 29.9, 30.1, 59.999])
+def test_a_tick_at_start_is_followed_by_the_next_aligned_slot_and_skips_none(clock, offset_s):
+    interval_s = 60.0
+    clock.wall_s = 1_700_000_040.0 + offset_s  # 1_700_000_040 is a whole minute
+    schedule = schedule_on(clock, interval_s)
+
+    start_ts = schedule.now()
+    schedule.mark_done(start_ts)
+    tick_ts, deadline = schedule.next_tick()
+
+    assert start_ts == round(clock.wall_s, 6)
+    assert tick_ts == 1_700_000_100.0  # the next whole minute, never the one after it
+    assert schedule.skipped_slots(tick_ts) == 0
+    assert deadline - clock.monotonic() == pytest.approx(60.0 - offset_s, abs=1e-6)

@@ -1,4 +1,12 @@
-"""The sampler process: read every GPU on an aligned schedule and publish one tick each time."""
+"""The sampler process: read every GPU on an aligned schedule and publish one tick each time.
+
+The first tick is read and published at start, as soon as a subscriber (the writer, the web, a
+hub) has subscribed, or after START_WAIT_S without one, so that a new user sees a reading within
+seconds rather than at the first aligned slot; the ticks after it keep the aligned schedule. The
+publishing socket is an XPUB for that: it hands the sampler each new subscription, which a PUB
+socket keeps to itself (a tick published before a subscription reaches libzmq is dropped for that
+subscriber). Subscriptions are read as they come, so their queue never grows.
+"""
 
 from __future__ import annotations
 
@@ -22,6 +30,9 @@ from services.wakeup import StopFlag
 log = logging.getLogger("services.sampler")
 
 PUB_LINGER_MS = 1000  # long enough to hand the last tick over, short enough to never hang
+START_WAIT_S = 5.0  # the longest the first tick waits for a first subscriber
+SUBSCRIBE = 1  # the first byte of an XPUB subscription message (0: unsubscription)
+SUBSCRIPTION_MAX_BYTES = 256  # ours are b"\x01pcw.tick"; a larger one drops its connection
 STATS_EVERY_S = 3600.0
 
 
@@ -47,6 +58,8 @@ class Sampler:
         self.stop = StopFlag()
         self._poller = zmq.Poller()
         self._poller.register(replayer, zmq.POLLIN)
+        self._poller.register(publisher, zmq.POLLIN)  # subscriptions
+        self.subscribed = False
         self.stop.register(self._poller)
         self._stats_since_cpu_s = _cpu_s()
         self._stats_since_ticks = 0
@@ -58,16 +71,46 @@ class Sampler:
         Return the slot's time, or None when asked to stop.
         """
         tick_ts, deadline = self.schedule.next_tick()
+        return tick_ts if self._wait(deadline) else None
+
+    def first_tick(self) -> None:
+        """Read and publish at once, when a first subscriber is there (START_WAIT_S at most).
+
+        Skipped when the first aligned slot comes first: its tick is as early.
+        """
+        _, slot_deadline = self.schedule.next_tick()
+        deadline = min(time.monotonic() + START_WAIT_S, slot_deadline)
+        if self._wait(deadline, until_subscribed=True) and time.monotonic() < slot_deadline:
+            self.tick(self.schedule.now())
+
+    def _wait(self, deadline: float, until_subscribed: bool = False) -> bool:
+        """Answer replay requests and take subscriptions until the monotonic deadline.
+
+        With until_subscribed, return as soon as a subscriber has subscribed. Return False when
+        asked to stop.
+        """
         while not self.stop.stopping:
             remaining_s = deadline - time.monotonic()
-            if remaining_s <= 0:
-                return tick_ts
+            if remaining_s <= 0 or (until_subscribed and self.subscribed):
+                return True
             for polled, _ in self._poller.poll(remaining_s * 1000):
                 if polled is self.replayer:
                     serve_pending(self.replayer, self.replay)
+                elif polled is self.socket:
+                    self._take_subscriptions()
                 elif self.stop.is_source(polled):
                     self.stop.drain()
-        return None
+        return False
+
+    def _take_subscriptions(self) -> None:
+        """Read every pending (un)subscription message of the XPUB socket."""
+        while True:
+            try:
+                message = self.socket.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if message[:1] == bytes([SUBSCRIBE]):
+                self.subscribed = True
 
     def tick(self, tick_ts: float) -> None:
         """Read every GPU and publish one message with one timestamp."""
@@ -106,7 +149,8 @@ class Sampler:
         self._stats_at = time.monotonic() + STATS_EVERY_S
 
     def run(self) -> None:
-        """Tick until asked to stop."""
+        """Tick at once, then on the aligned schedule until asked to stop."""
+        self.first_tick()
         while (tick_ts := self.wait_for_slot()) is not None:
             self.tick(tick_ts)
 
@@ -152,7 +196,7 @@ def main() -> int:
         return 2
     try:
         nvml = load_nvml(config)
-        reader = GpuReader(nvml, resolver=process_resolver(config, nvml))
+        reader = GpuReader(nvml, resolver=process_resolver(config, nvml), host=config.host_name)
         reader.start()
     except NvmlUnavailableError as error:
         log.critical(
@@ -162,9 +206,10 @@ def main() -> int:
         )
         return 1
     with zmq.Context() as context:
-        publisher = context.socket(zmq.PUB)
+        publisher = context.socket(zmq.XPUB)
         publisher.setsockopt(zmq.LINGER, PUB_LINGER_MS)
         publisher.setsockopt(zmq.SNDHWM, 10_000)
+        publisher.setsockopt(zmq.MAXMSGSIZE, SUBSCRIPTION_MAX_BYTES)  # what it receives only
         replayer = context.socket(zmq.ROUTER)
         replayer.setsockopt(zmq.LINGER, 0)
         replayer.setsockopt(zmq.MAXMSGSIZE, 4096)

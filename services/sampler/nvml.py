@@ -6,8 +6,15 @@ offers the same names, shapes and error classes, so this code runs unchanged ove
 Errors, as nvitop handles them:
 - a metric raising NotSupported (or any other per-call error) is None, logged once per GPU and
   metric; it never costs the rest of the GPU's reading;
+- a value NVML reports as NVML_VALUE_NOT_AVAILABLE (all ones of the field's width, or -1) is None,
+  never 0 and never the huge number; every conversion from NVML's fields goes through _u32/_u64;
 - a GPU raising GpuIsLost (or failing to give a handle) is marked in error for that tick, and the
-  other GPUs go on;
+  other GPUs go on. One lost before its identity was ever read is in every tick too, with what
+  NVML still gives of it (PCI bus id, UUID, name; name "" when none); a UUID NVML cannot give is
+  replaced by a stable key, "unread-" and a UUID derived from the host and the PCI bus id, or
+  the host and the index when NVML gives no PCI bus id either (so the same GPU keeps its key over
+  restarts, and no two hosts share one). It is a new GPU to the writer and the web: its readings
+  from before the loss stay under its real UUID;
 - a driver-level error (uninitialised, driver not loaded, library gone, RM mismatch) ends the NVML
   session; it is re-initialised with exponential backoff while ticks carry the error.
 
@@ -28,6 +35,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,12 +51,17 @@ log = logging.getLogger(__name__)
 DRIVER_LEVEL_CODES = frozenset({1, 9, 12, 18})  # uninitialised, not loaded, no library, mismatch
 GPU_LOST_CODES = frozenset({15, 16})  # GPU is lost, GPU requires reset
 PSTATE_UNKNOWN = 32
+UNREAD_UUID_PREFIX = "unread-"  # the key of a GPU whose UUID NVML cannot give
+UNREAD_UUID_NAMESPACE = uuid.UUID("6f1d6c9e-5b7a-4c55-9a0e-2d8f3f1c7a41")  # this project's own
 ERROR_TEXT_CHARS = 256  # the codec's limit on text
 REINIT_BACKOFF_S = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
 DEFAULT_PROC_ROOT = Path("/proc")
 NOT_SUPPORTED, NOT_FOUND, FUNCTION_NOT_FOUND = 3, 6, 13
 MIG_ENABLED = 1  # NVML_DEVICE_MIG_ENABLE
-MAX_BYTES = 1 << 60  # the codec's bound; NVML_VALUE_NOT_AVAILABLE (2**64 - 1) is over it
+MAX_BYTES = 1 << 60  # the codec's bound
+# NVML_VALUE_NOT_AVAILABLE is -1: all ones in an unsigned int or unsigned long long field
+NOT_AVAILABLE_U32 = 0xFFFFFFFF
+NOT_AVAILABLE_U64 = 0xFFFFFFFFFFFFFFFF
 # newest first: an older driver's library lacks the newer names (FunctionNotFound)
 PROCESS_CALLS = {
     "compute": (
@@ -94,6 +107,7 @@ def load_nvml(config: Config) -> Any:
             mig_gpus=config.sim_mig_gpus,
             idle_gpus=config.sim_idle_gpus,
             process_names=config.sim_process_names,
+            lost_gpus=config.sim_lost_gpus,
             proc_tree=FakeProcTree() if config.proc_root == DEFAULT_PROC_ROOT else None,
         )
     try:
@@ -151,8 +165,10 @@ class GpuReader:
         nvml: Any,
         monotonic: Callable[[], float] = time.monotonic,
         resolver: ProcResolver | None = None,
+        host: str = "",
     ) -> None:
         self._nvml = nvml
+        self._host = host  # keys a GPU whose UUID NVML cannot give
         self._monotonic = monotonic
         self._resolver = resolver if resolver is not None else _resolver(nvml, DEFAULT_PROC_ROOT)
         self._process_call: dict[tuple[int, str], int] = {}  # (gpu, kind) -> PROCESS_CALLS index
@@ -162,6 +178,7 @@ class GpuReader:
         self._session = False
         self._driver_version: str | None = None
         self._identities: dict[int, GpuIdentity] = {}
+        self._unidentified: dict[int, GpuIdentity] = {}  # lost before identified: what NVML gave
         self._memory_v2: dict[int, bool] = {}
         self._logged: set[tuple[str, str]] = set()
         self._lost_logged: set[int] = set()
@@ -196,7 +213,7 @@ class GpuReader:
             self._session = False
             self._session_failed(f"NVML session lost: {error}")
             return TickReading(self._driver_version, self._errored_gpus(), self._last_error)
-        return TickReading(self._driver_version, [g for g in gpus if g is not None], None)
+        return TickReading(self._driver_version, gpus, None)
 
     def close(self) -> None:
         """End the NVML session if one is open."""
@@ -213,6 +230,7 @@ class GpuReader:
         self._nvml.nvmlInit()
         self._session = True
         self._identities.clear()
+        self._unidentified.clear()
         self._memory_v2.clear()
         self._process_call.clear()
         self._no_mig.clear()
@@ -235,7 +253,8 @@ class GpuReader:
         return [identity.reading(error=self._last_error) for identity in self._known_identities()]
 
     def _known_identities(self) -> list[GpuIdentity]:
-        return [self._identities[index] for index in sorted(self._identities)]
+        known = {**self._unidentified, **self._identities}
+        return [known[index] for index in sorted(known)]
 
     def _call(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Call NVML, turning session-level and device-level errors into our own."""
@@ -253,7 +272,7 @@ class GpuReader:
 
     # -- one GPU -----------------------------------------------------------------------------
 
-    def _read_gpu(self, index: int) -> GpuReading | None:
+    def _read_gpu(self, index: int) -> GpuReading:
         try:
             handle = self._call(self._nvml.nvmlDeviceGetHandleByIndex, index)
             identity = self._identity(index, handle)
@@ -265,17 +284,47 @@ class GpuReader:
         if index in self._lost_logged:
             log.info("GPU %d (%s) answers again", index, identity.uuid)
             self._lost_logged.discard(index)
+        self._unidentified.pop(index, None)
         return reading
 
-    def _lost(self, index: int, message: str) -> GpuReading | None:
+    def _lost(self, index: int, message: str) -> GpuReading:
         message = message[:ERROR_TEXT_CHARS]
-        identity = self._identities.get(index)
+        identity = self._identities.get(index) or self._unidentified.get(index)
+        if identity is None:  # lost before it was ever identified: take what NVML still gives
+            identity = self._unidentified[index] = self._partial_identity(index)
         if index not in self._lost_logged:
-            log.error("GPU %d (%s): %s", index, identity.uuid if identity else "?", message)
+            log.error("GPU %d (%s at %s): %s", index, identity.uuid, identity.pci_bus_id, message)
             self._lost_logged.add(index)
-        if identity is None:  # never identified: nothing to attach the error to
-            return None
         return identity.reading(error=message)
+
+    def _partial_identity(self, index: int) -> GpuIdentity:
+        """Return what NVML still gives of a GPU in error: each part that fails is left out."""
+        nvml = self._nvml
+
+        def part(function: Callable[..., Any], *args: Any) -> Any:
+            try:
+                return self._call(function, *args)
+            except (nvml.NVMLError, _GpuLostError):
+                return None
+
+        handle = part(nvml.nvmlDeviceGetHandleByIndex, index)
+        pci = uuid_text = name = None
+        if handle is not None:
+            pci = part(nvml.nvmlDeviceGetPciInfo, handle)
+            uuid_text = part(nvml.nvmlDeviceGetUUID, handle)
+            name = part(nvml.nvmlDeviceGetName, handle)
+        pci_bus_id = _text(pci.busId) if pci is not None else None
+        return GpuIdentity(
+            index=index,
+            uuid=_text(uuid_text) if uuid_text else self._unread_uuid(index, pci_bus_id),
+            name=_text(name)[:ERROR_TEXT_CHARS] if name is not None else "",
+            pci_bus_id=pci_bus_id,
+        )
+
+    def _unread_uuid(self, index: int, pci_bus_id: str | None) -> str:
+        """Return the stable key of a GPU whose UUID NVML cannot give (see the module's text)."""
+        where = f"pci {pci_bus_id}" if pci_bus_id else f"index {index}"
+        return UNREAD_UUID_PREFIX + str(uuid.uuid5(UNREAD_UUID_NAMESPACE, f"{self._host}/{where}"))
 
     def _identity(self, index: int, handle: Any) -> GpuIdentity:
         identity = self._identities.get(index)
@@ -307,22 +356,35 @@ class GpuReader:
             self._logged.add((uuid, metric))
             log.warning("GPU %s: %s not available (%s); reported as null", uuid, metric, error)
 
-    def _memory(self, identity: GpuIdentity, handle: Any) -> Any:
-        """Return memory info, from the v2 struct where the driver has it."""
+    def _memory(self, identity: GpuIdentity, handle: Any) -> dict[str, int | None]:
+        """Return the memory fields of a reading, from the v2 struct where the driver has it.
+
+        v2 gives used (allocated), free and reserved (by the driver and firmware), which add up
+        to total. v1, all an older driver has, counts the reserved memory in used and does not
+        tell it apart: reserved is then None; its free is the same as v2's.
+        """
         nvml = self._nvml
+        info, v2 = None, False
         if self._memory_v2.get(identity.index, True):
             try:
                 info = self._call(nvml.nvmlDeviceGetMemoryInfo, handle, version=nvml.nvmlMemory_v2)
-                self._memory_v2[identity.index] = True
-                return info
+                self._memory_v2[identity.index] = v2 = True
             except (nvml.NVMLError, TypeError, AttributeError):
                 info = self._optional(identity.uuid, "memory", nvml.nvmlDeviceGetMemoryInfo, handle)
                 # only a driver that answers v1 but not v2 lacks v2; a passing failure of both
-                # must not switch this GPU for good to v1, whose `used` leaves out reserved memory
+                # must not switch this GPU for good to v1, whose `used` includes reserved memory
                 if info is not None:
                     self._memory_v2[identity.index] = False
-                return info
-        return self._optional(identity.uuid, "memory", nvml.nvmlDeviceGetMemoryInfo, handle)
+        else:
+            info = self._optional(identity.uuid, "memory", nvml.nvmlDeviceGetMemoryInfo, handle)
+        if info is None:
+            return {}
+        return {
+            "mem_used_bytes": _bytes(info.used),
+            "mem_total_bytes": _bytes(info.total),
+            "mem_free_bytes": _bytes(info.free),
+            "mem_reserved_bytes": _bytes(info.reserved) if v2 else None,
+        }
 
     def _metrics(self, identity: GpuIdentity, handle: Any) -> GpuReading:
         """Read each metric once; unit conversions from NVML's units happen here."""
@@ -332,27 +394,27 @@ class GpuReader:
             return self._optional(uuid, metric, function, handle, *args)
 
         util = get("utilization", nvml.nvmlDeviceGetUtilizationRates)
-        memory = self._memory(identity, handle)
-        power_mw = get("power_w", nvml.nvmlDeviceGetPowerUsage)
-        limit_mw = get("power_limit_w", nvml.nvmlDeviceGetEnforcedPowerLimit)
-        energy_mj = get("energy_j", nvml.nvmlDeviceGetTotalEnergyConsumption)
-        pstate = get("pstate", nvml.nvmlDeviceGetPerformanceState)
+        power_mw = _u32(get("power_w", nvml.nvmlDeviceGetPowerUsage))
+        limit_mw = _u32(get("power_limit_w", nvml.nvmlDeviceGetEnforcedPowerLimit))
+        energy_mj = _u64(get("energy_j", nvml.nvmlDeviceGetTotalEnergyConsumption))
+        pstate = _u32(get("pstate", nvml.nvmlDeviceGetPerformanceState))
         mig_handles = self._mig_handles(identity, handle)
         mig_devices = [self._mig_device(identity, slot, mig) for slot, mig in mig_handles]
         processes = self._processes(identity, [mig for _, mig in mig_handles] or [handle])
+        sm_clock = get("sm_clock_mhz", nvml.nvmlDeviceGetClockInfo, nvml.NVML_CLOCK_SM)
+        mem_clock = get("mem_clock_mhz", nvml.nvmlDeviceGetClockInfo, nvml.NVML_CLOCK_MEM)
         return identity.reading(
-            util_gpu_pct=_clamp_pct(util.gpu) if util is not None else None,
-            util_mem_pct=_clamp_pct(util.memory) if util is not None else None,
-            mem_used_bytes=int(memory.used) if memory is not None else None,
-            mem_total_bytes=int(memory.total) if memory is not None else None,
-            temp_c=get("temp_c", nvml.nvmlDeviceGetTemperature, nvml.NVML_TEMPERATURE_GPU),
+            util_gpu_pct=_pct(util.gpu) if util is not None else None,
+            util_mem_pct=_pct(util.memory) if util is not None else None,
+            **self._memory(identity, handle),
+            temp_c=_u32(get("temp_c", nvml.nvmlDeviceGetTemperature, nvml.NVML_TEMPERATURE_GPU)),
             power_w=power_mw / 1000 if power_mw is not None else None,
             power_limit_w=limit_mw / 1000 if limit_mw is not None else None,
             energy_j=energy_mj / 1000 if energy_mj is not None else None,
-            fan_pct=_clamp_pct(get("fan_pct", nvml.nvmlDeviceGetFanSpeed)),
-            sm_clock_mhz=get("sm_clock_mhz", nvml.nvmlDeviceGetClockInfo, nvml.NVML_CLOCK_SM),
-            mem_clock_mhz=get("mem_clock_mhz", nvml.nvmlDeviceGetClockInfo, nvml.NVML_CLOCK_MEM),
-            pstate=None if pstate is None or pstate == PSTATE_UNKNOWN else int(pstate),
+            fan_pct=_pct(get("fan_pct", nvml.nvmlDeviceGetFanSpeed)),
+            sm_clock_mhz=_u32(sm_clock),
+            mem_clock_mhz=_u32(mem_clock),
+            pstate=None if pstate == PSTATE_UNKNOWN else pstate,
             processes=processes,
             mig_devices=[device for device in mig_devices if device is not None],
         )
@@ -482,13 +544,30 @@ class GpuReader:
             name=name,
             mem_used_bytes=_bytes(memory.used) if memory is not None else None,
             mem_total_bytes=_bytes(memory.total) if memory is not None else None,
-            util_gpu_pct=_clamp_pct(util.gpu) if util is not None else None,
+            util_gpu_pct=_pct(util.gpu) if util is not None else None,
         )
+
+
+def _u32(value: int | None) -> int | None:
+    """Return an unsigned int field, None where NVML could not tell (NVML_VALUE_NOT_AVAILABLE)."""
+    if value is None:
+        return None
+    value = int(value)
+    return None if value < 0 or value >= NOT_AVAILABLE_U32 else value
+
+
+def _u64(value: int | None) -> int | None:
+    """Return an unsigned long long field, None where NVML could not tell."""
+    if value is None:
+        return None
+    value = int(value)
+    return None if value < 0 or value >= NOT_AVAILABLE_U64 else value
 
 
 def _bytes(value: int | None) -> int | None:
     """Return a byte count, or None where NVML could not tell (None or NVML_VALUE_NOT_AVAILABLE)."""
-    return None if value is None or not 0 <= int(value) <= MAX_BYTES else int(value)
+    count = _u64(value)
+    return None if count is None or count > MAX_BYTES else count
 
 
 def _add(total: int | None, value: int | None) -> int | None:
@@ -496,6 +575,7 @@ def _add(total: int | None, value: int | None) -> int | None:
     return None if total is None or value is None else total + value
 
 
-def _clamp_pct(value: int | None) -> int | None:
+def _pct(value: int | None) -> int | None:
     """Return a percentage within 0-100 (some fans report over 100 %), or None."""
-    return None if value is None else max(0, min(100, int(value)))
+    percent = _u32(value)
+    return None if percent is None else min(100, percent)

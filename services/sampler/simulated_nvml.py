@@ -25,12 +25,22 @@ GPUs listed in `idle_gpus` (and not in MIG mode) are idle but allocated: a noteb
 carol forgot holds a quarter of the memory, always with the same PID and start time, while
 utilization stays at 0%.
 
-Tests make it fail through `lose_gpu`, `fail_init`, `fail_metric`, `remove_function` and
-`restore`.
+Memory is modelled as a driver with the v2 struct reports it: the driver and firmware reserve
+part of it (`reserved_mib` of the model: 1 GiB on the H100), and total = reserved + used + free.
+The v1 struct, all an older driver has, counts the reserved memory in `used` and has no
+`reserved`; its `free` is the same.
+
+GPUs listed in `lost_gpus` have fallen off the bus before the sampler starts: every call on them
+raises GpuIsLost, except the handle and the PCI info, which the driver still holds from boot, so
+the sampler sees the GPU's index and PCI bus id but never its UUID or name.
+
+Tests make it fail through `lose_gpu`, `fail_init`, `fail_metric`, `remove_function`,
+`report_not_available` and `restore`.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import threading
@@ -39,6 +49,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import SimpleNamespace
+from typing import Any
 
 from services.sampler.simulated_procfs import FakeProcess, FakeProcTree
 
@@ -62,6 +73,11 @@ NVML_ERROR_GPU_IS_LOST = 15
 NVML_ERROR_UNKNOWN = 999
 
 MIB = 1 << 20
+# NVML_VALUE_NOT_AVAILABLE is -1 in nvml.h: all ones in an unsigned int or unsigned long long
+# the struct fields that carry a measurement (not a version, PID or instance id)
+MEASURED_FIELDS = frozenset({"gpu", "memory", "total", "used", "free", "reserved", "usedGpuMemory"})
+# what NVML still answers for a GPU lost before the sampler starts (PCW_SIM_LOST_GPUS)
+LOST_AT_START_ANSWERS = frozenset({"nvmlDeviceGetHandleByIndex", "nvmlDeviceGetPciInfo"})
 
 
 class NVMLError(Exception):
@@ -159,13 +175,14 @@ class GpuModel:
     mig_capable: bool = False
     # (profile name, memory in MiB) of the 1g, 2g and 3g MIG profiles, as nvidia-smi lists them
     mig_profiles: tuple[tuple[str, int], ...] = ()
+    reserved_mib: int = 512  # memory the driver and firmware reserve (the v2 struct's `reserved`)
 
 
 MODELS = (
     GpuModel("NVIDIA GeForce RTX 4090", 24564 * MIB, 450_000, 22_000, 2520, 10501, True),
     GpuModel(
         "NVIDIA H100 80GB HBM3", 81559 * MIB, 700_000, 70_000, 1980, 2619, False, True,
-        (("1g.10gb", 9984), ("2g.20gb", 20096), ("3g.40gb", 40448)),
+        (("1g.10gb", 9984), ("2g.20gb", 20096), ("3g.40gb", 40448)), 1024,
     ),
     GpuModel(
         "NVIDIA A100-SXM4-40GB", 40960 * MIB, 400_000, 55_000, 1410, 1215, False, True,
@@ -179,7 +196,6 @@ MIG_SLOTS = 7  # nvmlDeviceGetMaxMigDeviceCount of an A100 or H100
 # (slot, compute slices, memory eighths): 1g, 2g and 3g profiles; slots 2, 4, 5 and 6 are empty.
 # The eighths size the profiles of a model without its own sizes (a GPU named by hand).
 MIG_PROFILES = ((0, 1, 1), (1, 2, 2), (3, 3, 4))
-RESERVED_BYTES = 512 * MIB  # memory the v2 struct counts as reserved by the driver
 PID_BASE = 10_000
 PID_REUSE_CYCLES = 200  # a GPU's PIDs come back after this many load cycles
 TRAIN_MODELS = ("resnet50", "llama-7b", "vit-b16", "bert-large")
@@ -217,7 +233,9 @@ class _Device:
     period_s: float
     phase_s: float
     lost: bool = False
+    still_answers: frozenset[str] = frozenset()  # calls a lost GPU still answers
     unsupported: set[str] = field(default_factory=set)
+    not_available: dict[str, bool] = field(default_factory=dict)  # call -> sentinel signed (-1)
     energy_mj: float = 0.0
     energy_read_s: float | None = None
     mig_devices: list[_MigDevice] = field(default_factory=list)
@@ -237,6 +255,41 @@ class _MigDevice:
 def _mib(value: float) -> int:
     """Return bytes rounded down to whole MiB, as NVML's memory figures are."""
     return int(value) // MIB * MIB
+
+
+def _may_be_not_available(bits: int) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Make a getter answer NVML_VALUE_NOT_AVAILABLE where `report_not_available` asked for it.
+
+    bits is the width of the getter's values (32: unsigned int, 64: unsigned long long); a
+    struct answers it in every measured field, a process list in every entry's usedGpuMemory.
+    """
+
+    def decorate(method: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(method)
+        def getter(self: SimulatedNvml, handle: Any, *args: Any, **kwargs: Any) -> Any:
+            answer = method(self, handle, *args, **kwargs)
+            device = handle.parent if isinstance(handle, _MigDevice) else handle
+            signed = device.not_available.get(method.__name__)
+            if signed is None:
+                return answer
+            return _not_available(answer, -1 if signed else (1 << bits) - 1)
+
+        return getter
+
+    return decorate
+
+
+def _not_available(answer: Any, sentinel: int) -> Any:
+    """Return answer with every measured value replaced by sentinel."""
+    if isinstance(answer, list):
+        return [_not_available(entry, sentinel) for entry in answer]
+    if isinstance(answer, SimpleNamespace):
+        fields = {
+            name: sentinel if name in MEASURED_FIELDS else value
+            for name, value in vars(answer).items()
+        }
+        return SimpleNamespace(**fields)
+    return sentinel
 
 
 def _noise(key: str, t_s: float) -> float:
@@ -276,11 +329,13 @@ class SimulatedNvml:
         process_names: tuple[str, ...] = (),
         proc_tree: FakeProcTree | None = None,
         idle_gpus: tuple[int, ...] = (),
+        lost_gpus: tuple[int, ...] = (),
     ) -> None:
         """Simulate gpu_count GPUs; with proc_tree, keep a fake /proc for their processes.
 
         process_names name the training job of each GPU by index (default "python train.py");
-        idle_gpus are held idle by one notebook process (MIG mode takes precedence).
+        idle_gpus are held idle by one notebook process (MIG mode takes precedence); lost_gpus
+        have fallen off the bus already (only their handle and PCI info answer).
         """
         self._clock = clock
         self._lock = threading.Lock()
@@ -300,6 +355,9 @@ class SimulatedNvml:
         for index in idle_gpus:
             if index < gpu_count and not self.devices[index].mig_devices:
                 self.devices[index].idle = True
+        for index in lost_gpus:
+            if index < gpu_count:
+                self.lose_gpu(index, still_answers=LOST_AT_START_ANSWERS)
 
     @staticmethod
     def _make_device(index: int, host: str, names: tuple[str, ...], mig: bool) -> _Device:
@@ -342,9 +400,20 @@ class SimulatedNvml:
 
     # -- fault injection for tests -------------------------------------------------------
 
-    def lose_gpu(self, index: int) -> None:
-        """Make every call on GPU `index` raise NVMLError_GpuIsLost, as after an Xid 79."""
+    def lose_gpu(self, index: int, still_answers: frozenset[str] = frozenset()) -> None:
+        """Make every call on GPU `index` raise NVMLError_GpuIsLost, as after an Xid 79.
+
+        The calls named in still_answers (e.g. "nvmlDeviceGetPciInfo") answer as before.
+        """
         self.devices[index].lost = True
+        self.devices[index].still_answers = still_answers
+
+    def report_not_available(self, index: int, function_name: str, signed: bool = False) -> None:
+        """Make `function_name` on GPU `index` answer NVML_VALUE_NOT_AVAILABLE.
+
+        As all ones of the value's width (0xFFFFFFFF, 0xFFFFFFFFFFFFFFFF), or -1 when signed.
+        """
+        self.devices[index].not_available[function_name] = signed
 
     def fail_metric(self, index: int, function_name: str) -> None:
         """Make `function_name` (e.g. "nvmlDeviceGetPowerUsage") not supported on GPU `index`."""
@@ -366,7 +435,9 @@ class SimulatedNvml:
         self._missing.clear()
         for device in self.devices:
             device.lost = False
+            device.still_answers = frozenset()
             device.unsupported.clear()
+            device.not_available.clear()
 
     # -- the pynvml subset -----------------------------------------------------------------
 
@@ -411,6 +482,7 @@ class SimulatedNvml:
         device = self._check(handle, "nvmlDeviceGetPciInfo")
         return SimpleNamespace(busId=device.pci_bus_id.encode())
 
+    @_may_be_not_available(32)
     def nvmlDeviceGetUtilizationRates(self, handle: _Device | _MigDevice) -> SimpleNamespace:
         """Return `.gpu` and `.memory` utilisation in percent; not supported with MIG."""
         device = self._check_any(handle, "nvmlDeviceGetUtilizationRates")
@@ -420,29 +492,34 @@ class SimulatedNvml:
         gpu = round(100 * load)
         return SimpleNamespace(gpu=gpu, memory=round(gpu * 0.45))
 
+    @_may_be_not_available(64)
     def nvmlDeviceGetMemoryInfo(
         self, handle: _Device | _MigDevice, version: int | None = None
     ) -> SimpleNamespace:
         """Return `.total`, `.used`, `.free` in bytes (and `.reserved` for the v2 struct).
 
-        A MIG device answers for its own share; a MIG-enabled GPU for all of its devices.
+        v2: used is what processes allocated, and total = reserved + used + free. v1: used
+        includes the reserved memory (total = used + free). A MIG device answers for its own
+        share, with nothing reserved; a MIG-enabled GPU for all of its devices.
         """
         device = self._check_any(handle, "nvmlDeviceGetMemoryInfo")
-        reserved = RESERVED_BYTES if version == nvmlMemory_v2 else 0
         if isinstance(device, _MigDevice):
             total, reserved = device.mem_total_bytes, 0
-            used = self._mig_used_bytes(device)
-        elif device.mig_devices:
-            total = device.model.mem_total_bytes
-            used = reserved + sum(self._mig_used_bytes(mig) for mig in device.mig_devices)
+            allocated = self._mig_used_bytes(device)
         else:
-            total = device.model.mem_total_bytes
-            used = reserved + self._in_use_bytes(device)
-        info = SimpleNamespace(total=total, used=used, free=total - used)
+            total, reserved = device.model.mem_total_bytes, device.model.reserved_mib * MIB
+            if device.mig_devices:
+                allocated = sum(self._mig_used_bytes(mig) for mig in device.mig_devices)
+            else:
+                allocated = self._in_use_bytes(device)
+        free = total - reserved - allocated
         if version == nvmlMemory_v2:
-            info.version, info.reserved = version, reserved
-        return info
+            return SimpleNamespace(
+                version=version, total=total, reserved=reserved, free=free, used=allocated
+            )
+        return SimpleNamespace(total=total, free=free, used=reserved + allocated)
 
+    @_may_be_not_available(32)
     def nvmlDeviceGetTemperature(self, handle: _Device, sensor: int) -> int:
         """Return the core temperature in °C."""
         device = self._check(handle, "nvmlDeviceGetTemperature")
@@ -451,15 +528,18 @@ class SimulatedNvml:
         lagged = self._load(device, lag_s=90)
         return round(33 + 48 * lagged + 2 * _noise(device.uuid + "t", self._clock()))
 
+    @_may_be_not_available(32)
     def nvmlDeviceGetPowerUsage(self, handle: _Device) -> int:
         """Return the power draw in mW."""
         device = self._check(handle, "nvmlDeviceGetPowerUsage")
         return self._power_mw(device)
 
+    @_may_be_not_available(32)
     def nvmlDeviceGetEnforcedPowerLimit(self, handle: _Device) -> int:
         """Return the enforced power limit in mW."""
         return self._check(handle, "nvmlDeviceGetEnforcedPowerLimit").model.power_limit_mw
 
+    @_may_be_not_available(64)
     def nvmlDeviceGetTotalEnergyConsumption(self, handle: _Device) -> int:
         """Return energy used since the driver loaded, in mJ (integrates the power draw)."""
         device = self._check(handle, "nvmlDeviceGetTotalEnergyConsumption")
@@ -470,6 +550,7 @@ class SimulatedNvml:
             device.energy_read_s = now_s
             return int(device.energy_mj) + 3_600_000_000 * (device.index + 1)
 
+    @_may_be_not_available(32)
     def nvmlDeviceGetFanSpeed(self, handle: _Device) -> int:
         """Return the fan speed in percent; passively cooled models raise NotSupported."""
         device = self._check(handle, "nvmlDeviceGetFanSpeed")
@@ -477,6 +558,7 @@ class SimulatedNvml:
             raise NVMLError_NotSupported()
         return round(30 + 55 * self._load(device, lag_s=60))
 
+    @_may_be_not_available(32)
     def nvmlDeviceGetClockInfo(self, handle: _Device, clock_type: int) -> int:
         """Return the SM or memory clock in MHz."""
         device = self._check(handle, "nvmlDeviceGetClockInfo")
@@ -487,6 +569,7 @@ class SimulatedNvml:
             return round(210 + (device.model.max_sm_clock_mhz - 210) * boost)
         raise NVMLError_NotSupported()
 
+    @_may_be_not_available(32)
     def nvmlDeviceGetPerformanceState(self, handle: _Device) -> int:
         """Return the P-state: 0 when busy, 8 when idle."""
         return 0 if self._load(self._check(handle, "nvmlDeviceGetPerformanceState")) > 0.02 else 8
@@ -514,26 +597,32 @@ class SimulatedNvml:
                 return mig
         raise NVMLError_NotFound()
 
+    @_may_be_not_available(64)
     def nvmlDeviceGetComputeRunningProcesses_v3(self, handle: object) -> list[SimpleNamespace]:
         """Return the compute processes: `.pid`, `.usedGpuMemory` (bytes or None), instances."""
         return self._process_list(handle, "compute", "nvmlDeviceGetComputeRunningProcesses_v3")
 
+    @_may_be_not_available(64)
     def nvmlDeviceGetComputeRunningProcesses_v2(self, handle: object) -> list[SimpleNamespace]:
         """Return the compute processes (the v2 struct has the same fields as v3)."""
         return self._process_list(handle, "compute", "nvmlDeviceGetComputeRunningProcesses_v2")
 
+    @_may_be_not_available(64)
     def nvmlDeviceGetComputeRunningProcesses(self, handle: object) -> list[SimpleNamespace]:
         """Return the compute processes (pynvml's unversioned name)."""
         return self._process_list(handle, "compute", "nvmlDeviceGetComputeRunningProcesses")
 
+    @_may_be_not_available(64)
     def nvmlDeviceGetGraphicsRunningProcesses_v3(self, handle: object) -> list[SimpleNamespace]:
         """Return the graphics processes, shaped as the compute ones."""
         return self._process_list(handle, "graphics", "nvmlDeviceGetGraphicsRunningProcesses_v3")
 
+    @_may_be_not_available(64)
     def nvmlDeviceGetGraphicsRunningProcesses_v2(self, handle: object) -> list[SimpleNamespace]:
         """Return the graphics processes (v2 struct)."""
         return self._process_list(handle, "graphics", "nvmlDeviceGetGraphicsRunningProcesses_v2")
 
+    @_may_be_not_available(64)
     def nvmlDeviceGetGraphicsRunningProcesses(self, handle: object) -> list[SimpleNamespace]:
         """Return the graphics processes (pynvml's unversioned name)."""
         return self._process_list(handle, "graphics", "nvmlDeviceGetGraphicsRunningProcesses")
@@ -704,7 +793,7 @@ class SimulatedNvml:
         if function_name in self._missing:
             raise NVMLError_FunctionNotFound()
         device = handle.parent if isinstance(handle, _MigDevice) else handle
-        if device.lost:
+        if device.lost and function_name not in device.still_answers:
             raise NVMLError_GpuIsLost()
         if function_name in device.unsupported:
             raise NVMLError_NotSupported()
@@ -742,9 +831,9 @@ class SimulatedNvml:
         return 0.0
 
     def _in_use_bytes(self, device: _Device) -> int:
-        """Return the memory the GPU's processes hold, in whole MiB (used less reserved)."""
-        total = device.model.mem_total_bytes
-        return int((total - RESERVED_BYTES) * self._memory_fill(device)) // MIB * MIB
+        """Return the memory the GPU's processes hold, in whole MiB (the v2 struct's used)."""
+        usable = device.model.mem_total_bytes - device.model.reserved_mib * MIB
+        return int(usable * self._memory_fill(device)) // MIB * MIB
 
     @staticmethod
     def _mig_shift_s(mig: _MigDevice) -> float:

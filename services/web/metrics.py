@@ -66,9 +66,13 @@ def _fb_used_mib(gpu: GpuReading) -> int | None:
 
 
 def _fb_free_mib(gpu: GpuReading) -> int | None:
-    if gpu.mem_total_bytes is None or gpu.mem_used_bytes is None:
-        return None
-    return max(0, gpu.mem_total_bytes - gpu.mem_used_bytes) // MIB
+    # NVML's own free: total - used would count the driver's reserved memory as free; a tick of
+    # an older sampler has no free memory, which is left out rather than overstated
+    return None if gpu.mem_free_bytes is None else gpu.mem_free_bytes // MIB
+
+
+def _fb_reserved_mib(gpu: GpuReading) -> int | None:
+    return None if gpu.mem_reserved_bytes is None else gpu.mem_reserved_bytes // MIB
 
 
 def _energy_mj(gpu: GpuReading) -> int | None:
@@ -98,6 +102,9 @@ DCGM_FIELDS: tuple[DcgmField, ...] = (
     DcgmField("DCGM_FI_DEV_MEM_COPY_UTIL", "Memory utilization (in %).", lambda g: g.util_mem_pct),
     DcgmField("DCGM_FI_DEV_FB_FREE", "Frame buffer memory free (in MiB).", _fb_free_mib),
     DcgmField("DCGM_FI_DEV_FB_USED", "Frame buffer memory used (in MiB).", _fb_used_mib),
+    DcgmField(
+        "DCGM_FI_DEV_FB_RESERVED", "Frame buffer memory reserved (in MiB).", _fb_reserved_mib
+    ),
     DcgmField(
         "DCGM_FI_DEV_FAN_SPEED", "Fan speed for the device (in %, 0-100).", lambda g: g.fan_pct
     ),

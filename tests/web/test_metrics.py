@@ -28,6 +28,7 @@ DCGM_NAMES = (
     "DCGM_FI_DEV_MEM_COPY_UTIL",
     "DCGM_FI_DEV_FB_USED",
     "DCGM_FI_DEV_FB_FREE",
+    "DCGM_FI_DEV_FB_RESERVED",
     "DCGM_FI_DEV_GPU_TEMP",
     "DCGM_FI_DEV_POWER_USAGE",
     "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION",
@@ -176,8 +177,10 @@ async def test_every_simulated_gpu_has_each_dcgm_metric_with_dcgm_labels(client,
         assert dcgm_by_uuid(text, "DCGM_FI_DEV_GPU_UTIL")[gpu.uuid] == gpu.util_gpu_pct
         assert dcgm_by_uuid(text, "DCGM_FI_DEV_MEM_COPY_UTIL")[gpu.uuid] == gpu.util_mem_pct
         assert dcgm_by_uuid(text, "DCGM_FI_DEV_FB_USED")[gpu.uuid] == gpu.mem_used_bytes // MIB
-        free_mib = (gpu.mem_total_bytes - gpu.mem_used_bytes) // MIB
+        free_mib = gpu.mem_free_bytes // MIB
         assert dcgm_by_uuid(text, "DCGM_FI_DEV_FB_FREE")[gpu.uuid] == free_mib
+        reserved_mib = gpu.mem_reserved_bytes // MIB
+        assert dcgm_by_uuid(text, "DCGM_FI_DEV_FB_RESERVED")[gpu.uuid] == reserved_mib
         assert dcgm_by_uuid(text, "DCGM_FI_DEV_GPU_TEMP")[gpu.uuid] == gpu.temp_c
         assert dcgm_by_uuid(text, "DCGM_FI_DEV_POWER_USAGE")[gpu.uuid] == gpu.power_w
         energy_mj = dcgm_by_uuid(text, "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION")[gpu.uuid]
