@@ -256,6 +256,15 @@ class DemoProject:
         )  # fmt: skip
         return done.returncode, done.stdout + done.stderr
 
+    def run_image(self, *env_pairs: str) -> tuple[int, str]:
+        """Run the image's own command with some settings to its end; return (status, output)."""
+        env_args = [arg for pair in env_pairs for arg in ("-e", pair)]
+        done = subprocess.run(
+            ["docker", "run", "--rm", *env_args, self.image],
+            capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S, check=False,
+        )  # fmt: skip
+        return done.returncode, done.stdout + done.stderr
+
     def stored(self, workdir: Path) -> tuple[int, float, float]:
         """Return (ticks, first ts, last ts) stored in the file, read from a copy on the host."""
         copy_dir = workdir / f"copy-{uuid.uuid4().hex[:6]}"
@@ -384,6 +393,13 @@ def test_demo_container_keeps_its_history_across_down_and_up(
     assert status == 2, output[-4000:]
     assert "refusing to publish unencrypted on tcp://0.0.0.0:5556" in output, output[-4000:]
     assert "PCW_ALLOW_PLAINTEXT=1" in output, output[-4000:]
+
+    # A bad setting stops the container at once, with status 2 and the line naming it; its
+    # programs are not restarted while the container stays up doing nothing.
+    status, output = demo.run_image("PCW_SOURCE=simulated", "PCW_INTERVAL_S=banana")
+    assert status == 2, output[-4000:]
+    assert "PCW_INTERVAL_S='banana' is not allowed" in output, output[-4000:]
+    assert all(output.count(f"spawned: '{name}'") == 1 for name in PROGRAMS), output[-4000:]
 
 
 def _without_docker(ci: str | None) -> subprocess.CompletedProcess[str]:
