@@ -81,7 +81,8 @@ class StackGuard:
         """Reap a child as supervisord does; on a bad setting, shut supervisord down."""
         pid, wait_status = self._waitpid()
         process = self.options.pidhistory.get(pid) if pid else None
-        if process is not None and bad_setting(wait_status) and not self.stopping:
+        running = self.options.mood >= SupervisorStates.RUNNING  # not already stopping them all
+        if process is not None and bad_setting(wait_status) and running and not self.stopping:
             self.stopping = True
             self.options.logger.critical(
                 f"{process.config.name} exited with status {BAD_SETTING_STATUS}, a bad setting "
