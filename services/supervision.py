@@ -24,7 +24,7 @@ import fcntl
 import os
 import stat
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from contextlib import suppress
 from typing import Any
 
@@ -34,7 +34,7 @@ from supervisor.states import SupervisorStates
 BAD_SETTING_STATUS = 2
 
 
-def python_first_on_path(environ: dict[str, str] | Any, executable: str) -> None:
+def python_first_on_path(environ: MutableMapping[str, str], executable: str) -> None:
     """Put the folder of executable first on environ's PATH (once)."""
     folder = os.path.dirname(executable)
     path = environ.get("PATH", "")
@@ -70,7 +70,6 @@ class StackGuard:
     """Watch what supervisord reaps; stop everything when a program exits with a bad setting."""
 
     def __init__(self, supervisord: Any) -> None:
-        self.supervisord = supervisord
         self.options = supervisord.options
         self.stopping = False
         self._waitpid: Callable[[], tuple[int | None, int | None]] = self.options.waitpid
