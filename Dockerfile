@@ -58,5 +58,6 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=90s --retries=3 \
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["/usr/local/bin/pcw-entrypoint"]
 # supervisord is PID 1 (after the entrypoint's exec): it passes SIGTERM to every program and
-# stops the writer last, so it stores the final tick before the container exits.
+# stops the writer last, so it stores the final tick before the container exits. A bad setting
+# stops every program at once and the container exits with status 2 (supervisord.conf).
 CMD ["supervisord", "-n", "-c", "/app/supervisord.conf", "-j", "/tmp/supervisord.pid"]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -42,7 +43,9 @@ SAMPLER_KEYS_VAR = "PCW_CURVE_SAMPLER_KEYS_DIR"
 PLAINTEXT_VAR = "PCW_ALLOW_PLAINTEXT"
 KEY_CHARS = 40  # a Z85-encoded 32-byte CURVE key
 REFUSED_LOG_EVERY_S = 60.0
-RELOAD_EVERY_S = 1.0
+# A file written within this time of a read may share its mtime with what was read (coarse
+# file-system clocks): the folder is read again until that is no longer so.
+RACY_NS = 2_000_000_000
 LOOPBACK_NAMES = frozenset(("localhost",))
 LOCAL_TRANSPORTS = ("ipc://", "inproc://")
 
@@ -209,38 +212,75 @@ def plaintext_refusal(config: Config, keys: SamplerKeys | None) -> str | None:
     )
 
 
+def folder_state(folder: Path) -> tuple[tuple[str, int, int, int], ...] | None:
+    """Return what changes when a NAME.key file in folder is added, removed or rewritten.
+
+    One listing and a stat per certificate: (name, inode, size in bytes, mtime in ns) each.
+    None when the folder cannot be listed.
+    """
+    try:
+        with os.scandir(folder) as entries:
+            found = []
+            for entry in entries:
+                if entry.name.endswith(".key"):
+                    stat = entry.stat()
+                    found.append((entry.name, stat.st_ino, stat.st_size, stat.st_mtime_ns))
+    except OSError:
+        return None
+    return tuple(sorted(found))
+
+
 class SamplerGate:
     """Decide which sampler keys the hub accepts: those of the NAME.key files in a folder.
 
-    The folder is read again at a handshake (at most once per RELOAD_EVERY_S), so a sampler
-    whose certificate is copied there later is let in without restarting the hub, and one whose
-    certificate is removed or replaced is refused from its next connection on (a connection
-    already made stays up until it breaks). A refused key is logged, at most once per
+    Every handshake looks at the folder (a listing and a stat per file) and reads the
+    certificates again when any was added, removed or rewritten. So a sampler whose certificate
+    is copied there later is let in without restarting the hub, and one whose certificate is
+    removed or replaced is refused from its next connection on, however soon it comes (a
+    connection already made stays up until it breaks). A refused key is logged, at most once per
     REFUSED_LOG_EVERY_S for each key.
     """
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
-        self.keys = accepted_keys(folder)
         self.refused = 0
-        self._reloaded_at = time.monotonic()
         self._logged_at: dict[bytes, float] = {}
+        self._state: tuple[tuple[str, int, int, int], ...] | None = None
+        self._racy = True
+        self.keys: set[bytes] = set()
+        self.keys = self._read(folder_state(folder))
+
+    def _read(self, state: tuple[tuple[str, int, int, int], ...] | None) -> set[bytes]:
+        """Read the certificates; remember the folder's state they were read in."""
+        read_at_ns = time.time_ns()
+        keys = accepted_keys(self.folder)
+        self._state = state
+        newest_ns = max((mtime_ns for *_, mtime_ns in state or ()), default=0)
+        self._racy = newest_ns >= read_at_ns - RACY_NS
+        return keys
+
+    def _current(self) -> set[bytes]:
+        """Return the accepted keys as the folder holds them now."""
+        state = folder_state(self.folder)
+        if state == self._state and not self._racy:
+            return self.keys
+        try:
+            return self._read(state)
+        except CurveSetupError as error:
+            self._state, self._racy = state, False  # logged once until the folder changes
+            log.error("cannot read the accepted sampler keys again: %s", error)
+            return self.keys
 
     def callback(self, domain: str, key: bytes) -> bool:
         """Return whether the Z85 client key may connect (pyzmq's credentials provider)."""
-        now = time.monotonic()
         listed = key in self.keys
-        if now - self._reloaded_at >= RELOAD_EVERY_S:
-            self._reloaded_at = now
-            try:
-                self.keys = accepted_keys(self.folder)
-            except CurveSetupError as error:
-                log.error("cannot read the accepted sampler keys again: %s", error)
-            if key in self.keys and not listed:
-                log.info("accepting sampler key %s, newly found in %s", key.decode(), self.folder)
+        self.keys = self._current()
         if key in self.keys:
+            if not listed:
+                log.info("accepting sampler key %s, newly found in %s", key.decode(), self.folder)
             return True
         self.refused += 1
+        now = time.monotonic()
         if now - self._logged_at.get(key, -REFUSED_LOG_EVERY_S) >= REFUSED_LOG_EVERY_S:
             if len(self._logged_at) > 1000:  # bounded: a flood of made-up keys
                 self._logged_at.clear()

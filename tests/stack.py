@@ -237,6 +237,14 @@ def http_status(url: str) -> int | None:
         return None
 
 
+def process_age_s(pid: int) -> float:
+    """Return how long the process pid has been running, in seconds (from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    started_s = int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22: start, ticks since boot
+    uptime_s = float(Path("/proc/uptime").read_text().split()[0])
+    return uptime_s - started_s
+
+
 def wait_until(condition: object, timeout_s: float, what: str, stack: Stack | None = None) -> None:
     """Poll condition() until it is true; fail with the stack's logs after timeout_s."""
     deadline = time.monotonic() + timeout_s

@@ -1,10 +1,18 @@
-"""The benchmark suite's smoke mode runs end to end and prints every row, so that it cannot rot."""
+"""Benchmarks: smoke runs end to end (crashes only); a full run fails on a missed target."""
 
 from __future__ import annotations
 
+import logging
+import signal
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 
+import pytest
+
+from tests.bench import __main__ as bench_main
+from tests.bench.__main__ import FAILED_STATUS, MISSED_STATUS
+from tests.bench.table import Report, Row, failed_row
 from tests.stack import REPO
 
 # Meant to finish in under a minute; the margin is for a busy CI machine.
@@ -81,3 +89,48 @@ def test_smoke_mode_measures_every_figure(tmp_path):
     assert "| figure | value | baseline | ratio | target | met? |" in text
     assert "CPUs (nproc)" in text and "SQLite" in text
     assert all(f"| {figure} |" in text for figure in ROWS)
+
+
+@pytest.fixture(autouse=True)
+def _restore_process_state() -> Iterator[None]:
+    """Undo what the suite's main() sets for its own process: signal handlers, log levels."""
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGALRM)}
+    level = logging.getLogger("services").level
+    yield
+    for sig, handler in handlers.items():
+        signal.signal(sig, handler)
+    logging.getLogger("services").setLevel(level)
+
+
+def _one_row(met: bool | None) -> Callable[..., int]:
+    """Return a section runner that measures one figure whose target is met, missed or absent."""
+
+    def run_sections(_args, _sizes, _work, report: Report) -> int:
+        report.add(Row("a figure", "2 s", "1 s", "2.0x", "< 1 s", met))
+        return 0
+
+    return run_sections
+
+
+@pytest.mark.parametrize(
+    ("argv", "met", "status"),
+    [
+        ([], False, MISSED_STATUS),  # full mode: a missed target fails the run
+        ([], True, 0),
+        ([], None, 0),
+        (["--smoke"], False, 0),  # smoke mode: tiny sizes, so crashes only
+    ],
+)
+def test_the_exit_status_follows_the_targets_in_full_mode_only(monkeypatch, argv, met, status):
+    monkeypatch.setattr(bench_main, "run_sections", _one_row(met))
+    assert bench_main.main([*argv, "--only", "ingest"]) == status
+
+
+def test_a_figure_that_could_not_be_measured_fails_the_run_in_both_modes(monkeypatch):
+    def run_sections(_args, _sizes, _work, report: Report) -> int:
+        report.add(failed_row("a figure", RuntimeError("broken")))  # caught inside a section
+        return 0
+
+    monkeypatch.setattr(bench_main, "run_sections", run_sections)
+    assert bench_main.main(["--only", "ingest"]) == FAILED_STATUS
+    assert bench_main.main(["--smoke", "--only", "ingest"]) == FAILED_STATUS

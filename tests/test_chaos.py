@@ -11,11 +11,47 @@ import time
 import urllib.request
 
 import pytest
+import zmq
 
+from common.messages import TOPIC
 from common.status import read_status
 from tests.stack import Stack, wait_until
 
 INTERVAL_S = 0.5
+SEED_VAR = "PCW_TEST_CHAOS_SEED"
+
+
+def chaos_rng() -> random.Random:
+    """Return the run's random source; print its seed, which SEED_VAR sets to replay a run."""
+    seed = int(os.environ.get(SEED_VAR) or time.time_ns())
+    print(f"chaos seed {seed}: {SEED_VAR}={seed} replays this run")
+    return random.Random(seed)
+
+
+def stored_span_s(stack: Stack) -> float:
+    """Return the seconds between the first and the newest stored tick (0 before any)."""
+    if stack.stored_ticks() == 0:
+        return 0.0
+    ((first_ts, last_ts),) = stack.query("SELECT min(ts), max(ts) FROM readings")
+    return float(last_ts - first_ts)
+
+
+def wait_published(endpoint: str, count: int, stack: Stack) -> None:
+    """Wait until the sampler at endpoint has published count more ticks."""
+    with zmq.Context() as context, context.socket(zmq.SUB) as sub:
+        sub.setsockopt(zmq.LINGER, 0)
+        sub.setsockopt(zmq.SUBSCRIBE, TOPIC)
+        sub.connect(endpoint)
+        seen = 0
+
+        def one_more() -> bool:
+            nonlocal seen
+            while sub.poll(0):
+                sub.recv_multipart()
+                seen += 1
+            return seen >= count
+
+        wait_until(one_more, 60, f"{count} ticks published", stack)
 
 
 def _missing_and_duplicated(stack: Stack) -> tuple[int, int, int]:
@@ -44,17 +80,17 @@ def _kill_and_wait_restart(stack: Stack, name: str) -> None:
 
 
 def test_random_kills_lose_and_duplicate_nothing(tmp_path):
-    rng = random.Random(os.environ.get("PCW_CHAOS_SEED", time.time_ns()))
+    rng = chaos_rng()
     env = {"PCW_SIM_GPUS": "2", "PCW_INTERVAL_S": str(INTERVAL_S)}
     with Stack(tmp_path, env) as stack:
         stack.wait_ticks(4)
-        started = time.monotonic()
         victims = ["writer", "writer", "writer", "web"]
         rng.shuffle(victims)
         for victim in victims:
-            time.sleep(rng.uniform(6, 12))
+            # 6 to 12 s of ticks stored, counted in ticks: the same run under any load
+            stack.wait_ticks(stack.stored_ticks() + rng.randint(12, 24), timeout_s=120)
             _kill_and_wait_restart(stack, victim)
-        time.sleep(max(0.0, 62 - (time.monotonic() - started)))
+        wait_until(lambda: stored_span_s(stack) >= 62, 120, "62 s of stored ticks", stack)
         supervisord = stack.processes.pop("supervisord")
         supervisord.send_signal(signal.SIGTERM)
         assert supervisord.wait(60) == 0
@@ -83,15 +119,15 @@ def test_writer_down_longer_than_the_replay_buffer_reports_the_gap(tmp_path, rep
     with Stack(tmp_path, env, supervised=False, programs=("writer", "sampler")) as stack:
         stack.wait_ticks(4)
         assert stack.stop("writer", signal.SIGKILL) == -signal.SIGKILL
-        time.sleep(12 * INTERVAL_S)
+        wait_published(stack.env["PCW_PUB_ENDPOINT"], 12, stack)  # while no writer listens
         stack.start("writer")
 
         def gap_reported() -> bool:
             status = read_status(stack.db_path)
             return status is not None and status.replay_gaps == 1
 
-        wait_until(gap_reported, 20, "the writer to report one replay gap", stack)
-        time.sleep(3 * INTERVAL_S)
+        wait_until(gap_reported, 60, "the writer to report one replay gap", stack)
+        stack.wait_ticks(stack.stored_ticks() + 3)
         stack.terminate()
         logs = stack.logs()
 

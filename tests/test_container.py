@@ -8,10 +8,11 @@ goes on with it. With the same image, the `agent` service's settings refuse to p
 text on 0.0.0.0 without keys.
 
 Needs a Docker engine and compose (`docker compose` or `docker-compose`); skipped, with the reason,
-only where no engine answers. PCW_TEST_BASE_IMAGE names the image to build on (default: the
-Dockerfile's own); PCW_TEST_COMPOSE the compose command (default: `docker compose` where it
-works, else `docker-compose`). Everything it makes has a unique name and is removed at the end:
-the compose project (containers, network), the image tag and the temporary database folder.
+only where no engine answers, and failed instead where CI is set (CI=true). PCW_TEST_BASE_IMAGE
+names the image to build on (default: the Dockerfile's own); PCW_TEST_COMPOSE the compose command
+(default: `docker compose` where it works, else `docker-compose`). Everything it makes has a
+unique name and is removed at the end: the compose project (containers, network), the image tag
+and the temporary database folder.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import shlex
 import shutil
 import sqlite3
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
@@ -58,6 +60,11 @@ def run(command: list[str], timeout_s: float = COMMAND_TIMEOUT_S, **kwargs) -> s
             f"{(done.stdout + done.stderr)[-4000:]}"
         )
     return done.stdout + done.stderr
+
+
+def in_ci(environ: dict[str, str] | os._Environ[str]) -> bool:
+    """Return whether CI is set (CI=true, as CI services set it): no test may skip there."""
+    return environ.get("CI", "").strip().lower() in ("1", "true", "yes")
 
 
 def docker_engine_problem() -> str | None:
@@ -249,6 +256,15 @@ class DemoProject:
         )  # fmt: skip
         return done.returncode, done.stdout + done.stderr
 
+    def run_image(self, *env_pairs: str) -> tuple[int, str]:
+        """Run the image's own command with some settings to its end; return (status, output)."""
+        env_args = [arg for pair in env_pairs for arg in ("-e", pair)]
+        done = subprocess.run(
+            ["docker", "run", "--rm", *env_args, self.image],
+            capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S, check=False,
+        )  # fmt: skip
+        return done.returncode, done.stdout + done.stderr
+
     def stored(self, workdir: Path) -> tuple[int, float, float]:
         """Return (ticks, first ts, last ts) stored in the file, read from a copy on the host."""
         copy_dir = workdir / f"copy-{uuid.uuid4().hex[:6]}"
@@ -276,6 +292,8 @@ def workdir() -> Iterator[Path]:
 def demo(workdir: Path) -> Iterator[DemoProject]:
     problem = docker_engine_problem()
     if problem is not None:
+        if in_ci(os.environ):
+            pytest.fail(f"CI is set, and no Docker engine can be used here: {problem}")
         pytest.skip(f"no Docker engine can be used here: {problem}")
     project = DemoProject(workdir)
     try:
@@ -375,3 +393,36 @@ def test_demo_container_keeps_its_history_across_down_and_up(
     assert status == 2, output[-4000:]
     assert "refusing to publish unencrypted on tcp://0.0.0.0:5556" in output, output[-4000:]
     assert "PCW_ALLOW_PLAINTEXT=1" in output, output[-4000:]
+
+    # A bad setting stops the container at once, with status 2 and the line naming it; its
+    # programs are not restarted while the container stays up doing nothing.
+    status, output = demo.run_image("PCW_SOURCE=simulated", "PCW_INTERVAL_S=banana")
+    assert status == 2, output[-4000:]
+    assert "PCW_INTERVAL_S='banana' is not allowed" in output, output[-4000:]
+    assert all(output.count(f"spawned: '{name}'") == 1 for name in PROGRAMS), output[-4000:]
+
+
+def _without_docker(ci: str | None) -> subprocess.CompletedProcess[str]:
+    """Run this file's container tests where no docker command exists, CI set or not."""
+    env = {k: v for k, v in os.environ.items() if k not in ("CI", "PCW_TEST_COMPOSE")}
+    env["PATH"] = str(Path(sys.executable).parent)  # python, pytest; no docker
+    if ci is not None:
+        env["CI"] = ci
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", __file__, "-q", "-p", "no:cacheprovider", "-rs",
+         "-k", "not no_docker_engine"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+
+
+def test_no_docker_engine_fails_in_ci() -> None:
+    result = _without_docker("true")
+    assert result.returncode == 1, result.stdout
+    assert "CI is set, and no Docker engine can be used here" in result.stdout
+    assert "skipped" not in result.stdout.splitlines()[-1]
+
+
+def test_no_docker_engine_skips_with_the_reason_outside_ci() -> None:
+    result = _without_docker(None)
+    assert result.returncode == 0, result.stdout
+    assert "the docker command is not installed" in result.stdout

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import aiohttp
@@ -64,6 +67,16 @@ def part(tmp_path: Path, name: str, env: dict[str, str], programs: tuple[str, ..
     """Return an unsupervised stack of some programs, in its own folder under tmp_path."""
     (tmp_path / name).mkdir()
     return Stack(tmp_path / name, env=env, supervised=False, programs=programs)
+
+
+def listens(endpoint: str) -> bool:
+    """Return whether something accepts TCP connections on a tcp:// endpoint."""
+    host, _, port = endpoint.removeprefix("tcp://").rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=1).close()
+    except OSError:
+        return False
+    return True
 
 
 def stored_hosts(stack: Stack) -> set[str]:
@@ -161,34 +174,45 @@ def test_a_key_removed_from_the_folder_is_refused_from_the_next_connection(
         rogue.stop("sampler")
         rogue.env["PCW_HOST_NAME"] = "revoked"
         rogue.start("sampler")  # the hub connects again: a new handshake
-        rogue_key = zmq.auth.load_certificate(keys["rogue"])[0].decode()
-        wait_until(
-            lambda: f"public key {rogue_key} is not in" in hub.logs(),
-            START_TIMEOUT_S,
-            "the hub to refuse the revoked key",
-            hub,
-        )
+        wait_until(lambda: listens(rogue_endpoint), START_TIMEOUT_S, "the sampler again", rogue)
+        # The hub retries its connection every 0.1 s; three ticks later it has long been refused.
         before = hub.stored_ticks()
         wait_until(lambda: hub.stored_ticks() >= before + 3, 30, "three more ticks", hub)
         assert stored_hosts(hub) == {"node", "rogue"}
+        rogue_key = zmq.auth.load_certificate(keys["rogue"])[0].decode()
+        assert f"public key {rogue_key} is not in" in hub.logs()
 
 
-def test_the_gate_follows_a_replaced_or_removed_certificate(
-    monkeypatch: pytest.MonkeyPatch, keys: dict[str, Path]
-) -> None:
-    monkeypatch.setattr("services.curve.RELOAD_EVERY_S", 0.0)
+def test_the_gate_follows_a_replaced_or_removed_certificate(keys: dict[str, Path]) -> None:
+    # Each handshake follows the folder as it is now, however soon after the last one; the
+    # files are an hour old, so only a real change (not the time of the read) makes it re-read.
+    for certificate in keys["accepted"].iterdir():
+        hour_ago_s = time.time() - 3600
+        os.utime(certificate, (hour_ago_s, hour_ago_s))
     node_key = zmq.auth.load_certificate(keys["node"])[0]
     rogue_key = zmq.auth.load_certificate(keys["rogue"])[0]
     listed = keys["accepted"] / keys["node"].name
     sampler_gate = SamplerGate(keys["accepted"])
     assert sampler_gate.callback("", node_key)
     assert not sampler_gate.callback("", rogue_key)
-    shutil.copy(keys["rogue"], listed)  # node.key now holds the rogue's public key
+    shutil.copy(keys["rogue"], listed)  # node.key now holds the rogue's public key, same size
     assert sampler_gate.callback("", rogue_key)
     assert not sampler_gate.callback("", node_key)
     listed.unlink()
     assert not sampler_gate.callback("", rogue_key)
     assert sampler_gate.refused == 3
+
+
+def test_a_revoked_key_reconnecting_at_once_is_refused(keys: dict[str, Path]) -> None:
+    rogue_key = zmq.auth.load_certificate(keys["rogue"])[0]
+    listed = keys["accepted"] / keys["rogue"].name
+    shutil.copy(keys["rogue"], listed)
+    sampler_gate = SamplerGate(keys["accepted"])
+    assert sampler_gate.callback("", rogue_key)
+    listed.unlink()  # revoked, then the sampler reconnects within the same second
+    assert not sampler_gate.callback("", rogue_key)
+    shutil.copy(keys["rogue"], listed)  # and listed again: let in from its next connection
+    assert sampler_gate.callback("", rogue_key)
 
 
 @pytest.mark.parametrize("address", ["0.0.0.0", "*", "192.0.2.1", "gpu-node-7"])

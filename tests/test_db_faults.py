@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import resource
-import time
 import urllib.error
 import urllib.request
 
@@ -42,8 +41,13 @@ def test_disk_full_holds_readings_reports_degraded_and_recovers(tmp_path):
         assert code == 503, health
         assert "degraded" in json.dumps(health).lower(), health
         held = read_status(stack.db_path).buffered_ticks
-        time.sleep(6)  # the status file is rewritten every 5 s
-        assert read_status(stack.db_path).buffered_ticks > held  # still receiving, still holding
+        # still receiving, still holding: the next status the writer reports holds more
+        wait_until(
+            lambda: read_status(stack.db_path).buffered_ticks > held,
+            60,
+            "the writer to report more held ticks",
+            stack,
+        )
 
         unlimited = (resource.RLIM_INFINITY, resource.RLIM_INFINITY)
         resource.prlimit(writer_pid, resource.RLIMIT_FSIZE, unlimited)

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import signal
 import threading
-import time
 
 import zmq
 
 from common.messages import TOPIC, Tick
-from tests.stack import Stack
+from tests.stack import Stack, wait_until
 
 
 def _listen(endpoint: str, seen: list[Tick], stop: threading.Event) -> None:
@@ -32,7 +31,7 @@ def test_supervised_stack_stores_every_tick_and_the_last_one(tmp_path):
         )
         listener.start()
         stack.wait_ticks(2)
-        time.sleep(8)
+        wait_until(lambda: len(seen) >= 9, 60, "nine ticks published", stack)
         supervisord = stack.processes.pop("supervisord")
         supervisord.send_signal(signal.SIGTERM)
         assert supervisord.wait(60) == 0

@@ -60,9 +60,14 @@ def test_oversized_and_garbage_frames_are_counted_and_later_ticks_stored(tmp_pat
             for frames in ([b"pcw.tick"], [b"pcw.tick", b"9", b"x"], [b"pcw.tick", b"1", b"\xc1"]):
                 publisher.send_multipart(frames)
             publish_until_stored(_stored(db_path) + 2)
-            time.sleep(11)  # the status file is rewritten every 10 s
-            status = read_status(db_path)
-            assert status is not None and status.malformed_messages == 4
+
+            # the writer reports its counts within a status period (10 s): wait for them
+            def four_malformed() -> bool:
+                status = read_status(db_path)
+                return status is not None and status.malformed_messages >= 4
+
+            wait_until(four_malformed, 60, "the writer to report 4 malformed messages", stack)
+            assert read_status(db_path).malformed_messages == 4
             assert stack.stop("writer") == 0
             logs = stack.logs()
     finally:

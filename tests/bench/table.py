@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
+FAILED_VALUE = "FAILED"  # the value of a figure that could not be measured
 COLUMNS = ("figure", "value", "baseline", "ratio", "target", "met?")
 
 
@@ -41,7 +42,7 @@ class Row:
 def failed_row(figure: str, error: BaseException) -> Row:
     """Return the row of a figure that could not be measured."""
     text = f"{type(error).__name__}: {error}".splitlines()[0][:120]
-    return Row(figure, f"FAILED ({text})", "-", "-", "-", False)
+    return Row(figure, f"{FAILED_VALUE} ({text})", "-", "-", "-", False)
 
 
 def median(values: Sequence[float]) -> float:

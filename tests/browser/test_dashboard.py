@@ -293,7 +293,14 @@ def test_badge_follows_the_web_process_and_the_page_fills_the_gap(browser: Brows
         stop_s = time.time()
         stack.stop("web")
         page.wait_for_selector(f"{badge}[data-state='reconnecting']", timeout=5000)
-        page.wait_for_timeout(4000)  # ticks that the page cannot see
+        # ticks that the page cannot see: four stored after the web stopped
+        query = "SELECT count(DISTINCT ts) FROM readings WHERE ts > ?"
+        wait_until(
+            lambda: stack.query(query, (stop_s,))[0][0] >= 4,
+            60,
+            "four ticks stored while the web is down",
+            stack,
+        )
         with page.expect_response(
             lambda r: urlsplit(r.url).path == "/api/v1/history", timeout=20_000
         ) as fill_answer:
@@ -342,7 +349,7 @@ def test_badge_follows_the_web_process_and_the_page_fills_the_gap(browser: Brows
             return not mismatches
 
         try:
-            wait_until(page_matches, 5, "the missed buckets on the page")
+            wait_until(page_matches, 30, "the missed buckets on the page")
         except AssertionError:
             pytest.fail(f"page differs from the API (uuid, ts, API mean, page): {mismatches[:6]}")
         ordered = page.evaluate(

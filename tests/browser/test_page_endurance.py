@@ -12,7 +12,7 @@ import pytest
 from playwright.sync_api import Page, Route
 
 from tests.browser.test_dashboard import Watch
-from tests.stack import Stack
+from tests.stack import Stack, wait_until
 
 pytestmark = pytest.mark.browser
 
@@ -56,11 +56,26 @@ def open_with_clock(page: Page, stack: Stack) -> None:
     )
 
 
+def cards_show_the_newest_stored_tick(page: Page, stack: Stack) -> bool:
+    """Return whether every GPU card shows the newest tick the writer has stored."""
+    ((newest_s,),) = stack.query("SELECT max(ts) FROM readings")
+    shown = page.evaluate(
+        "() => [...document.querySelectorAll('.gpu-card')].map((card) => Number(card.dataset.ts))"
+    )
+    return bool(shown) and all(ts == newest_s for ts in shown)
+
+
 def test_a_server_poll_redraws_no_unchanged_process_table(page: Page, stack: Stack, watch: Watch):
     open_with_clock(page, stack)
     stack.stop("sampler")  # no tick from now on: the tables may only change through the poll
     try:
-        page.wait_for_timeout(1500)  # the last ticks already on their way
+        # the sampler's last tick is on every card: stored by the writer and drawn by the page
+        wait_until(
+            lambda: cards_show_the_newest_stored_tick(page, stack),
+            30,
+            "the last tick on every card",
+            stack,
+        )
         before = page.locator(".gpu-processes .process-row").count()
         page.evaluate(COUNT_TABLE_REDRAWS_JS)
         with page.expect_response(lambda reply: reply.url.endswith("/api/v1/gpus")) as polled:
