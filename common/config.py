@@ -52,6 +52,8 @@ class Config:
     idle_after_s: float = 1800.0
     energy_price_per_kwh: float | None = None
     currency: str = ""
+    writer_buffer_bytes: int = 64 * 1024 * 1024
+    status_endpoint: str = ""
 
     @property
     def retention_s(self) -> float:
@@ -225,6 +227,18 @@ SETTINGS: tuple[tuple[str, str | None, Callable[[str], object], str], ...] = (
         "price of a kWh, to show energy's cost",
     ),
     ("PCW_CURRENCY", "", _label, "label shown with costs, such as EUR"),
+    (
+        "PCW_WRITER_BUFFER_BYTES",
+        "67108864",
+        _number(int, 1_048_576, 1 << 40),
+        "memory the writer may hold readings in while the database fails; past it the oldest go",
+    ),
+    (
+        "PCW_STATUS_ENDPOINT",
+        "",
+        _optional(_endpoint),
+        "where the writer publishes its status to the web process (default: derived from the DB)",
+    ),
 )
 
 
@@ -274,6 +288,8 @@ def load_config(environ: Mapping[str, str]) -> Config:
         idle_after_s=values["PCW_IDLE_AFTER_S"],
         energy_price_per_kwh=values["PCW_ENERGY_PRICE_PER_KWH"],
         currency=values["PCW_CURRENCY"],
+        writer_buffer_bytes=values["PCW_WRITER_BUFFER_BYTES"],
+        status_endpoint=values["PCW_STATUS_ENDPOINT"] or "",
     )
 
 

@@ -155,6 +155,9 @@ BAD_VALUES = [
     ("PCW_ENERGY_PRICE_PER_KWH", "-0.1", "a number from 0 to 1e+06"),
     ("PCW_ENERGY_PRICE_PER_KWH", "cheap", "a number from 0 to 1e+06"),
     ("PCW_CURRENCY", "x" * 17, "at most 16 printable characters"),
+    ("PCW_WRITER_BUFFER_BYTES", "1000", "an integer from 1048576"),
+    ("PCW_WRITER_BUFFER_BYTES", "64MB", "an integer from 1048576"),
+    ("PCW_STATUS_ENDPOINT", "/tmp/status.sock", "a ZeroMQ endpoint"),
 ]
 
 
