@@ -10,17 +10,19 @@ import jinja2
 from aiohttp import WSCloseCode, web
 
 from common.config import Config
+from common.status import status_endpoint
 from services.curve import hub_keys
 from services.web import proc_views, views
 from services.web.auth import basic_auth, load_users
 from services.web.feed import LiveFeed
 from services.web.headers import setup_security_headers
 from services.web.hub import SEND_QUEUE_SIZE, Hub
-from services.web.keys import CONFIG, COUNTERS, FEED, HUB, STORE, Counters
+from services.web.keys import CONFIG, COUNTERS, FEED, HUB, STORE, WRITER, Counters
 from services.web.metrics import METRICS_PATH, REGISTRY, metrics, metrics_registry
 from services.web.middlewares import compress_and_cache, json_errors
 from services.web.store import QUERY_TIME_LIMIT_S, Store
 from services.web.websocket import websocket
+from services.web.writer_status import WriterStatusFeed
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 STATIC_DIR = Path(__file__).parent / "static"
@@ -47,13 +49,15 @@ def create_app(
     app[HUB] = hub
     app[FEED] = LiveFeed(on_message=hub.publish)
     app[COUNTERS] = Counters()
-    app[REGISTRY] = metrics_registry(app[FEED], config.db_path)
+    app[WRITER] = WriterStatusFeed(config.db_path)
+    app[REGISTRY] = metrics_registry(app[FEED], config.db_path, writer_status=app[WRITER].current)
 
     aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(templates_dir), autoescape=True)
     app[aiohttp_jinja2.static_root_key] = "/static"
 
     app.cleanup_ctx.append(_reading)
     app.cleanup_ctx.append(_listening)
+    app.cleanup_ctx.append(_writer_listening)
     app.on_shutdown.append(_close_websockets)
 
     app.router.add_get("/", views.index, name="index")
@@ -80,6 +84,13 @@ async def _reading(app: web.Application) -> AsyncIterator[None]:
 async def _listening(app: web.Application) -> AsyncIterator[None]:
     """Listen to the samplers while the app runs; stop and close the socket when it stops."""
     async with app[FEED].listening(app[CONFIG].subscribe, hub_keys(app[CONFIG])):
+        yield
+
+
+async def _writer_listening(app: web.Application) -> AsyncIterator[None]:
+    """Listen to the writer's status, which needs no disk, while the app runs."""
+    config = app[CONFIG]
+    async with app[WRITER].listening(status_endpoint(config.status_endpoint, config.db_path)):
         yield
 
 

@@ -10,6 +10,7 @@ from common.config import Config
 from services.web.feed import LiveFeed
 from services.web.hub import Hub
 from services.web.store import Store
+from services.web.writer_status import WriterStatusFeed
 
 
 @dataclass
@@ -24,3 +25,4 @@ STORE = web.AppKey("store", Store)
 FEED = web.AppKey("feed", LiveFeed)
 HUB = web.AppKey("hub", Hub)
 COUNTERS = web.AppKey("counters", Counters)
+WRITER = web.AppKey("writer_status", WriterStatusFeed)

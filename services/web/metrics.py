@@ -235,11 +235,16 @@ class PipelineCollector(Collector):
     """Collect the DCGM and pycudawatch_* families from the live feed, status file and DB file."""
 
     def __init__(
-        self, feed: LiveFeed, db_path: Path, clock: Callable[[], float] = time.time
+        self,
+        feed: LiveFeed,
+        db_path: Path,
+        clock: Callable[[], float] = time.time,
+        writer_status: Callable[[], WriterStatus | None] | None = None,
     ) -> None:
         self._feed = feed
         self._db_path = db_path
         self._clock = clock
+        self._writer_status = writer_status or (lambda: read_status(db_path))
 
     def collect(self) -> Iterator[Metric]:
         """Yield every family for one scrape."""
@@ -254,7 +259,7 @@ class PipelineCollector(Collector):
         yield from dcgm_families(fresh)
         yield from pipeline_families(
             ticks,
-            read_status(self._db_path),
+            self._writer_status(),
             self._feed.malformed_messages,
             database_bytes(self._db_path),
             now_s,
@@ -262,11 +267,17 @@ class PipelineCollector(Collector):
 
 
 def metrics_registry(
-    feed: LiveFeed, db_path: Path, clock: Callable[[], float] = time.time
+    feed: LiveFeed,
+    db_path: Path,
+    clock: Callable[[], float] = time.time,
+    writer_status: Callable[[], WriterStatus | None] | None = None,
 ) -> CollectorRegistry:
-    """Return a registry of its own (never prometheus_client's global one) for one app."""
+    """Return a registry of its own (never prometheus_client's global one) for one app.
+
+    writer_status gives the writer's newest status (by default, read from its file).
+    """
     registry = CollectorRegistry()
-    registry.register(PipelineCollector(feed, db_path, clock))
+    registry.register(PipelineCollector(feed, db_path, clock, writer_status))
     return registry
 
 
