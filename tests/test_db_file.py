@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from common.status import read_status
+from common.status import WriterStatus, read_status, write_status
 from services.writer.store import Store
 from tests.stack import Stack, run_service, stack_env, wait_until
 
@@ -168,6 +168,23 @@ def test_a_full_disk_reaches_healthz_with_its_error_and_leaves_no_temporary_file
         expected = round((last_ts - first_ts) / 0.5) + 1
         per_gpu = stack.query("SELECT count(DISTINCT ts) FROM readings GROUP BY gpu_uuid")
         assert [count for (count,) in per_gpu] == [expected] * 4  # nothing lost meanwhile
+
+
+def test_a_status_file_that_does_not_fit_on_a_full_disk_leaves_no_temporary_file(tmp_path):
+    with small_filesystem(tmp_path / "fs", 1 << 20) as folder:
+        db_path = folder / "gpu_stats.db"
+        write_status(db_path, WriterStatus(state="ok", updated_ts=1.0, started_ts=0.0))
+        _fill(folder)
+
+        with pytest.raises(OSError) as caught:
+            write_status(db_path, WriterStatus(state="degraded", updated_ts=2.0, started_ts=0.0))
+
+        assert caught.value.errno == errno.ENOSPC
+        assert sorted(p.name for p in folder.iterdir()) == [
+            "filler",
+            "gpu_stats.db.writer-status.json",
+        ]
+        assert read_status(db_path).state == "ok"  # the last whole one
 
 
 # -- the file deleted while the writer and the web process have it open -------------------------
