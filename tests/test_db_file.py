@@ -2,8 +2,9 @@
 database at start, a disk that fills up under the running writer, the file deleted while both
 the writer and the web process have it open.
 
-A full and a read-only file system are real ones: a small tmpfs mounted for the test, skipped
-where this machine does not let the test mount one.
+A full and a read-only file system are real ones: a small tmpfs, and an ext4 image on a loop
+device that turns read-only under the running writer as a failing disk does (errors=remount-ro),
+mounted for the test; skipped where this machine does not let the test mount them.
 """
 
 from __future__ import annotations
@@ -59,6 +60,42 @@ def small_filesystem(path: Path, size_bytes: int) -> Iterator[Path]:
         yield path
     finally:
         subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+@contextmanager
+def ext4_filesystem(path: Path, size_bytes: int) -> Iterator[Path]:
+    """Mount a loop-device ext4 file system at path that turns read-only on its first error;
+    skip the test where that is refused."""
+    if os.geteuid() != 0 or shutil.which("mkfs.ext4") is None:
+        pytest.skip("a loop-device file system needs root and mkfs.ext4")
+    image = path.with_name(path.name + ".img")
+    with image.open("wb") as out:
+        out.truncate(size_bytes)
+    subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], check=True, capture_output=True)
+    path.mkdir(parents=True)
+    mounted = subprocess.run(
+        ["mount", "-o", "loop,errors=remount-ro", str(image), str(path)],
+        capture_output=True,
+        text=True,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a loop device here: {mounted.stderr.strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def _turn_read_only(folder: Path) -> None:
+    """Make ext4 act on an error as errors=remount-ro says: the file system turns read-only
+    under the processes that have files open on it, as a failing disk makes it."""
+    device = subprocess.run(
+        ["findmnt", "-no", "SOURCE", str(folder)], check=True, capture_output=True, text=True
+    ).stdout.strip()
+    Path(f"/sys/fs/ext4/{Path(device).name}/trigger_fs_error").write_text("1")
+    with pytest.raises(OSError) as caught:
+        (folder / "probe").write_bytes(b"x")
+    assert caught.value.errno == errno.EROFS
 
 
 def _fill(folder: Path) -> Path:
@@ -168,6 +205,33 @@ def test_a_full_disk_reaches_healthz_with_its_error_and_leaves_no_temporary_file
         expected = round((last_ts - first_ts) / 0.5) + 1
         per_gpu = stack.query("SELECT count(DISTINCT ts) FROM readings GROUP BY gpu_uuid")
         assert [count for (count,) in per_gpu] == [expected] * 4  # nothing lost meanwhile
+
+
+def test_a_file_system_turned_read_only_under_the_writer_reaches_healthz_with_its_error(
+    tmp_path,
+):
+    with ext4_filesystem(tmp_path / "fs", 32 << 20) as folder:
+        env = {
+            "PCW_DB_PATH": str(folder / "gpu_stats.db"),
+            "PCW_SIM_GPUS": "4",
+            "PCW_INTERVAL_S": "0.5",
+        }
+        with Stack(tmp_path, env, supervised=False) as stack:
+            stack.wait_ticks(3)
+            stack.wait_web()
+            wait_until(lambda: _healthz(stack)[0] == 200, 30, "/healthz to say ok", stack)
+
+            _turn_read_only(folder)
+            wait_until(
+                lambda: "the writer is degraded: cannot store readings" in _problems(stack),
+                30,
+                "/healthz to name the writer's error",
+                stack,
+            )
+            code, health = _healthz(stack)
+            assert code == 503 and health["writer"]["state"] == "degraded", health
+            on_disk = read_status(stack.db_path)  # the file could not say it
+            assert on_disk is not None and on_disk.last_error is None
 
 
 def test_a_status_file_that_does_not_fit_on_a_full_disk_leaves_no_temporary_file(tmp_path):
