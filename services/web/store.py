@@ -4,7 +4,8 @@ Policy, all in this class: a connection per worker thread, opened `mode=ro` (the
 never writes the file), and each call runs in one read transaction, so it sees one snapshot, under
 a time limit enforced by SQLite's progress handler. The file may not exist yet, or not hold its
 tables yet, when the web process starts (the writer creates it): calls then return their empty
-answer, and the file is opened on the first call after it appears.
+answer, and the file is opened on the first call after it appears. A file deleted or replaced
+while the process runs is noticed by its inode at the next call, and the path is opened anew.
 """
 
 from __future__ import annotations
