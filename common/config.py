@@ -64,6 +64,8 @@ class Config:
     sign_in_failures: int = 10
     sign_in_lockout_s: float = 300.0
     sign_in_clients: int = 4096
+    writer_buffer_bytes: int = 64 * 1024 * 1024
+    status_endpoint: str = ""
 
     @property
     def retention_s(self) -> float:
@@ -278,6 +280,18 @@ SETTINGS: tuple[tuple[str, str | None, Callable[[str], object], str], ...] = (
         _number(int, 1, 1_000_000),
         "client addresses whose failures are remembered",
     ),
+    (
+        "PCW_WRITER_BUFFER_BYTES",
+        "67108864",
+        _number(int, 1_048_576, 1 << 40),
+        "memory the writer may hold readings in while the database fails; past it the oldest go",
+    ),
+    (
+        "PCW_STATUS_ENDPOINT",
+        "",
+        _optional(_endpoint),
+        "where the writer publishes its status to the web process (default: derived from the DB)",
+    ),
 )
 
 
@@ -338,6 +352,8 @@ def load_config(environ: Mapping[str, str]) -> Config:
         sign_in_failures=values["PCW_SIGN_IN_FAILURES"],
         sign_in_lockout_s=values["PCW_SIGN_IN_LOCKOUT_S"],
         sign_in_clients=values["PCW_SIGN_IN_CLIENTS"],
+        writer_buffer_bytes=values["PCW_WRITER_BUFFER_BYTES"],
+        status_endpoint=values["PCW_STATUS_ENDPOINT"] or "",
     )
 
 

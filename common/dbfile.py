@@ -1,9 +1,13 @@
-"""The size of the SQLite file on disk, which the writer logs and the web reports."""
+"""The SQLite file on disk: its size, which the writer logs and the web reports, and which
+file a path names now, so that both notice when it is deleted or replaced under them."""
 
 from __future__ import annotations
 
 from contextlib import suppress
 from pathlib import Path
+
+# (st_dev, st_ino): the file a path names; another pair, or None, means it was replaced/deleted.
+FileIdentity = tuple[int, int]
 
 
 def database_bytes(db_path: Path) -> int | None:
@@ -15,3 +19,17 @@ def database_bytes(db_path: Path) -> int | None:
     with suppress(OSError):  # no -wal: the file was checkpointed and closed
         size += db_path.with_name(db_path.name + "-wal").stat().st_size
     return size
+
+
+def file_identity(path: Path) -> FileIdentity | None:
+    """Return the device and inode of the file at path, or None when there is none."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_dev, stat.st_ino
+
+
+def journal_paths(db_path: Path) -> tuple[Path, Path]:
+    """Return the paths of the file's write-ahead log and its shared-memory index."""
+    return db_path.with_name(db_path.name + "-wal"), db_path.with_name(db_path.name + "-shm")

@@ -7,6 +7,7 @@ Always torn down terminate -> wait -> kill.
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import socket
@@ -243,6 +244,31 @@ def process_age_s(pid: int) -> float:
     started_s = int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22: start, ticks since boot
     uptime_s = float(Path("/proc/uptime").read_text().split()[0])
     return uptime_s - started_s
+
+
+def slot_of(ts: float, interval_s: float) -> int:
+    """Return the schedule slot a reading's ts falls in: aligned ticks are at its start, and a
+    tick read when the sampler starts stands for the slot it was read in."""
+    return math.floor(ts / interval_s + 1e-6)
+
+
+def missing_and_duplicated(stack: Stack, interval_s: float) -> tuple[int, int, int]:
+    """Return (slots expected per GPU, readings missing, readings duplicated) in the file.
+
+    A slot is missing for a GPU when no reading of it falls in that slot; a reading is
+    duplicated when the GPU has another at the same ts.
+    """
+    rows = stack.query("SELECT gpu_uuid, ts FROM readings")
+    slots: dict[str, set[int]] = {}
+    stamps: dict[str, set[float]] = {}
+    for uuid, ts in rows:
+        slots.setdefault(uuid, set()).add(slot_of(ts, interval_s))
+        stamps.setdefault(uuid, set()).add(ts)
+    every = set().union(*slots.values())
+    expected = max(every) - min(every) + 1
+    missing = sum(expected - len(gpu_slots) for gpu_slots in slots.values())
+    duplicated = len(rows) - sum(len(ts_set) for ts_set in stamps.values())
+    return expected, missing, duplicated
 
 
 def wait_until(condition: object, timeout_s: float, what: str, stack: Stack | None = None) -> None:

@@ -15,7 +15,7 @@ import zmq
 
 from common.messages import TOPIC
 from common.status import read_status
-from tests.stack import Stack, wait_until
+from tests.stack import Stack, missing_and_duplicated, wait_until
 
 INTERVAL_S = 0.5
 SEED_VAR = "PCW_TEST_CHAOS_SEED"
@@ -54,18 +54,6 @@ def wait_published(endpoint: str, count: int, stack: Stack) -> None:
         wait_until(one_more, 60, f"{count} ticks published", stack)
 
 
-def _missing_and_duplicated(stack: Stack) -> tuple[int, int, int]:
-    """Return (ticks expected per GPU, missing readings, duplicated readings)."""
-    ((first_ts, last_ts),) = stack.query("SELECT min(ts), max(ts) FROM readings")
-    expected = round((last_ts - first_ts) / INTERVAL_S) + 1
-    per_gpu = stack.query(
-        "SELECT gpu_uuid, count(*), count(DISTINCT ts) FROM readings GROUP BY gpu_uuid"
-    )
-    missing = sum(expected - distinct for _, _, distinct in per_gpu)
-    duplicated = sum(count - distinct for _, count, distinct in per_gpu)
-    return expected, missing, duplicated
-
-
 def _kill_and_wait_restart(stack: Stack, name: str) -> None:
     pid = stack.pid_of(name)
     os.kill(pid, signal.SIGKILL)
@@ -96,7 +84,7 @@ def test_random_kills_lose_and_duplicate_nothing(tmp_path):
         assert supervisord.wait(60) == 0
         logs = stack.logs()
 
-    expected, missing, duplicated = _missing_and_duplicated(stack)
+    expected, missing, duplicated = missing_and_duplicated(stack, INTERVAL_S)
     status = read_status(stack.db_path)
     print(
         f"chaos: {expected} ticks per GPU over {expected * INTERVAL_S:.1f} s, "
@@ -132,7 +120,7 @@ def test_writer_down_longer_than_the_replay_buffer_reports_the_gap(tmp_path, rep
         logs = stack.logs()
 
     status = read_status(stack.db_path)
-    _expected, missing, duplicated = _missing_and_duplicated(stack)
+    _expected, missing, duplicated = missing_and_duplicated(stack, INTERVAL_S)
     assert "cannot be filled: it has left the sampler's replay buffer" in logs
     assert status.lost_ticks >= 12 - replay_ticks  # the ticks that left the buffer
     # the readings lost are exactly the ticks given up, for each of the 2 GPUs: no invented points

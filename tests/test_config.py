@@ -166,6 +166,9 @@ BAD_VALUES = [
     ("PCW_SIGN_IN_FAILURES", "many", "an integer from 1 to 1000000"),
     ("PCW_SIGN_IN_LOCKOUT_S", "0", "a number from 1 to 604800"),
     ("PCW_SIGN_IN_CLIENTS", "0", "an integer from 1 to 1000000"),
+    ("PCW_WRITER_BUFFER_BYTES", "1000", "an integer from 1048576"),
+    ("PCW_WRITER_BUFFER_BYTES", "64MB", "an integer from 1048576"),
+    ("PCW_STATUS_ENDPOINT", "/tmp/status.sock", "a ZeroMQ endpoint"),
 ]
 
 

@@ -6,6 +6,7 @@ import logging
 import re
 import sqlite3
 import time
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,8 @@ from common.config import load_config
 from common.messages import TOPIC, GpuReading, Tick
 from common.metrics import METRIC_NAMES
 from common.status import read_status
-from services.writer.batch import PendingBatch
+from services.web.health import HealthInputs, assess
+from services.writer.batch import PendingBatch, held_bytes
 from services.writer.main import MAX_BATCH_AGE_S, MAX_BATCH_ROWS, RETRY_BACKOFF_S, Writer
 from services.writer.sources import open_source
 from services.writer.store import Store, file_bytes
@@ -161,7 +163,7 @@ def expected_rows(sent: list[Tick]) -> list[tuple[str, float]]:
 
 
 def test_batch_is_due_when_full():
-    batch = PendingBatch(max_rows=10, max_age_s=60.0, max_ticks=100)
+    batch = PendingBatch(max_rows=10, max_age_s=60.0, max_bytes=1 << 30)
     for k, tick in enumerate(ticks(4, 1_700_000_000.0, gpus=2)):
         batch.add(tick, now_s=k * 0.01)
     assert batch.rows == 8
@@ -174,7 +176,7 @@ def test_batch_is_due_when_full():
 
 
 def test_batch_is_due_when_its_oldest_tick_has_waited_long_enough():
-    batch = PendingBatch(max_rows=1000, max_age_s=0.5, max_ticks=100)
+    batch = PendingBatch(max_rows=1000, max_age_s=0.5, max_bytes=1 << 30)
     assert batch.due_at() is None and not batch.is_due(now_s=99.0)
 
     batch.add(make_tick(0, 1_700_000_000.0), now_s=10.0)
@@ -185,21 +187,37 @@ def test_batch_is_due_when_its_oldest_tick_has_waited_long_enough():
     assert batch.is_due(now_s=10.5)
 
 
-def test_batch_bound_drops_the_oldest_ticks_and_counts_them():
-    batch = PendingBatch(max_rows=1000, max_age_s=0.5, max_ticks=3)
+def test_batch_bound_in_bytes_drops_the_oldest_ticks_and_counts_them():
     sent = ticks(5, 1_700_000_000.0, gpus=2)
+    sizes = [held_bytes(tick.to_frames()) for tick in sent]
+    batch = PendingBatch(max_rows=1000, max_age_s=0.5, max_bytes=sum(sizes[2:]))
 
-    for tick in sent:
-        batch.add(tick, now_s=0.0)
+    for tick, size in zip(sent, sizes, strict=True):
+        batch.add(tick, now_s=0.0, size_bytes=size)
 
     assert batch.dropped_ticks == 2
     assert len(batch) == 3
     assert batch.rows == 6
+    assert batch.bytes == sum(sizes[2:]) <= batch.max_bytes
     assert batch.peek() == sent[2:]
+    batch.commit(3)
+    assert (len(batch), batch.rows, batch.bytes) == (0, 0, 0)
+
+
+def test_held_bytes_covers_what_a_decoded_tick_takes_in_memory():
+    frames = make_tick(0, 1_700_000_000.0, gpus=64).to_frames()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        held = [Tick.from_frames(frames) for _ in range(50)]
+        per_tick = (tracemalloc.get_traced_memory()[0] - before) / len(held)
+    finally:
+        tracemalloc.stop()
+    assert per_tick <= held_bytes(frames) <= 1.5 * per_tick
 
 
 def test_batch_peek_takes_whole_ticks_up_to_the_row_limit_and_commit_forgets_them():
-    batch = PendingBatch(max_rows=5, max_age_s=0.5, max_ticks=100)
+    batch = PendingBatch(max_rows=5, max_age_s=0.5, max_bytes=1 << 30)
     sent = ticks(4, 1_700_000_000.0, gpus=2)
     for tick in sent:
         batch.add(tick, now_s=0.0)
@@ -404,10 +422,11 @@ def test_a_locked_database_keeps_the_ticks_backs_off_and_stores_them_later(rig, 
 
 def test_while_the_database_is_down_the_oldest_ticks_go_first_and_are_counted(rig, clock):
     r = rig()
-    r.writer.batch = PendingBatch(MAX_BATCH_ROWS, MAX_BATCH_AGE_S, max_ticks=4)
+    sent = ticks(7, 1_700_000_000.0)
+    four_ticks = 4 * held_bytes(sent[0].to_frames())
+    r.writer.batch = PendingBatch(MAX_BATCH_ROWS, MAX_BATCH_AGE_S, max_bytes=four_ticks)
     locker = r.lock()
 
-    sent = ticks(7, 1_700_000_000.0)
     r.publish(*sent)
     clock.advance(MAX_BATCH_AGE_S)
     assert not r.writer.flush()
@@ -420,6 +439,49 @@ def test_while_the_database_is_down_the_oldest_ticks_go_first_and_are_counted(ri
 
     assert r.rows() == expected_rows(sent[3:])
     assert r.writer.status().dropped_ticks == 3
+
+
+def test_a_failing_database_holds_at_most_the_buffer_bytes_and_counts_what_it_drops(rig, clock):
+    limit_bytes = 1 << 20  # the smallest PCW_WRITER_BUFFER_BYTES allowed
+    r = rig(PCW_WRITER_BUFFER_BYTES=str(limit_bytes))
+    locker = r.lock()
+    sent = ticks(60, 1_700_000_000.0, gpus=64)  # ~100 KB each held: six times the bound
+
+    r.publish(*sent)
+    clock.advance(MAX_BATCH_AGE_S)
+    assert not r.writer.flush()
+
+    status = r.writer.status()
+    assert status.state == "degraded"
+    assert 0 < status.buffered_bytes <= limit_bytes == status.buffer_limit_bytes
+    assert status.dropped_ticks == len(sent) - status.buffered_ticks > 0
+    problems = assess(
+        HealthInputs(
+            now_s=clock.wall(),
+            interval_s=1.0,
+            last_tick_ts=clock.wall(),
+            last_tick_source="live",
+            writer=status,
+            db_bytes=1,
+            db_problem=None,
+            malformed_messages=0,
+            websocket_clients=0,
+            internal_errors=0,
+        )
+    )["problems"]
+    assert any(
+        f"dropped the {status.dropped_ticks} oldest" in line and "PCW_WRITER_BUFFER_BYTES" in line
+        for line in problems
+    ), problems
+
+    locker.execute("ROLLBACK")
+    locker.close()
+    clock.advance(RETRY_BACKOFF_S[0])
+    while r.writer.flush():
+        pass
+    kept = sent[status.dropped_ticks :]
+    assert r.rows() == expected_rows(kept)  # the newest, in full
+    assert (r.writer.status().buffered_ticks, r.writer.status().buffered_bytes) == (0, 0)
 
 
 # -- stopping -----------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import jinja2
 from aiohttp import WSCloseCode, web
 
 from common.config import Config
+from common.status import status_endpoint
 from services.curve import hub_keys
 from services.web import proc_views, views
 from services.web.auth import SignInLimits, basic_auth, load_users
@@ -25,12 +26,13 @@ from services.web.http_errors import (
     setup_server_errors,
 )
 from services.web.hub import SEND_QUEUE_SIZE, Hub
-from services.web.keys import CLOCK, CONFIG, COUNTERS, FEED, HUB, STORE, Counters
+from services.web.keys import CLOCK, CONFIG, COUNTERS, FEED, HUB, STORE, WRITER, Counters
 from services.web.metrics import COLLECTOR, METRICS_PATH, PipelineCollector, metrics
 from services.web.middlewares import compress_and_cache, json_errors
 from services.web.stale_watch import StaleWatch
 from services.web.store import QUERY_TIME_LIMIT_S, LaneLimits, Store
 from services.web.websocket import websocket
+from services.web.writer_status import WriterStatusFeed
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 STATIC_DIR = Path(__file__).parent / "static"
@@ -76,8 +78,13 @@ def create_app(
     app[CLOCK] = clock
     app[FEED] = LiveFeed(on_message=hub.publish, clock=clock)
     app[COUNTERS] = Counters()
+    app[WRITER] = WriterStatusFeed(config.db_path)
     app[COLLECTOR] = PipelineCollector(
-        app[FEED], config.db_path, clock, extra=(ErrorCollector(errors),)
+        app[FEED],
+        config.db_path,
+        clock,
+        extra=(ErrorCollector(errors),),
+        writer_status=app[WRITER].current,
     )
 
     aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(templates_dir), autoescape=True)
@@ -86,6 +93,7 @@ def create_app(
     app.cleanup_ctx.append(_reading)
     app.cleanup_ctx.append(_listening)
     app.cleanup_ctx.append(_watching_staleness)
+    app.cleanup_ctx.append(_writer_listening)
     app.on_shutdown.append(_close_websockets)
 
     app.router.add_get("/", views.index, name="index")
@@ -122,6 +130,13 @@ async def _watching_staleness(app: web.Application) -> AsyncIterator[None]:
     yield
     task.cancel()
     await asyncio.wait([task])  # unlike `await task`, never swallows our own cancel
+
+
+async def _writer_listening(app: web.Application) -> AsyncIterator[None]:
+    """Listen to the writer's status, which needs no disk, while the app runs."""
+    config = app[CONFIG]
+    async with app[WRITER].listening(status_endpoint(config.status_endpoint, config.db_path)):
+        yield
 
 
 async def _close_websockets(app: web.Application) -> None:

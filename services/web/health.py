@@ -12,6 +12,8 @@ from common.status import WriterStatus
 from services.web.hosts import HostState
 
 MIN_WRITER_STATUS_AGE_S = 30.0
+# How long a database file found deleted or replaced under the writer stays among the problems.
+DB_REOPENED_PROBLEM_S = 600.0
 # The writer's counters that /healthz passes on as they are (common.status.WriterStatus).
 WRITER_COUNTERS = (
     "buffered_ticks",
@@ -21,6 +23,9 @@ WRITER_COUNTERS = (
     "dropped_ticks",
     "replay_gaps",
     "lost_ticks",
+    "buffered_bytes",
+    "buffer_limit_bytes",
+    "db_reopened_ts",
 )
 
 
@@ -125,6 +130,15 @@ def assess(inputs: HealthInputs) -> dict[str, Any]:
         if writer.state != "ok":
             reason = f": {writer.last_error}" if writer.last_error else ""
             problems.append(f"the writer is {writer.state}{reason}")
+            if writer.dropped_ticks:
+                problems.append(
+                    f"the writer has dropped the {writer.dropped_ticks} oldest tick(s) it could"
+                    f" not store: its buffer holds {writer.buffered_bytes} of"
+                    f" {writer.buffer_limit_bytes} bytes (PCW_WRITER_BUFFER_BYTES)"
+                )
+        reopened_ts = writer.db_reopened_ts
+        if reopened_ts is not None and inputs.now_s - reopened_ts <= DB_REOPENED_PROBLEM_S:
+            problems.append(f"{writer.db_reopened_reason} (at {utc_text(reopened_ts)})")
         if writer_age_s is not None and writer_age_s > max_writer_status_age_s(inputs.interval_s):
             problems.append(f"the writer's status is {writer_age_s:.0f} s old")
     if inputs.db_problem is not None:

@@ -11,6 +11,7 @@ from common.config import Config
 from services.web.feed import LiveFeed
 from services.web.hub import Hub
 from services.web.store import Store
+from services.web.writer_status import WriterStatusFeed
 
 
 @dataclass
@@ -27,3 +28,4 @@ HUB = web.AppKey("hub", Hub)
 COUNTERS = web.AppKey("counters", Counters)
 # The wall clock (UTC epoch s) that judges staleness everywhere in the app; a test may set it.
 CLOCK: web.AppKey[Callable[[], float]] = web.AppKey("clock")
+WRITER = web.AppKey("writer_status", WriterStatusFeed)

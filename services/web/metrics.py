@@ -268,11 +268,13 @@ class PipelineCollector:
         db_path: Path,
         clock: Callable[[], float] = time.time,
         extra: Sequence[Collector] = (),
+        writer_status: Callable[[], WriterStatus | None] | None = None,
     ) -> None:
         self._feed = feed
         self._db_path = db_path
         self._clock = clock
         self._extra = tuple(extra)
+        self._writer_status = writer_status or (lambda: read_status(db_path))
 
     def live_hosts(self) -> set[str]:
         """Return the hosts of the live feed."""
@@ -293,7 +295,7 @@ class PipelineCollector:
             families
             + pipeline_families(
                 ticks,
-                read_status(self._db_path),
+                self._writer_status(),
                 self._feed.malformed_messages,
                 database_bytes(self._db_path),
                 now_s,

@@ -9,6 +9,8 @@ range. Each lane holds at most its threads plus its queue; past that a call is r
 with StoreBusyError, which the API answers 503 with Retry-After. The file may not exist yet, or
 not hold its tables yet, when the web process starts (the writer creates it): calls then return
 their empty answer, and the file is opened on the first call after it appears.
+A file deleted or replaced while the process runs is noticed by its inode at the next call, and
+the path is opened anew.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from common.dbfile import database_bytes
+from common.dbfile import FileIdentity, database_bytes, file_identity
 from common.metrics import METRIC_NAMES
 from common.schema import (
     KIND_CODES,
@@ -265,6 +267,7 @@ class _ThreadState(threading.local):
 
     def __init__(self) -> None:
         self.conn: sqlite3.Connection | None = None
+        self.identity: FileIdentity | None = None  # the file conn reads (see _connection)
         self.ready = False
         self.deadline = math.inf
         self.interrupted = False
@@ -385,10 +388,17 @@ class Store:
                 conn.execute("ROLLBACK")
 
     def _connection(self, state: _ThreadState) -> sqlite3.Connection | None:
-        """Return this thread's connection, or None while the file or its schema is missing."""
+        """Return this thread's connection, or None while the file or its schema is missing.
+
+        A file deleted or replaced since the connection opened it (another inode at the path,
+        or none) is left: the connection would read a file that no longer changes.
+        """
         try:
+            if state.conn is not None and file_identity(self._db_path) != state.identity:
+                self._leave(state)
             if state.conn is None:
-                if not self._db_path.exists():
+                state.identity = file_identity(self._db_path)  # before: a change is seen later
+                if state.identity is None:
                     return None
                 state.conn = self._open(state)
             if not state.ready:
@@ -406,6 +416,19 @@ class Store:
         except sqlite3.Error as error:
             raise StoreError(f"cannot open {self._db_path}: {error}") from None
         return state.conn
+
+    def _leave(self, state: _ThreadState) -> None:
+        """Close this thread's connection to a file deleted or replaced under it."""
+        conn, state.conn, state.ready = state.conn, None, False
+        if conn is None:
+            return
+        with self._lock:
+            if conn in self._connections:
+                self._connections.remove(conn)
+        conn.close()
+        logger.warning(
+            "%s was deleted or replaced; reading the file at that path anew", self._db_path
+        )
 
     def _open(self, state: _ThreadState) -> sqlite3.Connection:
         conn = sqlite3.connect(

@@ -11,12 +11,11 @@ import aiohttp_jinja2
 import msgspec
 from aiohttp import web
 
-from common.status import read_status
 from services.web.buckets import bucket_span, choose_step_s, empty_buckets
 from services.web.gpu_extras import add_gpu_extras
 from services.web.health import HealthInputs, assess, current_gpu_errors
 from services.web.hosts import host_states, mark_gpus
-from services.web.keys import CLOCK, CONFIG, COUNTERS, FEED, HUB, STORE
+from services.web.keys import CLOCK, CONFIG, COUNTERS, FEED, HUB, STORE, WRITER
 from services.web.listing import live_identities, merged_gpus, stored_identity
 from services.web.params import ParamError, parse_history_query
 from services.web.replies import error_reply, json_reply
@@ -150,7 +149,7 @@ async def healthz(request: web.Request) -> web.Response:
             interval_s=interval_s,
             last_tick_ts=last_tick_ts,
             last_tick_source=source,
-            writer=read_status(store.db_path),
+            writer=app[WRITER].current(),
             db_bytes=db_bytes,
             db_problem=db_problem,
             malformed_messages=feed.malformed_messages,

@@ -14,10 +14,10 @@ from common.config import Config, startup_config
 from common.messages import DecodeError, Tick
 from common.replay import ReplayError, ReplayRequest
 from common.schedule import AlignedSchedule
-from common.status import WriterStatus, write_status
+from common.status import WriterStatus, status_endpoint, write_status
 from services.curve import CurveSetupError, gate, hub_keys
 from services.wakeup import StopFlag
-from services.writer.batch import PendingBatch
+from services.writer.batch import PendingBatch, held_bytes
 from services.writer.legacy import LegacyImport
 from services.writer.sequences import SequenceTracker
 from services.writer.sources import (
@@ -28,16 +28,17 @@ from services.writer.sources import (
     retry_overdue,
     settle,
 )
-from services.writer.store import Store
+from services.writer.status_feed import StatusPublisher
+from services.writer.store import Store, UnusableDatabaseError
 
 log = logging.getLogger("services.writer")
 
 MAX_BATCH_ROWS = 5000
 MAX_BATCH_AGE_S = 0.5
-MAX_BUFFERED_TICKS = 20_000
 STATUS_EVERY_S = 10.0
 RETRY_BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 MALFORMED_LOG_EVERY_S = 10.0
+DROPPED_LOG_EVERY_S = 10.0
 MAINTENANCE_RETRY_S = 300.0
 STOP_FLUSH_BUDGET_S = 20.0  # within supervisord's stopwaitsecs (30 s)
 MAX_MESSAGES_PER_STEP = 10_000  # so that a flood never starves the flush
@@ -53,8 +54,10 @@ class Writer:
         store: Store,
         wall: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        status_feed: StatusPublisher | None = None,
     ) -> None:
         self.config = config
+        self.status_feed = status_feed
         self.sources = sources
         self.store = store
         self.poller = zmq.Poller()
@@ -73,7 +76,7 @@ class Writer:
         self.replay_due: float | None = None
         self.wall = wall
         self.monotonic = monotonic
-        self.batch = PendingBatch(MAX_BATCH_ROWS, MAX_BATCH_AGE_S, MAX_BUFFERED_TICKS)
+        self.batch = PendingBatch(MAX_BATCH_ROWS, MAX_BATCH_AGE_S, config.writer_buffer_bytes)
         self.maintenance = AlignedSchedule(config.maintenance_s, wall, monotonic)
         self.maintenance_slot_ts, self.maintenance_due = self.maintenance.next_tick()
         self.failures = 0
@@ -82,6 +85,9 @@ class Writer:
         self.malformed = 0
         self._malformed_logged_at = -MALFORMED_LOG_EVERY_S
         self._malformed_unlogged = 0
+        self._dropped_logged_at = -DROPPED_LOG_EVERY_S
+        self._dropped_unlogged = 0
+        self._reopen_reported_ts: float | None = None
         self.stored_ticks = 0
         self.stored_readings = 0
         self.last_error: str | None = None
@@ -133,7 +139,9 @@ class Writer:
             return False
         gap = self.tracker.observe(tick.sampler_id, tick.host, tick.seq)
         position = self.tracker.runs[tick.sampler_id].position
-        self.batch.add(tick, self.monotonic(), position)
+        dropped = self.batch.add(tick, self.monotonic(), position, held_bytes(frames))
+        if dropped:
+            self._dropped(dropped)
         if gap and source is not None:
             log.info(
                 "ticks %d-%d of host %s missed: asking %s for them",
@@ -194,6 +202,8 @@ class Writer:
             log.info("database writable again: stored %d held ticks", len(ticks))
             self.failures, self.last_error = 0, None
             self.report_status(force=True)
+        elif self.store.reopened_ts != self._reopen_reported_ts:
+            self.report_status(force=True)  # the file was replaced or deleted: say so now
         log.debug("stored %d readings in %.1f ms", rows, 1000 * (time.perf_counter() - started))
         return True
 
@@ -223,13 +233,18 @@ class Writer:
         return True
 
     def report_status(self, force: bool = False) -> bool:
-        """Write the status file for /healthz every few seconds (or now, when forced)."""
+        """Publish the status and write its file for /healthz every few seconds (or now, when
+        forced); the socket first, since it needs no disk and the file may not be written."""
         now = self.monotonic()
         if not force and now < self.status_at:
             return False
         self.status_at = now + STATUS_EVERY_S
+        status = self.status()
+        self._reopen_reported_ts = status.db_reopened_ts
+        if self.status_feed is not None:
+            self.status_feed.publish(status)
         try:
-            write_status(self.config.db_path, self.status())
+            write_status(self.config.db_path, status)
         except OSError as error:
             log.warning("cannot write the status file: %s", error)
             return False
@@ -253,6 +268,10 @@ class Writer:
             last_flush_ts=self.last_flush_ts,
             last_flush_duration_s=self.last_flush_duration_s,
             last_maintenance_ts=self.last_maintenance_ts,
+            buffered_bytes=self.batch.bytes,
+            buffer_limit_bytes=self.batch.max_bytes,
+            db_reopened_ts=self.store.reopened_ts,
+            db_reopened_reason=self.store.reopened_reason,
         )
 
     # -- the loop ----------------------------------------------------------------------------
@@ -310,6 +329,20 @@ class Writer:
         self.last_error, self.last_error_ts = message, self.wall()
         self.report_status(force=True)
 
+    def _dropped(self, count: int) -> None:
+        self._dropped_unlogged += count
+        now = self.monotonic()
+        if now - self._dropped_logged_at >= DROPPED_LOG_EVERY_S:
+            log.warning(
+                "dropped the %d oldest unstored tick(s): the buffer holds %d bytes "
+                "(PCW_WRITER_BUFFER_BYTES=%d) and the database still fails: %s",
+                self._dropped_unlogged,
+                self.batch.bytes,
+                self.batch.max_bytes,
+                self.last_error,
+            )
+            self._dropped_logged_at, self._dropped_unlogged = now, 0
+
     def _malformed(self, error: DecodeError | ReplayError) -> None:
         self.malformed += 1
         self._malformed_unlogged += 1
@@ -331,15 +364,32 @@ def main() -> int:
     except CurveSetupError as error:
         log.critical("writer cannot start, bad setting: %s", error)
         return 2
+    store = Store(config.db_path, legacy=LegacyImport(config.host_name, config.retention_s))
+    try:
+        store.open()
+    except UnusableDatabaseError as reason:
+        log.critical(
+            "writer cannot start, bad setting: PCW_DB_PATH=%r cannot be opened as a "
+            "pyCudaWatch database: %s",
+            str(config.db_path),
+            reason,
+        )
+        return 2
     with zmq.Context() as context, gate(context, keys):
         sources = [open_source(context, endpoint, keys) for endpoint in config.subscribe]
-        legacy = LegacyImport(config.host_name, config.retention_s)
-        writer = Writer(config, sources, Store(config.db_path, legacy=legacy))
+        status_feed = StatusPublisher(
+            context, status_endpoint(config.status_endpoint, config.db_path)
+        )
+        writer = Writer(config, sources, store, status_feed=status_feed)
         writer.stop.install()
         log.info(
-            "writer subscribed to %s, storing in %s", ", ".join(config.subscribe), config.db_path
+            "writer subscribed to %s, storing in %s, status on %s",
+            ", ".join(config.subscribe),
+            config.db_path,
+            status_feed.endpoint,
         )
         writer.run()
         for source in sources:
             source.close()
+        status_feed.close()
     return 0

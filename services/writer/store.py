@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import sqlite3
 import time
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
-from common.dbfile import database_bytes
+from common.dbfile import FileIdentity, database_bytes, file_identity, journal_paths
 from common.messages import GpuReading, Tick
 from common.metrics import METRIC_NAMES
-from common.schema import LIST_KNOWN_PROC_ID, migrate
+from common.schema import (
+    LIST_KNOWN_PROC_ID,
+    SchemaTooNewError,
+    migrate,
+)
 from services.writer import rollups
 from services.writer.legacy import LegacyImport
 from services.writer.spans import (
@@ -155,6 +162,48 @@ def connect(db_path: Path, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> sqlite3.Co
     return conn
 
 
+class UnusableDatabaseError(Exception):
+    """The path cannot be this project's database; the text says why, for a user to act on."""
+
+
+# SQLite's words for a condition that passes (another connection's lock, a full disk): the
+# writer holds its readings and retries rather than refusing the path.
+_PASSING = ("locked", "busy", "disk is full")
+
+
+def unusable_reason(db_path: Path, error: BaseException | None = None) -> str | None:
+    """Return why db_path cannot be opened as this project's database, or None if it may be.
+
+    Looks at the path first (a folder, a device, a read-only file system), then at the error
+    that opening it gave, if any.
+    """
+    if db_path.is_dir():
+        return "it is a folder, not a file"
+    if db_path.exists() and not db_path.is_file():
+        return "it is not a regular file (a device, a pipe or a socket)"
+    with suppress(OSError):
+        if os.statvfs(_existing_ancestor(db_path)).f_flag & os.ST_RDONLY:
+            return "its file system is mounted read-only"
+    if error is None:
+        return None
+    text = str(error)
+    if isinstance(error, sqlite3.Error) and any(word in text for word in _PASSING):
+        return None
+    if isinstance(error, SchemaTooNewError):
+        return f"it was written by a newer pyCudaWatch ({text})"
+    if isinstance(error, sqlite3.DatabaseError) and "not a database" in text:
+        return f"it is not an SQLite database, or it is corrupt ({text})"
+    if isinstance(error, OSError) and error.errno == errno.EROFS:
+        return f"its file system is mounted read-only ({text})"
+    return text
+
+
+def _existing_ancestor(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
 class Store:
     """Batches of ticks into `gpus` and `samples`, one transaction per batch."""
 
@@ -168,15 +217,71 @@ class Store:
         self.busy_timeout_ms = busy_timeout_ms
         self.legacy = legacy  # the original pyCudaWatch's table, imported once
         self._conn: sqlite3.Connection | None = None
+        # What the path, its -wal and -shm were when the connection was opened: a file deleted
+        # or replaced under the writer is seen by a change (see _connection).
+        self._identities: list[FileIdentity | None] = []
+        # When the file was last found deleted or replaced (UTC epoch s), and what was found.
+        self.reopened_ts: float | None = None
+        self.reopened_reason: str | None = None
         # The process spans that the next ticks may extend, and identities already looked up;
         # both rebuilt from the file after a failed write or a purge.
         self._open_spans = OpenSpans()
         self._proc_ids: dict[tuple[str, Identity], int] = {}
 
+    def open(self) -> None:
+        """Open, create or migrate the file now, as the writer starts.
+
+        Raise UnusableDatabaseError when the path cannot be this project's database (a folder,
+        a device, a corrupt or foreign file, a read-only file system, a newer schema). A
+        passing condition (a lock, a full disk) is logged and left to the first write's retries.
+        """
+        reason = unusable_reason(self.db_path)
+        if reason is not None:
+            raise UnusableDatabaseError(reason)
+        try:
+            self._connection()
+        except (sqlite3.Error, OSError, SchemaTooNewError) as error:
+            reason = unusable_reason(self.db_path, error)
+            if reason is not None:
+                raise UnusableDatabaseError(reason) from None
+            log.warning(
+                "cannot open %s yet, retrying with the first write: %s", self.db_path, error
+            )
+
     def _connection(self) -> sqlite3.Connection:
+        """Return the connection, opening the path anew if the file was deleted or replaced.
+
+        One stat per call (per batch): the cost of never writing to a deleted file for hours.
+        """
+        if self._identities and file_identity(self.db_path) != self._identities[0]:
+            self._reopen()
         if self._conn is None:
             self._conn = connect(self.db_path, self.busy_timeout_ms)
+            paths = (self.db_path, *journal_paths(self.db_path))
+            self._identities = [file_identity(path) for path in paths]
         return self._conn
+
+    def _reopen(self) -> None:
+        """Leave a file deleted or replaced under the writer; the caller opens the path anew.
+
+        The -wal and -shm beside it are still the old file's (its connections hold them; SQLite
+        itself never deletes them once the file has moved): they are removed before the new
+        file is opened, or SQLite would take the old file's log for the new file's.
+        """
+        found = "deleted" if not self.db_path.exists() else "replaced by another file"
+        self.close()
+        for path, identity in zip(journal_paths(self.db_path), self._identities[1:], strict=True):
+            if identity is not None and file_identity(path) == identity:
+                with suppress(FileNotFoundError):
+                    path.unlink()
+        self._identities = []
+        self._forget_processes()
+        self.reopened_ts = time.time()
+        self.reopened_reason = (
+            f"the database file {self.db_path} was {found} while the writer had it open; "
+            "the writer opened the path anew (readings stored before are not in it)"
+        )
+        log.warning("%s", self.reopened_reason)
 
     def close(self) -> None:
         """Close the connection; the next write opens a new one."""
