@@ -15,7 +15,8 @@ from common.messages import GpuReading, Tick
 from common.metrics import METRIC_NAMES
 from common.schema import ROLLUP_LEVELS_S, rollup_table
 from services.web.app import create_app
-from services.web.energy import integrate
+from services.web.energy import GpuEnergy, energy_report, integrate
+from services.writer.rollups import RAW, refresh, refresh_sql
 from services.writer.store import Store
 from tests.web.conftest import make_config
 
@@ -214,3 +215,111 @@ def test_a_batch_of_several_hosts_across_bucket_edges_matches_a_plain_group_by(t
         for key, values in naive.items():
             assert same(rolled[key], values), (level_s, key)
     conn.close()
+
+
+# -- the statements that recompute a bucket, run on their own ----------------------------------
+
+
+def test_each_refresh_statement_recomputes_a_bucket_from_the_level_below(tmp_path):
+    path = tmp_path / "gpu_stats.db"
+    store = Store(path)
+    store.write(hub_batch(0, 800))
+    store.close()
+    conn = sqlite3.connect(path, isolation_level=None)
+    expected = {level_s: naive_buckets(conn, level_s) for level_s in ROLLUP_LEVELS_S}
+    gpu_ids = dict(conn.execute("SELECT gpu_uuid, gpu_id FROM gpus").fetchall())
+    source = RAW
+    for level_s in ROLLUP_LEVELS_S:  # finest first, each from the one below
+        conn.execute(f"DELETE FROM {rollup_table(level_s)}")
+        params = [(gpu_ids[uuid], bucket_ts) for uuid, bucket_ts in expected[level_s]]
+        conn.executemany(refresh_sql(level_s, source), params)
+        rolled = rolled_buckets(conn, level_s)
+        assert rolled.keys() == expected[level_s].keys(), level_s
+        for key, values in expected[level_s].items():
+            assert same(rolled[key], values), (level_s, key)
+        source = rollup_table(level_s)
+    conn.close()
+
+
+def test_refresh_returns_the_buckets_it_wrote(tmp_path):
+    path = tmp_path / "gpu_stats.db"
+    store = Store(path)
+    ticks = hub_batch(0, 7)  # 0-60 s: two 60 s buckets, one of every coarser level
+    store.write(ticks)
+    store.close()
+    conn = sqlite3.connect(path, isolation_level=None)
+    gpu_ids = dict(conn.execute("SELECT gpu_uuid, gpu_id FROM gpus").fetchall())
+    # 6 GPUs x (2 buckets of 60 s + 1 of each of the 4 coarser levels)
+    assert refresh(conn, ticks, gpu_ids) == 6 * (2 + 4)
+    assert refresh(conn, ticks[:3], gpu_ids) == 6 * 5  # one tick of each host: one bucket each
+    conn.close()
+
+
+# -- the energy answer, every field --------------------------------------------------------------
+
+
+def test_the_energy_answer_by_hand():
+    gpus = [
+        GpuEnergy("beta", "B0", 0, "L4", 0.0, 0, 0.0, 0),  # nothing could say
+        GpuEnergy("alpha", "A1", 1, "H100", 3.6e6, 4, 0.0, 0),  # 1 kWh from the counter
+        GpuEnergy("alpha", "A0", 0, "H100", 1.8e6, 1, 1.8e6, 2),  # 1 kWh, mixed
+        GpuEnergy("gamma", "C0", 0, "T4", 0.0, 0, 7.2e5, 3),  # 0.2 kWh from power
+    ]
+    assert energy_report(gpus, 100.0, 200.0, 0.25, "EUR") == {
+        "from": 100.0,
+        "to": 200.0,
+        "price_per_kwh": 0.25,
+        "currency": "EUR",
+        "gpus": [
+            {
+                "host": "alpha",
+                "gpu_uuid": "A0",
+                "gpu_index": 0,
+                "gpu_name": "H100",
+                "kwh": 1.0,
+                "source": "mixed",
+                "cost": 0.25,
+            },
+            {
+                "host": "alpha",
+                "gpu_uuid": "A1",
+                "gpu_index": 1,
+                "gpu_name": "H100",
+                "kwh": 1.0,
+                "source": "counter",
+                "cost": 0.25,
+            },
+            {
+                "host": "beta",
+                "gpu_uuid": "B0",
+                "gpu_index": 0,
+                "gpu_name": "L4",
+                "kwh": None,
+                "source": "none",
+                "cost": None,
+            },
+            {
+                "host": "gamma",
+                "gpu_uuid": "C0",
+                "gpu_index": 0,
+                "gpu_name": "T4",
+                "kwh": 0.2,
+                "source": "power",
+                "cost": 0.05,
+            },
+        ],
+        "hosts": [
+            {"host": "alpha", "kwh": 2.0, "cost": 0.5},
+            {"host": "beta", "kwh": None, "cost": None},  # not 0: nothing could say
+            {"host": "gamma", "kwh": 0.2, "cost": 0.05},
+        ],
+        "total_kwh": 2.2,
+        "total_cost": 0.55,
+    }
+
+
+def test_an_energy_answer_where_nothing_could_say_is_null_not_zero():
+    gpus = [GpuEnergy("a", "X", 0, "T4", 0.0, 0, 0.0, 0)]
+    body = energy_report(gpus, 0.0, 1.0, None, "")
+    assert (body["total_kwh"], body["total_cost"], body["hosts"][0]["kwh"]) == (None, None, None)
+    assert energy_report([], 0.0, 1.0, 1.0, "EUR")["total_kwh"] is None

@@ -116,6 +116,7 @@ def test_outstanding_is_clipped_to_the_range_asked():
     assert tracker.outstanding(RUN, 3, 7) == [(3, 4), (6, 7)]
     assert tracker.outstanding(RUN, 4, 4) == [(4, 4)]
     assert tracker.outstanding(RUN, 5, 5) == []
+    assert tracker.outstanding(RUN, 5, 6) == [(6, 6)]  # a gap that starts at the end asked
     assert tracker.outstanding(RUN, 9, 20) == [(9, 9)]
     assert tracker.outstanding(RUN, 10, 20) == []
     assert tracker.outstanding("other", 0, 20) == []
@@ -131,8 +132,11 @@ def test_giving_up_part_of_a_gap_keeps_the_rest_outstanding():
     assert tracker.give_up(RUN, 10, 30, "test") == 1
     assert tracker.outstanding(RUN, 0, 20) == [(3, 3), (7, 9)]
     assert (tracker.gaps, tracker.lost_ticks) == (3, 6)
+    assert tracker.give_up(RUN, 0, 8, "test") == 3  # 3, 7 and 8: two ranges in one
+    assert tracker.outstanding(RUN, 0, 20) == [(9, 9)]
+    assert (tracker.gaps, tracker.lost_ticks) == (4, 9)
     assert tracker.give_up("never-seen", 0, 5, "test") == 0
-    assert (tracker.gaps, tracker.lost_ticks) == (3, 6)
+    assert (tracker.gaps, tracker.lost_ticks) == (4, 9)
 
 
 def test_a_gap_given_up_is_logged_with_its_host_range_and_reason(caplog):
@@ -141,19 +145,25 @@ def test_a_gap_given_up_is_logged_with_its_host_range_and_reason(caplog):
     tracker.observe(RUN, HOST, 4)
     with caplog.at_level(logging.WARNING, logger="services.writer.sequences"):
         tracker.give_up(RUN, 1, 3, "why not")
-    assert "gap of 3 tick(s) from host h1 (run run-1, seq 1-3) cannot be filled: why not" in (
-        caplog.text
-    )
+    assert caplog.messages == [
+        "gap of 3 tick(s) from host h1 (run run-1, seq 1-3) cannot be filled: why not"
+    ]
 
 
-def test_a_restarted_sampler_gives_up_the_gaps_of_its_earlier_run_only():
+def test_a_restarted_sampler_gives_up_the_gaps_of_its_earlier_run_only(caplog):
     tracker = SequenceTracker()
-    for seq in (0, 5):  # run-1 misses 1-4
+    for seq in (0, 5, 8):  # run-1 misses 1-4 and 6-7
         tracker.observe(RUN, HOST, seq)
     for seq in (0, 3):  # h2's run misses 1-2
         tracker.observe("run-h2", "h2", seq)
-    assert tracker.observe("run-2", HOST, 0) is None
-    assert (tracker.gaps, tracker.lost_ticks) == (1, 4)
+    with caplog.at_level(logging.WARNING, logger="services.writer.sequences"):
+        assert tracker.observe("run-2", HOST, 0) is None
+    assert caplog.messages == [
+        f"gap of {n} tick(s) from host h1 (run run-1, seq {seqs}) cannot be filled: "
+        "the sampler restarted since"
+        for n, seqs in ((4, "1-4"), (2, "6-7"))
+    ]
+    assert (tracker.gaps, tracker.lost_ticks) == (2, 6)
     assert tracker.outstanding(RUN, 0, 10) == []
     assert set(tracker.positions()) == {"run-h2", "run-2"}
     assert tracker.outstanding("run-h2", 0, 10) == [(1, 2)]
@@ -249,11 +259,18 @@ def test_the_buffer_of_another_run_or_an_empty_one_sends_only_the_end():
     assert seqs == [] and (end.sent, end.held_from_seq, end.held_to_seq) == (0, None, None)
 
 
-def test_a_bad_request_gets_no_answer_and_is_counted():
+def test_a_bad_request_gets_no_answer_and_is_counted(caplog):
     buffer = filled_buffer(0, 9)
-    assert buffer.answer([b"pcw.replay?", b"\xc1"]) == []
-    assert buffer.answer([b"pcw.replay."]) == []
-    assert (buffer.bad_requests, buffer.requests) == (2, 0)
+    with caplog.at_level(logging.INFO, logger="services.sampler.replay"):
+        assert buffer.answer([b"pcw.replay?", b"\xc1"]) == []
+        assert buffer.answer([b"pcw.replay."]) == []
+        answered(buffer, ReplayRequest(RUN, 3, 4))
+    assert (buffer.bad_requests, buffer.requests) == (2, 1)
+    assert caplog.messages[1:] == [
+        "ignored a bad replay request: not a b'pcw.replay?' message (1 frames)",
+        "replayed 2 ticks of 3-4 for a subscriber",
+    ]
+    assert caplog.messages[0].startswith("ignored a bad replay request: bad replay payload: ")
 
 
 # -- a Source asking a ReplayBuffer over a real ROUTER/DEALER pair -----------------------------
@@ -350,6 +367,7 @@ def test_serve_pending_answers_every_waiting_request_and_then_returns(link):
     while answered < 2:
         assert time.monotonic() < deadline
         answered += serve_pending(rig.router, rig.buffer)
+    assert answered == rig.buffer.requests == 2
     assert serve_pending(rig.router, rig.buffer) == 0
     rig.take(rig.replies(2))
     assert rig.tracker.outstanding(RUN, 0, 4) == []
@@ -405,15 +423,68 @@ def test_what_has_left_the_buffer_is_given_up_and_the_rest_replayed(link):
     assert rig.source.pending == {}
 
 
-def test_ticks_the_sampler_did_not_send_are_given_up(link):
+def test_ticks_the_sampler_did_not_send_are_given_up(link, caplog):
     rig = link(filled_buffer(0, 5))
     rig.see(0, 5)  # asks 1-4
     request = ReplayRequest(RUN, 1, 4)
     rig.tracker.observe(RUN, HOST, 2)  # one came, three did not
-    settle(rig.source, ReplayEnd(request, RUN, 1, 0, 5), rig.tracker, rig.now_s)
+    with caplog.at_level(logging.WARNING, logger="services.writer.sequences"):
+        settle(rig.source, ReplayEnd(request, RUN, 1, 0, 5), rig.tracker, rig.now_s)
     assert rig.tracker.outstanding(RUN, 0, 5) == []
     assert (rig.tracker.gaps, rig.tracker.lost_ticks) == (2, 3)  # 1, and 3-4
     assert rig.source.pending == {}
+    assert caplog.messages == [
+        f"gap of {n} tick(s) from host h1 (run run-1, seq {seqs}) cannot be filled: "
+        "the sampler did not send it"
+        for n, seqs in ((1, "1-1"), (2, "3-4"))
+    ]
+
+
+def test_a_gap_across_the_buffers_start_loses_only_what_left_it(link, caplog):
+    # the end says: 2000 sent (a full reply) from a buffer holding 1001-9000, and none arrived
+    rig = link(ReplayBuffer(RUN, 10))
+    rig.see(0, 5000)  # asks 1-4999
+    rig.tracker.observe(RUN, HOST, 8)  # 1-7 and 9-4999 missing
+    request = ReplayRequest(RUN, 1, 4999)
+    end = ReplayEnd(request, RUN, MAX_TICKS_PER_REPLY, 1001, 9000)
+    with caplog.at_level(logging.WARNING, logger="services.writer.sequences"):
+        settle(rig.source, end, rig.tracker, rig.now_s)
+    assert caplog.messages == [
+        f"gap of {n} tick(s) from host h1 (run run-1, seq {seqs}) cannot be filled: "
+        "it has left the sampler's replay buffer"
+        for n, seqs in ((7, "1-7"), (992, "9-1000"))
+    ]
+    assert [entry.request for entry in rig.source.pending.values()] == [
+        ReplayRequest(RUN, 1001, 4999)  # the rest is still held: asked again from 1001
+    ]
+    assert rig.tracker.outstanding(RUN, 0, 5000) == [(1001, 4999)]
+    due = retry_overdue(rig.source, rig.tracker, rig.now_s)
+    assert due == rig.now_s + REPLAY_TIMEOUT_S
+
+
+def test_the_rest_of_a_full_reply_is_asked_for_from_the_last_tick_held(link):
+    rig = link(ReplayBuffer(RUN, 10))
+    rig.see(0, 2501)  # asks 1-2500
+    for seq in range(1, MAX_TICKS_PER_REPLY + 1):
+        rig.tracker.observe(RUN, HOST, seq)
+    end = ReplayEnd(ReplayRequest(RUN, 1, 2500), RUN, MAX_TICKS_PER_REPLY, 0, 2001)
+    settle(rig.source, end, rig.tracker, rig.now_s)
+    assert [entry.request for entry in rig.source.pending.values()] == [
+        ReplayRequest(RUN, 2001, 2500)  # 2001 is still held: the sampler can send it
+    ]
+    assert (rig.tracker.gaps, rig.tracker.lost_ticks) == (0, 0)
+
+
+def test_a_request_that_cannot_be_sent_is_kept_to_be_asked_again(zmq_context, caplog):
+    dealer = zmq_context.socket(zmq.DEALER)  # connected to nothing: a send would block
+    source = Source("tcp://gone:5555", zmq_context.socket(zmq.SUB), dealer)
+    try:
+        with caplog.at_level(logging.WARNING, logger="services.writer.sources"):
+            source.ask(ReplayRequest(RUN, 1, 2), 50.0)
+        assert caplog.messages == ["replay request to tcp://gone:5555 not sent: its queue is full"]
+        assert source.pending[RUN, 1].sent_at == 50.0
+    finally:
+        source.close()
 
 
 def test_a_full_reply_past_what_the_sampler_holds_is_not_asked_again(link):
@@ -436,13 +507,20 @@ def test_a_full_reply_past_what_the_sampler_holds_is_not_asked_again(link):
     assert (rig.tracker.gaps, rig.tracker.lost_ticks) == (2, 103)
 
 
-def test_a_run_that_is_over_loses_its_gap(link):
+def test_a_run_that_is_over_loses_its_gap(link, caplog):
     rig = link(filled_buffer(0, 9))
     rig.buffer.sampler_id = "run-2"  # the sampler restarted: another run answers
     rig.see(0, 5)
-    rig.round()
+    rig.tracker.observe(RUN, HOST, 3)  # 1-2 and 4 still missing
+    with caplog.at_level(logging.WARNING, logger="services.writer.sequences"):
+        rig.round()
     assert rig.tracker.outstanding(RUN, 0, 5) == []
-    assert (rig.tracker.gaps, rig.tracker.lost_ticks) == (1, 4)
+    assert (rig.tracker.gaps, rig.tracker.lost_ticks) == (2, 3)
+    assert caplog.messages == [
+        f"gap of {n} tick(s) from host h1 (run run-1, seq {seqs}) cannot be filled: "
+        "that sampler run is over"
+        for n, seqs in ((2, "1-2"), (1, "4-4"))
+    ]
 
 
 def test_an_empty_buffer_loses_the_gap(link):
@@ -506,6 +584,18 @@ def test_an_unanswered_request_is_asked_again_and_given_up_after_the_last_attemp
     assert (rig.tracker.gaps, rig.tracker.lost_ticks) == (1, 4)
     assert "no answer from tcp://sampler:5556" in caplog.text
     assert rig.asked == [(1, 4)] * REPLAY_ATTEMPTS
+
+
+def test_giving_up_one_request_does_not_stop_the_others(link):
+    rig = link(filled_buffer(0, 9))
+    rig.see(0, 2)  # asks 1-1
+    rig.now_s += REPLAY_TIMEOUT_S * REPLAY_ATTEMPTS
+    rig.see(4)  # asks 3-3, much later
+    rig.source.pending[RUN, 1].attempts = REPLAY_ATTEMPTS
+    due = retry_overdue(rig.source, rig.tracker, rig.now_s)
+    assert list(rig.source.pending) == [(RUN, 3)]
+    assert due == rig.now_s + REPLAY_TIMEOUT_S
+    assert (rig.tracker.gaps, rig.tracker.lost_ticks) == (1, 1)
 
 
 def test_a_request_filled_meanwhile_is_forgotten_without_asking_again(link):
@@ -717,5 +807,5 @@ def test_the_replay_endpoint_is_the_next_port_or_a_path_suffix():
     assert replay_endpoint("tcp://10.0.0.5:5555") == "tcp://10.0.0.5:5556"
     assert replay_endpoint("tcp://[::1]:65534") == "tcp://[::1]:65535"
     assert replay_endpoint("ipc:///run/pcw/ticks") == "ipc:///run/pcw/ticks.replay"
-    with pytest.raises(ValueError):
-        replay_endpoint("tcp://host:port")
+    with pytest.raises(ValueError, match=r"^a tcp endpoint needs a numeric port: tcp://h:p$"):
+        replay_endpoint("tcp://h:p")

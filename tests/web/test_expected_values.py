@@ -97,6 +97,13 @@ async def test_the_challenge_is_pinned_and_every_failure_gets_it(auth_client, he
     assert (await response.json()) == {"error": "Unauthorized: GET /api/v1/gpus: sign in"}
 
 
+async def test_the_refusal_names_at_most_200_characters_of_the_path(auth_client):
+    path = "/" + "p" * 299
+    response = await auth_client.get(path)
+    assert response.status == 401
+    assert (await response.json()) == {"error": f"Unauthorized: GET {path[:200]}: sign in"}
+
+
 async def test_the_right_password_passes_and_health_says_only_its_status(auth_client):
     response = await auth_client.get("/api/v1/gpus", headers=basic("alice:s3cret:x"))
     assert response.status == 200
@@ -124,6 +131,8 @@ async def test_the_right_password_passes_and_health_says_only_its_status(auth_cl
         ("Basic YWxpY2U6cHc", None),  # not padded: not valid base64
         ("Basic //79", None),  # bytes ff fe fd: not UTF-8
         ("Basic", None),
+        ("Basic YWxp!Y2U6cHc=", None),  # a character outside base64 is refused, not skipped
+        ("Basic YWxpY2U6cMO8", ("alice", "p\u00fc")),  # base64("alice:p\xc3\xbc"), UTF-8
     ],
 )
 def test_the_basic_header_is_parsed_as_written_by_hand(header, expected):
@@ -141,11 +150,38 @@ KEY16_B64 = base64.b64encode(bytes(16)).decode()
         f"scrypt$1048576$8$16${SALT_B64}${KEY16_B64}",  # N 2^20, r 8, p 16: 1.1 GB, allowed
         f"scrypt$1024$32$1${SALT_B64}${KEY16_B64}",
         f"  scrypt$4$1$1${SALT_B64}${KEY16_B64}\n",
+        # 132 x 31 x (2^19 + 1) + 2^20 = 2,146,439,164 bytes: just under 2^31 - 1
+        f"scrypt$524288$31$1${SALT_B64}${KEY16_B64}",
     ],
 )
 def test_hashes_within_the_limits_are_accepted(text):
     parsed = PasswordHash.parse(text)
     assert (parsed.salt, parsed.key) == (b"s", bytes(16))
+
+
+BAD_PARAMETERS = "N must be a power of 2 up to 1048576, r 1-32, p 1-16"
+NOT_NUMBERS = "N, r and p must be integers, salt and key base64"
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        (f"scrypt$3$1$1${SALT_B64}${KEY16_B64}", BAD_PARAMETERS),
+        (f"scrypt$x$1$1${SALT_B64}${KEY16_B64}", NOT_NUMBERS),
+        (f"scrypt$2$1$1$c2Fs!dA==${KEY16_B64}", NOT_NUMBERS),  # "!" is not skipped
+        (f"scrypt$2$1$1${SALT_B64}$AAAAAAAA!AAAAAAAAAAAAAA==", NOT_NUMBERS),
+        (f"scrypt$2$1$1$${KEY16_B64}", "the salt is empty or the key shorter than 16 bytes"),
+        (
+            f"scrypt$1048576$32$1${SALT_B64}${KEY16_B64}",
+            "N x r is too large: scrypt would need over 2 GiB to check it",
+        ),
+        (f"bcrypt$2$1$1${SALT_B64}${KEY16_B64}", "not a scrypt$N$r$p$salt$key hash"),
+    ],
+)
+def test_a_refused_hash_says_why(text, why):
+    with pytest.raises(ValueError) as error:
+        PasswordHash.parse(text)
+    assert str(error.value) == why
 
 
 @pytest.mark.parametrize(
@@ -221,6 +257,8 @@ def test_bucket_span_by_hand(from_s, to_s, step_s, expected):
         (0, 10, 10, 1),
         (0, 11, 10, 2),
         (0, 100 * DAY_S, 10, 10 * DAY_S),  # 100 days in 10 buckets
+        (0, 20 * DAY_S, 10, 2 * DAY_S),  # past the ladder the search starts at 2 days
+        (0, 15 * DAY_S, 10, 2 * DAY_S),
         (DAY_S / 2, 100.5 * DAY_S, 10, 11 * DAY_S),  # 10 days: buckets 0..10; 11: 0..9
         (0.5 * DAY_S, 3.5 * DAY_S, 1, 4 * DAY_S),  # 3 days: buckets 0, 1; 4 days: bucket 0
         # no candidate within 64 days of 1000 fits 2 buckets: width span / (points - 1)

@@ -10,6 +10,7 @@ import aiohttp
 import pytest
 
 from services.web.app import create_app
+from services.web.websocket import origin_allowed
 
 
 @pytest.fixture
@@ -56,8 +57,31 @@ async def test_no_origin_is_a_client_that_is_not_a_browser(client):
         pytest.param(lambda host, port: f"http://evil.example/{host}:{port}", id="in the path"),
         pytest.param(lambda host, port: "null", id="null"),
         pytest.param(lambda host, port: "", id="empty"),
+        pytest.param(lambda host, port: f"http://[{host}:{port}", id="not a URL"),
     ],
 )
 async def test_an_origin_that_is_not_exactly_the_host_is_refused(client, make_origin):
     origin = make_origin(client.host, client.port)
     assert await refused(client, origin) == 403
+
+
+async def test_host_names_compare_without_case(client):
+    headers = {
+        "Host": f"Dash.Example:{client.port}",
+        "Origin": f"http://dash.example:{client.port}",
+    }
+    ws = await client.ws_connect("/ws", headers=headers)
+    assert not ws.closed
+    await ws.close()
+    headers["Origin"] = f"http://DASH.EXAMPLE:{client.port}"
+    ws = await client.ws_connect("/ws", headers=headers)
+    assert not ws.closed
+    await ws.close()
+
+
+def test_a_request_without_a_host_lets_no_browser_in():
+    # aiohttp always gives a host (the machine's name without a Host header); the check must
+    # still refuse on its own
+    assert not origin_allowed("http://a.example", None)
+    assert not origin_allowed("http://a.example", "")
+    assert origin_allowed(None, None)
