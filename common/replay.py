@@ -78,7 +78,8 @@ def _decode(frames: list[bytes], topic: bytes, decoder: msgspec.msgpack.Decoder)
         raise ReplayError(f"not a {topic!r} message ({len(frames)} frames)")
     try:
         return decoder.decode(frames[1])
-    except msgspec.DecodeError as error:
+    # msgspec raises UnicodeDecodeError, not DecodeError, for a map key that is not UTF-8
+    except (msgspec.DecodeError, UnicodeDecodeError) as error:
         raise ReplayError(f"bad replay payload: {error}") from None
 
 

@@ -1,0 +1,51 @@
+"""The NVML reader's small value conversions, against values written by hand.
+
+NVML says "not available" with 2**64 - 1 (NVML_VALUE_NOT_AVAILABLE for unsigned long long);
+a byte count must then be null, never 0 or a huge number.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from services.sampler.nvml import _add, _bytes, _clamp_pct
+
+NOT_AVAILABLE_ULL = 2**64 - 1
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (None, None),
+        (0, 0),
+        (1, 1),
+        (80 << 30, 80 << 30),
+        (1 << 60, 1 << 60),  # the codec's bound, still a count
+        ((1 << 60) + 1, None),
+        (NOT_AVAILABLE_ULL, None),
+        (2**32 - 1, 2**32 - 1),  # not a sentinel for a 64-bit count: 4 GiB less a byte
+        (-1, None),
+    ],
+)
+def test_byte_counts(value, expected):
+    assert _bytes(value) == expected
+
+
+def test_byte_counts_are_plain_ints():
+    assert type(_bytes(True)) is int  # a ctypes or bool-like value comes out as a plain int
+
+
+@pytest.mark.parametrize(
+    ("total", "value", "expected"),
+    [(None, 1, None), (1, None, None), (None, None, None), (2, 3, 5), (0, 0, 0)],
+)
+def test_sums_of_byte_counts(total, value, expected):
+    assert _add(total, value) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(None, None), (-3, 0), (0, 0), (1, 1), (57, 57), (99, 99), (100, 100), (101, 100), (255, 100)],
+)
+def test_percentages_are_clamped(value, expected):
+    assert _clamp_pct(value) == expected
