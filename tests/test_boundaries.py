@@ -73,7 +73,8 @@ def test_one_missed_tick_still_counts_power_energy_in_the_view(tmp_path):
 
 def test_one_missed_tick_still_counts_power_energy_in_python():
     readings = [
-        (T0 + k * INTERVAL_S, None, power_w) for k, power_w in zip(POWER_KS, POWER_W, strict=True)
+        (T0 + k * INTERVAL_S, None, power_w, None)
+        for k, power_w in zip(POWER_KS, POWER_W, strict=True)
     ]
     sums = integrate(readings, INTERVAL_S)
     assert (sums.power_j, sums.power_pairs) == (POWER_J, 2)
@@ -99,20 +100,27 @@ async def test_one_missed_tick_still_counts_power_energy_in_the_api(aiohttp_clie
 
 def test_the_power_energy_of_a_gap_is_the_mean_of_the_known_readings():
     # one side null: the other side's power holds for the pair; both null: nothing
-    readings = [(0.0, None, 100.0), (60.0, None, None), (120.0, None, 300.0), (180.0, None, None)]
+    readings = [
+        (0.0, None, 100.0, None),
+        (60.0, None, None, None),
+        (120.0, None, 300.0, None),
+        (180.0, None, None, None),
+    ]
     sums = integrate(readings, INTERVAL_S)
     # 0 -> 60: 100 W x 60 = 6000; 60 -> 120: 300 W x 60 = 18000; 120 -> 180: 300 x 60 = 18000
     assert (sums.power_j, sums.power_pairs) == (42000.0, 3)
-    assert integrate([(0.0, None, None), (60.0, None, None)], INTERVAL_S).power_pairs == 0
+    assert (
+        integrate([(0.0, None, None, None), (60.0, None, None, None)], INTERVAL_S).power_pairs == 0
+    )
 
 
 def test_the_counter_counts_across_any_gap_and_restarts_from_a_reset():
     # 1000 -> 4000 across 10 intervals: 3000; 4000 -> 4000: 0; then a reset to 250: 250
     readings = [
-        (0.0, 1000.0, 5.0),
-        (600.0, 4000.0, None),
-        (660.0, 4000.0, 1.0),
-        (720.0, 250.0, 1.0),
+        (0.0, 1000.0, 5.0, None),
+        (600.0, 4000.0, None, None),
+        (660.0, 4000.0, 1.0, None),
+        (720.0, 250.0, 1.0, None),
     ]
     sums = integrate(readings, INTERVAL_S)
     assert (sums.counter_j, sums.counter_pairs) == (3250.0, 3)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.sampler.nvml import _add, _bytes, _clamp_pct
+from services.sampler.nvml import _add, _bytes, _pct, _u32, _u64
 
 NOT_AVAILABLE_ULL = 2**64 - 1
 
@@ -45,7 +45,35 @@ def test_sums_of_byte_counts(total, value, expected):
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [(None, None), (-3, 0), (0, 0), (1, 1), (57, 57), (99, 99), (100, 100), (101, 100), (255, 100)],
+    [
+        (None, None),
+        (-1, None),  # the signed form of "not available"
+        (-3, None),
+        (0, 0),
+        (1, 1),
+        (57, 57),
+        (100, 100),
+        (101, 100),  # some fans report over 100 %
+        (255, 100),
+        (2**32 - 2, 100),
+        (2**32 - 1, None),  # NVML_VALUE_NOT_AVAILABLE as an unsigned int
+    ],
 )
-def test_percentages_are_clamped(value, expected):
-    assert _clamp_pct(value) == expected
+def test_percentages_are_clamped_and_not_available_is_null(value, expected):
+    assert _pct(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "u32", "u64"),
+    [
+        (None, None, None),
+        (-1, None, None),
+        (0, 0, 0),
+        (2**32 - 2, 2**32 - 2, 2**32 - 2),
+        (2**32 - 1, None, 2**32 - 1),
+        (2**64 - 2, None, 2**64 - 2),
+        (2**64 - 1, None, None),
+    ],
+)
+def test_unsigned_fields_at_their_not_available_values(value, u32, u64):
+    assert (_u32(value), _u64(value)) == (u32, u64)
