@@ -1,6 +1,6 @@
 ARG BASE_IMAGE=python:3.12-slim
 FROM ${BASE_IMAGE} AS build
-# pyCudaWatch image: sampler, writer and web under supervisord (README: "Run it with Docker").
+# pyCudaWatch image: sampler, writer and web under supervisord (docs/docker.md).
 # Builds on any Debian-based image with python3 >= 3.11 and its venv module; plain Dockerfile
 # syntax only, so the legacy builder (docker-compose 1.29) and BuildKit build it the same.
 

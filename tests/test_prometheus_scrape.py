@@ -177,7 +177,7 @@ HUB_GPUS_PER_HOST = 2
 
 
 def per_host_job(name: str, hosts: list[str], hub_address: str) -> dict:
-    """Return docs/prometheus.md's scrape job: the targets are host names, relabelled onto the hub."""
+    """Return docs/prometheus.md's per-host job: host names as targets, relabelled onto the hub."""
     return {
         "job_name": name,
         "metrics_path": "/metrics",
@@ -191,7 +191,7 @@ def per_host_job(name: str, hosts: list[str], hub_address: str) -> dict:
 
 
 def hub_own_job(name: str, hub_address: str) -> dict:
-    """Return docs/prometheus.md's job for the hub's own series: its GPU series come from per_host_job."""
+    """Return docs/prometheus.md's job for the hub's own series (GPU series: per_host_job)."""
     return {
         "job_name": name,
         "static_configs": [{"targets": [hub_address]}],
@@ -254,7 +254,8 @@ def test_prometheus_scrapes_each_host_of_a_hub_as_its_own_instance(tmp_path):
     # A host the hub does not know answers 404: Prometheus marks that target down.
     assert up == {"gpu-node-1": "1", "gpu-node-2": "1", "gpu-node-gone": "0"}
     # The hub's own series come once, from the hub's all-hosts answer, whose GPU series the
-    # docs/prometheus.md's job drops (test_prometheus_scrapes_one_series_per_simulated_gpu scrapes them).
+    # job in docs/prometheus.md drops (test_prometheus_scrapes_one_series_per_simulated_gpu
+    # scrapes them).
     assert writer_series == []
     assert hub_stored["metric"]["instance"] == hub_address
     assert hub_gpu_series == []

@@ -23,7 +23,7 @@ class PendingBatch:
 
     A flush is due when the buffer holds max_rows readings or its oldest tick has waited
     max_age_s. When the database is failing, ticks stay here; past max_bytes the oldest are
-    dropped and counted, since memory is finite (PCW_WRITER_BUFFER_BYTES, see README).
+    dropped and counted, since memory is finite (PCW_WRITER_BUFFER_BYTES, see docs/reliability.md).
     """
 
     def __init__(self, max_rows: int, max_age_s: float, max_bytes: int) -> None:
