@@ -141,8 +141,9 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             signal.alarm(0)
     mode = "smoke" if sizes.smoke else "full"
+    elapsed_s = time.monotonic() - started
     header = [
-        f"pyCudaWatch benchmark ({mode}, {time.monotonic() - started:.0f} s) on {machine()}",
+        f"pyCudaWatch benchmark ({mode}, {elapsed_s:.0f} s) on {machine()}",
         f"files: {sizes.small.name} = {sizes.small.describe()}; "
         f"{sizes.large.name} = {sizes.large.describe()}",
     ]
@@ -150,7 +151,9 @@ def main(argv: list[str] | None = None) -> int:
     sys.stdout.write("".join(f"- {note}\n" for note in report.notes))
     sys.stdout.flush()
     if args.markdown is not None:
-        args.markdown.write_text(render_markdown(report.rows, [header[1], *report.notes], mode))
+        args.markdown.write_text(
+            render_markdown(report.rows, [header[1], *report.notes], mode, elapsed_s=elapsed_s)
+        )
     return exit_status(failures, report, smoke=sizes.smoke)
 
 

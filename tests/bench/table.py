@@ -88,15 +88,17 @@ def render_text(rows: Sequence[Row]) -> str:
     return "\n".join(line.rstrip() for line in lines) + "\n"
 
 
-def render_markdown(rows: Sequence[Row], notes: Sequence[str], mode: str = "full") -> str:
-    """Return the table as Markdown, headed by the date and machine, followed by notes."""
+def render_markdown(
+    rows: Sequence[Row], notes: Sequence[str], mode: str = "full", *, elapsed_s: float
+) -> str:
+    """Return the table as Markdown, headed by the date, run time and machine, then notes."""
 
     def line(cells: Sequence[str]) -> str:
         return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
 
     out = [
-        f"Measured {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC ({mode} run) "
-        f"on {machine()}.",
+        f"Measured {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC "
+        f"({mode} run, {elapsed_s:.0f} s) on {machine()}.",
         "",
         line(COLUMNS),
         line(["---"] * len(COLUMNS)),
