@@ -10,8 +10,8 @@ from services.web.energy import energy_report
 from services.web.gpu_extras import live_process_list
 from services.web.keys import CONFIG, FEED, STORE
 from services.web.listing import live_readings
-from services.web.params import ParamError
-from services.web.range_params import (
+from services.web.params import (
+    ParamError,
     parse_energy_query,
     parse_processes_query,
     parse_usage_query,
