@@ -34,6 +34,7 @@ from zmq.auth.thread import ThreadAuthenticator
 from zmq.utils import z85
 
 from common.config import Config
+from common.throttle import ThrottledLog
 
 log = logging.getLogger(__name__)
 
@@ -244,7 +245,7 @@ class SamplerGate:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.refused = 0
-        self._logged_at: dict[bytes, float] = {}
+        self._refusals = ThrottledLog(log, REFUSED_LOG_EVERY_S, max_kinds=1000)  # made-up keys
         self._state: tuple[tuple[str, int, int, int], ...] | None = None
         self._racy = True
         self.keys: set[bytes] = set()
@@ -280,18 +281,16 @@ class SamplerGate:
                 log.info("accepting sampler key %s, newly found in %s", key.decode(), self.folder)
             return True
         self.refused += 1
-        now = time.monotonic()
-        if now - self._logged_at.get(key, -REFUSED_LOG_EVERY_S) >= REFUSED_LOG_EVERY_S:
-            if len(self._logged_at) > 1000:  # bounded: a flood of made-up keys
-                self._logged_at.clear()
-            self._logged_at[key] = now
-            log.warning(
-                "refused a sampler whose public key %s is not in %s (%s); %d refusal(s) in all",
-                key.decode(errors="replace"),
-                self.folder,
-                SAMPLER_KEYS_VAR,
-                self.refused,
-            )
+        shown = key.decode(errors="replace")
+        self._refusals.log(
+            shown,
+            logging.WARNING,
+            "refused a sampler whose public key %s is not in %s (%s); %d refusal(s) in all",
+            shown,
+            self.folder,
+            SAMPLER_KEYS_VAR,
+            self.refused,
+        )
         return False
 
 
