@@ -16,8 +16,8 @@ from common.replay import ReplayError, ReplayRequest
 from common.schedule import AlignedSchedule
 from common.status import WriterStatus, status_endpoint, write_status
 from common.throttle import ThrottledLog
-from services.curve import CurveSetupError, gate, hub_keys
-from services.wakeup import StopFlag
+from services.transport.curve import CurveSetupError, gate, hub_keys
+from services.transport.wakeup import StopFlag
 from services.writer.batch import PendingBatch, held_bytes
 from services.writer.legacy import LegacyImport
 from services.writer.sequences import SequenceTracker
@@ -279,7 +279,9 @@ class Writer:
         deadlines = [self.maintenance_due, self.status_at]
         if self.replay_due is not None:
             deadlines.append(self.replay_due)
-        deadlines.extend(w.restore_at for w in self._watches.values() if w.restore_at is not None)
+        deadlines.extend(
+            due for w in self._watches.values() if (due := w.breaches.next_due_s()) is not None
+        )
         if len(self.batch):
             deadlines.append(max(self.batch.due_at() or now, self.retry_at))
         self.receive(max(0.0, min(deadlines) - now))

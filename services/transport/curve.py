@@ -11,7 +11,7 @@ libzmq lets any client key in when no ZAP handler runs in the socket's context, 
 always started before the hub's sockets connect, and stopped only after they are closed.
 
 Certificates are pyzmq's (czmq's) text files: NAME.key holds the public key, NAME.key_secret
-both keys (see services.keygen).
+both keys (see services.transport.keygen).
 """
 
 from __future__ import annotations

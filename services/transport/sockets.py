@@ -1,0 +1,55 @@
+"""The hub side's sockets, set up alike in the writer (sync) and the web process (async).
+
+- Linger 0: closing never waits on a sampler that is gone.
+- ZMQ_MAXMSGSIZE bounds each message before it is read; past it libzmq drops the connection
+  (services.transport.relink connects again).
+- With HubKeys the socket is a CURVE server, set before it connects.
+"""
+
+from __future__ import annotations
+
+import zmq
+
+from common.messages import MAX_MESSAGE_BYTES
+from services.transport.curve import HubKeys, secure_hub_socket
+
+
+def hub_socket(
+    context: zmq.Context,
+    kind: int,
+    keys: HubKeys | None = None,
+    *,
+    max_message_bytes: int = MAX_MESSAGE_BYTES,
+    receive_queue: int | None = None,
+) -> zmq.Socket:
+    """Return a socket of kind that receives at most max_message_bytes per message.
+
+    receive_queue: messages held unread (ZMQ_RCVHWM); None keeps libzmq's default.
+    """
+    socket = context.socket(kind)
+    socket.setsockopt(zmq.LINGER, 0)
+    socket.setsockopt(zmq.MAXMSGSIZE, max_message_bytes)
+    if receive_queue is not None:
+        socket.setsockopt(zmq.RCVHWM, receive_queue)
+    secure_hub_socket(socket, keys)
+    return socket
+
+
+def hub_subscriber(
+    context: zmq.Context,
+    topic: bytes,
+    keys: HubKeys | None = None,
+    *,
+    max_message_bytes: int = MAX_MESSAGE_BYTES,
+    receive_queue: int | None = None,
+) -> zmq.Socket:
+    """Return a hub SUB socket subscribed to topic (see hub_socket); it connects nowhere yet."""
+    socket = hub_socket(
+        context,
+        zmq.SUB,
+        keys,
+        max_message_bytes=max_message_bytes,
+        receive_queue=receive_queue,
+    )
+    socket.setsockopt(zmq.SUBSCRIBE, topic)
+    return socket
