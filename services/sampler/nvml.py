@@ -1,34 +1,32 @@
 """Read every GPU through NVML once per tick; the only module that imports `pynvml`.
 
-The `nvml` object handed to GpuReader is either the real `pynvml` module or SimulatedNvml, which
-offers the same names, shapes and error classes, so this code runs unchanged over both.
+The `nvml` object handed to GpuReader is the real `pynvml` module or SimulatedNvml (same names,
+shapes and error classes). Errors, as nvitop handles them:
 
-Errors, as nvitop handles them:
-- a metric raising NotSupported (or any other per-call error) is None, logged once per GPU and
-  metric; it never costs the rest of the GPU's reading;
-- a value NVML reports as NVML_VALUE_NOT_AVAILABLE (all ones of the field's width, or -1) is None,
-  never 0 and never the huge number; every conversion from NVML's fields goes through _u32/_u64;
-- a GPU raising GpuIsLost (or failing to give a handle) is marked in error for that tick, and the
-  other GPUs go on. One lost before its identity was ever read is in every tick too, with what
-  NVML still gives of it (PCI bus id, UUID, name; name "" when none); a UUID NVML cannot give is
-  replaced by a stable key, "unread-" and a UUID derived from the host and the PCI bus id, or
-  the host and the index when NVML gives no PCI bus id either (so the same GPU keeps its key over
-  restarts, and no two hosts share one). It is a new GPU to the writer and the web: its readings
-  from before the loss stay under its real UUID;
-- a driver-level error (uninitialised, driver not loaded, library gone, RM mismatch) ends the NVML
-  session; it is re-initialised with exponential backoff while ticks carry the error.
+- a metric raising NotSupported (or any per-call error) is None, logged once per GPU and metric;
+  it never costs the rest of the reading;
+- NVML_VALUE_NOT_AVAILABLE (all ones of the field's width, or -1) is None, never 0 nor the huge
+  number: every conversion goes through _u32/_u64;
+- a GPU raising GpuIsLost (or giving no handle) is in error for that tick; the others go on. One
+  lost before it was identified is in every tick with what NVML still gives (PCI bus id, UUID,
+  name, "" when none); a UUID NVML cannot give becomes a stable key, "unread-" + a UUID from the
+  host and the PCI bus id (or the index): a new GPU to the writer and the web, whose earlier
+  readings stay under its real UUID;
+- a driver-level error (uninitialised, not loaded, library gone, RM mismatch) ends the session;
+  it is re-initialised with exponential backoff while ticks carry the error.
 
-Processes (`nvidia-smi --query-compute-apps`): the compute and the graphics lists, each from the
-newest call the driver has (_v3, then _v2, then the unversioned one; the one that answered is
-remembered per GPU), resolved through /proc by ProcResolver. A process in both lists is listed
-once, as "compute" (what GPU time is accounted by), with the compute entry's memory, or the
-graphics entry's where the compute one has none. A compute list that cannot be read makes the
-GPU's processes None (unknown this tick, logged once), never an empty list; a graphics list that
-is not supported means no graphics processes. usedGpuMemory that NVML cannot tell is None.
+Processes (`nvidia-smi --query-compute-apps`):
 
-MIG: on a GPU whose current MIG mode is enabled, each MIG device is read (uuid, name, memory;
-utilization, which NVML does not give per MIG device, is None, never 0), and the processes come
-from the MIG devices' own lists, which need no privileges, unlike the whole GPU's.
+- the compute and graphics lists, each from the newest call the driver has (_v3, _v2, then the
+  unversioned one; remembered per GPU), resolved through /proc by ProcResolver;
+- a process in both lists is listed once, as "compute", with the compute entry's memory (else
+  the graphics entry's); usedGpuMemory NVML cannot tell is None;
+- an unreadable compute list makes the processes None (unknown, logged once), never []; an
+  unsupported graphics list means no graphics processes.
+
+MIG: on a GPU with MIG enabled each MIG device is read (uuid, name, memory; utilization None, as
+NVML gives none per MIG device), and the processes come from the MIG devices' own lists, which
+need no privileges, unlike the whole GPU's.
 """
 
 from __future__ import annotations

@@ -1,17 +1,15 @@
 """ZeroMQ CURVE between samplers and the hub: load the certificates, secure sockets, run the gate.
 
-The sampler binds and the hub connects, but CURVE's *server* is the hub: its SUB and DEALER
-sockets hold the hub's secret key and a ZAP handler (the gate, pyzmq's zmq.auth) that accepts
-only the sampler public certificates in PCW_CURVE_SAMPLER_KEYS_DIR. Each sampler's PUB and
-ROUTER are CURVE *clients*: they hold the sampler's own secret key and accept no server but the
-one holding the hub's key (PCW_CURVE_HUB_KEY_FILE). So both ends authenticate each other, and
-the traffic is encrypted, whatever side binds.
-
-libzmq lets any client key in when no ZAP handler runs in the socket's context, so the gate is
-always started before the hub's sockets connect, and stopped only after they are closed.
-
-Certificates are pyzmq's (czmq's) text files: NAME.key holds the public key, NAME.key_secret
-both keys (see services.transport.keygen).
+- The sampler binds and the hub connects, but the hub is CURVE's *server*: its SUB and DEALER
+  hold the hub's secret key and a ZAP handler (the gate, pyzmq's zmq.auth) that accepts only the
+  sampler certificates in PCW_CURVE_SAMPLER_KEYS_DIR.
+- Each sampler's PUB and ROUTER are CURVE *clients*: the sampler's own secret key, and no server
+  but the one holding the hub's key (PCW_CURVE_HUB_KEY_FILE). Both ends authenticate each other
+  and the traffic is encrypted, whatever side binds.
+- libzmq lets any client key in when no ZAP handler runs in the socket's context: the gate starts
+  before the hub's sockets connect and stops only after they are closed.
+- Certificates are pyzmq's (czmq's) text files: NAME.key holds the public key, NAME.key_secret
+  both keys (see services.transport.keygen).
 """
 
 from __future__ import annotations
