@@ -19,37 +19,21 @@ def hub_socket(
     kind: int,
     keys: HubKeys | None = None,
     *,
+    topic: bytes | None = None,
     max_message_bytes: int = MAX_MESSAGE_BYTES,
     receive_queue: int | None = None,
 ) -> zmq.Socket:
-    """Return a socket of kind that receives at most max_message_bytes per message.
+    """Return a hub socket of kind (SUB or DEALER) that connects nowhere yet.
 
-    receive_queue: messages held unread (ZMQ_RCVHWM); None keeps libzmq's default.
+    topic: what a SUB subscribes to. receive_queue: messages held unread (ZMQ_RCVHWM); None
+    keeps libzmq's default.
     """
     socket = context.socket(kind)
     socket.setsockopt(zmq.LINGER, 0)
     socket.setsockopt(zmq.MAXMSGSIZE, max_message_bytes)
     if receive_queue is not None:
         socket.setsockopt(zmq.RCVHWM, receive_queue)
+    if topic is not None:
+        socket.setsockopt(zmq.SUBSCRIBE, topic)
     secure_hub_socket(socket, keys)
-    return socket
-
-
-def hub_subscriber(
-    context: zmq.Context,
-    topic: bytes,
-    keys: HubKeys | None = None,
-    *,
-    max_message_bytes: int = MAX_MESSAGE_BYTES,
-    receive_queue: int | None = None,
-) -> zmq.Socket:
-    """Return a hub SUB socket subscribed to topic (see hub_socket); it connects nowhere yet."""
-    socket = hub_socket(
-        context,
-        zmq.SUB,
-        keys,
-        max_message_bytes=max_message_bytes,
-        receive_queue=receive_queue,
-    )
-    socket.setsockopt(zmq.SUBSCRIBE, topic)
     return socket

@@ -42,7 +42,7 @@ from services.transport.relink import (
     Breaches,
     relink,
 )
-from services.transport.sockets import hub_subscriber
+from services.transport.sockets import hub_socket
 from services.web.hosts import HostState, live_host_states
 
 logger = logging.getLogger(__name__)
@@ -171,7 +171,7 @@ class LiveFeed:
         context = zmq.asyncio.Context()
         gate = AsyncExitStack()
         await gate.enter_async_context(async_gate(context, keys))  # before any connection
-        socket = hub_subscriber(context, TOPIC, keys)
+        socket = hub_socket(context, zmq.SUB, keys, topic=TOPIC)
         monitor: zmq.asyncio.Socket | None = None
         tasks: list[asyncio.Task[None]] = []
         try:

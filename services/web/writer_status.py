@@ -17,7 +17,7 @@ import zmq
 import zmq.asyncio
 
 from common.status import STATUS_TOPIC, WriterStatus, decode_status, newest, read_status
-from services.transport.sockets import hub_subscriber
+from services.transport.sockets import hub_socket
 
 logger = logging.getLogger(__name__)
 
@@ -50,8 +50,12 @@ class WriterStatusFeed:
     async def listening(self, endpoint: str) -> AsyncIterator[None]:
         """Subscribe to the writer's status endpoint until the block exits."""
         context = zmq.asyncio.Context()
-        socket = hub_subscriber(
-            context, STATUS_TOPIC, max_message_bytes=MAX_STATUS_MESSAGE_BYTES, receive_queue=16
+        socket = hub_socket(
+            context,
+            zmq.SUB,
+            topic=STATUS_TOPIC,
+            max_message_bytes=MAX_STATUS_MESSAGE_BYTES,
+            receive_queue=16,
         )
         task: asyncio.Task[None] | None = None
         try:

@@ -24,7 +24,7 @@ from common.replay import (
 )
 from services.transport.curve import HubKeys
 from services.transport.relink import BROKEN_TEXT, MONITOR_EVENTS, Breaches, relink
-from services.transport.sockets import hub_socket, hub_subscriber
+from services.transport.sockets import hub_socket
 from services.writer.sequences import SequenceTracker
 
 log = logging.getLogger(__name__)
@@ -115,7 +115,7 @@ class Source:
 
 def open_source(context: zmq.Context, endpoint: str, keys: HubKeys | None = None) -> Source:
     """Connect a SUB to a sampler's ticks and a DEALER to its replay socket (CURVE with keys)."""
-    subscriber = hub_subscriber(context, TOPIC, keys, receive_queue=RECEIVE_QUEUE)
+    subscriber = hub_socket(context, zmq.SUB, keys, topic=TOPIC, receive_queue=RECEIVE_QUEUE)
     replayer = hub_socket(context, zmq.DEALER, keys, receive_queue=RECEIVE_QUEUE)
     replayer.setsockopt(zmq.SNDHWM, 100)
     watches = [watch(subscriber, endpoint), watch(replayer, replay_endpoint(endpoint))]
