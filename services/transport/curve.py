@@ -107,22 +107,32 @@ def _own_pair(config: Config) -> tuple[bytes, bytes]:
     return public_key, secret_key
 
 
-def sampler_keys(config: Config) -> SamplerKeys | None:
-    """Return the sampler's CURVE keys, None when CURVE is off; raise CurveSetupError."""
+def _curve_on(config: Config, other_var: str, other: Path | None, whose: str, needed: str) -> bool:
+    """Return whether CURVE is on: the secret key and other_var both set; raise if only one is.
+
+    whose: whose secret key the process needs; needed: what other_var must name.
+    """
     if config.curve_secret_key_file is None:
-        if config.curve_hub_key_file is not None:
+        if other is not None:
             raise CurveSetupError(
-                f"{HUB_KEY_VAR} is set but {SECRET_VAR} is not: set it to this sampler's "
+                f"{other_var} is set but {SECRET_VAR} is not: set it to {whose} "
                 "NAME.key_secret file (python -m services.keygen NAME)"
             )
+        return False
+    if other is None:
+        raise CurveSetupError(f"{SECRET_VAR} is set but {other_var} is not: set it to {needed}")
+    return True
+
+
+def sampler_keys(config: Config) -> SamplerKeys | None:
+    """Return the sampler's CURVE keys, None when CURVE is off; raise CurveSetupError."""
+    hub_key_file = config.curve_hub_key_file
+    needed = "the hub's public certificate (its NAME.key file)"
+    if not _curve_on(config, HUB_KEY_VAR, hub_key_file, "this sampler's", needed):
         return None
-    if config.curve_hub_key_file is None:
-        raise CurveSetupError(
-            f"{SECRET_VAR} is set but {HUB_KEY_VAR} is not: set it to the hub's public "
-            "certificate (its NAME.key file)"
-        )
+    assert hub_key_file is not None
     public_key, secret_key = _own_pair(config)
-    hub_public, _ = _load(HUB_KEY_VAR, config.curve_hub_key_file, secret=False)
+    hub_public, _ = _load(HUB_KEY_VAR, hub_key_file, secret=False)
     return SamplerKeys(public_key, secret_key, hub_public)
 
 
@@ -137,18 +147,13 @@ def accepted_keys(folder: Path) -> set[bytes]:
 
 def hub_keys(config: Config) -> HubKeys | None:
     """Return the hub's CURVE keys, None when CURVE is off; raise CurveSetupError."""
-    if config.curve_secret_key_file is None:
-        if config.curve_sampler_keys_dir is not None:
-            raise CurveSetupError(
-                f"{SAMPLER_KEYS_VAR} is set but {SECRET_VAR} is not: set it to the hub's "
-                "NAME.key_secret file (python -m services.keygen NAME)"
-            )
+    needed = (
+        "the folder of the samplers' public certificates (their NAME.key files) that this hub"
+        " accepts"
+    )
+    if not _curve_on(config, SAMPLER_KEYS_VAR, config.curve_sampler_keys_dir, "the hub's", needed):
         return None
-    if config.curve_sampler_keys_dir is None:
-        raise CurveSetupError(
-            f"{SECRET_VAR} is set but {SAMPLER_KEYS_VAR} is not: set it to the folder of the "
-            "samplers' public certificates (their NAME.key files) that this hub accepts"
-        )
+    assert config.curve_sampler_keys_dir is not None
     public_key, secret_key = _own_pair(config)
     if not accepted_keys(config.curve_sampler_keys_dir):
         raise CurveSetupError(
