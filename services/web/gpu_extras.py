@@ -16,7 +16,7 @@ import msgspec
 from common.messages import GpuProcess, GpuReading, Tick
 from services.web.idle import Reading, flagged, is_idle_allocated
 from services.web.listing import live_readings
-from services.web.store import GpuIdle, ProcessList
+from services.web.rows import GpuIdle, ProcessList
 
 
 def live_process_list(

@@ -22,7 +22,7 @@ from typing import Any
 
 from common.messages import Tick
 from common.staleness import is_stale, stale_since_ts
-from services.web.store import GpuLatest
+from services.web.rows import GpuLatest
 
 
 @dataclass

@@ -8,7 +8,7 @@ from typing import Any
 from common.messages import GpuReading, Tick
 from common.metrics import METRIC_NAMES
 from services.web.feed import ErrorRun
-from services.web.store import GpuLatest, GpuRow
+from services.web.rows import GpuLatest, GpuRow
 
 
 def reading_json(ts: float, error: str | None, values: Iterable[Any]) -> dict[str, Any]:

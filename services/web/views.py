@@ -13,13 +13,17 @@ from aiohttp import web
 
 from services.web.buckets import bucket_span, choose_step_s, empty_buckets
 from services.web.gpu_extras import add_gpu_extras
+from services.web.gpu_reads import gpus_with_latest_job
 from services.web.health import HealthInputs, assess, current_gpu_errors
+from services.web.history_reads import history_job
 from services.web.hosts import host_states, mark_gpus
-from services.web.keys import CLOCK, CONFIG, COUNTERS, FEED, HUB, STORE, WRITER
+from services.web.idle_reads import idle_job
+from services.web.keys import CLOCK, CONFIG, COUNTERS, FEED, HUB, IDLE_RUNS, STORE, WRITER
 from services.web.listing import live_identities, merged_gpus, stored_identity
 from services.web.params import ParamError, parse_history_query
 from services.web.replies import error_reply, json_reply
-from services.web.store import GpuLatest, StoreError
+from services.web.rows import GpuLatest, HistoryRows
+from services.web.store import StoreError
 
 PACKAGE = "pycudawatch"
 
@@ -48,12 +52,12 @@ async def index(request: web.Request) -> web.Response:
 async def gpus(request: web.Request) -> web.Response:
     """Answer every known GPU with its identity and latest reading (the live one if newer)."""
     config, feed = request.app[CONFIG], request.app[FEED]
-    stored = await request.app[STORE].gpus_with_latest()
+    stored = await request.app[STORE].call(gpus_with_latest_job(), [])
     ticks = feed.latest_ticks()
     listed = merged_gpus(stored, ticks, feed.error_run)
     now_s = request.app[CLOCK]()
     mark_gpus(listed, host_states(stored, ticks, now_s, config.interval_s, feed.received_s()))
-    idle = await request.app[STORE].idle(config.idle_util_pct)
+    idle = await request.app[STORE].call(idle_job(config.idle_util_pct, request.app[IDLE_RUNS]), [])
     add_gpu_extras(listed, idle, ticks, config.idle_util_pct, config.idle_after_s)
     return json_reply(
         {
@@ -69,7 +73,7 @@ async def gpus(request: web.Request) -> web.Response:
 async def hosts(request: web.Request) -> web.Response:
     """Answer every host of the file and the live feed: when last seen, and whether stale."""
     config, feed = request.app[CONFIG], request.app[FEED]
-    stored = await request.app[STORE].gpus_with_latest()
+    stored = await request.app[STORE].call(gpus_with_latest_job(), [])
     now_s = request.app[CLOCK]()
     states = host_states(stored, feed.latest_ticks(), now_s, config.interval_s, feed.received_s())
     return json_reply({"hosts": [state.to_json() for state in states.values()]})
@@ -83,8 +87,12 @@ async def history(request: web.Request) -> web.Response:
         return error_reply(str(error), 400)
     step_s = choose_step_s(query.from_s, query.to_s, query.points)
     first_bucket, bucket_count = bucket_span(query.from_s, query.to_s, step_s)
-    rows = await request.app[STORE].history(
-        query.gpu_uuids, first_bucket, bucket_count, step_s, query.metrics, query.hosts
+    rows = await request.app[STORE].call(
+        history_job(
+            query.gpu_uuids, first_bucket, bucket_count, step_s, query.metrics, query.hosts
+        ),
+        HistoryRows([], list(query.gpu_uuids), list(query.hosts)),
+        long=True,
     )
     ticks = request.app[FEED].latest_ticks()
     live = live_identities(ticks)
@@ -132,7 +140,7 @@ async def healthz(request: web.Request) -> web.Response:
         db_problem = f"the database file {store.db_path} does not exist yet"
     else:
         try:
-            stored = await store.gpus_with_latest()
+            stored = await store.call(gpus_with_latest_job(), [])
         except StoreError as error:
             db_problem = str(error)
         stored_ts = max((item.gpu.last_ts for item in stored), default=None)
