@@ -18,8 +18,8 @@ import ipaddress
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -311,27 +311,15 @@ def _admit_listed(authenticator: Authenticator, keys: HubKeys) -> SamplerGate:
 
 @contextmanager
 def gate(context: zmq.Context, keys: HubKeys | None) -> Iterator[SamplerGate | None]:
-    """Run the hub's ZAP handler on context (a thread) while the block runs; no-op without keys."""
+    """Run the hub's ZAP handler on context while the block runs; no-op without keys.
+
+    On an asyncio context it runs on the event loop, on any other in a thread of its own.
+    """
     if keys is None:
         yield None
         return
-    authenticator = ThreadAuthenticator(context)
-    authenticator.start()
-    try:
-        yield _admit_listed(authenticator, keys)
-    finally:
-        authenticator.stop()
-
-
-@asynccontextmanager
-async def async_gate(
-    context: zmq.asyncio.Context, keys: HubKeys | None
-) -> AsyncIterator[SamplerGate | None]:
-    """Run the hub's ZAP handler on an asyncio context while the block runs; no-op without keys."""
-    if keys is None:
-        yield None
-        return
-    authenticator = AsyncioAuthenticator(context)
+    kind = AsyncioAuthenticator if isinstance(context, zmq.asyncio.Context) else ThreadAuthenticator
+    authenticator = kind(context)
     authenticator.start()
     try:
         yield _admit_listed(authenticator, keys)

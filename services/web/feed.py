@@ -34,7 +34,8 @@ from zmq.utils.monitor import parse_monitor_message
 
 from common.messages import TOPIC, DecodeError, Tick, tick_to_json
 from common.throttle import ThrottledLog
-from services.transport.curve import HubKeys, async_gate
+from services.transport.curve import HubKeys
+from services.transport.curve import gate as curve_gate
 from services.transport.relink import (
     BROKEN_TEXT,
     MONITOR_EVENTS,
@@ -170,7 +171,7 @@ class LiveFeed:
         """
         context = zmq.asyncio.Context()
         gate = AsyncExitStack()
-        await gate.enter_async_context(async_gate(context, keys))  # before any connection
+        gate.enter_context(curve_gate(context, keys))  # before any connection
         socket = hub_socket(context, zmq.SUB, keys, topic=TOPIC)
         monitor: zmq.asyncio.Socket | None = None
         tasks: list[asyncio.Task[None]] = []
