@@ -6,14 +6,11 @@ Wire layout, one ZeroMQ multipart message per tick:
     frame 1: SCHEMA_VERSION   ASCII decimal, b"3"
     frame 2: payload          msgpack of Tick (msgspec, typed; validated on decode)
 
-Version 2 added each GPU's processes and MIG devices, version 3 its free and reserved memory
-(NVML's own figures), as optional fields: a version 1 or 2 payload decodes unchanged (the new
-fields None), so a hub still takes ticks from samplers not yet upgraded.
-
-msgspec's typed msgpack was chosen by measurement (REFERENCE-FIGURES.md and the codec test):
-it is the smallest and fastest of stdlib json, orjson and msgpack, and its typed decode validates
-shape, types and ranges in the same pass, so nothing untyped ever reaches the writer or the web.
-Pickle is never used: the payload comes from a socket.
+- Versions: 2 added each GPU's processes and MIG devices, 3 its free and reserved memory, as
+  optional fields; a version 1 or 2 payload decodes unchanged (the new fields None).
+- msgspec's typed msgpack was chosen by measurement: smaller and faster than stdlib json, orjson
+  and msgpack, and its decode validates shape, types and ranges in the same pass.
+- Pickle is never used: the payload comes from a socket.
 """
 
 from __future__ import annotations

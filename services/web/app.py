@@ -13,7 +13,7 @@ from aiohttp import WSCloseCode, web
 
 from common.config import Config
 from common.status import status_endpoint
-from services.curve import hub_keys
+from services.transport.curve import hub_keys
 from services.web import proc_views, views
 from services.web.auth import SignInLimits, basic_auth, load_users
 from services.web.feed import LiveFeed
