@@ -10,6 +10,7 @@ from typing import Any
 from common.staleness import STALE_AFTER_INTERVALS, STALE_GRACE_S
 from common.status import WriterStatus
 from services.web.hosts import HostState
+from services.web.shapes import Gpu
 
 MIN_WRITER_STATUS_AGE_S = 30.0
 # How long a database file found deleted or replaced under the writer stays among the problems.
@@ -61,7 +62,7 @@ class HealthInputs:
     websocket_clients: int
     internal_errors: int
     gpu_errors: tuple[GpuError, ...] = ()
-    hosts: tuple[HostState, ...] = ()  # every host, judged stale or not (hosts.host_states)
+    hosts: tuple[HostState, ...] = ()  # every host, judged stale or not (fleet.host_states)
 
 
 def max_writer_status_age_s(interval_s: float) -> float:
@@ -74,31 +75,28 @@ def utc_text(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def current_gpu_errors(gpus: Iterable[dict[str, Any]]) -> tuple[GpuError, ...]:
-    """Return the GPUs of /api/v1/gpus whose error is current, sorted by host and index.
+def current_gpu_errors(gpus: Iterable[Gpu]) -> tuple[GpuError, ...]:
+    """Return the GPUs whose error is current, sorted by host and index.
 
     Current: the GPU's newest reading is in error, belongs to its host's newest tick (a GPU the
     sampler no longer lists, such as one taken out, is not judged on its last word) and is not
-    stale (hosts.mark_gpus: a host that stopped reporting is not either).
+    stale (a host that stopped reporting is not either).
     """
-    gpus = [gpu for gpu in gpus if gpu["latest"] is not None]
+    read = [(gpu, gpu.latest) for gpu in gpus if gpu.latest is not None]
     host_newest_ts: dict[str, float] = {}
-    for gpu in gpus:
-        ts = gpu["latest"]["ts"]
-        host_newest_ts[gpu["host"]] = max(ts, host_newest_ts.get(gpu["host"], ts))
+    for gpu, latest in read:
+        host_newest_ts[gpu.host] = max(latest.ts, host_newest_ts.get(gpu.host, latest.ts))
     errors = [
         GpuError(
-            host=gpu["host"],
-            gpu_index=gpu["gpu_index"],
-            gpu_uuid=gpu["gpu_uuid"],
-            gpu_name=gpu["gpu_name"],
-            error=gpu["latest"]["error"],
-            since_ts=gpu["error_since_ts"],
+            host=gpu.host,
+            gpu_index=gpu.gpu_index,
+            gpu_uuid=gpu.gpu_uuid,
+            gpu_name=gpu.gpu_name,
+            error=latest.error,
+            since_ts=gpu.error_since_ts,
         )
-        for gpu in gpus
-        if gpu["latest"]["error"] is not None
-        and gpu["latest"]["ts"] >= host_newest_ts[gpu["host"]]
-        and not gpu["stale"]
+        for gpu, latest in read
+        if latest.error is not None and latest.ts >= host_newest_ts[gpu.host] and not gpu.stale
     ]
     return tuple(sorted(errors, key=lambda e: (e.host, e.gpu_index, e.gpu_uuid)))
 

@@ -8,7 +8,9 @@
  *   GET api/v1/history         -> chart points, one per server bucket (mean, tooltip shows max)
  *   GET api/v1/processes       -> since when each process runs; the processes at a clicked point
  *   GET api/v1/usage, energy   -> the "who used the GPUs" and energy tables of the chosen range
- *   WS  ws (snapshot, ticks)   -> cards and process tables, and points merged into the same
+ *   WS  ws (snapshot, ticks)   -> each tick's GPUs in the shape api/v1/gpus lists them (one
+ *                                 ensureGpu / updateCard reads both): cards and process
+ *                                 tables, and points merged into the same
  *                                 buckets, so a page left open for days keeps about as many
  *                                 points as one history answer; each host's stale flag, and
  *                                 {type: hosts} the moment a host goes stale
@@ -682,7 +684,11 @@
     row.insertBefore(gpu.els.column, next || null);
   }
 
-  function ensureGpu(identity) {
+  /** Return the GPU's card state, made on first sight; item: a GPU entry as the API sends it. */
+  function ensureGpu(item) {
+    const identity = {
+      uuid: item.gpu_uuid, host: item.host, index: item.gpu_index, name: item.gpu_name, pci: item.pci_bus_id,
+    };
     const uuid = identity.uuid;
     if (typeof uuid !== 'string' || !uuid) return null;
     let gpu = state.gpus.get(uuid);
@@ -747,8 +753,11 @@
     return `${shown(smMhz)} / ${shown(memMhz)} MHz`;
   }
 
-  /** Show one reading (a tick's GPU entry or an API "latest") on the GPU's card. */
-  function updateCard(gpu, reading, tsS) {
+  /**
+   * Show a GPU entry's reading ("latest") on its card; lists: the entry, when its processes and
+   * MIG devices are as new as the reading (a websocket tick's).
+   */
+  function updateCard(gpu, reading, tsS, lists) {
     if (!isNumber(tsS) || (gpu.lastTs !== null && tsS < gpu.lastTs)) return false;
     gpu.lastTs = tsS;
     gpu.error = reading.error ? String(reading.error) : null;
@@ -778,8 +787,10 @@
     }
     refreshCardState(gpu);
     growScales(reading);
-    updateProcesses(gpu, reading.processes, tsS);
-    updateMig(gpu, reading.mig_devices);
+    if (lists) {
+      updateProcesses(gpu, lists.processes, tsS);
+      updateMig(gpu, lists.mig_devices);
+    }
     return true;
   }
 
@@ -1099,9 +1110,10 @@
   function mergeTickIntoCharts(tick) {
     if (!state.history) return;
     const intervalS = positive(tick.interval_s, state.intervalS);
-    for (const reading of tick.gpus) {
-      const gpu = state.gpus.get(reading.uuid);
-      if (!gpu) continue;
+    for (const item of tick.gpus) {
+      const gpu = state.gpus.get(item.gpu_uuid);
+      const reading = item.latest;
+      if (!gpu || !reading) continue;
       for (const entry of state.charts) {
         const value = reading.error ? null : scaled(reading[entry.def.metric], entry.def);
         if (addPoint(datasetFor(entry, gpu), tick.ts, value, intervalS)) {
@@ -1127,9 +1139,7 @@
     const stepS = answer.step_s;
     const seen = new Set();
     for (const series of answer.series) {
-      const gpu = ensureGpu({
-        uuid: series.gpu_uuid, host: series.host, index: series.gpu_index, name: series.gpu_name,
-      });
+      const gpu = ensureGpu(series);
       if (!gpu || !Array.isArray(series.buckets)) continue;
       seen.add(gpu.uuid);
       const buckets = series.buckets.filter((bucket) => isNumber(bucket.ts) && bucket.ts + stepS <= requestNowS);
@@ -1317,10 +1327,7 @@
       if (isNumber(answer.idle_after_s)) state.idleAfterS = answer.idle_after_s;
       const gpus = [...answer.gpus].sort(apiGpuOrder);
       for (const item of gpus) {
-        const gpu = ensureGpu({
-          uuid: item.gpu_uuid, host: item.host, index: item.gpu_index,
-          name: item.gpu_name, pci: item.pci_bus_id,
-        });
+        const gpu = ensureGpu(item);
         if (!gpu) continue;
         if (isNumber(item.error_since_ts)) gpu.errorSinceS = item.error_since_ts;
         const latestTs = item.latest ? item.latest.ts : null;
@@ -1640,16 +1647,13 @@
     }
     if (hostState) takeHostState(hostState, true);
     setHostError(tick.host, tick.error);
-    for (const reading of tick.gpus) {
-      if (!reading || typeof reading !== 'object') continue;
-      const gpu = ensureGpu({
-        uuid: reading.uuid, host: tick.host, index: reading.index,
-        name: reading.name, pci: reading.pci_bus_id,
-      });
+    for (const item of tick.gpus) {
+      if (!item || typeof item !== 'object' || !item.latest) continue;
+      const gpu = ensureGpu(item);
       if (!gpu) continue;
       // A GPU in its host's tick is as stale as its host: the server's word on it alone is old.
       if (hostState && (gpu.lastTs === null || tick.ts >= gpu.lastTs)) gpu.stale = hostState.stale === true;
-      updateCard(gpu, reading, tick.ts);
+      updateCard(gpu, item.latest, tick.ts, item);
     }
     refreshHostState(tick.host);
     // A snapshot after a reconnect repeats the tick seen last: count each tick once.
