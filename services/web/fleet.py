@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import msgspec
 
@@ -22,7 +22,7 @@ from services.web.hosts import HostState
 from services.web.idle import Reading as IdleReading
 from services.web.idle import flagged, is_idle_allocated
 from services.web.shapes import Gpu, Idle, Process, Reading
-from services.web.store import GpuIdle, GpuLatest, GpuRow, ProcessList
+from services.web.store import GpuIdle, GpuLatest, ProcessList
 
 if TYPE_CHECKING:
     from services.web.feed import ErrorRun
@@ -145,6 +145,19 @@ def _live_idle_since(
     return tick.ts if item is None or item.run_since_ts is None else item.run_since_ts
 
 
+class _Identity(NamedTuple):
+    """The first fields of shapes.Gpu, in its order."""
+
+    host: str
+    gpu_index: int
+    gpu_uuid: str
+    gpu_name: str
+    pci_bus_id: str | None
+    driver_version: str | None
+    first_ts: float
+    last_ts: float
+
+
 def _gpu(
     stored: GpuLatest | None,
     idle_item: GpuIdle | None,
@@ -160,7 +173,7 @@ def _gpu(
     idle_since: float | None = None
     if live is not None and live_answers(live[0].ts, stored_ts):
         tick, reading = live
-        row = (
+        ident = _Identity(
             tick.host,
             reading.index,
             reading.uuid,
@@ -180,38 +193,34 @@ def _gpu(
     else:
         assert stored is not None  # a GPU is in the file or in the feed
         gpu = stored.gpu
-        row = _row(gpu)
+        ident = _Identity(
+            gpu.host,
+            gpu.gpu_index,
+            gpu.gpu_uuid,
+            gpu.gpu_name,
+            gpu.pci_bus_id,
+            gpu.driver_version,
+            gpu.first_ts,
+            gpu.last_ts,
+        )
         latest = None if stored.latest is None else Reading(**stored.latest)
         error_since_ts = stored.error_since_ts
         processes = stored_processes(stored_list)
         idle_since = None if idle_item is None else idle_item.run_since_ts
         idle_ts = process_ts if process_ts is not None else 0.0
-    staleness = gpu_staleness(row[0], row[7], hosts)
+    staleness = gpu_staleness(ident.host, ident.last_ts, hosts)
     idle = None
     if idleness is not None and flagged(idle_since, idle_ts, idleness.after_s):
         assert idle_since is not None
         idle = Idle(idle_since, processes or [])
     return Gpu(
-        *row,
+        *ident,
         latest=latest,
         error_since_ts=error_since_ts,
         **staleness,
         processes=processes,
         mig_devices=[] if live is None else list(live[1].mig_devices),
         idle=idle,
-    )
-
-
-def _row(gpu: GpuRow) -> tuple[Any, ...]:
-    return (
-        gpu.host,
-        gpu.gpu_index,
-        gpu.gpu_uuid,
-        gpu.gpu_name,
-        gpu.pci_bus_id,
-        gpu.driver_version,
-        gpu.first_ts,
-        gpu.last_ts,
     )
 
 

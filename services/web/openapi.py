@@ -26,6 +26,7 @@ ERRORS = {
     403: "The request's origin is not allowed.",
     404: "The GPU or host asked for is not known.",
     429: "Too many failed sign-ins from this address; Retry-After says when to try again.",
+    500: "A bug: the web process's log has the details.",
     503: "The database is busy, missing or the query would take too long; try again.",
 }
 
@@ -167,7 +168,7 @@ def _operation(route: Route, refs: dict[Any, dict[str, Any]]) -> dict[str, Any]:
             "description": "Something is wrong: `problems` says what.",
             "content": body,
         }
-    for status in (*route.errors, 401):
+    for status in (*route.errors, 401, 429, 500):
         if str(status) not in responses:
             responses[str(status)] = {"description": ERRORS[status], "content": _content(error_ref)}
     responses.setdefault("503", {"description": ERRORS[503], "content": _content(error_ref)})

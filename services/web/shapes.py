@@ -58,7 +58,7 @@ class Gpu(msgspec.Struct):
     driver_version: str | None
     first_ts: float
     last_ts: float
-    latest: Reading | None  # type: ignore[valid-type]
+    latest: Reading | None
     error_since_ts: float | None
     interval_s: float | None
     stale: bool
@@ -205,7 +205,7 @@ class WriterHealth(msgspec.Struct):
     db_reopened_ts: float | None
 
 
-class GpuErrorEntry(msgspec.Struct):
+class GpuError(msgspec.Struct, frozen=True):
     """A GPU whose newest reading is in error, and since when."""
 
     host: str
@@ -236,13 +236,13 @@ class Health(msgspec.Struct):
     malformed_messages: int
     websocket_clients: int
     internal_errors: int
-    gpu_errors: list[GpuErrorEntry]
+    gpu_errors: list[GpuError]
     stale_hosts: list[StaleHost]
     problems: list[str]
 
 
-class ErrorBody(msgspec.Struct):
-    """Every error of the API: 400 (a bad query), 401, 403, 404 (unknown GPU or host), 503."""
+class ErrorBody(msgspec.Struct, forbid_unknown_fields=True):
+    """Every error of the API: {"error": what went wrong}, and nothing else."""
 
     error: str
 
