@@ -21,6 +21,10 @@ STATIC_PREFIX = "/static/"
 # A day, then revalidated with the ETag aiohttp sends: a new release's page asks for its assets
 # with a new ?v=, and url('static', filename=...) in a template adds a hash of the file.
 STATIC_CACHE_CONTROL = "public, max-age=86400"
+# The page's ES modules: app.js imports them by relative URLs, which carry no ?v=, so the browser
+# asks again on every load (a 304 while the ETag matches): a new entry never meets an old module.
+STATIC_MODULES_PREFIX = "/static/js/"
+STATIC_MODULES_CACHE_CONTROL = "no-cache"
 COMPRESSIBLE_TYPES = frozenset(
     ("application/json", "text/html", "text/plain", "text/css", "text/javascript")
 )
@@ -84,13 +88,17 @@ async def compress_and_cache(request: web.Request, handler: Handler) -> web.Stre
         if isinstance(response, web.FileResponse) and not await _static_file_exists(request):
             # aiohttp would answer an empty 404 when it opens the file; cached for a day here
             raise web.HTTPNotFound()
-        response.headers[hdrs.CACHE_CONTROL] = STATIC_CACHE_CONTROL
+        response.headers[hdrs.CACHE_CONTROL] = (
+            STATIC_MODULES_CACHE_CONTROL
+            if request.path.startswith(STATIC_MODULES_PREFIX)
+            else STATIC_CACHE_CONTROL
+        )
         if (
             isinstance(response, web.FileResponse)
             and PurePosixPath(request.path).suffix.lower() in COMPRESSIBLE_SUFFIXES
         ):
             response.headers[hdrs.VARY] = hdrs.ACCEPT_ENCODING
-            if accepts_gzip and hdrs.RANGE not in request.headers:
+            if accepts_gzip and not _ranged_or_conditional(request):
                 response.enable_compression(ContentCoding.gzip)
     elif (
         isinstance(response, web.Response)
@@ -107,6 +115,17 @@ async def compress_and_cache(request: web.Request, handler: Handler) -> web.Stre
             response.headers[hdrs.CONTENT_ENCODING] = "gzip"
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     return response
+
+
+def _ranged_or_conditional(request: web.Request) -> bool:
+    """Return whether a static answer may be a range or a 304, which get no on-the-fly gzip.
+
+    aiohttp would write a gzip stream's header and trailer after a 304's headers, a body that
+    breaks the connection; a file changed since the browser's copy is then sent uncompressed once.
+    """
+    return any(
+        name in request.headers for name in (hdrs.RANGE, hdrs.IF_NONE_MATCH, hdrs.IF_MODIFIED_SINCE)
+    )
 
 
 async def _static_file_exists(request: web.Request) -> bool:

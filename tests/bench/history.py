@@ -28,7 +28,7 @@ from tests.bench.table import Report, Row, failed_row, median, ms, p99, times
 log = logging.getLogger(__name__)
 
 POINTS = 500
-# What the dashboard charts, and so asks for (services/web/static/app.js, CHARTS).
+# What the dashboard charts, and so asks for (services/web/static/js/charts.js, CHARTS).
 METRICS = ("util_gpu_pct", "temp_c", "mem_used_bytes", "power_w")
 LIMIT_MS = {"8-GPU file": 30.0, "64-GPU file": 150.0}
 MIN_RATIO = 20.0

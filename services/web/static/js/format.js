@@ -1,0 +1,120 @@
+/* Formatting of numbers, units, times and durations, and small DOM helpers; no state. */
+
+
+export const GIB = 1024 ** 3;
+const MIB = 1024 ** 2;
+
+const PALETTE = [
+  '#5aa9e6', '#f4a259', '#7bd389', '#f25f5c', '#c49bff',
+  '#ffe066', '#4ecdc4', '#ff8fd0', '#b8b8b8', '#c8a27a',
+];
+
+export function positive(value, fallback) {
+  return typeof value === 'number' && value > 0 && Number.isFinite(value) ? value : fallback;
+}
+
+export function isNumber(value) {
+  return typeof value === 'number' && Number.isFinite(value);
+}
+
+/** Set a node's text only when it differs: an alert re-set every tick is re-announced. */
+export function putText(node, text) {
+  if (node.textContent !== text) node.textContent = text;
+}
+
+export function element(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+const numberFormats = new Map();
+
+export function formatNumber(value, digits, fixed) {
+  const key = `${digits}/${Boolean(fixed)}`;
+  if (!numberFormats.has(key)) {
+    const options = { maximumFractionDigits: digits, minimumFractionDigits: fixed ? digits : 0 };
+    numberFormats.set(key, new Intl.NumberFormat(undefined, options));
+  }
+  return numberFormats.get(key).format(value);
+}
+
+export function withUnit(value, unit, digits) {
+  return isNumber(value) ? `${formatNumber(value, digits)} ${unit}` : 'n/a';
+}
+
+export function formatClock(ms) {
+  return new Date(ms).toLocaleTimeString(undefined, { hour: '2-digit', minute: '2-digit', second: '2-digit' });
+}
+
+export function formatFull(ms) {
+  return new Date(ms).toLocaleString(undefined, {
+    year: 'numeric', month: 'short', day: 'numeric',
+    hour: '2-digit', minute: '2-digit', second: '2-digit',
+  });
+}
+
+export function formatDuration(seconds) {
+  if (seconds < 90) return `${formatNumber(seconds, 1)} s`;
+  if (seconds < 5400) return `${formatNumber(seconds / 60, 1)} min`;
+  if (seconds < 129600) return `${formatNumber(seconds / 3600, 1)} h`;
+  return `${formatNumber(seconds / 86400, 1)} d`;
+}
+
+/** Return a short local time for a moment today, else the date and time. */
+export function formatWhen(ms) {
+  const date = new Date(ms);
+  if (date.toDateString() === new Date().toDateString()) return formatClock(ms);
+  return date.toLocaleString(undefined, { month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit' });
+}
+
+export function colourFor(position) {
+  if (position < PALETTE.length) return PALETTE[position];
+  const hue = Math.round((position * 137.508) % 360); // golden angle: far from its neighbours
+  return `hsl(${hue}, 65%, 65%)`;
+}
+
+export function setText(node, text) {
+  putText(node, text);
+  node.classList.toggle('na', text === 'n/a');
+}
+
+export function memoryText(used, total) {
+  if (!isNumber(used)) return 'n/a';
+  const unitBytes = Math.max(used, isNumber(total) ? total : 0) >= GIB ? GIB : MIB;
+  const unit = unitBytes === GIB ? 'GiB' : 'MiB';
+  const digits = unitBytes === GIB ? 1 : 0;
+  const shown = formatNumber(used / unitBytes, digits, true);
+  return isNumber(total) ? `${shown} / ${formatNumber(total / unitBytes, digits, true)} ${unit}` : `${shown} ${unit}`;
+}
+
+const amountFormat = new Intl.NumberFormat(undefined, { maximumSignificantDigits: 3 });
+
+/** Format an amount with 3 significant digits below 100, and whole numbers above. */
+export function formatAmount(value) {
+  if (!isNumber(value)) return 'n/a';
+  return Math.abs(value) >= 100 ? formatNumber(value, 0) : amountFormat.format(value);
+}
+
+export function formatCost(value, currency) {
+  if (!isNumber(value)) return 'n/a';
+  if (/^[A-Za-z]{3}$/.test(currency || '')) {
+    try {
+      return new Intl.NumberFormat(undefined, { style: 'currency', currency: currency.toUpperCase() }).format(value);
+    } catch (error) {
+      // not a currency Intl knows: shown as a number and its code below
+    }
+  }
+  const amount = formatNumber(value, 2, true);
+  return currency ? `${amount} ${currency}` : amount;
+}
+
+/** Mark the button whose `attribute` is `value` pressed, and the others of its group not. */
+export function markPressed(attribute, value) {
+  for (const button of document.querySelectorAll(`[${attribute}]`)) {
+    const active = button.getAttribute(attribute) === value;
+    button.classList.toggle('active', active);
+    button.setAttribute('aria-pressed', String(active));
+  }
+}

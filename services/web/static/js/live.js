@@ -1,0 +1,123 @@
+/* The live feed: the websocket's snapshot, ticks and host notices, and reconnecting. */
+
+import { ensureGpu, loadGpus, refreshStale, updateCard } from './cards.js';
+import { queueRender } from './charts.js';
+import { isNumber } from './format.js';
+import { fillMissed, loadRange } from './history.js';
+import { refreshHostState, setHostError, takeHostState } from './hosts.js';
+import { RING_TICKS, mergeTickIntoCharts } from './series.js';
+import { state } from './state.js';
+
+const BACKOFF_FIRST_MS = 500;
+const BACKOFF_MAX_MS = 15000;
+const OFFLINE_AFTER_MS = 60000; // reconnecting for longer than this shows "offline"
+const CLOCK_SKEW_MIN_S = 2; // server clock differences below this are latency, not skew
+
+function validTick(tick) {
+  return tick && typeof tick.host === 'string' && isNumber(tick.ts) && Array.isArray(tick.gpus);
+}
+
+/** Take a tick; hostState: what the server said of its host with it (null: nothing). */
+function takeTick(tick, live, hostState) {
+  if (!validTick(tick)) return;
+  if (live) {
+    const offsetS = tick.ts - Date.now() / 1000;
+    state.clockOffsetS = Math.abs(offsetS) > CLOCK_SKEW_MIN_S ? offsetS : 0;
+  }
+  if (hostState) takeHostState(hostState, true);
+  setHostError(tick.host, tick.error);
+  for (const item of tick.gpus) {
+    if (!item || typeof item !== 'object' || !item.latest) continue;
+    const gpu = ensureGpu(item);
+    if (!gpu) continue;
+    // A GPU in its host's tick is as stale as its host: the server's word on it alone is old.
+    if (hostState && (gpu.lastTs === null || tick.ts >= gpu.lastTs)) gpu.stale = hostState.stale === true;
+    updateCard(gpu, item.latest, tick.ts, item);
+  }
+  refreshHostState(tick.host);
+  // A snapshot after a reconnect repeats the tick seen last: count each tick once.
+  const hostTs = state.hostTickTs.get(tick.host);
+  if (hostTs !== undefined && tick.ts <= hostTs) return;
+  state.hostTickTs.set(tick.host, tick.ts);
+  state.ring.push(tick);
+  if (state.ring.length > RING_TICKS) state.ring.splice(0, state.ring.length - RING_TICKS);
+  mergeTickIntoCharts(tick);
+  queueRender();
+}
+
+export function setConnection(name) {
+  const badge = document.getElementById('conn-badge');
+  const styles = { live: 'text-bg-success', reconnecting: 'text-bg-warning', offline: 'text-bg-danger' };
+  badge.dataset.state = name;
+  badge.textContent = name;
+  badge.className = `badge ${styles[name]}`;
+}
+
+function onMessage(socket, event) {
+  if (socket !== state.ws) return;
+  let message;
+  try {
+    message = JSON.parse(event.data);
+  } catch (error) {
+    return;
+  }
+  if (!message || typeof message !== 'object') return;
+  if (message.type === 'snapshot' && Array.isArray(message.ticks)) {
+    const reconnected = state.everConnected;
+    const lastLiveTs = state.lastLiveTs; // before the snapshot moves it
+    state.everConnected = true;
+    state.attempts = 0;
+    state.downSinceMs = null;
+    const hosts = new Map();
+    for (const item of Array.isArray(message.hosts) ? message.hosts : []) {
+      if (item && typeof item.host === 'string') hosts.set(item.host, item);
+    }
+    for (const tick of message.ticks) takeTick(tick, false, validTick(tick) ? hosts.get(tick.host) : null);
+    if (!state.gpusLoaded) loadGpus(false); // the first try found the server down
+    if (!state.history && !state.historyPending) loadRange();
+    else if (reconnected && state.history) fillMissed(lastLiveTs);
+  } else if (message.type === 'tick') {
+    takeTick(message.tick, true, message.host_state);
+  } else if (message.type === 'hosts' && Array.isArray(message.hosts)) {
+    for (const item of message.hosts) takeHostState(item, true);
+    refreshStale();
+  }
+}
+
+function onClose(socket) {
+  if (socket !== state.ws) return;
+  state.ws = null;
+  if (state.downSinceMs === null) state.downSinceMs = Date.now();
+  const longDown = Date.now() - state.downSinceMs > OFFLINE_AFTER_MS;
+  setConnection(longDown || navigator.onLine === false ? 'offline' : 'reconnecting');
+  scheduleReconnect();
+}
+
+function scheduleReconnect() {
+  window.clearTimeout(state.reconnectTimer);
+  const baseMs = Math.min(BACKOFF_MAX_MS, BACKOFF_FIRST_MS * 2 ** state.attempts);
+  state.attempts = Math.min(state.attempts + 1, 30);
+  const delayMs = baseMs / 2 + Math.random() * (baseMs / 2); // jitter: browsers do not reconnect in step
+  state.reconnectTimer = window.setTimeout(connect, delayMs);
+}
+
+export function connect() {
+  window.clearTimeout(state.reconnectTimer);
+  const url = new URL('ws', document.baseURI);
+  url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
+  url.search = '';
+  url.hash = '';
+  let socket;
+  try {
+    socket = new WebSocket(url.href);
+  } catch (error) {
+    scheduleReconnect();
+    return;
+  }
+  state.ws = socket;
+  socket.addEventListener('open', () => {
+    if (socket === state.ws) setConnection('live');
+  });
+  socket.addEventListener('message', (event) => onMessage(socket, event));
+  socket.addEventListener('close', () => onClose(socket));
+}
