@@ -1,17 +1,28 @@
-"""Settings from the PCW_* environment, parsed once at start into a frozen Config."""
+"""Settings from the PCW_* environment, parsed once at start into a frozen Config.
+
+- Each setting is declared once, as a field of Config made by `setting()`: its variable, default,
+  parser, the processes that read it, and the text of the settings reference.
+- `load_config` parses every declared variable; a bad value raises ConfigError naming it.
+- `python -m common.settings_doc` writes docs/settings.md from the declarations.
+"""
 
 from __future__ import annotations
 
 import logging
 import socket
+import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any, NamedTuple
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 SOURCES = ("nvml", "simulated", "none")
 VACUUM_MODES = ("incremental", "full")
 ZMQ_TRANSPORTS = ("tcp://", "ipc://", "inproc://")
+
+SAMPLER, WRITER, WEB = "sampler", "writer", "web"
+ALL_PROCESSES = (SAMPLER, WRITER, WEB)
 
 
 class ConfigError(ValueError):
@@ -20,57 +31,6 @@ class ConfigError(ValueError):
     def __init__(self, variable: str, value: str, allowed: str) -> None:
         super().__init__(f"{variable}={value!r} is not allowed: {allowed}")
         self.variable = variable
-
-
-@dataclass(frozen=True)
-class Config:
-    """Every setting of every process; each field's name carries its unit."""
-
-    source: str
-    sim_gpus: int
-    sim_names: tuple[str, ...]
-    interval_s: float
-    db_path: Path
-    retention_days: float
-    maintenance_s: float
-    pub_endpoint: str
-    replay_ticks: int
-    subscribe: tuple[str, ...]
-    web_host: str
-    web_port: int
-    host_name: str
-    log_level: str
-    sim_mig_gpus: tuple[int, ...] = ()
-    sim_idle_gpus: tuple[int, ...] = ()
-    sim_process_names: tuple[str, ...] = ()
-    sim_lost_gpus: tuple[int, ...] = ()
-    proc_root: Path = Path("/proc")
-    vacuum: str = "incremental"
-    curve_secret_key_file: Path | None = None
-    curve_hub_key_file: Path | None = None
-    curve_sampler_keys_dir: Path | None = None
-    allow_plaintext: bool = False
-    auth_file: Path | None = None
-    idle_util_pct: float = 5.0
-    idle_after_s: float = 1800.0
-    energy_price_per_kwh: float | None = None
-    currency: str = ""
-    live_readers: int = 2
-    live_read_queue: int = 64
-    range_readers: int = 2
-    range_read_queue: int = 8
-    sign_in_at_once: int = 2
-    sign_in_queue: int = 16
-    sign_in_failures: int = 10
-    sign_in_lockout_s: float = 300.0
-    sign_in_clients: int = 4096
-    writer_buffer_bytes: int = 64 * 1024 * 1024
-    status_endpoint: str = ""
-
-    @property
-    def retention_s(self) -> float:
-        """Return the raw-reading retention in seconds."""
-        return self.retention_days * 86400.0
 
 
 def _choice(allowed: tuple[str, ...]) -> Callable[[str], str]:
@@ -162,6 +122,15 @@ def _optional(parser: Callable[[str], object]) -> Callable[[str], object]:
     return parse
 
 
+def _or_empty(parser: Callable[[str], str]) -> Callable[[str], str]:
+    """Wrap parser so that an empty value means "not set" (an empty string)."""
+
+    def parse(text: str) -> str:
+        return "" if not text.strip() else parser(text)
+
+    return parse
+
+
 def _flag(text: str) -> bool:
     value = text.strip().lower()
     if value in ("1", "true", "yes", "on"):
@@ -185,113 +154,362 @@ def _label(text: str) -> str:
     return value
 
 
-# (variable, default, parser, help): the table that README's settings table mirrors.
-SETTINGS: tuple[tuple[str, str | None, Callable[[str], object], str], ...] = (
-    (
+class Setting(NamedTuple):
+    """One PCW_* variable: how it is read, who reads it, and its line in the settings reference."""
+
+    variable: str
+    default: str | None  # None: derived at load time (see load_config)
+    parser: Callable[[str], Any]
+    readers: tuple[str, ...]
+    doc: str
+    shown_default: str  # the default as the settings reference shows it
+
+
+_SETTING = "setting"
+
+
+def setting(
+    variable: str,
+    default: str | None,
+    parser: Callable[[str], Any],
+    readers: tuple[str, ...],
+    doc: str,
+    shown_default: str | None = None,
+) -> Any:
+    """Declare the Config field read from variable; its default is the parsed default text."""
+    shown = shown_default or (default if default else "(none)")
+    declared = Setting(variable, default, parser, readers, doc, shown)
+    if default is None:
+        return field(metadata={_SETTING: declared})
+    return field(default=parser(default), metadata={_SETTING: declared})
+
+
+@dataclass(frozen=True, kw_only=True)
+class Config:
+    """Every setting of every process; each field's name carries its unit."""
+
+    source: str = setting(
         "PCW_SOURCE",
         "nvml",
         _choice(SOURCES),
-        "nvml: real GPUs; simulated: demo GPUs; none: no local GPUs (a hub)",
-    ),
-    ("PCW_SIM_GPUS", "2", _number(int, 1, 64), "number of simulated GPUs"),
-    ("PCW_SIM_NAMES", "", _names, "';'-separated names for the simulated GPUs"),
-    ("PCW_INTERVAL_S", "60", _number(float, 0.1, 86400), "seconds between ticks"),
-    ("PCW_DB_PATH", "db/gpu_stats.db", _path, "the SQLite file"),
-    ("PCW_RETENTION_DAYS", "30", _number(float, 0.001, 36500), "days of readings kept"),
-    ("PCW_MAINTENANCE_S", "3600", _number(float, 1, 7 * 86400), "seconds between purges"),
-    (
+        (SAMPLER, WEB),
+        "`nvml`: real GPUs. `simulated`: demo GPUs for machines without one; the dashboard says so"
+        " plainly. `none`: this machine's GPUs are not read (a hub without GPUs); the sampler"
+        " publishes nothing and waits to be stopped, and the writer and web read the samplers in"
+        " `PCW_SUBSCRIBE`",
+    )
+    sim_gpus: int = setting(
+        "PCW_SIM_GPUS", "2", _number(int, 1, 64), (SAMPLER,), "number of simulated GPUs (1-64)"
+    )
+    sim_names: tuple[str, ...] = setting(
+        "PCW_SIM_NAMES",
+        "",
+        _names,
+        (SAMPLER,),
+        "`;`-separated names for the simulated GPUs, in index order",
+        "(model names)",
+    )
+    interval_s: float = setting(
+        "PCW_INTERVAL_S",
+        "60",
+        _number(float, 0.1, 86400),
+        ALL_PROCESSES,
+        "seconds between ticks; a float, at least 0.1",
+    )
+    db_path: Path = setting(
+        "PCW_DB_PATH",
+        "db/gpu_stats.db",
+        _path,
+        (WRITER, WEB),
+        "the SQLite file (relative to the working directory); a path that cannot be this"
+        " project's database (a folder, a device, a corrupt or foreign file, a read-only file"
+        " system, a newer schema) stops the writer at start with one line naming it and why,"
+        " exit status 2",
+    )
+    retention_days: float = setting(
+        "PCW_RETENTION_DAYS",
+        "30",
+        _number(float, 0.001, 36500),
+        (WRITER,),
+        "a float; rows older than this are purged",
+    )
+    maintenance_s: float = setting(
+        "PCW_MAINTENANCE_S",
+        "3600",
+        _number(float, 1, 7 * 86400),
+        (WRITER,),
+        "seconds between purge runs, aligned to multiples of it (the top of the hour by default)",
+    )
+    vacuum: str = setting(
         "PCW_VACUUM",
         "incremental",
         _choice(VACUUM_MODES),
-        "incremental: each purge gives back the pages it freed; full: VACUUM every purge",
-    ),
-    ("PCW_PUB_ENDPOINT", "tcp://127.0.0.1:5556", _endpoint, "where the sampler publishes"),
-    ("PCW_REPLAY_TICKS", "1440", _number(int, 1, 10_000_000), "ticks a sampler keeps for replay"),
-    ("PCW_SUBSCRIBE", None, _endpoints, "sampler endpoints the writer and web connect to"),
-    ("PCW_WEB_HOST", "0.0.0.0", _non_empty, "address the web process listens on"),
-    ("PCW_WEB_PORT", "8000", _number(int, 1, 65535), "port the web process listens on"),
-    ("PCW_HOST_NAME", None, _non_empty, "host label on every reading"),
-    ("PCW_LOG_LEVEL", "INFO", _choice(LOG_LEVELS), "log level"),
-    ("PCW_SIM_MIG_GPUS", "", _indexes, "indexes of simulated GPUs in MIG mode"),
-    ("PCW_SIM_IDLE_GPUS", "", _indexes, "indexes of simulated GPUs held idle by a notebook"),
-    (
+        (WRITER,),
+        "how each purge run gives the freed space back: `incremental` moves only the pages the"
+        " purge freed; `full` rewrites the whole file with VACUUM every run",
+    )
+    pub_endpoint: str = setting(
+        "PCW_PUB_ENDPOINT",
+        "tcp://127.0.0.1:5556",
+        _endpoint,
+        (SAMPLER,),
+        "where the sampler publishes; it answers replays on the next port",
+    )
+    replay_ticks: int = setting(
+        "PCW_REPLAY_TICKS",
+        "1440",
+        _number(int, 1, 10_000_000),
+        (SAMPLER,),
+        "ticks the sampler keeps to replay to a writer that missed them (a day at 60 s)",
+    )
+    subscribe: tuple[str, ...] = setting(
+        "PCW_SUBSCRIBE",
+        None,
+        _endpoints,
+        (WRITER, WEB),
+        "comma-separated sampler endpoints that the writer and web connect to",
+        "PCW_PUB_ENDPOINT",
+    )
+    web_host: str = setting(
+        "PCW_WEB_HOST",
+        "0.0.0.0",
+        _non_empty,
+        (WEB,),
+        "the address the web process listens on; one it cannot listen on stops it with one line"
+        " naming PCW_WEB_HOST and PCW_WEB_PORT and the address, exit status 2, and it logs"
+        " `serving on` only once it listens",
+    )
+    web_port: int = setting(
+        "PCW_WEB_PORT",
+        "8000",
+        _number(int, 1, 65535),
+        (WEB,),
+        "the port the web process listens on; one it cannot listen on (a port already taken)"
+        " stops it with one line naming PCW_WEB_HOST and PCW_WEB_PORT and the address, exit"
+        " status 2",
+    )
+    host_name: str = setting(
+        "PCW_HOST_NAME",
+        None,
+        _non_empty,
+        ALL_PROCESSES,
+        "the host label on every reading",
+        "the machine's host name",
+    )
+    log_level: str = setting(
+        "PCW_LOG_LEVEL",
+        "INFO",
+        _choice(LOG_LEVELS),
+        ALL_PROCESSES,
+        "DEBUG, INFO, WARNING, ERROR or CRITICAL",
+    )
+    sim_mig_gpus: tuple[int, ...] = setting(
+        "PCW_SIM_MIG_GPUS",
+        "",
+        _indexes,
+        (SAMPLER,),
+        "comma-separated indexes of simulated GPUs that run in MIG mode (three MIG devices each;"
+        " such a GPU is simulated as an A100 or H100 unless PCW_SIM_NAMES names it)",
+    )
+    sim_idle_gpus: tuple[int, ...] = setting(
+        "PCW_SIM_IDLE_GPUS",
+        "",
+        _indexes,
+        (SAMPLER,),
+        "comma-separated indexes of simulated GPUs held idle by a forgotten notebook (memory"
+        " held, 0% utilization)",
+    )
+    sim_process_names: tuple[str, ...] = setting(
         "PCW_SIM_PROCESS_NAMES",
         "",
         _names,
-        "';'-separated names for the simulated GPUs' training processes",
-    ),
-    ("PCW_SIM_LOST_GPUS", "", _indexes, "indexes of simulated GPUs lost before the start"),
-    ("PCW_PROC_ROOT", "/proc", _path, "where the sampler reads processes' names and owners"),
-    (
+        (SAMPLER,),
+        "`;`-separated names for the simulated GPUs' training processes, in index order",
+    )
+    sim_lost_gpus: tuple[int, ...] = setting(
+        "PCW_SIM_LOST_GPUS",
+        "",
+        _indexes,
+        (SAMPLER,),
+        "comma-separated indexes of simulated GPUs that fell off the bus before the sampler"
+        " started (NVML gives their PCI bus id only)",
+    )
+    proc_root: Path = setting(
+        "PCW_PROC_ROOT",
+        "/proc",
+        _path,
+        (SAMPLER,),
+        "where the sampler reads the name, command line, user and container of each process on"
+        " a GPU",
+    )
+    curve_secret_key_file: Path | None = setting(
         "PCW_CURVE_SECRET_KEY_FILE",
         "",
         _optional(_existing("file")),
-        "this process's secret CURVE certificate; set, ZeroMQ traffic is encrypted",
-    ),
-    ("PCW_CURVE_HUB_KEY_FILE", "", _optional(_existing("file")), "sampler: the hub's public key"),
-    (
+        ALL_PROCESSES,
+        "this process's secret CURVE certificate; set, ZeroMQ traffic is encrypted and"
+        " authenticated",
+    )
+    curve_hub_key_file: Path | None = setting(
+        "PCW_CURVE_HUB_KEY_FILE",
+        "",
+        _optional(_existing("file")),
+        (SAMPLER,),
+        "on a sampler: the hub's public certificate",
+    )
+    curve_sampler_keys_dir: Path | None = setting(
         "PCW_CURVE_SAMPLER_KEYS_DIR",
         "",
         _optional(_existing("folder")),
-        "hub: folder of the samplers' public certificates it accepts",
-    ),
-    ("PCW_ALLOW_PLAINTEXT", "0", _flag, "1: let a sampler publish unencrypted off loopback"),
-    ("PCW_AUTH_FILE", "", _optional(_existing("file")), "users and password hashes (basic auth)"),
-    ("PCW_IDLE_UTIL_PCT", "5", _number(float, 0, 100), "utilization under which a GPU is idle"),
-    ("PCW_IDLE_AFTER_S", "1800", _number(float, 0, 30 * 86400), "idle seconds before a flag"),
-    (
+        (WRITER, WEB),
+        "on a hub: the folder of samplers' public certificates it accepts; any other sampler is"
+        " refused",
+    )
+    allow_plaintext: bool = setting(
+        "PCW_ALLOW_PLAINTEXT",
+        "0",
+        _flag,
+        (SAMPLER,),
+        "`1` lets a sampler publish unencrypted on an address other than loopback",
+    )
+    auth_file: Path | None = setting(
+        "PCW_AUTH_FILE",
+        "",
+        _optional(_existing("file")),
+        (WEB,),
+        "a file of users and password hashes; set, every route of the web process asks for HTTP"
+        " basic auth",
+    )
+    idle_util_pct: float = setting(
+        "PCW_IDLE_UTIL_PCT",
+        "5",
+        _number(float, 0, 100),
+        (WEB,),
+        "utilization (%) under which a GPU holding memory counts as idle",
+    )
+    idle_after_s: float = setting(
+        "PCW_IDLE_AFTER_S",
+        "1800",
+        _number(float, 0, 30 * 86400),
+        (WEB,),
+        'seconds of idling while holding memory before a GPU is flagged "idle but allocated"',
+    )
+    energy_price_per_kwh: float | None = setting(
         "PCW_ENERGY_PRICE_PER_KWH",
         "",
         _optional(_number(float, 0, 1e6)),
-        "price of a kWh, to show energy's cost",
-    ),
-    ("PCW_CURRENCY", "", _label, "label shown with costs, such as EUR"),
-    (
+        (WEB,),
+        "price of a kWh; set, energy is shown with its cost",
+    )
+    currency: str = setting(
+        "PCW_CURRENCY",
+        "",
+        _label,
+        (WEB,),
+        "the label shown with costs, such as EUR (16 characters at most)",
+        "(empty)",
+    )
+    live_readers: int = setting(
         "PCW_LIVE_READERS",
         "2",
         _number(int, 1, 64),
-        "web threads reading the live view (GPUs, hosts, processes, health)",
-    ),
-    ("PCW_LIVE_READ_QUEUE", "64", _number(int, 0, 100_000), "live reads that may wait; then 503"),
-    (
+        (WEB,),
+        "web threads reading the live view: GPUs, hosts, processes, `/healthz`",
+    )
+    live_read_queue: int = setting(
+        "PCW_LIVE_READ_QUEUE",
+        "64",
+        _number(int, 0, 100_000),
+        (WEB,),
+        "live reads that may wait for one of those; past that, 503 with `Retry-After`",
+    )
+    range_readers: int = setting(
         "PCW_RANGE_READERS",
         "2",
         _number(int, 1, 64),
-        "web threads reading ranges (history, usage, energy)",
-    ),
-    ("PCW_RANGE_READ_QUEUE", "8", _number(int, 0, 100_000), "range reads that may wait; then 503"),
-    ("PCW_SIGN_IN_AT_ONCE", "2", _number(int, 1, 64), "password checks run at a time"),
-    ("PCW_SIGN_IN_QUEUE", "16", _number(int, 0, 10_000), "password checks that may wait; then 503"),
-    (
+        (WEB,),
+        "web threads reading ranges: history, usage, energy (each up to the 10 s query limit)",
+    )
+    range_read_queue: int = setting(
+        "PCW_RANGE_READ_QUEUE",
+        "8",
+        _number(int, 0, 100_000),
+        (WEB,),
+        "range reads that may wait for one of those; past that, 503 with `Retry-After`",
+    )
+    sign_in_at_once: int = setting(
+        "PCW_SIGN_IN_AT_ONCE",
+        "2",
+        _number(int, 1, 64),
+        (WEB,),
+        "password checks (scrypt, ~50 ms and 16 MiB each) run at a time",
+    )
+    sign_in_queue: int = setting(
+        "PCW_SIGN_IN_QUEUE",
+        "16",
+        _number(int, 0, 10_000),
+        (WEB,),
+        "password checks that may wait for one of those; past that a sign-in is answered 503"
+        " with `Retry-After`",
+    )
+    sign_in_failures: int = setting(
         "PCW_SIGN_IN_FAILURES",
         "10",
         _number(int, 1, 1_000_000),
-        "failed sign-ins per client address before 429",
-    ),
-    (
+        (WEB,),
+        "failed sign-ins a client address may have; past that it is answered 429 with"
+        " `Retry-After` until its lockout ends",
+    )
+    sign_in_lockout_s: float = setting(
         "PCW_SIGN_IN_LOCKOUT_S",
         "300",
         _number(float, 1, 7 * 86400),
-        "seconds from an address's first failure until it may try again",
-    ),
-    (
+        (WEB,),
+        "seconds from an address's first failed sign-in until its failures are forgotten",
+    )
+    sign_in_clients: int = setting(
         "PCW_SIGN_IN_CLIENTS",
         "4096",
         _number(int, 1, 1_000_000),
-        "client addresses whose failures are remembered",
-    ),
-    (
+        (WEB,),
+        "client addresses whose failures are remembered (about 300 bytes each); the one seen"
+        " longest ago is forgotten first",
+    )
+    writer_buffer_bytes: int = setting(
         "PCW_WRITER_BUFFER_BYTES",
         "67108864",
         _number(int, 1_048_576, 1 << 40),
-        "memory the writer may hold readings in while the database fails; past it the oldest go",
-    ),
-    (
+        (WRITER,),
+        "memory the writer may hold unstored readings in while the database fails (at least"
+        " 1 MiB); past it the oldest ticks are dropped and counted. 64 MiB holds about 850 ticks"
+        " of 64 GPUs with their process lists, or 5,400 ticks of 8 GPUs (90 minutes at 1 s)",
+        "67108864 (64 MiB)",
+    )
+    status_endpoint: str = setting(
         "PCW_STATUS_ENDPOINT",
         "",
-        _optional(_endpoint),
-        "where the writer publishes its status to the web process (default: derived from the DB)",
-    ),
+        _or_empty(_endpoint),
+        (WRITER, WEB),
+        "where the writer publishes its status to the web process; by default a Linux abstract"
+        " socket named after the database's absolute path (no file, no disk, no port), so the"
+        " writer and web process of one stack find each other. Set it (the same on both) when"
+        " they run in different network namespaces",
+        "(derived)",
+    )
+
+    @property
+    def retention_s(self) -> float:
+        """Return the raw-reading retention in seconds."""
+        return self.retention_days * 86400.0
+
+
+# (field name, declaration) of every setting, in declaration order.
+DECLARED: tuple[tuple[str, Setting], ...] = tuple(
+    (each.name, each.metadata[_SETTING]) for each in fields(Config)
+)
+# (variable, default, parser, doc) of every setting.
+SETTINGS: tuple[tuple[str, str | None, Callable[[str], Any], str], ...] = tuple(
+    (one.variable, one.default, one.parser, one.doc) for _name, one in DECLARED
 )
 
 
@@ -305,64 +523,32 @@ def _parse(environ: Mapping[str, str], variable: str, default: str, parser: Call
 
 def load_config(environ: Mapping[str, str]) -> Config:
     """Build the Config from an environment mapping; raise ConfigError on the first bad value."""
-    defaults = {
+    derived = {
         "PCW_SUBSCRIBE": environ.get("PCW_PUB_ENDPOINT", "tcp://127.0.0.1:5556"),
         "PCW_HOST_NAME": socket.gethostname() or "localhost",
     }
     values = {
-        variable: _parse(environ, variable, defaults.get(variable, default), parser)
-        for variable, default, parser, _help in SETTINGS
+        name: _parse(environ, one.variable, derived.get(one.variable, one.default), one.parser)
+        for name, one in DECLARED
     }
-    return Config(
-        source=values["PCW_SOURCE"],
-        sim_gpus=values["PCW_SIM_GPUS"],
-        sim_names=values["PCW_SIM_NAMES"],
-        interval_s=values["PCW_INTERVAL_S"],
-        db_path=values["PCW_DB_PATH"],
-        retention_days=values["PCW_RETENTION_DAYS"],
-        maintenance_s=values["PCW_MAINTENANCE_S"],
-        pub_endpoint=values["PCW_PUB_ENDPOINT"],
-        replay_ticks=values["PCW_REPLAY_TICKS"],
-        subscribe=values["PCW_SUBSCRIBE"],
-        web_host=values["PCW_WEB_HOST"],
-        web_port=values["PCW_WEB_PORT"],
-        host_name=values["PCW_HOST_NAME"],
-        log_level=values["PCW_LOG_LEVEL"],
-        sim_mig_gpus=values["PCW_SIM_MIG_GPUS"],
-        sim_idle_gpus=values["PCW_SIM_IDLE_GPUS"],
-        sim_process_names=values["PCW_SIM_PROCESS_NAMES"],
-        sim_lost_gpus=values["PCW_SIM_LOST_GPUS"],
-        proc_root=values["PCW_PROC_ROOT"],
-        vacuum=values["PCW_VACUUM"],
-        curve_secret_key_file=values["PCW_CURVE_SECRET_KEY_FILE"],
-        curve_hub_key_file=values["PCW_CURVE_HUB_KEY_FILE"],
-        curve_sampler_keys_dir=values["PCW_CURVE_SAMPLER_KEYS_DIR"],
-        allow_plaintext=values["PCW_ALLOW_PLAINTEXT"],
-        auth_file=values["PCW_AUTH_FILE"],
-        idle_util_pct=values["PCW_IDLE_UTIL_PCT"],
-        idle_after_s=values["PCW_IDLE_AFTER_S"],
-        energy_price_per_kwh=values["PCW_ENERGY_PRICE_PER_KWH"],
-        currency=values["PCW_CURRENCY"],
-        live_readers=values["PCW_LIVE_READERS"],
-        live_read_queue=values["PCW_LIVE_READ_QUEUE"],
-        range_readers=values["PCW_RANGE_READERS"],
-        range_read_queue=values["PCW_RANGE_READ_QUEUE"],
-        sign_in_at_once=values["PCW_SIGN_IN_AT_ONCE"],
-        sign_in_queue=values["PCW_SIGN_IN_QUEUE"],
-        sign_in_failures=values["PCW_SIGN_IN_FAILURES"],
-        sign_in_lockout_s=values["PCW_SIGN_IN_LOCKOUT_S"],
-        sign_in_clients=values["PCW_SIGN_IN_CLIENTS"],
-        writer_buffer_bytes=values["PCW_WRITER_BUFFER_BYTES"],
-        status_endpoint=values["PCW_STATUS_ENDPOINT"] or "",
-    )
+    return Config(**values)
 
 
-def setup_logging(level: str) -> None:
-    """Send log lines to stderr with UTC timestamps; called once from each main()."""
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def log_formatter(environ: Mapping[str, str]) -> logging.Formatter:
+    """Return the log line formatter: UTC timestamps, or local time where TZ is set."""
+    formatter = logging.Formatter(LOG_FORMAT)
+    formatter.converter = time.localtime if environ.get("TZ") else time.gmtime
+    return formatter
+
+
+def setup_logging(level: str, environ: Mapping[str, str]) -> None:
+    """Send log lines to stderr (see log_formatter); called once from each main()."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(log_formatter(environ))
+    logging.basicConfig(level=level, handlers=[handler])
 
 
 def startup_config(environ: Mapping[str, str], process: str) -> Config | None:
@@ -370,8 +556,8 @@ def startup_config(environ: Mapping[str, str], process: str) -> Config | None:
     try:
         config = load_config(environ)
     except ConfigError as error:
-        setup_logging("INFO")
+        setup_logging("INFO", environ)
         logging.getLogger(process).critical("%s cannot start, bad setting: %s", process, error)
         return None
-    setup_logging(config.log_level)
+    setup_logging(config.log_level, environ)
     return config

@@ -6,14 +6,11 @@ Wire layout, one ZeroMQ multipart message per tick:
     frame 1: SCHEMA_VERSION   ASCII decimal, b"3"
     frame 2: payload          msgpack of Tick (msgspec, typed; validated on decode)
 
-Version 2 added each GPU's processes and MIG devices, version 3 its free and reserved memory
-(NVML's own figures), as optional fields: a version 1 or 2 payload decodes unchanged (the new
-fields None), so a hub still takes ticks from samplers not yet upgraded.
-
-msgspec's typed msgpack was chosen by measurement (REFERENCE-FIGURES.md and the codec test):
-it is the smallest and fastest of stdlib json, orjson and msgpack, and its typed decode validates
-shape, types and ranges in the same pass, so nothing untyped ever reaches the writer or the web.
-Pickle is never used: the payload comes from a socket.
+- Versions: 2 added each GPU's processes and MIG devices, 3 its free and reserved memory, as
+  optional fields; a version 1 or 2 payload decodes unchanged (the new fields None).
+- msgspec's typed msgpack was chosen by measurement: smaller and faster than stdlib json, orjson
+  and msgpack, and its decode validates shape, types and ranges in the same pass.
+- Pickle is never used: the payload comes from a socket.
 """
 
 from __future__ import annotations
@@ -29,6 +26,9 @@ TOPIC = b"pcw.tick"
 SCHEMA_VERSION = 3
 ACCEPTED_VERSIONS = (1, 2, 3)
 MAX_MESSAGE_BYTES = 1 << 20  # also the socket's ZMQ_MAXMSGSIZE: larger frames are dropped
+MAX_EPOCH_S = 1e11  # a timestamp's bound (year 5138); the web's query parameters take it too
+MAX_UUID_CHARS = 96
+MAX_HOST_CHARS = 253  # a DNS name's bound
 
 Pct = Annotated[int, msgspec.Meta(ge=0, le=100)]
 Bytes = Annotated[int, msgspec.Meta(ge=0, le=1 << 60)]
@@ -36,7 +36,7 @@ Watts = Annotated[float, msgspec.Meta(ge=0, le=1e6)]
 Joules = Annotated[float, msgspec.Meta(ge=0, le=1e18)]
 Mhz = Annotated[int, msgspec.Meta(ge=0, le=100_000)]
 Celsius = Annotated[int, msgspec.Meta(ge=-100, le=500)]
-EpochS = Annotated[float, msgspec.Meta(gt=0, lt=1e11)]
+EpochS = Annotated[float, msgspec.Meta(gt=0, lt=MAX_EPOCH_S)]
 Text = Annotated[str, msgspec.Meta(max_length=256)]
 
 
@@ -69,7 +69,7 @@ class MigDevice(msgspec.Struct, forbid_unknown_fields=True, frozen=True, gc=Fals
     """One MIG instance of a MIG-enabled GPU; a metric it does not support is None, not 0."""
 
     index: Annotated[int, msgspec.Meta(ge=0, le=1023)]
-    uuid: Annotated[str, msgspec.Meta(min_length=1, max_length=96)]
+    uuid: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_UUID_CHARS)]
     name: Text
     mem_used_bytes: Bytes | None = None
     mem_total_bytes: Bytes | None = None
@@ -86,7 +86,7 @@ class GpuReading(msgspec.Struct, forbid_unknown_fields=True, frozen=True, gc=Fal
     """
 
     index: Annotated[int, msgspec.Meta(ge=0, le=1023)]
-    uuid: Annotated[str, msgspec.Meta(min_length=1, max_length=96)]
+    uuid: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_UUID_CHARS)]
     name: Text
     pci_bus_id: Text | None = None
     error: Text | None = None
@@ -116,7 +116,7 @@ class GpuReading(msgspec.Struct, forbid_unknown_fields=True, frozen=True, gc=Fal
 class Tick(msgspec.Struct, forbid_unknown_fields=True, frozen=True, gc=False):
     """All GPUs of one host at one timestamp (UTC epoch seconds), numbered per sampler run."""
 
-    host: Annotated[str, msgspec.Meta(min_length=1, max_length=253)]
+    host: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_HOST_CHARS)]
     sampler_id: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
     seq: Annotated[int, msgspec.Meta(ge=0)]
     ts: EpochS

@@ -6,7 +6,7 @@ Layout, chosen for the two queries the dashboard makes all day:
 - `samples`: one row per GPU per tick, a WITHOUT ROWID table keyed on (gpu_id, ts). A range of
   one GPU is one key range scan; the latest reading of a GPU is one key look-up from the end.
   Storing the same reading twice (a replay) is a no-op under INSERT OR IGNORE.
-- `readings`: the stable view for people who query the file (SPEC), one row per GPU per tick.
+- `readings`: the stable view for people who query the file, one row per GPU per tick.
 - `proc_identities` and `proc_spans` (version 4): processes, one span row per process per GPU
   per unbroken run of ticks at one memory size; the documented views `processes` (one row per
   span) and `energy` (one row per GPU per reading, with the energy since the previous one;

@@ -17,8 +17,8 @@ import pytest
 import zmq
 import zmq.auth
 
-from services.curve import SamplerGate, is_loopback_endpoint
-from services.keygen import create_pair
+from services.transport.curve import SamplerGate, is_loopback_endpoint
+from services.transport.keygen import create_pair
 from tests.stack import REPO, Stack, free_port, run_service, stack_env, wait_until
 
 START_TIMEOUT_S = 60.0

@@ -69,6 +69,13 @@ def test_a_gpu_lost_before_the_start_is_in_error_in_ticks_api_healthz_and_metric
 
         wait_until(both_shown, 60, "both GPUs in /api/v1/gpus", stack)
         wait_until(lambda: len(seen) >= 3, 60, "three ticks on the wire", stack)
+        # /metrics speaks of the live feed only: wait until the web has a tick of its own
+        wait_until(
+            lambda: f'UUID="{devices[0].uuid}"' in get(stack, "/metrics")[1].decode(),
+            60,
+            "GPU 0's series in /metrics",
+            stack,
+        )
         gpus = api_gpus()
         health_status, health_body = get(stack, "/healthz")
         _, metrics = get(stack, "/metrics")

@@ -11,7 +11,7 @@ import pytest
 from common.messages import GpuReading, Tick
 from common.metrics import METRIC_NAMES
 from common.schema import ROLLUP_LEVELS_S, rollup_levels_for, rollup_table
-from services.web.store import history_json_sql, history_sql, rollup_level
+from services.web.history_reads import history_json_sql, history_sql, rollup_level
 from services.writer.store import Store
 
 INTERVAL_S = 10.0

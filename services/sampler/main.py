@@ -21,11 +21,16 @@ import zmq
 from common.config import Config, startup_config
 from common.replay import replay_endpoint
 from common.schedule import AlignedSchedule
-from services.curve import CurveSetupError, plaintext_refusal, sampler_keys, secure_sampler_socket
 from services.sampler.nvml import GpuReader, NvmlUnavailableError, load_nvml, process_resolver
 from services.sampler.replay import ReplayBuffer, serve_pending
 from services.sampler.ticks import build_tick
-from services.wakeup import StopFlag
+from services.transport.curve import (
+    CurveSetupError,
+    plaintext_refusal,
+    sampler_keys,
+    secure_sampler_socket,
+)
+from services.transport.wakeup import StopFlag
 
 log = logging.getLogger("services.sampler")
 

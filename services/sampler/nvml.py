@@ -1,34 +1,32 @@
 """Read every GPU through NVML once per tick; the only module that imports `pynvml`.
 
-The `nvml` object handed to GpuReader is either the real `pynvml` module or SimulatedNvml, which
-offers the same names, shapes and error classes, so this code runs unchanged over both.
+The `nvml` object handed to GpuReader is the real `pynvml` module or SimulatedNvml (same names,
+shapes and error classes). Errors, as nvitop handles them:
 
-Errors, as nvitop handles them:
-- a metric raising NotSupported (or any other per-call error) is None, logged once per GPU and
-  metric; it never costs the rest of the GPU's reading;
-- a value NVML reports as NVML_VALUE_NOT_AVAILABLE (all ones of the field's width, or -1) is None,
-  never 0 and never the huge number; every conversion from NVML's fields goes through _u32/_u64;
-- a GPU raising GpuIsLost (or failing to give a handle) is marked in error for that tick, and the
-  other GPUs go on. One lost before its identity was ever read is in every tick too, with what
-  NVML still gives of it (PCI bus id, UUID, name; name "" when none); a UUID NVML cannot give is
-  replaced by a stable key, "unread-" and a UUID derived from the host and the PCI bus id, or
-  the host and the index when NVML gives no PCI bus id either (so the same GPU keeps its key over
-  restarts, and no two hosts share one). It is a new GPU to the writer and the web: its readings
-  from before the loss stay under its real UUID;
-- a driver-level error (uninitialised, driver not loaded, library gone, RM mismatch) ends the NVML
-  session; it is re-initialised with exponential backoff while ticks carry the error.
+- a metric raising NotSupported (or any per-call error) is None, logged once per GPU and metric;
+  it never costs the rest of the reading;
+- NVML_VALUE_NOT_AVAILABLE (all ones of the field's width, or -1) is None, never 0 nor the huge
+  number: every conversion goes through _u32/_u64;
+- a GPU raising GpuIsLost (or giving no handle) is in error for that tick; the others go on. One
+  lost before it was identified is in every tick with what NVML still gives (PCI bus id, UUID,
+  name, "" when none); a UUID NVML cannot give becomes a stable key, "unread-" + a UUID from the
+  host and the PCI bus id (or the index): a new GPU to the writer and the web, whose earlier
+  readings stay under its real UUID;
+- a driver-level error (uninitialised, not loaded, library gone, RM mismatch) ends the session;
+  it is re-initialised with exponential backoff while ticks carry the error.
 
-Processes (`nvidia-smi --query-compute-apps`): the compute and the graphics lists, each from the
-newest call the driver has (_v3, then _v2, then the unversioned one; the one that answered is
-remembered per GPU), resolved through /proc by ProcResolver. A process in both lists is listed
-once, as "compute" (what GPU time is accounted by), with the compute entry's memory, or the
-graphics entry's where the compute one has none. A compute list that cannot be read makes the
-GPU's processes None (unknown this tick, logged once), never an empty list; a graphics list that
-is not supported means no graphics processes. usedGpuMemory that NVML cannot tell is None.
+Processes (`nvidia-smi --query-compute-apps`):
 
-MIG: on a GPU whose current MIG mode is enabled, each MIG device is read (uuid, name, memory;
-utilization, which NVML does not give per MIG device, is None, never 0), and the processes come
-from the MIG devices' own lists, which need no privileges, unlike the whole GPU's.
+- the compute and graphics lists, each from the newest call the driver has (_v3, _v2, then the
+  unversioned one; remembered per GPU), resolved through /proc by ProcResolver;
+- a process in both lists is listed once, as "compute", with the compute entry's memory (else
+  the graphics entry's); usedGpuMemory NVML cannot tell is None;
+- an unreadable compute list makes the processes None (unknown, logged once), never []; an
+  unsupported graphics list means no graphics processes.
+
+MIG: on a GPU with MIG enabled each MIG device is read (uuid, name, memory; utilization None, as
+NVML gives none per MIG device), and the processes come from the MIG devices' own lists, which
+need no privileges, unlike the whole GPU's.
 """
 
 from __future__ import annotations
@@ -47,17 +45,21 @@ from services.sampler.procfs import ProcResolver
 
 log = logging.getLogger(__name__)
 
-# NVML return codes after which the whole session is gone, not one GPU or metric.
-DRIVER_LEVEL_CODES = frozenset({1, 9, 12, 18})  # uninitialised, not loaded, no library, mismatch
-GPU_LOST_CODES = frozenset({15, 16})  # GPU is lost, GPU requires reset
-PSTATE_UNKNOWN = 32
+# NVML errors (pynvml's names) after which the whole session is gone, not one GPU or metric.
+DRIVER_LEVEL_ERRORS = (
+    "NVML_ERROR_UNINITIALIZED",
+    "NVML_ERROR_DRIVER_NOT_LOADED",
+    "NVML_ERROR_LIBRARY_NOT_FOUND",
+    "NVML_ERROR_LIB_RM_VERSION_MISMATCH",
+)
+GPU_LOST_ERRORS = ("NVML_ERROR_GPU_IS_LOST", "NVML_ERROR_RESET_REQUIRED")
+# NVML errors at start that mean NVML cannot run on this machine at all.
+UNAVAILABLE_ERRORS = ("NVML_ERROR_DRIVER_NOT_LOADED", "NVML_ERROR_LIBRARY_NOT_FOUND")
 UNREAD_UUID_PREFIX = "unread-"  # the key of a GPU whose UUID NVML cannot give
 UNREAD_UUID_NAMESPACE = uuid.UUID("6f1d6c9e-5b7a-4c55-9a0e-2d8f3f1c7a41")  # this project's own
 ERROR_TEXT_CHARS = 256  # the codec's limit on text
 REINIT_BACKOFF_S = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
 DEFAULT_PROC_ROOT = Path("/proc")
-NOT_SUPPORTED, NOT_FOUND, FUNCTION_NOT_FOUND = 3, 6, 13
-MIG_ENABLED = 1  # NVML_DEVICE_MIG_ENABLE
 MAX_BYTES = 1 << 60  # the codec's bound
 # NVML_VALUE_NOT_AVAILABLE is -1: all ones in an unsigned int or unsigned long long field
 NOT_AVAILABLE_U32 = 0xFFFFFFFF
@@ -128,6 +130,11 @@ def _resolver(nvml: Any, proc_root: Path) -> ProcResolver:
     return ProcResolver(tree.proc_root if tree is not None else proc_root)
 
 
+def _codes(nvml: Any, names: tuple[str, ...]) -> frozenset[int]:
+    """Return the values of pynvml's error names in the nvml module (pynvml or the simulation)."""
+    return frozenset(getattr(nvml, name) for name in names)
+
+
 def _text(value: str | bytes) -> str:
     return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
 
@@ -175,6 +182,12 @@ class GpuReader:
         self._no_mig: set[int] = set()  # GPUs (or a driver) without MIG: not asked again
         # pynvml's unversioned call raises this (not an NVMLError) when the library lacks v3
         self._mismatch = getattr(nvml, "NVMLLibraryMismatchError", ())
+        self._driver_level = _codes(nvml, DRIVER_LEVEL_ERRORS)
+        self._gpu_lost = _codes(nvml, GPU_LOST_ERRORS)
+        self._unavailable = _codes(nvml, UNAVAILABLE_ERRORS)
+        self._unsupported = _codes(
+            nvml, ("NVML_ERROR_NOT_SUPPORTED", "NVML_ERROR_FUNCTION_NOT_FOUND")
+        )
         self._session = False
         self._driver_version: str | None = None
         self._identities: dict[int, GpuIdentity] = {}
@@ -191,7 +204,7 @@ class GpuReader:
         try:
             self._open()
         except self._nvml.NVMLError as error:
-            if error.value in (9, 12):  # driver not loaded, library not found
+            if error.value in self._unavailable:
                 raise NvmlUnavailableError(str(error)) from None
             self._session_failed(f"NVML init failed: {error}")
 
@@ -261,9 +274,9 @@ class GpuReader:
         try:
             return function(*args, **kwargs)
         except self._nvml.NVMLError as error:
-            if error.value in DRIVER_LEVEL_CODES:
+            if error.value in self._driver_level:
                 raise _DriverLevelError(str(error)) from None
-            if error.value in GPU_LOST_CODES:
+            if error.value in self._gpu_lost:
                 raise _GpuLostError(str(error)) from None
             raise
 
@@ -414,7 +427,7 @@ class GpuReader:
             fan_pct=_pct(get("fan_pct", nvml.nvmlDeviceGetFanSpeed)),
             sm_clock_mhz=_u32(sm_clock),
             mem_clock_mhz=_u32(mem_clock),
-            pstate=None if pstate == PSTATE_UNKNOWN else pstate,
+            pstate=None if pstate == nvml.NVML_PSTATE_UNKNOWN else pstate,
             processes=processes,
             mig_devices=[device for device in mig_devices if device is not None],
         )
@@ -470,7 +483,7 @@ class GpuReader:
                 entries = self._call(function, handle)
             except nvml.NVMLError as failed:
                 error = failed
-                if failed.value in (FUNCTION_NOT_FOUND, NOT_SUPPORTED):
+                if failed.value in self._unsupported:
                     continue
                 break
             except self._mismatch as failed:
@@ -478,7 +491,7 @@ class GpuReader:
                 continue
             self._process_call[key] = level
             return list(entries)
-        if kind == "graphics" and getattr(error, "value", None) == NOT_SUPPORTED:
+        if kind == "graphics" and getattr(error, "value", None) == nvml.NVML_ERROR_NOT_SUPPORTED:
             return []  # a GPU without graphics runs no graphics process
         metric = f"{kind} processes"
         if (identity.uuid, metric) not in self._logged:
@@ -501,12 +514,12 @@ class GpuReader:
         try:
             current_mode = self._call(nvml.nvmlDeviceGetMigMode, handle)[0]
         except nvml.NVMLError as error:
-            if error.value in (NOT_SUPPORTED, FUNCTION_NOT_FOUND):
+            if error.value in self._unsupported:
                 self._no_mig.add(identity.index)  # no MIG on this GPU, or on this driver
             else:
                 self._optional_failed(identity.uuid, "MIG mode", error)
             return []
-        if current_mode != MIG_ENABLED:
+        if current_mode != nvml.NVML_DEVICE_MIG_ENABLE:
             return []
         slots = self._optional(
             identity.uuid, "MIG devices", nvml.nvmlDeviceGetMaxMigDeviceCount, handle
@@ -518,7 +531,7 @@ class GpuReader:
                     (slot, self._call(nvml.nvmlDeviceGetMigDeviceHandleByIndex, handle, slot))
                 )
             except nvml.NVMLError as error:
-                if error.value != NOT_FOUND:  # an empty slot is not news
+                if error.value != nvml.NVML_ERROR_NOT_FOUND:  # an empty slot is not news
                     self._optional_failed(identity.uuid, f"MIG device {slot}", error)
         return handles
 
@@ -535,7 +548,7 @@ class GpuReader:
         try:  # NVML gives no utilization per MIG device: n/a, and no warning for it
             util = self._call(nvml.nvmlDeviceGetUtilizationRates, handle)
         except nvml.NVMLError as error:
-            if error.value != NOT_SUPPORTED:
+            if error.value != nvml.NVML_ERROR_NOT_SUPPORTED:
                 self._optional_failed(uuid, "utilization", error)
             util = None
         return MigDevice(

@@ -2,23 +2,17 @@
 
 Everything comes from a proc root (`/proc`, or a host's `/proc` mounted elsewhere, PCW_PROC_ROOT):
 
-- name: `<pid>/comm` (the kernel keeps 15 characters of it; when it is cut, the base name of the
-  command's first word is used if it starts with it, as `ps` and psutil do);
+- name: `<pid>/comm` (15 characters kept by the kernel; when cut, the base name of the command's
+  first word if it starts with it, as `ps` and psutil do);
 - command line: `<pid>/cmdline`, NULs as spaces, cut to the codec's 256 characters;
-- user: the real UID of `<pid>/status`, named through the passwd file beside the proc root
-  (`<proc_root>/../etc/passwd`: a host's `/` mounted into a container), else this system's user
-  database, else "uid <n>";
-- container id: from `<pid>/cgroup`, cgroup v1 and v2 layouts of Docker, containerd and CRI-O
-  (also under Kubernetes) and Podman. The container's name is not in any of those paths; it
-  lives only in the container runtime's API, which the sampler does not contact (its socket
-  is root on the host), so `container_name` stays None rather than a guess.
-
-A PID that is not in the proc root (a sampler in a container without `pid: host`) resolves to
-visible=False with every field None: shown as such, never dropped. A PID whose files cannot be
-read (`hidepid=1`, another user's process) is visible with the unreadable fields None.
-
-Results are cached per (pid, start time): each tick costs one read of `<pid>/stat` per process,
-and a PID reused by a new process is resolved afresh.
+- user: the real UID of `<pid>/status`, named through `<proc_root>/../etc/passwd` (a host's `/`
+  mounted into a container), else this system's user database, else "uid <n>";
+- container id: from `<pid>/cgroup` (v1 and v2 layouts of Docker, containerd, CRI-O, Kubernetes,
+  Podman); `container_name` stays None: only the runtime's API (root on the host) knows it;
+- a PID not in the proc root (no `pid: host`) is visible=False with every field None, shown,
+  never dropped; unreadable files (`hidepid=1`, another user) leave those fields None;
+- cached per (pid, start time): one read of `<pid>/stat` per process per tick, and a reused PID
+  is resolved afresh.
 """
 
 from __future__ import annotations

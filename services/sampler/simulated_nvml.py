@@ -1,41 +1,25 @@
 """Simulated GPUs: a stand-in for the `pynvml` module, for machines without an NVIDIA GPU.
 
-It offers the subset of pynvml that the reader calls, with the same names, argument order,
-return shapes (objects with the same attributes, values in NVML's units) and error classes, so
-the sampler's NVML code runs unchanged over it. Readings follow a training-like load per GPU: it
-ramps up, trains with jitter, idles, and repeats on its own period; temperature and power follow
-the load, and memory fills while training and is freed when idle. Every GPU reports its fan as
-not supported except the GeForce card, as on real data-centre GPUs.
-
-Processes follow the same cycle (`processes`): on each GPU a training job starts with the ramp,
-grows with the memory and ends when the GPU idles; an evaluation job runs in the middle of the
-training (a graphics process on the GeForce card, and on every fourth GPU from index 1 a PID of
-another PID namespace, not visible in /proc). PIDs are deterministic, and come back, with
-another start time, 200 cycles later. Given a folder, it keeps a fake /proc tree there for its
-processes (simulated_procfs) so that they resolve to names, users and containers.
-
-GPUs listed in `mig_gpus` are in MIG mode with three MIG devices (1g, 2g and 3g profiles in slots
-0, 1 and 3 of 7), each running its own job. Such a GPU is an A100 or H100, with their profile
-names and sizes, unless `names` names it (real L40S and GeForce cards have no MIG mode).
-Utilization is not supported on a MIG device nor on its parent, and the parent's process lists
-need privileges the sampler does not have (its MIG devices answer instead), as for an
-unprivileged caller of real NVML.
-
-GPUs listed in `idle_gpus` (and not in MIG mode) are idle but allocated: a notebook kernel that
-carol forgot holds a quarter of the memory, always with the same PID and start time, while
-utilization stays at 0%.
-
-Memory is modelled as a driver with the v2 struct reports it: the driver and firmware reserve
-part of it (`reserved_mib` of the model: 1 GiB on the H100), and total = reserved + used + free.
-The v1 struct, all an older driver has, counts the reserved memory in `used` and has no
-`reserved`; its `free` is the same.
-
-GPUs listed in `lost_gpus` have fallen off the bus before the sampler starts: every call on them
-raises GpuIsLost, except the handle and the PCI info, which the driver still holds from boot, so
-the sampler sees the GPU's index and PCI bus id but never its UUID or name.
-
-Tests make it fail through `lose_gpu`, `fail_init`, `fail_metric`, `remove_function`,
-`report_not_available` and `restore`.
+- Same names, argument order, return shapes (values in NVML's units) and error classes as the
+  subset of pynvml the reader calls, so the sampler's NVML code runs unchanged over it.
+- Load: per GPU a training-like cycle (ramp, train with jitter, idle, repeat); temperature and
+  power follow it, memory fills while training. Only the GeForce card reports its fan.
+- Processes (`processes`): a training job per GPU follows the cycle; an evaluation job runs
+  mid-training (a graphics process on the GeForce card; on every fourth GPU from index 1 a PID
+  of another PID namespace, not in /proc). PIDs are deterministic and come back, with another
+  start time, 200 cycles later. Given a folder, a fake /proc tree (simulated_procfs) resolves
+  them to names, users and containers.
+- `mig_gpus`: MIG mode with three MIG devices (1g, 2g, 3g in slots 0, 1, 3 of 7), each with its
+  own job; an A100 or H100 unless `names` names it. No utilization on a MIG device or its
+  parent; the parent's process lists need privileges (its MIG devices answer instead).
+- `idle_gpus` (not in MIG mode): carol's forgotten notebook holds a quarter of the memory (same
+  PID and start time always) at 0% utilization.
+- Memory as the v2 struct reports it: total = reserved (`reserved_mib`: 1 GiB on the H100) +
+  used + free; the v1 struct counts reserved in `used` and has no `reserved`.
+- `lost_gpus`: fell off the bus before the start; every call raises GpuIsLost except the handle
+  and PCI info, so the sampler sees index and PCI bus id, never UUID or name.
+- Tests make it fail through `lose_gpu`, `fail_init`, `fail_metric`, `remove_function`,
+  `report_not_available` and `restore`.
 """
 
 from __future__ import annotations
@@ -70,6 +54,8 @@ NVML_ERROR_DRIVER_NOT_LOADED = 9
 NVML_ERROR_LIBRARY_NOT_FOUND = 12
 NVML_ERROR_FUNCTION_NOT_FOUND = 13
 NVML_ERROR_GPU_IS_LOST = 15
+NVML_ERROR_RESET_REQUIRED = 16
+NVML_ERROR_LIB_RM_VERSION_MISMATCH = 18
 NVML_ERROR_UNKNOWN = 999
 
 MIB = 1 << 20
@@ -318,6 +304,17 @@ class SimulatedNvml:
     nvmlMemory_v2 = nvmlMemory_v2
     NVML_DEVICE_MIG_DISABLE = NVML_DEVICE_MIG_DISABLE
     NVML_DEVICE_MIG_ENABLE = NVML_DEVICE_MIG_ENABLE
+    NVML_ERROR_UNINITIALIZED = NVML_ERROR_UNINITIALIZED
+    NVML_ERROR_NOT_SUPPORTED = NVML_ERROR_NOT_SUPPORTED
+    NVML_ERROR_NO_PERMISSION = NVML_ERROR_NO_PERMISSION
+    NVML_ERROR_NOT_FOUND = NVML_ERROR_NOT_FOUND
+    NVML_ERROR_DRIVER_NOT_LOADED = NVML_ERROR_DRIVER_NOT_LOADED
+    NVML_ERROR_LIBRARY_NOT_FOUND = NVML_ERROR_LIBRARY_NOT_FOUND
+    NVML_ERROR_FUNCTION_NOT_FOUND = NVML_ERROR_FUNCTION_NOT_FOUND
+    NVML_ERROR_GPU_IS_LOST = NVML_ERROR_GPU_IS_LOST
+    NVML_ERROR_RESET_REQUIRED = NVML_ERROR_RESET_REQUIRED
+    NVML_ERROR_LIB_RM_VERSION_MISMATCH = NVML_ERROR_LIB_RM_VERSION_MISMATCH
+    NVML_ERROR_UNKNOWN = NVML_ERROR_UNKNOWN
 
     def __init__(
         self,

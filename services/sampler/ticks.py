@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-import re
+import typing
 
 import msgspec
 
@@ -12,10 +12,13 @@ from services.sampler.nvml import TickReading
 
 log = logging.getLogger(__name__)
 
-_FIELD_IN_ERROR = re.compile(r"at `\$\.(\w+)`")
 _ENCODER = msgspec.msgpack.Encoder()
 _DECODER = msgspec.msgpack.Decoder(GpuReading)
-_MAX_FIXES = len(GpuReading.__struct_fields__)
+# One decoder per field, with the field's own constraints, to find which field is out of range.
+_HINTS = typing.get_type_hints(GpuReading, include_extras=True)
+_FIELD_DECODERS = {
+    name: msgspec.msgpack.Decoder(_HINTS[name]) for name in GpuReading.__struct_fields__
+}
 
 
 def build_tick(
@@ -34,16 +37,27 @@ def build_tick(
     )
 
 
+def _field_error(name: str, value: object) -> msgspec.ValidationError | None:
+    """Return why the decoder would reject value for the field name, None if it would not."""
+    try:
+        _FIELD_DECODERS[name].decode(_ENCODER.encode(value))
+    except msgspec.ValidationError as error:
+        return error
+    return None
+
+
 def _valid(gpu: GpuReading) -> GpuReading:
     """Return gpu with every field that the decoder would reject set to None (logged)."""
-    for _ in range(_MAX_FIXES):
-        try:
-            return _DECODER.decode(_ENCODER.encode(gpu))
-        except msgspec.ValidationError as error:
-            match = _FIELD_IN_ERROR.search(str(error))
-            field = match.group(1) if match else None
-            if field is None or field in ("index", "uuid", "name"):
-                raise
-            log.warning("GPU %s: %s out of range (%s); sent as null", gpu.uuid, field, error)
-            gpu = msgspec.structs.replace(gpu, **{field: None})
-    return gpu
+    try:
+        return _DECODER.decode(_ENCODER.encode(gpu))
+    except msgspec.ValidationError:
+        bad = {
+            name: error
+            for name in GpuReading.__struct_fields__
+            if (error := _field_error(name, getattr(gpu, name))) is not None
+        }
+        if not bad or any(_field_error(name, None) is not None for name in bad):
+            raise  # an identity field, or one that cannot be null
+    for name, error in bad.items():
+        log.warning("GPU %s: %s out of range (%s); sent as null", gpu.uuid, name, error)
+    return _DECODER.decode(_ENCODER.encode(msgspec.structs.replace(gpu, **dict.fromkeys(bad))))

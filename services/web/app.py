@@ -13,7 +13,7 @@ from aiohttp import WSCloseCode, web
 
 from common.config import Config
 from common.status import status_endpoint
-from services.curve import hub_keys
+from services.transport.curve import hub_keys
 from services.web import proc_views, views
 from services.web.auth import SignInLimits, basic_auth, load_users
 from services.web.feed import LiveFeed
@@ -26,7 +26,18 @@ from services.web.http_errors import (
     setup_server_errors,
 )
 from services.web.hub import SEND_QUEUE_SIZE, Hub
-from services.web.keys import CLOCK, CONFIG, COUNTERS, FEED, HUB, STORE, WRITER, Counters
+from services.web.idle_reads import IdleRuns
+from services.web.keys import (
+    CLOCK,
+    CONFIG,
+    COUNTERS,
+    FEED,
+    HUB,
+    IDLE_RUNS,
+    STORE,
+    WRITER,
+    Counters,
+)
 from services.web.metrics import COLLECTOR, METRICS_PATH, PipelineCollector, metrics
 from services.web.middlewares import compress_and_cache, json_errors
 from services.web.openapi import OPENAPI_PATH, openapi
@@ -75,6 +86,7 @@ def create_app(
         live=LaneLimits(config.live_readers, config.live_read_queue),
         ranges=LaneLimits(config.range_readers, config.range_read_queue),
     )
+    app[IDLE_RUNS] = IdleRuns()
     app[HUB] = hub
     app[CLOCK] = clock
     app[FEED] = LiveFeed(on_message=hub.publish, clock=clock)

@@ -34,10 +34,18 @@ import zmq
 import zmq.asyncio
 from zmq.utils.monitor import parse_monitor_message
 
-from common.messages import MAX_MESSAGE_BYTES, TOPIC, DecodeError, Tick
+from common.messages import TOPIC, DecodeError, Tick
 from common.throttle import ThrottledLog
-from services.curve import HubKeys, async_gate, secure_hub_socket
-from services.relink import BROKEN_TEXT, MONITOR_EVENTS, RESTORE_AFTER_S, relink
+from services.transport.curve import HubKeys
+from services.transport.curve import gate as curve_gate
+from services.transport.relink import (
+    BROKEN_TEXT,
+    MONITOR_EVENTS,
+    RESTORE_AFTER_S,
+    Breaches,
+    relink,
+)
+from services.transport.sockets import hub_socket
 from services.web.fleet import Live, build_fleet, live_host_states
 from services.web.hosts import HostState
 from services.web.shapes import LiveTick, SnapshotMessage, TickMessage
@@ -177,12 +185,8 @@ class LiveFeed:
         """
         context = zmq.asyncio.Context()
         gate = AsyncExitStack()
-        await gate.enter_async_context(async_gate(context, keys))  # before any connection
-        socket = context.socket(zmq.SUB)
-        socket.setsockopt(zmq.LINGER, 0)
-        socket.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
-        socket.setsockopt(zmq.SUBSCRIBE, TOPIC)
-        secure_hub_socket(socket, keys)
+        gate.enter_context(curve_gate(context, keys))  # before any connection
+        socket = hub_socket(context, zmq.SUB, keys, topic=TOPIC)
         monitor: zmq.asyncio.Socket | None = None
         tasks: list[asyncio.Task[None]] = []
         try:
@@ -235,29 +239,21 @@ class LiveFeed:
     ) -> None:
         """Connect again to a sampler whose connection libzmq dropped without a retry."""
         loop = asyncio.get_running_loop()
-        due: dict[str, float] = {}  # endpoint -> loop time to connect to it again
+        breaches = Breaches(endpoints, self._restore_after_s)
         while True:
             wait_ms = None
-            if due:
-                wait_ms = max(0, math.ceil((min(due.values()) - loop.time()) * 1000))
+            if (due_s := breaches.next_due_s()) is not None:
+                wait_ms = max(0, math.ceil((due_s - loop.time()) * 1000))
             try:
-                event = None
                 if await monitor.poll(wait_ms):
-                    event = parse_monitor_message(await monitor.recv_multipart())
+                    breaches.take(
+                        parse_monitor_message(await monitor.recv_multipart()), loop.time()
+                    )
             except zmq.ZMQError as error:
                 logger.error("watching the live feed's connections failed: %s", error)
                 await asyncio.sleep(RECEIVE_RETRY_S)
                 continue
-            if event is not None:
-                endpoint = event["endpoint"].decode(errors="replace")
-                if endpoint in endpoints:
-                    if event["event"] == zmq.EVENT_DISCONNECTED:
-                        due[endpoint] = loop.time() + self._restore_after_s
-                    else:
-                        due.pop(endpoint, None)  # libzmq is retrying, or has connected
-            now = loop.time()
-            for endpoint in [endpoint for endpoint, at in due.items() if at <= now]:
-                del due[endpoint]
+            for endpoint in breaches.due(loop.time()):
                 self._restore(socket, endpoint)
 
     def _restore(self, socket: zmq.asyncio.Socket, endpoint: str) -> None:

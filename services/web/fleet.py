@@ -21,8 +21,8 @@ from common.staleness import is_stale, stale_since_ts
 from services.web.hosts import HostState
 from services.web.idle import Reading as IdleReading
 from services.web.idle import flagged, is_idle_allocated
+from services.web.rows import GpuIdle, GpuLatest, ProcessList
 from services.web.shapes import Gpu, Idle, Process, Reading
-from services.web.store import GpuIdle, GpuLatest, ProcessList
 
 if TYPE_CHECKING:
     from services.web.feed import ErrorRun

@@ -61,13 +61,20 @@ def memory_held(mem_used_bytes: int | None, mem_total_bytes: int | None) -> bool
     return mem_used_bytes > ALLOCATED_FRACTION * mem_total_bytes
 
 
+def low_util(reading: Reading, util_pct: float) -> bool:
+    """Return whether one reading is error-free with a utilization under util_pct."""
+    return (
+        reading.error is None
+        and reading.util_gpu_pct is not None
+        and reading.util_gpu_pct < util_pct
+    )
+
+
 def is_idle_allocated(
     reading: Reading, util_pct: float, list_known: bool, held_by_process: bool
 ) -> bool:
     """Return whether one reading is idle (under util_pct) while the GPU holds memory."""
-    if reading.error is not None or reading.util_gpu_pct is None:
-        return False
-    if reading.util_gpu_pct >= util_pct:
+    if not low_util(reading, util_pct):
         return False
     if list_known:
         return held_by_process

@@ -10,6 +10,7 @@ from aiohttp import web
 from common.config import Config
 from services.web.feed import LiveFeed
 from services.web.hub import Hub
+from services.web.idle_reads import IdleRuns
 from services.web.store import Store
 from services.web.writer_status import WriterStatusFeed
 
@@ -23,6 +24,8 @@ class Counters:
 
 CONFIG = web.AppKey("config", Config)
 STORE = web.AppKey("store", Store)
+# Where each GPU's idle run stood at the last read, so that the next reads only newer readings.
+IDLE_RUNS = web.AppKey("idle_runs", IdleRuns)
 FEED = web.AppKey("feed", LiveFeed)
 HUB = web.AppKey("hub", Hub)
 COUNTERS = web.AppKey("counters", Counters)

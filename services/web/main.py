@@ -8,7 +8,7 @@ import os
 from aiohttp import web
 
 from common.config import startup_config
-from services.curve import CurveSetupError, hub_keys
+from services.transport.curve import CurveSetupError, hub_keys
 from services.web.app import create_app
 from services.web.auth import AuthFileError
 

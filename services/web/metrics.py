@@ -37,10 +37,10 @@ from common.dbfile import database_bytes
 from common.messages import GpuReading, Tick
 from common.status import WriterStatus, read_status
 from services.web.feed import LiveFeed
+from services.web.gpu_reads import known_hosts_job
 from services.web.keys import STORE
 from services.web.params import ParamError, parse_hosts
 from services.web.replies import error_reply
-from services.web.store import known_hosts_job
 
 MIB = 1 << 20
 

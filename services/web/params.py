@@ -1,4 +1,8 @@
-"""Parse and check the query string of the history API; every refusal names the parameter."""
+"""Parse and check the API's query strings: history, processes, usage and energy.
+
+Every refusal is a ParamError naming the parameter and the rule, answered with 400. A parameter
+not in the route's list is refused, and so is one given twice where it takes one value.
+"""
 
 from __future__ import annotations
 
@@ -9,18 +13,21 @@ from dataclasses import dataclass
 
 from multidict import MultiMapping
 
+from common.messages import MAX_EPOCH_S, MAX_HOST_CHARS, MAX_UUID_CHARS
 from common.metrics import METRIC_NAMES
+from services.web.usage import USAGE_KEYS
 
 DEFAULT_RANGE_S = 3600.0
+DEFAULT_USAGE_RANGE_S = 86400.0
 DEFAULT_POINTS = 500
 MAX_POINTS = 2000
-MAX_EPOCH_S = 1e11  # the same bound as a tick's timestamp (common.messages.EpochS)
-MAX_UUID_CHARS = 96  # the same bound as a GPU's UUID on the wire
 MAX_GPUS = 1024
-MAX_HOST_CHARS = 253  # the same bound as a tick's host on the wire
 MAX_HOSTS = 1024
 
 HISTORY_PARAMETERS = ("gpu", "host", "from", "to", "points", "metric")
+PROCESSES_PARAMETERS = ("gpu", "at")
+USAGE_PARAMETERS = ("from", "to", "by")
+ENERGY_PARAMETERS = ("from", "to", "host")
 NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d{1,3})?", re.ASCII)
 _INTEGER = re.compile(r"\d{1,9}", re.ASCII)
 
@@ -41,21 +48,24 @@ class HistoryQuery:
     hosts: tuple[str, ...] = ()  # empty: every host; else only the GPUs of these hosts
 
 
+@dataclass(frozen=True)
+class RangeQuery:
+    """A checked range, UTC epoch seconds, from_s < to_s, with its grouping or host filter."""
+
+    from_s: float
+    to_s: float
+    by: str = "user"
+    hosts: tuple[str, ...] = ()
+
+
 def parse_history_query(query: MultiMapping[str], now_s: float) -> HistoryQuery:
     """Check the history query string against the rules; raise ParamError naming the first fault.
 
     `to` defaults to now_s and `from` to an hour before `to`.
     """
-    for name in query:
-        if name not in HISTORY_PARAMETERS:
-            raise ParamError(
-                f"unknown parameter {shown(name)}; allowed: {', '.join(HISTORY_PARAMETERS)}"
-            )
-    single = _single_values(query, ("from", "to", "points"))
-    to_s = _epoch(single, "to", now_s)
-    from_s = _epoch(single, "from", max(0.0, to_s - DEFAULT_RANGE_S))
-    if from_s >= to_s:
-        raise ParamError(f"from ({from_s:g}) must be before to ({to_s:g})")
+    _only(query, HISTORY_PARAMETERS)
+    single = _single(query, ("from", "to", "points"))
+    from_s, to_s = _range(single, now_s, DEFAULT_RANGE_S)
     points = _points(single)
     return HistoryQuery(
         gpu_uuids=_gpu_uuids(query.getall("gpu", [])),
@@ -67,15 +77,68 @@ def parse_history_query(query: MultiMapping[str], now_s: float) -> HistoryQuery:
     )
 
 
-def _single_values(query: MultiMapping[str], names: tuple[str, ...]) -> dict[str, str]:
-    values: dict[str, str] = {}
-    for name in names:
-        given = query.getall(name, [])
-        if len(given) > 1:
-            raise ParamError(f"{name} is given {len(given)} times; give it once")
-        if given:
-            values[name] = given[0]
-    return values
+def parse_processes_query(query: MultiMapping[str]) -> tuple[str, float | None]:
+    """Return (gpu UUID, at in epoch seconds or None for the newest tick)."""
+    _only(query, PROCESSES_PARAMETERS)
+    uuid = _once(query, "gpu")
+    if uuid is None:
+        raise ParamError("gpu is required: the UUID of one GPU")
+    check_gpu_uuid(uuid)
+    at = _once(query, "at")
+    return uuid, None if at is None else parse_epoch("at", at)
+
+
+def parse_usage_query(query: MultiMapping[str], now_s: float) -> RangeQuery:
+    """Return the checked range and `by` (user, process or container; user by default).
+
+    `to` defaults to now_s and `from` to a day before `to`.
+    """
+    _only(query, USAGE_PARAMETERS)
+    from_s, to_s = _range(_single(query, ("to", "from")), now_s, DEFAULT_USAGE_RANGE_S)
+    by = _once(query, "by")
+    if by is None:
+        by = "user"
+    elif by not in USAGE_KEYS:  # an empty by= too: a typo is refused, not read as the default
+        raise ParamError(f"by={shown(by)} is not one of {', '.join(USAGE_KEYS)}")
+    return RangeQuery(from_s, to_s, by=by)
+
+
+def parse_energy_query(query: MultiMapping[str], now_s: float) -> RangeQuery:
+    """Return the checked range and the hosts asked for (host may be repeated; none: all).
+
+    `to` defaults to now_s and `from` to a day before `to`.
+    """
+    _only(query, ENERGY_PARAMETERS)
+    from_s, to_s = _range(_single(query, ("to", "from")), now_s, DEFAULT_USAGE_RANGE_S)
+    return RangeQuery(from_s, to_s, hosts=parse_hosts(query.getall("host", [])))
+
+
+def _only(query: MultiMapping[str], allowed: tuple[str, ...]) -> None:
+    for name in query:
+        if name not in allowed:
+            raise ParamError(f"unknown parameter {shown(name)}; allowed: {', '.join(allowed)}")
+
+
+def _once(query: MultiMapping[str], name: str) -> str | None:
+    given = query.getall(name, [])
+    if len(given) > 1:
+        raise ParamError(f"{name} is given {len(given)} times; give it once")
+    return given[0] if given else None
+
+
+def _single(query: MultiMapping[str], names: tuple[str, ...]) -> dict[str, str]:
+    """Return the value of each of names that is given, checking each in turn is given once."""
+    values = {name: _once(query, name) for name in names}
+    return {name: value for name, value in values.items() if value is not None}
+
+
+def _range(values: Mapping[str, str], now_s: float, default_range_s: float) -> tuple[float, float]:
+    """Return (from_s, to_s): `to` defaults to now_s, `from` to default_range_s before `to`."""
+    to_s = _epoch(values, "to", now_s)
+    from_s = _epoch(values, "from", max(0.0, to_s - default_range_s))
+    if from_s >= to_s:
+        raise ParamError(f"from ({from_s:g}) must be before to ({to_s:g})")
+    return from_s, to_s
 
 
 def _epoch(values: Mapping[str, str], name: str, default: float) -> float:

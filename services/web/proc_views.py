@@ -8,23 +8,20 @@ import msgspec
 from aiohttp import web
 
 from services.web.energy import energy_report
+from services.web.energy_reads import energy_job
 from services.web.fleet import live_answers, live_process_list, live_readings, stored_processes
+from services.web.gpu_reads import known_hosts_job
 from services.web.keys import CONFIG, FEED, STORE
-from services.web.params import ParamError
-from services.web.range_params import (
+from services.web.params import (
+    ParamError,
     parse_energy_query,
     parse_processes_query,
     parse_usage_query,
 )
+from services.web.process_reads import processes_job, usage_job
 from services.web.replies import error_reply, json_reply
+from services.web.rows import ProcessList
 from services.web.shapes import EnergyReply, ProcessesReply, UsageReply, UsageRow
-from services.web.store import (
-    ProcessList,
-    energy_job,
-    known_hosts_job,
-    processes_job,
-    usage_job,
-)
 from services.web.usage import usage_rows
 
 

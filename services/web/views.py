@@ -12,12 +12,16 @@ from aiohttp import web
 
 from services.web.buckets import bucket_span, choose_step_s, empty_buckets
 from services.web.fleet import Idleness, Live, build_fleet, live_answers, live_readings
+from services.web.gpu_reads import gpus_with_latest_job
 from services.web.health import HealthInputs, assess, current_gpu_errors
-from services.web.keys import CLOCK, CONFIG, COUNTERS, FEED, HUB, STORE, WRITER
+from services.web.history_reads import history_job
+from services.web.idle_reads import idle_job
+from services.web.keys import CLOCK, CONFIG, COUNTERS, FEED, HUB, IDLE_RUNS, STORE, WRITER
 from services.web.params import ParamError, parse_history_query
 from services.web.replies import error_reply, json_reply
+from services.web.rows import GpuLatest, HistoryRows
 from services.web.shapes import GpusReply, Health, HistoryReply, HostsReply, Series
-from services.web.store import GpuLatest, StoreError
+from services.web.store import StoreError
 
 PACKAGE = "pycudawatch"
 
@@ -52,8 +56,8 @@ def live(request: web.Request) -> Live:
 async def gpus(request: web.Request) -> web.Response:
     """Answer every known GPU with its identity and latest reading (the live one if newer)."""
     config, store = request.app[CONFIG], request.app[STORE]
-    stored = await store.gpus_with_latest()
-    idle = await store.idle(config.idle_util_pct)
+    stored = await store.call(gpus_with_latest_job(), [])
+    idle = await store.call(idle_job(config.idle_util_pct, request.app[IDLE_RUNS]), [])
     idleness = Idleness(idle, config.idle_util_pct, config.idle_after_s)
     now_s = request.app[CLOCK]()
     fleet = build_fleet(stored, live(request), now_s, config.interval_s, idleness)
@@ -71,7 +75,7 @@ async def gpus(request: web.Request) -> web.Response:
 async def hosts(request: web.Request) -> web.Response:
     """Answer every host of the file and the live feed: when last seen, and whether stale."""
     config = request.app[CONFIG]
-    stored = await request.app[STORE].gpus_with_latest()
+    stored = await request.app[STORE].call(gpus_with_latest_job(), [])
     fleet = build_fleet(stored, live(request), request.app[CLOCK](), config.interval_s)
     return json_reply(HostsReply([state.public() for state in fleet.hosts.values()]))
 
@@ -84,8 +88,12 @@ async def history(request: web.Request) -> web.Response:
         return error_reply(str(error), 400)
     step_s = choose_step_s(query.from_s, query.to_s, query.points)
     first_bucket, bucket_count = bucket_span(query.from_s, query.to_s, step_s)
-    rows = await request.app[STORE].history(
-        query.gpu_uuids, first_bucket, bucket_count, step_s, query.metrics, query.hosts
+    rows = await request.app[STORE].call(
+        history_job(
+            query.gpu_uuids, first_bucket, bucket_count, step_s, query.metrics, query.hosts
+        ),
+        HistoryRows([], list(query.gpu_uuids), list(query.hosts)),
+        long=True,
     )
     ticks = request.app[FEED].latest_ticks()
     in_feed = live_readings(ticks)
@@ -138,7 +146,7 @@ async def healthz(request: web.Request) -> web.Response:
         db_problem = f"the database file {store.db_path} does not exist yet"
     else:
         try:
-            stored = await store.gpus_with_latest()
+            stored = await store.call(gpus_with_latest_job(), [])
         except StoreError as error:
             db_problem = str(error)
         stored_ts = max((item.gpu.last_ts for item in stored), default=None)

@@ -17,6 +17,7 @@ import zmq
 import zmq.asyncio
 
 from common.status import STATUS_TOPIC, WriterStatus, decode_status, newest, read_status
+from services.transport.sockets import hub_socket
 
 logger = logging.getLogger(__name__)
 
@@ -49,11 +50,13 @@ class WriterStatusFeed:
     async def listening(self, endpoint: str) -> AsyncIterator[None]:
         """Subscribe to the writer's status endpoint until the block exits."""
         context = zmq.asyncio.Context()
-        socket = context.socket(zmq.SUB)
-        socket.setsockopt(zmq.LINGER, 0)
-        socket.setsockopt(zmq.MAXMSGSIZE, MAX_STATUS_MESSAGE_BYTES)
-        socket.setsockopt(zmq.RCVHWM, 16)
-        socket.setsockopt(zmq.SUBSCRIBE, STATUS_TOPIC)
+        socket = hub_socket(
+            context,
+            zmq.SUB,
+            topic=STATUS_TOPIC,
+            max_message_bytes=MAX_STATUS_MESSAGE_BYTES,
+            receive_queue=16,
+        )
         task: asyncio.Task[None] | None = None
         try:
             socket.connect(endpoint)

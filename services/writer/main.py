@@ -15,8 +15,9 @@ from common.messages import DecodeError, Tick
 from common.replay import ReplayError, ReplayRequest
 from common.schedule import AlignedSchedule
 from common.status import WriterStatus, status_endpoint, write_status
-from services.curve import CurveSetupError, gate, hub_keys
-from services.wakeup import StopFlag
+from common.throttle import ThrottledLog
+from services.transport.curve import CurveSetupError, gate, hub_keys
+from services.transport.wakeup import StopFlag
 from services.writer.batch import PendingBatch, held_bytes
 from services.writer.legacy import LegacyImport
 from services.writer.sequences import SequenceTracker
@@ -37,8 +38,7 @@ MAX_BATCH_ROWS = 5000
 MAX_BATCH_AGE_S = 0.5
 STATUS_EVERY_S = 10.0
 RETRY_BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
-MALFORMED_LOG_EVERY_S = 10.0
-DROPPED_LOG_EVERY_S = 10.0
+REPEAT_LOG_EVERY_S = 10.0  # malformed messages, dropped ticks: a line of each kind per 10 s
 MAINTENANCE_RETRY_S = 300.0
 STOP_FLUSH_BUDGET_S = 20.0  # within supervisord's stopwaitsecs (30 s)
 MAX_MESSAGES_PER_STEP = 10_000  # so that a flood never starves the flush
@@ -83,10 +83,7 @@ class Writer:
         self.retry_at = 0.0
         self.status_at = 0.0
         self.malformed = 0
-        self._malformed_logged_at = -MALFORMED_LOG_EVERY_S
-        self._malformed_unlogged = 0
-        self._dropped_logged_at = -DROPPED_LOG_EVERY_S
-        self._dropped_unlogged = 0
+        self._throttled = ThrottledLog(log, REPEAT_LOG_EVERY_S, clock=monotonic)
         self._reopen_reported_ts: float | None = None
         self.stored_ticks = 0
         self.stored_readings = 0
@@ -282,7 +279,9 @@ class Writer:
         deadlines = [self.maintenance_due, self.status_at]
         if self.replay_due is not None:
             deadlines.append(self.replay_due)
-        deadlines.extend(w.restore_at for w in self._watches.values() if w.restore_at is not None)
+        deadlines.extend(
+            due for w in self._watches.values() if (due := w.breaches.next_due_s()) is not None
+        )
         if len(self.batch):
             deadlines.append(max(self.batch.due_at() or now, self.retry_at))
         self.receive(max(0.0, min(deadlines) - now))
@@ -330,28 +329,22 @@ class Writer:
         self.report_status(force=True)
 
     def _dropped(self, count: int) -> None:
-        self._dropped_unlogged += count
-        now = self.monotonic()
-        if now - self._dropped_logged_at >= DROPPED_LOG_EVERY_S:
+        total = self._throttled.due("dropped", count)
+        if total is not None:
             log.warning(
                 "dropped the %d oldest unstored tick(s): the buffer holds %d bytes "
                 "(PCW_WRITER_BUFFER_BYTES=%d) and the database still fails: %s",
-                self._dropped_unlogged,
+                total,
                 self.batch.bytes,
                 self.batch.max_bytes,
                 self.last_error,
             )
-            self._dropped_logged_at, self._dropped_unlogged = now, 0
 
     def _malformed(self, error: DecodeError | ReplayError) -> None:
         self.malformed += 1
-        self._malformed_unlogged += 1
-        now = self.monotonic()
-        if now - self._malformed_logged_at >= MALFORMED_LOG_EVERY_S:
-            log.warning(
-                "dropped %d malformed message(s), latest: %s", self._malformed_unlogged, error
-            )
-            self._malformed_logged_at, self._malformed_unlogged = now, 0
+        total = self._throttled.due("malformed")
+        if total is not None:
+            log.warning("dropped %d malformed message(s), latest: %s", total, error)
 
 
 def main() -> int:

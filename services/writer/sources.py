@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import zmq
 from zmq.utils.monitor import parse_monitor_message
 
-from common.messages import MAX_MESSAGE_BYTES, TOPIC
+from common.messages import TOPIC
 from common.replay import (
     END_TOPIC,
     MAX_TICKS_PER_REPLY,
@@ -22,24 +22,26 @@ from common.replay import (
     decode_end,
     replay_endpoint,
 )
-from services.curve import HubKeys, secure_hub_socket
-from services.relink import BROKEN_TEXT, MONITOR_EVENTS, RESTORE_AFTER_S, relink
+from services.transport.curve import HubKeys
+from services.transport.relink import BROKEN_TEXT, MONITOR_EVENTS, Breaches, relink
+from services.transport.sockets import hub_socket
 from services.writer.sequences import SequenceTracker
 
 log = logging.getLogger(__name__)
 
 REPLAY_TIMEOUT_S = 5.0
+RECEIVE_QUEUE = 100_000  # messages held unread per socket (ZMQ_RCVHWM)
 REPLAY_ATTEMPTS = 6
 
 
 @dataclass
 class Watch:
-    """A socket's monitor, to relink it when libzmq drops it for good (see services.relink)."""
+    """A socket's monitor, to connect it again when libzmq drops it for good (see Breaches)."""
 
     socket: zmq.Socket
     endpoint: str
     monitor: zmq.Socket
-    restore_at: float | None = None
+    breaches: Breaches
 
     def take_events(self, now_s: float) -> None:
         """Read the monitor's events and schedule a reconnection when one is needed."""
@@ -48,16 +50,12 @@ class Watch:
                 event = parse_monitor_message(self.monitor.recv_multipart(zmq.NOBLOCK))
             except zmq.Again:
                 return
-            if event["event"] == zmq.EVENT_DISCONNECTED:
-                self.restore_at = now_s + RESTORE_AFTER_S
-            else:
-                self.restore_at = None  # libzmq is retrying, or has connected
+            self.breaches.take(event, now_s)
 
     def restore_if_due(self, now_s: float) -> bool:
         """Connect again if libzmq has not within RESTORE_AFTER_S; return whether it did."""
-        if self.restore_at is None or now_s < self.restore_at:
+        if not self.breaches.due(now_s):
             return False
-        self.restore_at = None
         log.warning("%s %s", self.endpoint, BROKEN_TEXT)
         return relink(self.socket, self.endpoint)
 
@@ -72,7 +70,7 @@ def watch(socket: zmq.Socket, endpoint: str) -> Watch:
     """Connect socket to endpoint, watched by a monitor."""
     monitor = socket.get_monitor_socket(MONITOR_EVENTS)
     socket.connect(endpoint)
-    return Watch(socket, endpoint, monitor)
+    return Watch(socket, endpoint, monitor, Breaches([endpoint]))
 
 
 @dataclass
@@ -117,15 +115,9 @@ class Source:
 
 def open_source(context: zmq.Context, endpoint: str, keys: HubKeys | None = None) -> Source:
     """Connect a SUB to a sampler's ticks and a DEALER to its replay socket (CURVE with keys)."""
-    subscriber = context.socket(zmq.SUB)
-    replayer = context.socket(zmq.DEALER)
-    for socket in (subscriber, replayer):
-        socket.setsockopt(zmq.LINGER, 0)
-        socket.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
-        socket.setsockopt(zmq.RCVHWM, 100_000)
-        secure_hub_socket(socket, keys)
+    subscriber = hub_socket(context, zmq.SUB, keys, topic=TOPIC, receive_queue=RECEIVE_QUEUE)
+    replayer = hub_socket(context, zmq.DEALER, keys, receive_queue=RECEIVE_QUEUE)
     replayer.setsockopt(zmq.SNDHWM, 100)
-    subscriber.setsockopt(zmq.SUBSCRIBE, TOPIC)
     watches = [watch(subscriber, endpoint), watch(replayer, replay_endpoint(endpoint))]
     return Source(endpoint, subscriber, replayer, watches)
 

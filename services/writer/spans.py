@@ -1,25 +1,19 @@
 """Turn each tick's process lists into process spans: the pure part of the writer's process storage.
 
-A span is one process on one GPU over an unbroken run of ticks at one memory size: its first and
-last tick, start_ts and end_ts (it covers [start_ts, end_ts + interval_s)). A tick extends a span
-when the process is on it with the same kind and memory and the span's last tick is the previous
-tick: at most MAX_GAP_INTERVALS intervals before it. Anything else starts a new span, so a
-process that leaves and comes back, changes memory, or is missing from a tick gets a new one.
-
-"The same memory" means within MEM_TOLERANCE_BYTES of the span's first tick: an allocator that
-moves a few MiB up and down every tick would otherwise cost a row per tick, and the span's memory
-stays within that bound of every tick it covers (it never drifts: the bound is to the first tick).
-
-A tick whose process list is unknown (None: NVML could not say) adds nothing and ends nothing
-itself; the next known tick is then more than one interval after the spans' last ticks, so they
-end there and the unknown time is counted for nobody. The runs of ticks whose list was known are
-kept as spans of the pseudo process LIST_KNOWN_PROC_ID, so a known empty list ("nobody") and an
-unknown list stay apart in the file.
-
-The writer keeps each GPU's open spans here, in memory; a tick newer than the GPU's newest one
-is placed with them alone (`OpenSpans.advance`). An older tick (a replay) is placed against the
-spans around it read from the file (`place`): inside a span it is a no-op; next to one with the
-same memory it extends it, or joins two.
+- A span: one process on one GPU over an unbroken run of ticks at one memory size, first and
+  last tick start_ts and end_ts (covering [start_ts, end_ts + interval_s)).
+- A tick extends a span when the process is on it with the same kind and memory and the span's
+  last tick is at most MAX_GAP_INTERVALS before it; anything else (left and came back, changed
+  memory, missing from a tick) starts a new span.
+- "The same memory": within MEM_TOLERANCE_BYTES of the span's first tick, so an allocator moving
+  a few MiB costs no row per tick, and the span never drifts.
+- A tick whose list is unknown (None) adds and ends nothing; the next known tick comes over an
+  interval late, so the spans end there and the unknown time counts for nobody. Runs of known
+  lists are spans of the pseudo process LIST_KNOWN_PROC_ID: "nobody" and "unknown" stay apart.
+- Open spans are kept per GPU in memory; a tick newer than the GPU's newest is placed with them
+  alone (`OpenSpans.advance`). An older tick (a replay) is placed against the spans around it
+  read from the file (`place`): a no-op inside a span; beside one of the same memory it extends
+  it, or joins two.
 """
 
 from __future__ import annotations

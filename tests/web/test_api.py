@@ -11,8 +11,10 @@ import pytest
 
 from common.metrics import METRIC_NAMES
 from services.web.app import create_app
+from services.web.gpu_reads import LATEST_SQL
+from services.web.history_reads import history_sql
 from services.web.keys import COUNTERS, STORE
-from services.web.store import LATEST_SQL, StoreError, history_sql
+from services.web.store import StoreError
 from tests.web.conftest import (
     T0,
     UUID_A,

@@ -15,8 +15,8 @@ from services.web.buckets import (
     choose_step_s,
     empty_buckets,
 )
+from services.web.history_reads import history_json_sql
 from services.web.params import MAX_EPOCH_S, MAX_POINTS
-from services.web.store import history_json_sql
 from tests.web.conftest import add_gpu, add_sample, create_db
 
 epochs = st.floats(min_value=0, max_value=MAX_EPOCH_S, allow_nan=False)

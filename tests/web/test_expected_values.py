@@ -22,7 +22,7 @@ from common.metrics import METRIC_NAMES
 from services.web.app import create_app
 from services.web.auth import PasswordHash, parse_basic
 from services.web.buckets import bucket_span, choose_step_s, empty_buckets
-from services.web.store import history_sql, rollup_level
+from services.web.history_reads import history_sql, rollup_level
 from services.web.usage import UsageSpan, covered, union_s
 from services.writer.store import Store
 from tests.web.conftest import make_config

@@ -16,8 +16,8 @@ from common.messages import Tick
 from common.status import WriterStatus, write_status
 from services.web.app import create_app
 from services.web.feed import ErrorRun, LiveFeed
+from services.web.gpu_reads import ERROR_SINCE_SQL
 from services.web.keys import FEED
-from services.web.store import ERROR_SINCE_SQL
 from tests.web.conftest import (
     T0,
     UUID_A,

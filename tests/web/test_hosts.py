@@ -14,8 +14,8 @@ from services.web.app import create_app
 from services.web.feed import LiveFeed
 from services.web.fleet import host_states, mark_gpus
 from services.web.keys import FEED
+from services.web.rows import GpuLatest, GpuRow
 from services.web.stale_watch import MAX_WAIT_S, PAST_DUE_S, StaleWatch
-from services.web.store import GpuLatest, GpuRow
 from tests.web.conftest import (
     T0,
     UUID_A,

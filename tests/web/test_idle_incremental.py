@@ -15,9 +15,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from common.messages import GpuProcess, GpuReading, Tick
-from services.web import store as web_store
-from services.web.store import IDLE_REFRESH_S, IdleRuns, Store, idle_job
+from services.web import idle_reads
+from services.web.idle_reads import IDLE_REFRESH_S, IdleRuns, idle_job
+from services.web.store import Store
 from services.writer.store import Store as WriterStore
+from tests.web.idle_oracle import whole_run_job
 
 T0 = 1_700_000_040.0
 INTERVAL_S = 10.0
@@ -87,7 +89,7 @@ def build(start_ts: float, planned: list) -> tuple[list[Tick], float]:
 async def both_ways(store: Store, runs: IdleRuns) -> tuple[list, list]:
     """Return each GPU's (uuid, run start) from the marks, and walking back over everything."""
     marked = await store.call(idle_job(UTIL_PCT, runs), [])
-    whole = await store.call(idle_job(UTIL_PCT), [])
+    whole = await store.call(whole_run_job(UTIL_PCT), [])
     return (
         [(item.gpu.gpu_uuid, item.run_since_ts) for item in marked],
         [(item.gpu.gpu_uuid, item.run_since_ts) for item in whole],
@@ -174,7 +176,7 @@ def test_replayed_and_purged_readings_are_taken_in_when_the_marks_are_dropped(tm
 def test_a_run_longer_than_the_walk_bound_shows_since_the_oldest_reading_walked(
     tmp_path, monkeypatch
 ):
-    monkeypatch.setattr(web_store, "MAX_RUN_READINGS", 20)
+    monkeypatch.setattr(idle_reads, "MAX_RUN_READINGS", 20)
     path, runs = tmp_path / "db", IdleRuns(clock=Clock())
     writer = WriterStore(path)
     writer.write([held_tick(T0 + k * INTERVAL_S, "held") for k in range(100)])

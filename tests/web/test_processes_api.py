@@ -13,7 +13,7 @@ import pytest
 
 from common.messages import GpuProcess, GpuReading, Tick
 from services.web.app import create_app
-from services.web.store import PROCESSES_AT_SQL
+from services.web.process_reads import PROCESSES_AT_SQL
 from services.writer.store import Store
 from tests.web.conftest import make_config
 

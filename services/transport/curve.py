@@ -1,17 +1,15 @@
 """ZeroMQ CURVE between samplers and the hub: load the certificates, secure sockets, run the gate.
 
-The sampler binds and the hub connects, but CURVE's *server* is the hub: its SUB and DEALER
-sockets hold the hub's secret key and a ZAP handler (the gate, pyzmq's zmq.auth) that accepts
-only the sampler public certificates in PCW_CURVE_SAMPLER_KEYS_DIR. Each sampler's PUB and
-ROUTER are CURVE *clients*: they hold the sampler's own secret key and accept no server but the
-one holding the hub's key (PCW_CURVE_HUB_KEY_FILE). So both ends authenticate each other, and
-the traffic is encrypted, whatever side binds.
-
-libzmq lets any client key in when no ZAP handler runs in the socket's context, so the gate is
-always started before the hub's sockets connect, and stopped only after they are closed.
-
-Certificates are pyzmq's (czmq's) text files: NAME.key holds the public key, NAME.key_secret
-both keys (see services.keygen).
+- The sampler binds and the hub connects, but the hub is CURVE's *server*: its SUB and DEALER
+  hold the hub's secret key and a ZAP handler (the gate, pyzmq's zmq.auth) that accepts only the
+  sampler certificates in PCW_CURVE_SAMPLER_KEYS_DIR.
+- Each sampler's PUB and ROUTER are CURVE *clients*: the sampler's own secret key, and no server
+  but the one holding the hub's key (PCW_CURVE_HUB_KEY_FILE). Both ends authenticate each other
+  and the traffic is encrypted, whatever side binds.
+- libzmq lets any client key in when no ZAP handler runs in the socket's context: the gate starts
+  before the hub's sockets connect and stops only after they are closed.
+- Certificates are pyzmq's (czmq's) text files: NAME.key holds the public key, NAME.key_secret
+  both keys (see services.transport.keygen).
 """
 
 from __future__ import annotations
@@ -20,8 +18,8 @@ import ipaddress
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +32,7 @@ from zmq.auth.thread import ThreadAuthenticator
 from zmq.utils import z85
 
 from common.config import Config
+from common.throttle import ThrottledLog
 
 log = logging.getLogger(__name__)
 
@@ -108,22 +107,32 @@ def _own_pair(config: Config) -> tuple[bytes, bytes]:
     return public_key, secret_key
 
 
-def sampler_keys(config: Config) -> SamplerKeys | None:
-    """Return the sampler's CURVE keys, None when CURVE is off; raise CurveSetupError."""
+def _curve_on(config: Config, other_var: str, other: Path | None, whose: str, needed: str) -> bool:
+    """Return whether CURVE is on: the secret key and other_var both set; raise if only one is.
+
+    whose: whose secret key the process needs; needed: what other_var must name.
+    """
     if config.curve_secret_key_file is None:
-        if config.curve_hub_key_file is not None:
+        if other is not None:
             raise CurveSetupError(
-                f"{HUB_KEY_VAR} is set but {SECRET_VAR} is not: set it to this sampler's "
+                f"{other_var} is set but {SECRET_VAR} is not: set it to {whose} "
                 "NAME.key_secret file (python -m services.keygen NAME)"
             )
+        return False
+    if other is None:
+        raise CurveSetupError(f"{SECRET_VAR} is set but {other_var} is not: set it to {needed}")
+    return True
+
+
+def sampler_keys(config: Config) -> SamplerKeys | None:
+    """Return the sampler's CURVE keys, None when CURVE is off; raise CurveSetupError."""
+    hub_key_file = config.curve_hub_key_file
+    needed = "the hub's public certificate (its NAME.key file)"
+    if not _curve_on(config, HUB_KEY_VAR, hub_key_file, "this sampler's", needed):
         return None
-    if config.curve_hub_key_file is None:
-        raise CurveSetupError(
-            f"{SECRET_VAR} is set but {HUB_KEY_VAR} is not: set it to the hub's public "
-            "certificate (its NAME.key file)"
-        )
+    assert hub_key_file is not None
     public_key, secret_key = _own_pair(config)
-    hub_public, _ = _load(HUB_KEY_VAR, config.curve_hub_key_file, secret=False)
+    hub_public, _ = _load(HUB_KEY_VAR, hub_key_file, secret=False)
     return SamplerKeys(public_key, secret_key, hub_public)
 
 
@@ -138,18 +147,13 @@ def accepted_keys(folder: Path) -> set[bytes]:
 
 def hub_keys(config: Config) -> HubKeys | None:
     """Return the hub's CURVE keys, None when CURVE is off; raise CurveSetupError."""
-    if config.curve_secret_key_file is None:
-        if config.curve_sampler_keys_dir is not None:
-            raise CurveSetupError(
-                f"{SAMPLER_KEYS_VAR} is set but {SECRET_VAR} is not: set it to the hub's "
-                "NAME.key_secret file (python -m services.keygen NAME)"
-            )
+    needed = (
+        "the folder of the samplers' public certificates (their NAME.key files) that this hub"
+        " accepts"
+    )
+    if not _curve_on(config, SAMPLER_KEYS_VAR, config.curve_sampler_keys_dir, "the hub's", needed):
         return None
-    if config.curve_sampler_keys_dir is None:
-        raise CurveSetupError(
-            f"{SECRET_VAR} is set but {SAMPLER_KEYS_VAR} is not: set it to the folder of the "
-            "samplers' public certificates (their NAME.key files) that this hub accepts"
-        )
+    assert config.curve_sampler_keys_dir is not None
     public_key, secret_key = _own_pair(config)
     if not accepted_keys(config.curve_sampler_keys_dir):
         raise CurveSetupError(
@@ -244,7 +248,7 @@ class SamplerGate:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.refused = 0
-        self._logged_at: dict[bytes, float] = {}
+        self._refusals = ThrottledLog(log, REFUSED_LOG_EVERY_S, max_kinds=1000)  # made-up keys
         self._state: tuple[tuple[str, int, int, int], ...] | None = None
         self._racy = True
         self.keys: set[bytes] = set()
@@ -280,18 +284,16 @@ class SamplerGate:
                 log.info("accepting sampler key %s, newly found in %s", key.decode(), self.folder)
             return True
         self.refused += 1
-        now = time.monotonic()
-        if now - self._logged_at.get(key, -REFUSED_LOG_EVERY_S) >= REFUSED_LOG_EVERY_S:
-            if len(self._logged_at) > 1000:  # bounded: a flood of made-up keys
-                self._logged_at.clear()
-            self._logged_at[key] = now
-            log.warning(
-                "refused a sampler whose public key %s is not in %s (%s); %d refusal(s) in all",
-                key.decode(errors="replace"),
-                self.folder,
-                SAMPLER_KEYS_VAR,
-                self.refused,
-            )
+        shown = key.decode(errors="replace")
+        self._refusals.log(
+            shown,
+            logging.WARNING,
+            "refused a sampler whose public key %s is not in %s (%s); %d refusal(s) in all",
+            shown,
+            self.folder,
+            SAMPLER_KEYS_VAR,
+            self.refused,
+        )
         return False
 
 
@@ -309,27 +311,15 @@ def _admit_listed(authenticator: Authenticator, keys: HubKeys) -> SamplerGate:
 
 @contextmanager
 def gate(context: zmq.Context, keys: HubKeys | None) -> Iterator[SamplerGate | None]:
-    """Run the hub's ZAP handler on context (a thread) while the block runs; no-op without keys."""
+    """Run the hub's ZAP handler on context while the block runs; no-op without keys.
+
+    On an asyncio context it runs on the event loop, on any other in a thread of its own.
+    """
     if keys is None:
         yield None
         return
-    authenticator = ThreadAuthenticator(context)
-    authenticator.start()
-    try:
-        yield _admit_listed(authenticator, keys)
-    finally:
-        authenticator.stop()
-
-
-@asynccontextmanager
-async def async_gate(
-    context: zmq.asyncio.Context, keys: HubKeys | None
-) -> AsyncIterator[SamplerGate | None]:
-    """Run the hub's ZAP handler on an asyncio context while the block runs; no-op without keys."""
-    if keys is None:
-        yield None
-        return
-    authenticator = AsyncioAuthenticator(context)
+    kind = AsyncioAuthenticator if isinstance(context, zmq.asyncio.Context) else ThreadAuthenticator
+    authenticator = kind(context)
     authenticator.start()
     try:
         yield _admit_listed(authenticator, keys)

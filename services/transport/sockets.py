@@ -1,0 +1,39 @@
+"""The hub side's sockets, set up alike in the writer (sync) and the web process (async).
+
+- Linger 0: closing never waits on a sampler that is gone.
+- ZMQ_MAXMSGSIZE bounds each message before it is read; past it libzmq drops the connection
+  (services.transport.relink connects again).
+- With HubKeys the socket is a CURVE server, set before it connects.
+"""
+
+from __future__ import annotations
+
+import zmq
+
+from common.messages import MAX_MESSAGE_BYTES
+from services.transport.curve import HubKeys, secure_hub_socket
+
+
+def hub_socket(
+    context: zmq.Context,
+    kind: int,
+    keys: HubKeys | None = None,
+    *,
+    topic: bytes | None = None,
+    max_message_bytes: int = MAX_MESSAGE_BYTES,
+    receive_queue: int | None = None,
+) -> zmq.Socket:
+    """Return a hub socket of kind (SUB or DEALER) that connects nowhere yet.
+
+    topic: what a SUB subscribes to. receive_queue: messages held unread (ZMQ_RCVHWM); None
+    keeps libzmq's default.
+    """
+    socket = context.socket(kind)
+    socket.setsockopt(zmq.LINGER, 0)
+    socket.setsockopt(zmq.MAXMSGSIZE, max_message_bytes)
+    if receive_queue is not None:
+        socket.setsockopt(zmq.RCVHWM, receive_queue)
+    if topic is not None:
+        socket.setsockopt(zmq.SUBSCRIBE, topic)
+    secure_hub_socket(socket, keys)
+    return socket
