@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -145,17 +145,8 @@ def _live_idle_since(
     return tick.ts if item is None or item.run_since_ts is None else item.run_since_ts
 
 
-class _Identity(NamedTuple):
-    """The first fields of shapes.Gpu, in its order."""
-
-    host: str
-    gpu_index: int
-    gpu_uuid: str
-    gpu_name: str
-    pci_bus_id: str | None
-    driver_version: str | None
-    first_ts: float
-    last_ts: float
+# The fields of shapes.Gpu that a stored GPU's row (rows.GpuRow) holds under the same names.
+STORED_IDENTITY = Gpu.__struct_fields__[: Gpu.__struct_fields__.index("latest")]
 
 
 def _gpu(
@@ -173,16 +164,16 @@ def _gpu(
     idle_since: float | None = None
     if live is not None and live_answers(live[0].ts, stored_ts):
         tick, reading = live
-        ident = _Identity(
-            tick.host,
-            reading.index,
-            reading.uuid,
-            reading.name,
-            reading.pci_bus_id,
-            tick.driver_version,
-            tick.ts if stored is None else stored.gpu.first_ts,
-            tick.ts,
-        )
+        ident = {
+            "host": tick.host,
+            "gpu_index": reading.index,
+            "gpu_uuid": reading.uuid,
+            "gpu_name": reading.name,
+            "pci_bus_id": reading.pci_bus_id,
+            "driver_version": tick.driver_version,
+            "first_ts": tick.ts if stored is None else stored.gpu.first_ts,
+            "last_ts": tick.ts,
+        }
         latest = Reading(tick.ts, reading.error, *reading.metric_values())
         error_since_ts = live_error_since_ts(tick.ts, reading, feed.error_run(reading.uuid), stored)
         unknown_since = None if idleness is None else tick.ts
@@ -192,29 +183,19 @@ def _gpu(
         idle_ts = tick.ts
     else:
         assert stored is not None  # a GPU is in the file or in the feed
-        gpu = stored.gpu
-        ident = _Identity(
-            gpu.host,
-            gpu.gpu_index,
-            gpu.gpu_uuid,
-            gpu.gpu_name,
-            gpu.pci_bus_id,
-            gpu.driver_version,
-            gpu.first_ts,
-            gpu.last_ts,
-        )
+        ident = {name: getattr(stored.gpu, name) for name in STORED_IDENTITY}
         latest = None if stored.latest is None else Reading(**stored.latest)
         error_since_ts = stored.error_since_ts
         processes = stored_processes(stored_list)
         idle_since = None if idle_item is None else idle_item.run_since_ts
         idle_ts = process_ts if process_ts is not None else 0.0
-    staleness = gpu_staleness(ident.host, ident.last_ts, hosts)
+    staleness = gpu_staleness(ident["host"], ident["last_ts"], hosts)
     idle = None
     if idleness is not None and flagged(idle_since, idle_ts, idleness.after_s):
         assert idle_since is not None
         idle = Idle(idle_since, processes or [])
     return Gpu(
-        *ident,
+        **ident,
         latest=latest,
         error_since_ts=error_since_ts,
         **staleness,
