@@ -14,7 +14,11 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
+from common.messages import MAX_EPOCH_S, MAX_HOST_CHARS, MAX_UUID_CHARS
+from common.metrics import METRIC_NAMES
 from services.web import shapes
+from services.web.params import MAX_GPUS, MAX_HOSTS, MAX_POINTS
+from services.web.usage import USAGE_KEYS
 from services.web.views import package_version
 
 REF_TEMPLATE = "#/components/schemas/{name}"
@@ -33,19 +37,24 @@ ERRORS = {
 
 @dataclass(frozen=True)
 class Param:
-    """A query parameter: its name, what it means, its JSON type, and whether it may repeat."""
+    """A query parameter: its name, what it means, its JSON schema; max_count: it may repeat."""
 
     name: str
     text: str
-    kind: str = "string"
-    many: bool = False
+    schema: dict[str, Any]
+    max_count: int = 1
 
 
-FROM = Param(
-    "from", "Start of the range, UTC epoch seconds (default: a day before `to`).", "number"
+EPOCH_S = {"type": "number", "minimum": 0, "maximum": MAX_EPOCH_S}
+UUID = {"type": "string", "minLength": 1, "maxLength": MAX_UUID_CHARS}
+FROM = Param("from", "Start of the range, UTC epoch seconds, before `to`.", EPOCH_S)
+TO = Param("to", "End of the range, UTC epoch seconds (default: now).", EPOCH_S)
+HOST = Param(
+    "host",
+    "Only this host; may repeat (none: every host).",
+    {"type": "string", "minLength": 1, "maxLength": MAX_HOST_CHARS},
+    MAX_HOSTS,
 )
-TO = Param("to", "End of the range, UTC epoch seconds (default: now).", "number")
-HOST = Param("host", "Only this host; may repeat (none: every host).", many=True)
 
 
 @dataclass(frozen=True)
@@ -69,12 +78,21 @@ ROUTES: tuple[Route, ...] = (
         "Bucketed series (mean and max per metric) of the asked GPUs over a range.",
         shapes.HistoryReply,
         (
-            Param("gpu", "A GPU UUID; may repeat (none: every GPU).", many=True),
+            Param("gpu", "A GPU UUID; may repeat (none: every GPU).", UUID, MAX_GPUS),
             HOST,
             FROM,
             TO,
-            Param("points", "At most this many buckets per series.", "integer"),
-            Param("metric", "Only this metric; may repeat (none: every metric).", many=True),
+            Param(
+                "points",
+                "At most this many buckets per series (default 500).",
+                {"type": "integer", "minimum": 1, "maximum": MAX_POINTS},
+            ),
+            Param(
+                "metric",
+                "Only this metric; may repeat (none: every metric).",
+                {"enum": list(METRIC_NAMES)},
+                len(METRIC_NAMES),
+            ),
         ),
         (400, 404),
     ),
@@ -83,8 +101,8 @@ ROUTES: tuple[Route, ...] = (
         "A GPU's processes at its newest tick, or at the tick at or before `at`.",
         shapes.ProcessesReply,
         (
-            Param("gpu", "The GPU's UUID (required)."),
-            Param("at", "A time, UTC epoch seconds (default: the newest tick).", "number"),
+            Param("gpu", "The GPU's UUID.", UUID),
+            Param("at", "A time, UTC epoch seconds (default: the newest tick).", EPOCH_S),
         ),
         (400, 404),
     ),
@@ -92,7 +110,7 @@ ROUTES: tuple[Route, ...] = (
         "/api/v1/usage",
         "GPU-hours and GPU-memory-hours per user, process or container over a range.",
         shapes.UsageReply,
-        (FROM, TO, Param("by", "Group by user (default), process or container.")),
+        (FROM, TO, Param("by", "Group by (default: user).", {"enum": list(USAGE_KEYS)})),
         (400,),
     ),
     Route(
@@ -121,6 +139,7 @@ ROUTES: tuple[Route, ...] = (
         status=101,
     ),
 )
+REQUIRED = {"/api/v1/processes": ("gpu",)}
 # Types in the document that no route answers directly: the websocket's messages.
 EXTRA_TYPES = (shapes.SnapshotMessage, shapes.TickMessage, shapes.HostsMessage, shapes.Bucket)
 
@@ -132,17 +151,17 @@ def _raw_schema(kind: type) -> dict[str, Any]:
     raise NotImplementedError(kind)
 
 
-def _parameter(param: Param) -> dict[str, Any]:
-    schema: dict[str, Any] = {"type": param.kind}
-    if param.many:
-        schema = {"type": "array", "items": schema}
+def _parameter(param: Param, path: str) -> dict[str, Any]:
+    schema = param.schema
+    if param.max_count > 1:
+        schema = {"type": "array", "items": schema, "maxItems": param.max_count}
     return {
         "name": param.name,
         "in": "query",
-        "required": False,
+        "required": param.name in REQUIRED.get(path, ()),
         "description": param.text,
         "schema": schema,
-        **({"style": "form", "explode": True} if param.many else {}),
+        **({"style": "form", "explode": True} if param.max_count > 1 else {}),
     }
 
 
@@ -178,7 +197,7 @@ def _operation(route: Route, refs: dict[Any, dict[str, Any]]) -> dict[str, Any]:
         "responses": responses,
     }
     if route.params:
-        operation["parameters"] = [_parameter(param) for param in route.params]
+        operation["parameters"] = [_parameter(param, route.path) for param in route.params]
     return operation
 
 
