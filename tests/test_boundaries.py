@@ -16,7 +16,7 @@ from common.metrics import METRIC_NAMES
 from common.schema import ROLLUP_LEVELS_S, rollup_table
 from services.web.app import create_app
 from services.web.energy import GpuEnergy, energy_report, integrate
-from services.writer.rollups import RAW, refresh, refresh_sql
+from services.writer.rollups import RAW, purge, refresh, refresh_sql, refresh_times
 from services.writer.store import Store
 from tests.web.conftest import make_config
 
@@ -217,6 +217,49 @@ def test_a_batch_of_several_hosts_across_bucket_edges_matches_a_plain_group_by(t
     store.write(ticks[300:700])  # replayed: must not count twice
     store.close()
     conn = sqlite3.connect(path)
+    for level_s in ROLLUP_LEVELS_S:
+        naive, rolled = naive_buckets(conn, level_s), rolled_buckets(conn, level_s)
+        assert rolled.keys() == naive.keys(), level_s
+        for key, values in naive.items():
+            assert same(rolled[key], values), (level_s, key)
+    conn.close()
+
+
+def test_buckets_recomputed_from_reading_times_match_a_plain_group_by(tmp_path):
+    path = tmp_path / "gpu_stats.db"
+    store = Store(path)
+    store.write(hub_batch(0, 800))
+    store.close()
+    conn = sqlite3.connect(path, isolation_level=None)
+    expected = {level_s: naive_buckets(conn, level_s) for level_s in ROLLUP_LEVELS_S}
+    for level_s in ROLLUP_LEVELS_S:
+        conn.execute(f"DELETE FROM {rollup_table(level_s)}")
+    written = 0
+    for (gpu_id,) in conn.execute("SELECT gpu_id FROM gpus").fetchall():
+        stamps = [
+            ts for (ts,) in conn.execute("SELECT ts FROM samples WHERE gpu_id = ?", (gpu_id,))
+        ]
+        written += refresh_times(conn, gpu_id, BATCH_INTERVAL_S, stamps)
+    assert written == sum(len(buckets) for buckets in expected.values())
+    for level_s in ROLLUP_LEVELS_S:
+        rolled = rolled_buckets(conn, level_s)
+        assert rolled.keys() == expected[level_s].keys(), level_s
+        for key, values in expected[level_s].items():
+            assert same(rolled[key], values), (level_s, key)
+    conn.close()
+
+
+@pytest.mark.parametrize("cutoff_k", [1, 6, 7, 250, 361])
+def test_a_purge_leaves_every_level_equal_to_the_raw_readings_kept(tmp_path, cutoff_k):
+    path = tmp_path / "gpu_stats.db"
+    store = Store(path)
+    store.write(hub_batch(0, 800))  # 8000 s of readings, every 10 s
+    store.close()
+    cutoff_ts = BATCH_T0 + cutoff_k * BATCH_INTERVAL_S - 5  # between two readings
+    conn = sqlite3.connect(path, isolation_level=None)
+    for (gpu_id,) in conn.execute("SELECT gpu_id FROM gpus").fetchall():
+        conn.execute("DELETE FROM samples WHERE gpu_id = ? AND ts < ?", (gpu_id, cutoff_ts))
+        purge(conn, gpu_id, BATCH_INTERVAL_S, cutoff_ts)
     for level_s in ROLLUP_LEVELS_S:
         naive, rolled = naive_buckets(conn, level_s), rolled_buckets(conn, level_s)
         assert rolled.keys() == naive.keys(), level_s

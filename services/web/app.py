@@ -40,6 +40,7 @@ from services.web.keys import (
 )
 from services.web.metrics import COLLECTOR, METRICS_PATH, PipelineCollector, metrics
 from services.web.middlewares import compress_and_cache, json_errors
+from services.web.openapi import OPENAPI_PATH, openapi
 from services.web.stale_watch import StaleWatch
 from services.web.store import QUERY_TIME_LIMIT_S, LaneLimits, Store
 from services.web.websocket import websocket
@@ -116,6 +117,7 @@ def create_app(
     app.router.add_get("/api/v1/usage", proc_views.usage, name="usage")
     app.router.add_get("/api/v1/energy", proc_views.energy, name="energy")
     app.router.add_get("/healthz", views.healthz, name="healthz")
+    app.router.add_get(OPENAPI_PATH, openapi, name="openapi")
     app.router.add_get(METRICS_PATH, metrics, name="metrics")
     app.router.add_get("/ws", websocket, name="ws")
     # url('static', filename=...) in a template gives the URL with ?v=<hash of the file>.

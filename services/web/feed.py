@@ -1,8 +1,10 @@
 """The live feed: the samplers' ticks over ZeroMQ, kept per host and handed on as JSON text.
 
-Each tick is decoded once (common.messages, validated) and encoded to JSON once; the same text
-goes to every websocket. A message that does not decode is counted and logged at most once per
-`log_every_s`, never fatal: the feed listens to sockets anyone on the network may publish to.
+Each tick is decoded once (common.messages, validated) and its websocket message encoded once
+(services/web/shapes.py's TickMessage: its GPUs in the same shape as /api/v1/gpus, built by
+services/web/fleet.py from the feed alone); the same text goes to every websocket. A message
+that does not decode is counted and logged at most once per `log_every_s`, never fatal: the
+feed listens to sockets anyone on the network may publish to.
 
 A frame over MAX_MESSAGE_BYTES (the socket's ZMQ_MAXMSGSIZE) never reaches us: libzmq treats it
 as a protocol error, drops the connection and, unlike after a network error, never reconnects it.
@@ -12,8 +14,8 @@ malformed message and connects to that sampler again, so one bad message never e
 The feed also follows each GPU's errors ("GPU is lost", or NVML down on the whole host): for a GPU
 in error, since when, as far as the ticks it has received tell (ErrorRun).
 
-Every message says, beside the ticks, whether their hosts are stale (services/web/hosts.py's
-HostState), as the API would say at that moment; services/web/stale_watch.py says it when a
+Every message says, beside the ticks, whether their hosts are stale (shapes.Host), as the API
+would say at that moment; services/web/stale_watch.py says it when a
 host goes stale between ticks.
 """
 
@@ -32,7 +34,7 @@ import zmq
 import zmq.asyncio
 from zmq.utils.monitor import parse_monitor_message
 
-from common.messages import TOPIC, DecodeError, Tick, tick_to_json
+from common.messages import TOPIC, DecodeError, Tick
 from common.throttle import ThrottledLog
 from services.transport.curve import HubKeys
 from services.transport.curve import gate as curve_gate
@@ -44,12 +46,15 @@ from services.transport.relink import (
     relink,
 )
 from services.transport.sockets import hub_socket
-from services.web.hosts import HostState, live_host_states
+from services.web.fleet import Live, build_fleet, live_host_states
+from services.web.hosts import HostState
+from services.web.shapes import LiveTick, SnapshotMessage, TickMessage
 
 logger = logging.getLogger(__name__)
 
 MALFORMED_LOG_EVERY_S = 60.0
 RECEIVE_RETRY_S = 1.0
+_ENCODER = msgspec.json.Encoder()
 
 
 @dataclass(frozen=True)
@@ -93,7 +98,6 @@ class LiveFeed:
         self._received_s: dict[str, float] = {}
         self._restore_after_s = restore_after_s
         self._latest: dict[str, Tick] = {}
-        self._latest_json: dict[str, str] = {}
         # Per GPU UUID in a host's newest tick: its error run, None while it reads fine.
         self._error_runs: dict[str, ErrorRun | None] = {}
         self._malformed_log = ThrottledLog(logger, log_every_s)
@@ -126,39 +130,49 @@ class LiveFeed:
         now_s = self._clock() if now_s is None else now_s
         return live_host_states(self._latest.values(), self._received_s, now_s)
 
-    def snapshot_message(self) -> str:
-        """Return the websocket snapshot.
+    def live_tick(self, tick: Tick, now_s: float) -> LiveTick:
+        """Return a tick as the websocket sends it, its GPUs as this feed alone knows them."""
+        live = Live([tick], self._received_s, self.error_run)
+        gpus = build_fleet((), live, now_s, tick.interval_s).gpus
+        return LiveTick(
+            tick.host,
+            tick.sampler_id,
+            tick.seq,
+            tick.ts,
+            tick.interval_s,
+            tick.driver_version,
+            tick.error,
+            gpus,
+        )
 
-        {"type": "snapshot", "ticks": [tick JSON per host], "hosts": [HostState JSON per host]}.
-        """
-        ticks = ",".join(self._latest_json[host] for host in sorted(self._latest_json))
-        hosts = msgspec.json.encode([state.to_json() for state in self.host_states().values()])
-        return f'{{"type":"snapshot","ticks":[{ticks}],"hosts":{hosts.decode()}}}'
+    def snapshot_message(self) -> str:
+        """Return the websocket snapshot (shapes.SnapshotMessage): each host's newest tick."""
+        now_s = self._clock()
+        ticks = [self.live_tick(tick, now_s) for tick in self.latest_ticks()]
+        hosts = [state.public() for state in self.host_states(now_s).values()]
+        return _ENCODER.encode(SnapshotMessage(ticks, hosts)).decode()
 
     def handle(self, frames: list[bytes]) -> bool:
         """Take one ZeroMQ message; return whether it was a valid tick.
 
-        The message sent on is {"type": "tick", "tick": <tick JSON>, "host_state": <its host's
-        HostState JSON>}.
+        The message sent on is a shapes.TickMessage: the tick, and its host's state.
         """
         try:
             tick = Tick.from_frames(frames)
         except DecodeError as error:
             self._count_malformed(str(error))
             return False
-        tick_json = tick_to_json(tick).decode()
         now_s = self._clock()
         current = self._latest.get(tick.host)
         if current is None or _follows(tick, current):
             self._follow_errors(tick, current)
             self._latest[tick.host] = tick
-            self._latest_json[tick.host] = tick_json
             self._received_s[tick.host] = now_s
         self.received_ticks += 1
         # Its host's state as the API would give it now (stale only for an outdated tick).
         state = live_host_states([self._latest[tick.host]], self._received_s, now_s)[tick.host]
-        state_json = msgspec.json.encode(state.to_json()).decode()
-        self._on_message(f'{{"type":"tick","tick":{tick_json},"host_state":{state_json}}}')
+        message = TickMessage(self.live_tick(tick, now_s), state.public())
+        self._on_message(_ENCODER.encode(message).decode())
         return True
 
     @asynccontextmanager

@@ -10,6 +10,7 @@ from typing import Any
 from common.staleness import STALE_AFTER_INTERVALS, STALE_GRACE_S
 from common.status import WriterStatus
 from services.web.hosts import HostState
+from services.web.shapes import Gpu, GpuError
 
 MIN_WRITER_STATUS_AGE_S = 30.0
 # How long a database file found deleted or replaced under the writer stays among the problems.
@@ -30,23 +31,6 @@ WRITER_COUNTERS = (
 
 
 @dataclass(frozen=True)
-class GpuError:
-    """A GPU whose newest reading is in error, and since when (UTC epoch seconds)."""
-
-    host: str
-    gpu_index: int
-    gpu_uuid: str
-    gpu_name: str
-    error: str
-    since_ts: float | None
-
-    def problem(self) -> str:
-        """Return the line /healthz lists among its problems."""
-        since = "" if self.since_ts is None else f" since {utc_text(self.since_ts)}"
-        return f"GPU {self.gpu_index} ({self.gpu_name}) on host {self.host}: {self.error}{since}"
-
-
-@dataclass(frozen=True)
 class HealthInputs:
     """What /healthz looks at; times are UTC epoch seconds."""
 
@@ -61,7 +45,16 @@ class HealthInputs:
     websocket_clients: int
     internal_errors: int
     gpu_errors: tuple[GpuError, ...] = ()
-    hosts: tuple[HostState, ...] = ()  # every host, judged stale or not (hosts.host_states)
+    hosts: tuple[HostState, ...] = ()  # every host, judged stale or not (fleet.host_states)
+
+
+def gpu_error_problem(gpu_error: GpuError) -> str:
+    """Return the line /healthz lists among its problems for a GPU in error."""
+    since = "" if gpu_error.since_ts is None else f" since {utc_text(gpu_error.since_ts)}"
+    return (
+        f"GPU {gpu_error.gpu_index} ({gpu_error.gpu_name}) on host {gpu_error.host}:"
+        f" {gpu_error.error}{since}"
+    )
 
 
 def max_writer_status_age_s(interval_s: float) -> float:
@@ -74,31 +67,28 @@ def utc_text(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def current_gpu_errors(gpus: Iterable[dict[str, Any]]) -> tuple[GpuError, ...]:
-    """Return the GPUs of /api/v1/gpus whose error is current, sorted by host and index.
+def current_gpu_errors(gpus: Iterable[Gpu]) -> tuple[GpuError, ...]:
+    """Return the GPUs whose error is current, sorted by host and index.
 
     Current: the GPU's newest reading is in error, belongs to its host's newest tick (a GPU the
     sampler no longer lists, such as one taken out, is not judged on its last word) and is not
-    stale (hosts.mark_gpus: a host that stopped reporting is not either).
+    stale (a host that stopped reporting is not either).
     """
-    gpus = [gpu for gpu in gpus if gpu["latest"] is not None]
+    read = [(gpu, gpu.latest) for gpu in gpus if gpu.latest is not None]
     host_newest_ts: dict[str, float] = {}
-    for gpu in gpus:
-        ts = gpu["latest"]["ts"]
-        host_newest_ts[gpu["host"]] = max(ts, host_newest_ts.get(gpu["host"], ts))
+    for gpu, latest in read:
+        host_newest_ts[gpu.host] = max(latest.ts, host_newest_ts.get(gpu.host, latest.ts))
     errors = [
         GpuError(
-            host=gpu["host"],
-            gpu_index=gpu["gpu_index"],
-            gpu_uuid=gpu["gpu_uuid"],
-            gpu_name=gpu["gpu_name"],
-            error=gpu["latest"]["error"],
-            since_ts=gpu["error_since_ts"],
+            host=gpu.host,
+            gpu_index=gpu.gpu_index,
+            gpu_uuid=gpu.gpu_uuid,
+            gpu_name=gpu.gpu_name,
+            error=latest.error,
+            since_ts=gpu.error_since_ts,
         )
-        for gpu in gpus
-        if gpu["latest"]["error"] is not None
-        and gpu["latest"]["ts"] >= host_newest_ts[gpu["host"]]
-        and not gpu["stale"]
+        for gpu, latest in read
+        if latest.error is not None and latest.ts >= host_newest_ts[gpu.host] and not gpu.stale
     ]
     return tuple(sorted(errors, key=lambda e: (e.host, e.gpu_index, e.gpu_uuid)))
 
@@ -143,7 +133,7 @@ def assess(inputs: HealthInputs) -> dict[str, Any]:
             problems.append(f"the writer's status is {writer_age_s:.0f} s old")
     if inputs.db_problem is not None:
         problems.append(inputs.db_problem)
-    problems.extend(gpu_error.problem() for gpu_error in inputs.gpu_errors)
+    problems.extend(gpu_error_problem(gpu_error) for gpu_error in inputs.gpu_errors)
     status = "down" if readings_stopped else "degraded" if problems else "ok"
     return {
         "status": status,
@@ -159,17 +149,7 @@ def assess(inputs: HealthInputs) -> dict[str, Any]:
         "malformed_messages": inputs.malformed_messages,
         "websocket_clients": inputs.websocket_clients,
         "internal_errors": inputs.internal_errors,
-        "gpu_errors": [
-            {
-                "host": e.host,
-                "gpu_index": e.gpu_index,
-                "gpu_uuid": e.gpu_uuid,
-                "gpu_name": e.gpu_name,
-                "error": e.error,
-                "since_ts": e.since_ts,
-            }
-            for e in inputs.gpu_errors
-        ],
+        "gpu_errors": list(inputs.gpu_errors),
         "stale_hosts": [
             {
                 "host": host.host,

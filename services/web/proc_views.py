@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import time
 
+import msgspec
 from aiohttp import web
 
 from services.web.energy import energy_report
 from services.web.energy_reads import energy_job
-from services.web.gpu_extras import live_process_list
+from services.web.fleet import live_answers, live_process_list, live_readings, stored_processes
 from services.web.gpu_reads import known_hosts_job
 from services.web.keys import CONFIG, FEED, STORE
-from services.web.listing import live_readings
 from services.web.params import (
     ParamError,
     parse_energy_query,
@@ -21,6 +21,7 @@ from services.web.params import (
 from services.web.process_reads import processes_job, usage_job
 from services.web.replies import error_reply, json_reply
 from services.web.rows import ProcessList
+from services.web.shapes import EnergyReply, ProcessesReply, UsageReply, UsageRow
 from services.web.usage import usage_rows
 
 
@@ -34,15 +35,15 @@ async def processes(request: web.Request) -> web.Response:
     tick, reading = live_readings(request.app[FEED].latest_ticks()).get(uuid, (None, None))
     if stored.gpu is None and tick is None:
         return error_reply(f"gpu={uuid!r} is not a known GPU UUID", 404)
-    ts, listed = stored.ts, stored.processes
+    reply = ProcessesReply(uuid, stored.ts, stored_processes(stored))
     if (
         tick is not None
         and reading is not None
         and (at_s is None or tick.ts <= at_s)
-        and (ts is None or tick.ts > ts)
+        and live_answers(tick.ts, stored.ts)
     ):
-        ts, listed = tick.ts, live_process_list(tick, reading, stored)
-    return json_reply({"gpu_uuid": uuid, "ts": ts, "processes": listed})
+        reply = ProcessesReply(uuid, tick.ts, live_process_list(tick, reading, stored, tick.ts))
+    return json_reply(reply)
 
 
 async def usage(request: web.Request) -> web.Response:
@@ -54,14 +55,8 @@ async def usage(request: web.Request) -> web.Response:
     spans = await request.app[STORE].call(
         usage_job(query.from_s, query.to_s, query.by), [], long=True
     )
-    return json_reply(
-        {
-            "from": query.from_s,
-            "to": query.to_s,
-            "by": query.by,
-            "rows": usage_rows(spans, query.from_s, query.to_s),
-        }
-    )
+    rows = msgspec.convert(usage_rows(spans, query.from_s, query.to_s), list[UsageRow])
+    return json_reply(UsageReply(query.from_s, query.to_s, query.by, rows))
 
 
 async def energy(request: web.Request) -> web.Response:
@@ -79,6 +74,7 @@ async def energy(request: web.Request) -> web.Response:
             return error_reply(f"host={unknown[0]!r} is not a known host", 404)
     gpus = await store.call(energy_job(query.from_s, query.to_s, query.hosts), [], long=True)
     config = request.app[CONFIG]
-    return json_reply(
-        energy_report(gpus, query.from_s, query.to_s, config.energy_price_per_kwh, config.currency)
+    report = energy_report(
+        gpus, query.from_s, query.to_s, config.energy_price_per_kwh, config.currency
     )
+    return json_reply(msgspec.convert(report, EnergyReply))

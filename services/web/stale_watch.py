@@ -2,9 +2,9 @@
 
 A tick's own message says its host is fresh; nothing would say it went stale, since a stale host
 sends nothing. The watch wakes when the next live host is due to go stale (and at least every
-max_wait_s, for hosts that appear meanwhile) and sends {"type": "hosts", "hosts": [HostState
-JSON]} for each host that went stale since it last looked: the same judgement, at the same
-moment, as /api/v1/hosts, /healthz and /metrics.
+max_wait_s, for hosts that appear meanwhile) and sends a shapes.HostsMessage of each host that
+went stale since it last looked: the same judgement, at the same moment, as /api/v1/hosts,
+/healthz and /metrics.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import msgspec
 
 from services.web.feed import LiveFeed
 from services.web.hosts import HostState
+from services.web.shapes import HostsMessage
 
 MAX_WAIT_S = 1.0
 # Wake this much after a host's due moment: the rule calls it stale only after that moment.
@@ -24,9 +25,8 @@ PAST_DUE_S = 0.001
 
 
 def hosts_message(states: list[HostState]) -> str:
-    """Return the websocket message {"type": "hosts", "hosts": [HostState JSON]}."""
-    hosts = msgspec.json.encode([state.to_json() for state in states]).decode()
-    return f'{{"type":"hosts","hosts":{hosts}}}'
+    """Return the websocket message {"type": "hosts", "hosts": [shapes.Host]}."""
+    return msgspec.json.encode(HostsMessage([state.public() for state in states])).decode()
 
 
 class StaleWatch:

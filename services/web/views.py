@@ -5,24 +5,22 @@ from __future__ import annotations
 import time
 from functools import cache
 from importlib import metadata
-from typing import Any
 
 import aiohttp_jinja2
 import msgspec
 from aiohttp import web
 
 from services.web.buckets import bucket_span, choose_step_s, empty_buckets
-from services.web.gpu_extras import add_gpu_extras
+from services.web.fleet import Idleness, Live, build_fleet, live_answers, live_readings
 from services.web.gpu_reads import gpus_with_latest_job
 from services.web.health import HealthInputs, assess, current_gpu_errors
 from services.web.history_reads import history_job
-from services.web.hosts import host_states, mark_gpus
 from services.web.idle_reads import idle_job
 from services.web.keys import CLOCK, CONFIG, COUNTERS, FEED, HUB, IDLE_RUNS, STORE, WRITER
-from services.web.listing import live_identities, merged_gpus, stored_identity
 from services.web.params import ParamError, parse_history_query
 from services.web.replies import error_reply, json_reply
 from services.web.rows import GpuLatest, HistoryRows
+from services.web.shapes import GpusReply, Health, HistoryReply, HostsReply, Series
 from services.web.store import StoreError
 
 PACKAGE = "pycudawatch"
@@ -49,34 +47,37 @@ async def index(request: web.Request) -> web.Response:
     return aiohttp_jinja2.render_template("index.html", request, context)
 
 
+def live(request: web.Request) -> Live:
+    """Return what the live feed knows at this moment."""
+    feed = request.app[FEED]
+    return Live(feed.latest_ticks(), feed.received_s(), feed.error_run)
+
+
 async def gpus(request: web.Request) -> web.Response:
     """Answer every known GPU with its identity and latest reading (the live one if newer)."""
-    config, feed = request.app[CONFIG], request.app[FEED]
-    stored = await request.app[STORE].call(gpus_with_latest_job(), [])
-    ticks = feed.latest_ticks()
-    listed = merged_gpus(stored, ticks, feed.error_run)
+    config, store = request.app[CONFIG], request.app[STORE]
+    stored = await store.call(gpus_with_latest_job(), [])
+    idle = await store.call(idle_job(config.idle_util_pct, request.app[IDLE_RUNS]), [])
+    idleness = Idleness(idle, config.idle_util_pct, config.idle_after_s)
     now_s = request.app[CLOCK]()
-    mark_gpus(listed, host_states(stored, ticks, now_s, config.interval_s, feed.received_s()))
-    idle = await request.app[STORE].call(idle_job(config.idle_util_pct, request.app[IDLE_RUNS]), [])
-    add_gpu_extras(listed, idle, ticks, config.idle_util_pct, config.idle_after_s)
+    fleet = build_fleet(stored, live(request), now_s, config.interval_s, idleness)
     return json_reply(
-        {
-            "gpus": listed,
-            "simulated": config.source == "simulated",
-            "interval_s": config.interval_s,
-            "idle_util_pct": config.idle_util_pct,
-            "idle_after_s": config.idle_after_s,
-        }
+        GpusReply(
+            fleet.gpus,
+            config.source == "simulated",
+            config.interval_s,
+            config.idle_util_pct,
+            config.idle_after_s,
+        )
     )
 
 
 async def hosts(request: web.Request) -> web.Response:
     """Answer every host of the file and the live feed: when last seen, and whether stale."""
-    config, feed = request.app[CONFIG], request.app[FEED]
+    config = request.app[CONFIG]
     stored = await request.app[STORE].call(gpus_with_latest_job(), [])
-    now_s = request.app[CLOCK]()
-    states = host_states(stored, feed.latest_ticks(), now_s, config.interval_s, feed.received_s())
-    return json_reply({"hosts": [state.to_json() for state in states.values()]})
+    fleet = build_fleet(stored, live(request), request.app[CLOCK](), config.interval_s)
+    return json_reply(HostsReply([state.public() for state in fleet.hosts.values()]))
 
 
 async def history(request: web.Request) -> web.Response:
@@ -95,8 +96,8 @@ async def history(request: web.Request) -> web.Response:
         long=True,
     )
     ticks = request.app[FEED].latest_ticks()
-    live = live_identities(ticks)
-    unknown = [uuid for uuid in rows.missing_uuids if uuid not in live]
+    in_feed = live_readings(ticks)
+    unknown = [uuid for uuid in rows.missing_uuids if uuid not in in_feed]
     if unknown:
         return error_reply(f"gpu={unknown[0]!r} is not a known GPU UUID", 404)
     live_hosts = {tick.host for tick in ticks}
@@ -104,25 +105,30 @@ async def history(request: web.Request) -> web.Response:
     if unknown_hosts:
         return error_reply(f"host={unknown_hosts[0]!r} is not a known host", 404)
     series = [
-        {
-            **stored_identity(item.gpu),
-            "buckets": msgspec.Raw(item.buckets_json.encode()),
-        }
+        Series(
+            item.gpu.gpu_uuid,
+            item.gpu.host,
+            item.gpu.gpu_index,
+            item.gpu.gpu_name,
+            msgspec.Raw(item.buckets_json.encode()),
+        )
         for item in rows.series
     ]
     # GPUs the live feed knows but the file does not hold yet: no history, so all gaps.
     low_s, high_s = first_bucket * step_s, (first_bucket + bucket_count) * step_s
-    listed = {entry["gpu_uuid"] for entry in series}
-    wanted = rows.missing_uuids if query.gpu_uuids else list(live)
+    listed = {entry.gpu_uuid for entry in series}
+    wanted = rows.missing_uuids if query.gpu_uuids else list(in_feed)
     for uuid in wanted:
-        identity, seen_ts = live[uuid]
-        if query.hosts and identity["host"] not in query.hosts:
+        tick, reading = in_feed[uuid]
+        if query.hosts and tick.host not in query.hosts:
             continue
-        if uuid not in listed and (query.gpu_uuids or low_s <= seen_ts < high_s):
-            buckets = empty_buckets(first_bucket, bucket_count, step_s)
-            series.append({**identity, "buckets": buckets})
-    series.sort(key=lambda entry: (entry["host"], entry["gpu_index"], entry["gpu_uuid"]))
-    return json_reply({"from": query.from_s, "to": query.to_s, "step_s": step_s, "series": series})
+        if uuid not in listed and (query.gpu_uuids or low_s <= tick.ts < high_s):
+            buckets = msgspec.json.encode(empty_buckets(first_bucket, bucket_count, step_s))
+            series.append(
+                Series(uuid, tick.host, reading.index, reading.name, msgspec.Raw(buckets))
+            )
+    series.sort(key=lambda entry: (entry.host, entry.gpu_index, entry.gpu_uuid))
+    return json_reply(HistoryReply(query.from_s, query.to_s, step_s, series))
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -144,14 +150,13 @@ async def healthz(request: web.Request) -> web.Response:
         except StoreError as error:
             db_problem = str(error)
         stored_ts = max((item.gpu.last_ts for item in stored), default=None)
-        if stored_ts is not None and (last_tick_ts is None or stored_ts > last_tick_ts):
+        if stored_ts is not None and (
+            last_tick_ts is None or not live_answers(last_tick_ts, stored_ts)
+        ):
             last_tick_ts, source = stored_ts, "db"
     now_s = app[CLOCK]()
-    ticks = feed.latest_ticks()
-    gpus = merged_gpus(stored, ticks, feed.error_run)
-    known_hosts = host_states(stored, ticks, now_s, config.interval_s, feed.received_s())
-    mark_gpus(gpus, known_hosts)
-    body: dict[str, Any] = assess(
+    fleet = build_fleet(stored, live(request), now_s, config.interval_s)
+    body = assess(
         HealthInputs(
             now_s=now_s,
             interval_s=interval_s,
@@ -163,8 +168,8 @@ async def healthz(request: web.Request) -> web.Response:
             malformed_messages=feed.malformed_messages,
             websocket_clients=app[HUB].client_count,
             internal_errors=app[COUNTERS].internal_errors + feed.internal_errors,
-            gpu_errors=current_gpu_errors(gpus),
-            hosts=tuple(known_hosts.values()),
+            gpu_errors=current_gpu_errors(fleet.gpus),
+            hosts=tuple(fleet.hosts.values()),
         )
     )
-    return json_reply(body, 200 if body["status"] == "ok" else 503)
+    return json_reply(msgspec.convert(body, Health), 200 if body["status"] == "ok" else 503)

@@ -14,7 +14,7 @@ WS_HEARTBEAT_S = 30.0
 WS_CLOSE_TIMEOUT_S = 2.0
 
 
-def origin_allowed(origin: str | None, host: str | None, scheme: str = "http") -> bool:
+def origin_allowed(origin: str | None, host: str | None, scheme: str) -> bool:
     """Return whether a websocket from `origin` may connect to a server reached as scheme://host.
 
     No Origin header: a client that is not a browser, allowed. Otherwise the origin's scheme and

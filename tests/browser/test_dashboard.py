@@ -390,8 +390,8 @@ def test_a_gpu_whose_reading_failed_shows_its_error(page: Page, stack: Stack, wa
         def forward(text: str | bytes) -> None:
             data = json.loads(text)
             ticks = data.get("ticks", []) + ([data["tick"]] if "tick" in data else [])
-            for reading in (gpu for tick in ticks for gpu in tick["gpus"] if gpu["index"] == 2):
-                reading.update(dict.fromkeys(METRICS, None), error=message)
+            for gpu in (gpu for tick in ticks for gpu in tick["gpus"] if gpu["gpu_index"] == 2):
+                gpu["latest"].update(dict.fromkeys(METRICS, None), error=message)
             route.send(json.dumps(data))
 
         server.on_message(forward)

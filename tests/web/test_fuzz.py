@@ -655,7 +655,16 @@ def test_no_zeromq_message_makes_the_feed_fail(batch):
             assert feed.malformed_messages == malformed
             assert len(sent) == published + 1
             tick = json.loads(sent[-1])["tick"]
-            assert tick == msgspec.json.decode(tick_to_json(Tick.from_frames(frames)))
+            wire = msgspec.json.decode(tick_to_json(Tick.from_frames(frames)))
+            readings = {reading["uuid"]: reading for reading in wire.pop("gpus")}
+            assert {**tick, "gpus": None} == {**wire, "gpus": None}
+            assert {gpu["gpu_uuid"] for gpu in tick["gpus"]} == set(readings)
+            for gpu in tick["gpus"]:  # each GPU as /api/v1/gpus lists it
+                reading = readings[gpu["gpu_uuid"]]
+                latest = {"ts": wire["ts"], "error": reading["error"]}
+                latest |= {name: reading[name] for name in METRIC_NAMES}
+                assert gpu["latest"] == latest
+                assert (gpu["host"], gpu["gpu_index"]) == (wire["host"], reading["index"])
         else:
             assert feed.malformed_messages == malformed + 1
             assert len(sent) == published  # nothing reached a browser

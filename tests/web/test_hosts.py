@@ -12,7 +12,7 @@ from common.messages import Tick
 from common.staleness import stale_after_s
 from services.web.app import create_app
 from services.web.feed import LiveFeed
-from services.web.hosts import host_states, mark_gpus
+from services.web.fleet import host_states, mark_gpus
 from services.web.keys import FEED
 from services.web.rows import GpuLatest, GpuRow
 from services.web.stale_watch import MAX_WAIT_S, PAST_DUE_S, StaleWatch

@@ -15,9 +15,9 @@ PURE = (
     "services.web.usage",
     "services.web.buckets",
     "services.web.params",
-    "services.web.listing",
+    "services.web.fleet",
     "services.web.hosts",
-    "services.web.gpu_extras",
+    "services.web.shapes",
 )
 
 

@@ -79,7 +79,7 @@ async def test_snapshot_on_connect_then_ticks_reach_two_clients(live_client, pub
         hosts = [tick["host"] for tick in snapshot["ticks"]]
         assert hosts == sorted(hosts) and "alpha" in hosts
         alpha = next(t for t in snapshot["ticks"] if t["host"] == "alpha")
-        assert alpha["gpus"][0]["util_gpu_pct"] == 12
+        assert alpha["gpus"][0]["latest"]["util_gpu_pct"] == 12
     assert live_client.app[HUB].client_count == 2
 
     tick = make_tick(host="alpha", seq=2, ts=time.time(), util_gpu_pct=34, temp_c=55)
@@ -88,8 +88,8 @@ async def test_snapshot_on_connect_then_ticks_reach_two_clients(live_client, pub
     assert got[0] == got[1]
     assert set(got[0]["tick"]) == set(Tick.__struct_fields__)
     assert got[0]["tick"]["seq"] == 2
-    assert got[0]["tick"]["gpus"][0]["util_gpu_pct"] == 34
-    assert got[0]["tick"]["gpus"][0]["fan_pct"] is None
+    assert got[0]["tick"]["gpus"][0]["latest"]["util_gpu_pct"] == 34
+    assert got[0]["tick"]["gpus"][0]["latest"]["fan_pct"] is None
     await first.close()
     await second.close()
     await wait_until(lambda: live_client.app[HUB].client_count == 0)
@@ -369,3 +369,22 @@ async def test_healthz_counts_the_live_feed_first(live_client, publisher, db_pat
     assert response.status == 200, body
     assert body["last_tick_source"] == "live"
     assert body["last_tick_age_s"] < 5
+
+
+async def test_a_websocket_tick_sends_its_gpus_as_the_api_lists_them(live_client, publisher):
+    pub = publisher[0]
+    ws = await live_client.ws_connect("/ws")
+    assert (await receive_json(ws))["type"] == "snapshot"
+    tick = make_tick(host="alpha", seq=3, ts=time.time(), util_gpu_pct=41, gpu_count=2)
+    pub.send_multipart(tick.to_frames())
+    sent = (await receive_tick(ws, "alpha"))["tick"]["gpus"]
+    listed = (await (await live_client.get("/api/v1/gpus")).json())["gpus"]
+    by_uuid = {gpu["gpu_uuid"]: gpu for gpu in listed}
+    assert [gpu["gpu_uuid"] for gpu in sent] == [reading.uuid for reading in tick.gpus]
+    for gpu in sent:
+        api = by_uuid[gpu["gpu_uuid"]]
+        assert list(gpu) == list(api)
+        same = ("host", "gpu_index", "gpu_name", "latest", "stale", "host_stale", "mig_devices")
+        assert {key: gpu[key] for key in same} == {key: api[key] for key in same}
+        assert gpu["latest"]["util_gpu_pct"] == 41
+    await ws.close()

@@ -82,6 +82,6 @@ async def test_host_names_compare_without_case(client):
 def test_a_request_without_a_host_lets_no_browser_in():
     # aiohttp always gives a host (the machine's name without a Host header); the check must
     # still refuse on its own
-    assert not origin_allowed("http://a.example", None)
-    assert not origin_allowed("http://a.example", "")
-    assert origin_allowed(None, None)
+    assert not origin_allowed("http://a.example", None, "http")
+    assert not origin_allowed("http://a.example", "", "http")
+    assert origin_allowed(None, None, "http")

@@ -8,7 +8,9 @@
  *   GET api/v1/history         -> chart points, one per server bucket (mean, tooltip shows max)
  *   GET api/v1/processes       -> since when each process runs; the processes at a clicked point
  *   GET api/v1/usage, energy   -> the "who used the GPUs" and energy tables of the chosen range
- *   WS  ws (snapshot, ticks)   -> cards and process tables, and points merged into the same
+ *   WS  ws (snapshot, ticks)   -> each tick's GPUs in the shape api/v1/gpus lists them (one
+ *                                 ensureGpu / updateCard reads both): cards and process
+ *                                 tables, and points merged into the same
  *                                 buckets, so a page left open for days keeps about as many
  *                                 points as one history answer; each host's stale flag, and
  *                                 {type: hosts} the moment a host goes stale

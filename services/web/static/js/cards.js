@@ -195,7 +195,11 @@ function placeCard(gpu) {
   row.insertBefore(gpu.els.column, next || null);
 }
 
-export function ensureGpu(identity) {
+/** Return the GPU's card state, made on first sight; item: a GPU entry as the API sends it. */
+export function ensureGpu(item) {
+  const identity = {
+    uuid: item.gpu_uuid, host: item.host, index: item.gpu_index, name: item.gpu_name, pci: item.pci_bus_id,
+  };
   const uuid = identity.uuid;
   if (typeof uuid !== 'string' || !uuid) return null;
   let gpu = state.gpus.get(uuid);
@@ -246,8 +250,11 @@ function clocksText(smMhz, memMhz) {
   return `${shown(smMhz)} / ${shown(memMhz)} MHz`;
 }
 
-/** Show one reading (a tick's GPU entry or an API "latest") on the GPU's card. */
-export function updateCard(gpu, reading, tsS) {
+/**
+ * Show a GPU entry's reading ("latest") on its card; lists: the entry, when its processes and
+ * MIG devices are as new as the reading (a websocket tick's).
+ */
+export function updateCard(gpu, reading, tsS, lists) {
   if (!isNumber(tsS) || (gpu.lastTs !== null && tsS < gpu.lastTs)) return false;
   gpu.lastTs = tsS;
   gpu.error = reading.error ? String(reading.error) : null;
@@ -277,8 +284,10 @@ export function updateCard(gpu, reading, tsS) {
   }
   refreshCardState(gpu);
   growScales(reading);
-  updateProcesses(gpu, reading.processes, tsS);
-  updateMig(gpu, reading.mig_devices);
+  if (lists) {
+    updateProcesses(gpu, lists.processes, tsS);
+    updateMig(gpu, lists.mig_devices);
+  }
   return true;
 }
 
@@ -314,10 +323,7 @@ export async function loadGpus(quiet) {
     if (isNumber(answer.idle_after_s)) state.idleAfterS = answer.idle_after_s;
     const gpus = [...answer.gpus].sort(apiGpuOrder);
     for (const item of gpus) {
-      const gpu = ensureGpu({
-        uuid: item.gpu_uuid, host: item.host, index: item.gpu_index,
-        name: item.gpu_name, pci: item.pci_bus_id,
-      });
+      const gpu = ensureGpu(item);
       if (!gpu) continue;
       if (isNumber(item.error_since_ts)) gpu.errorSinceS = item.error_since_ts;
       const latestTs = item.latest ? item.latest.ts : null;

@@ -26,16 +26,13 @@ function takeTick(tick, live, hostState) {
   }
   if (hostState) takeHostState(hostState, true);
   setHostError(tick.host, tick.error);
-  for (const reading of tick.gpus) {
-    if (!reading || typeof reading !== 'object') continue;
-    const gpu = ensureGpu({
-      uuid: reading.uuid, host: tick.host, index: reading.index,
-      name: reading.name, pci: reading.pci_bus_id,
-    });
+  for (const item of tick.gpus) {
+    if (!item || typeof item !== 'object' || !item.latest) continue;
+    const gpu = ensureGpu(item);
     if (!gpu) continue;
     // A GPU in its host's tick is as stale as its host: the server's word on it alone is old.
     if (hostState && (gpu.lastTs === null || tick.ts >= gpu.lastTs)) gpu.stale = hostState.stale === true;
-    updateCard(gpu, reading, tick.ts);
+    updateCard(gpu, item.latest, tick.ts, item);
   }
   refreshHostState(tick.host);
   // A snapshot after a reconnect repeats the tick seen last: count each tick once.

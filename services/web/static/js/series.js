@@ -54,9 +54,10 @@ export function dropOlderThan(data, minMs) {
 export function mergeTickIntoCharts(tick) {
   if (!state.history) return;
   const intervalS = positive(tick.interval_s, state.intervalS);
-  for (const reading of tick.gpus) {
-    const gpu = state.gpus.get(reading.uuid);
-    if (!gpu) continue;
+  for (const item of tick.gpus) {
+    const gpu = state.gpus.get(item.gpu_uuid);
+    const reading = item.latest;
+    if (!gpu || !reading) continue;
     for (const entry of state.charts) {
       const value = reading.error ? null : scaled(reading[entry.def.metric], entry.def);
       if (addPoint(datasetFor(entry, gpu), tick.ts, value, intervalS)) {
@@ -82,9 +83,7 @@ export function applyHistory(answer, cutS, requestNowS) {
   const stepS = answer.step_s;
   const seen = new Set();
   for (const series of answer.series) {
-    const gpu = ensureGpu({
-      uuid: series.gpu_uuid, host: series.host, index: series.gpu_index, name: series.gpu_name,
-    });
+    const gpu = ensureGpu(series);
     if (!gpu || !Array.isArray(series.buckets)) continue;
     seen.add(gpu.uuid);
     const buckets = series.buckets.filter((bucket) => isNumber(bucket.ts) && bucket.ts + stepS <= requestNowS);

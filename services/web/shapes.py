@@ -1,0 +1,280 @@
+"""The public shapes of the API and the websocket, declared once as typed structs.
+
+- Handlers build these and only encode them; the OpenAPI document (services/web/openapi.py)
+  is generated from the same types, so the two cannot drift apart.
+- One GPU is `Gpu` wherever it is sent: in /api/v1/gpus and in each websocket tick.
+- Times are UTC epoch seconds; a field the server cannot know is null, never absent.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+from common.messages import GpuProcess, MigDevice
+from common.metrics import METRICS
+
+Number = float | None
+
+# A reading as the API shows it: {"ts", "error", <each metric>}, metrics in the table's order.
+Reading = msgspec.defstruct(
+    "Reading",
+    [("ts", float), ("error", str | None)]
+    + [(metric.name, int | None if metric.sql_type == "INTEGER" else Number) for metric in METRICS],
+    module=__name__,
+)
+Reading.__doc__ = "A GPU's reading: its time, its error (null when it read fine), each metric."
+
+
+class Process(GpuProcess, kw_only=True, frozen=True):
+    """A process on a GPU, and since when (UTC epoch s) it has been on it without a break.
+
+    since_ts is null only over the websocket, for a process the live feed cannot date alone.
+    """
+
+    since_ts: float | None
+
+
+class Idle(msgspec.Struct):
+    """The GPU has been idle but allocated since since_ts; processes: who holds it."""
+
+    since_ts: float
+    processes: list[Process]
+
+
+class Gpu(msgspec.Struct):
+    """One GPU: identity, newest reading, staleness, processes, MIG devices and the idle flag.
+
+    stale: the host stopped ticking, or the GPU left its host's ticks; host_stale and
+    host_last_seen_ts: its host's own. processes: null when the sampler cannot list them.
+    """
+
+    host: str
+    gpu_index: int
+    gpu_uuid: str
+    gpu_name: str
+    pci_bus_id: str | None
+    driver_version: str | None
+    first_ts: float
+    last_ts: float
+    latest: Reading | None
+    error_since_ts: float | None
+    interval_s: float | None
+    stale: bool
+    stale_since_ts: float | None
+    host_stale: bool
+    host_last_seen_ts: float | None
+    processes: list[Process] | None
+    mig_devices: list[MigDevice]
+    idle: Idle | None
+
+
+class GpusReply(msgspec.Struct):
+    """GET /api/v1/gpus."""
+
+    gpus: list[Gpu]
+    simulated: bool
+    interval_s: float
+    idle_util_pct: float
+    idle_after_s: float
+
+
+class Host(msgspec.Struct):
+    """One host: when last seen, whether stale and since when, its interval and GPU count."""
+
+    host: str
+    last_seen_ts: float | None
+    stale: bool
+    stale_since_ts: float | None
+    interval_s: float
+    gpu_count: int
+
+
+class HostsReply(msgspec.Struct):
+    """GET /api/v1/hosts."""
+
+    hosts: list[Host]
+
+
+class Bucket(msgspec.Struct):
+    """One bucket of a series: its start, how many readings, their means and maxima per metric.
+
+    mean and max are null for a bucket with no reading (a gap).
+    """
+
+    ts: float
+    count: int
+    mean: dict[str, float | None] | None
+    max: dict[str, float | None] | None
+
+
+class Series(msgspec.Struct):
+    """One GPU's series of buckets."""
+
+    gpu_uuid: str
+    host: str
+    gpu_index: int
+    gpu_name: str
+    buckets: msgspec.Raw  # a JSON array of Bucket, encoded by SQLite (the document says so)
+
+
+class HistoryReply(msgspec.Struct):
+    """GET /api/v1/history."""
+
+    from_: float = msgspec.field(name="from")
+    to: float
+    step_s: int
+    series: list[Series]
+
+
+class ProcessesReply(msgspec.Struct):
+    """GET /api/v1/processes: ts null when no tick; processes null when the list is unknown."""
+
+    gpu_uuid: str
+    ts: float | None
+    processes: list[Process] | None
+
+
+class UsageRow(msgspec.Struct):
+    """One user, process or container (key null: unknown) and the GPU time it used."""
+
+    key: str | None
+    gpu_hours: float
+    gpu_mem_gib_hours: float
+    gpus: list[str]
+
+
+class UsageReply(msgspec.Struct):
+    """GET /api/v1/usage."""
+
+    from_: float = msgspec.field(name="from")
+    to: float
+    by: Literal["user", "process", "container"]
+    rows: list[UsageRow]
+
+
+class GpuEnergy(msgspec.Struct):
+    """One GPU's energy over the range; kwh and cost null when no pair of readings could say."""
+
+    host: str
+    gpu_uuid: str
+    gpu_index: int
+    gpu_name: str
+    kwh: float | None
+    source: Literal["counter", "power", "mixed", "none"]
+    cost: float | None
+
+
+class HostEnergy(msgspec.Struct):
+    """One host's energy over the range."""
+
+    host: str
+    kwh: float | None
+    cost: float | None
+
+
+class EnergyReply(msgspec.Struct):
+    """GET /api/v1/energy; cost null without a price."""
+
+    from_: float = msgspec.field(name="from")
+    to: float
+    price_per_kwh: float | None
+    currency: str
+    gpus: list[GpuEnergy]
+    hosts: list[HostEnergy]
+    total_kwh: float | None
+    total_cost: float | None
+
+
+class WriterHealth(msgspec.Struct):
+    """The writer as its status reports it; every field null before it has reported."""
+
+    state: str | None
+    updated_age_s: float | None
+    last_error: str | None
+    buffered_ticks: int | None
+    stored_ticks: int | None
+    stored_readings: int | None
+    malformed_messages: int | None
+    dropped_ticks: int | None
+    replay_gaps: int | None
+    lost_ticks: int | None
+    buffered_bytes: int | None
+    buffer_limit_bytes: int | None
+    db_reopened_ts: float | None
+
+
+class GpuError(msgspec.Struct, frozen=True):
+    """A GPU whose newest reading is in error, and since when."""
+
+    host: str
+    gpu_index: int
+    gpu_uuid: str
+    gpu_name: str
+    error: str
+    since_ts: float | None
+
+
+class StaleHost(msgspec.Struct):
+    """A host that stopped ticking."""
+
+    host: str
+    last_seen_ts: float | None
+    stale_since_ts: float | None
+    interval_s: float
+
+
+class Health(msgspec.Struct):
+    """GET /healthz (200 when status is "ok", else 503); problems says why."""
+
+    status: Literal["ok", "degraded", "down"]
+    last_tick_age_s: float | None
+    last_tick_source: Literal["live", "db"] | None
+    writer: WriterHealth
+    db_bytes: int | None
+    malformed_messages: int
+    websocket_clients: int
+    internal_errors: int
+    gpu_errors: list[GpuError]
+    stale_hosts: list[StaleHost]
+    problems: list[str]
+
+
+class ErrorBody(msgspec.Struct, forbid_unknown_fields=True):
+    """Every error of the API: {"error": what went wrong}, and nothing else."""
+
+    error: str
+
+
+class LiveTick(msgspec.Struct):
+    """One host's tick as the websocket sends it: the tick's fields, its GPUs as `Gpu`s."""
+
+    host: str
+    sampler_id: str
+    seq: int
+    ts: float
+    interval_s: float
+    driver_version: str | None
+    error: str | None
+    gpus: list[Gpu]
+
+
+class TickMessage(msgspec.Struct, tag="tick", tag_field="type"):
+    """A websocket message: a host's new tick and its host's state."""
+
+    tick: LiveTick
+    host_state: Host
+
+
+class SnapshotMessage(msgspec.Struct, tag="snapshot", tag_field="type"):
+    """The websocket's first message: the newest tick of each host, and every live host."""
+
+    ticks: list[LiveTick]
+    hosts: list[Host]
+
+
+class HostsMessage(msgspec.Struct, tag="hosts", tag_field="type"):
+    """A websocket message: hosts whose staleness changed between ticks."""
+
+    hosts: list[Host]
