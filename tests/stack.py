@@ -256,7 +256,9 @@ def missing_and_duplicated(stack: Stack, interval_s: float) -> tuple[int, int, i
     """Return (slots expected per GPU, readings missing, readings duplicated) in the file.
 
     A slot is missing for a GPU when no reading of it falls in that slot; a reading is
-    duplicated when the GPU has another at the same ts.
+    duplicated when the GPU has another at the same ts. The slot after a tick read at a
+    sampler's start (off the schedule) may be skipped, as any slot after a late tick is: the
+    start's read can take longer than the time left to it, and is not counted missing.
     """
     rows = stack.query("SELECT gpu_uuid, ts FROM readings")
     slots: dict[str, set[int]] = {}
@@ -265,10 +267,22 @@ def missing_and_duplicated(stack: Stack, interval_s: float) -> tuple[int, int, i
         slots.setdefault(uuid, set()).add(slot_of(ts, interval_s))
         stamps.setdefault(uuid, set()).add(ts)
     every = set().union(*slots.values())
-    expected = max(every) - min(every) + 1
-    missing = sum(expected - len(gpu_slots) for gpu_slots in slots.values())
+    first, last = min(every), max(every)
+    expected = last - first + 1
+    missing = 0
+    for uuid, gpu_slots in slots.items():
+        started = {
+            slot_of(ts, interval_s) + 1 for ts in stamps[uuid] if _off_schedule(ts, interval_s)
+        }
+        absent = set(range(first, last + 1)) - gpu_slots
+        missing += len(absent - started)
     duplicated = len(rows) - sum(len(ts_set) for ts_set in stamps.values())
     return expected, missing, duplicated
+
+
+def _off_schedule(ts: float, interval_s: float) -> bool:
+    """Return whether ts is not on a multiple of interval_s (a tick read at a sampler's start)."""
+    return abs(ts / interval_s - round(ts / interval_s)) > 1e-6
 
 
 def wait_until(condition: object, timeout_s: float, what: str, stack: Stack | None = None) -> None:

@@ -487,6 +487,21 @@ def test_a_failing_database_holds_at_most_the_buffer_bytes_and_counts_what_it_dr
 # -- stopping -----------------------------------------------------------------------------------
 
 
+def test_a_burst_larger_than_the_buffer_is_stored_whole_while_the_database_works(rig, clock):
+    r = rig(PCW_WRITER_BUFFER_BYTES=str(1 << 20))  # the smallest bound allowed
+    sent = ticks(60, 1_700_000_000.0, gpus=64)  # ~100 KB each held: six times the bound
+    for tick in sent:  # all on the socket before the writer takes any
+        r.publisher.send_multipart(tick.to_frames())
+
+    deadline = time.monotonic() + DELIVERY_TIMEOUT_S
+    while r.writer.stored_ticks < len(sent) and time.monotonic() < deadline:
+        r.writer.step()
+
+    status = r.writer.status()
+    assert (status.dropped_ticks, status.stored_ticks) == (0, len(sent))
+    assert r.rows() == expected_rows(sent)
+
+
 def test_shutdown_stores_everything_held_and_what_has_just_arrived(rig, caplog):
     r = rig()
     held = ticks(4, 1_700_000_000.0)

@@ -77,10 +77,21 @@ class PendingBatch:
         """Return the monotonic time the held ticks are due by age, or None when empty."""
         return self._ticks[0][1] + self.max_age_s if self._ticks else None
 
+    @property
+    def full(self) -> bool:
+        """Return whether a flush is due by size: max_rows readings, or half of max_bytes held.
+
+        Half, so that a healthy writer stores a burst long before the bound would drop any of
+        it: only a failing database fills the other half.
+        """
+        return bool(self._ticks) and (
+            self._rows >= self.max_rows or 2 * self._bytes >= self.max_bytes
+        )
+
     def is_due(self, now_s: float) -> bool:
         """Return whether a flush is due: full, or the oldest tick has waited long enough."""
         due_at = self.due_at()
-        return due_at is not None and (self._rows >= self.max_rows or now_s >= due_at)
+        return due_at is not None and (self.full or now_s >= due_at)
 
     def peek(self, max_rows: int | None = None) -> list[Tick]:
         """Return the oldest ticks, up to max_rows readings (at least one tick)."""

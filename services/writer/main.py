@@ -125,6 +125,8 @@ class Writer:
                     self.accept_reply(frames, source)
                 else:
                     self.accept(frames, source)
+                if self.batch.full and self.monotonic() >= self.retry_at:
+                    return True  # store this batch before taking more: a burst is never dropped
         return taken > 0
 
     def accept(self, frames: list[bytes], source: Source | None = None) -> bool:
