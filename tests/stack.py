@@ -7,6 +7,7 @@ Always torn down terminate -> wait -> kill.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import signal
@@ -14,11 +15,16 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 from types import TracebackType
+
+import zmq
+
+from common.messages import TOPIC, Tick
 
 REPO = Path(__file__).resolve().parent.parent
 PROGRAMS = ("writer", "sampler", "web")  # start order; stopped in reverse
@@ -294,3 +300,23 @@ def wait_until(condition: object, timeout_s: float, what: str, stack: Stack | No
         time.sleep(0.1)
     logs = stack.logs()[-4000:] if stack else ""
     raise AssertionError(f"timed out after {timeout_s} s waiting for {what}\n{logs}")
+
+
+def healthz(stack: Stack) -> tuple[int, dict]:
+    """Return the status code and JSON body of the stack's /healthz (503 has a body too)."""
+    try:
+        with urllib.request.urlopen(stack.web_url + "/healthz", timeout=5) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def listen_ticks(endpoint: str, seen: list[Tick], stop: threading.Event) -> None:
+    """Record every tick published at endpoint, as an independent subscriber, until stop."""
+    with zmq.Context() as context, context.socket(zmq.SUB) as sub:
+        sub.setsockopt(zmq.LINGER, 0)
+        sub.setsockopt(zmq.SUBSCRIBE, TOPIC)
+        sub.connect(endpoint)
+        while not stop.is_set():
+            if sub.poll(100):
+                seen.append(Tick.from_frames(sub.recv_multipart()))

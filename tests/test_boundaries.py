@@ -190,6 +190,23 @@ def same(mine: tuple, theirs: tuple) -> bool:
     )
 
 
+def hub_file(tmp_path: Path) -> sqlite3.Connection:
+    """Return a connection (autocommit) to a file the writer filled with 8000 s of hub ticks."""
+    path = tmp_path / "gpu_stats.db"
+    store = Store(path)
+    store.write(hub_batch(0, 800))  # 8000 s of readings, every 10 s: every level's edges
+    store.close()
+    return sqlite3.connect(path, isolation_level=None)
+
+
+def assert_rolled_as(conn: sqlite3.Connection, level_s: int, expected: dict) -> None:
+    """Assert the level's rollup buckets are exactly `expected` (a plain GROUP BY's answer)."""
+    rolled = rolled_buckets(conn, level_s)
+    assert rolled.keys() == expected.keys(), level_s
+    for key, values in expected.items():
+        assert same(rolled[key], values), (level_s, key)
+
+
 @pytest.mark.parametrize("level_s", ROLLUP_LEVELS_S)
 def test_a_batch_of_several_hosts_in_one_bucket_rolls_up_every_host(tmp_path, level_s):
     path = tmp_path / "gpu_stats.db"
@@ -218,19 +235,12 @@ def test_a_batch_of_several_hosts_across_bucket_edges_matches_a_plain_group_by(t
     store.close()
     conn = sqlite3.connect(path)
     for level_s in ROLLUP_LEVELS_S:
-        naive, rolled = naive_buckets(conn, level_s), rolled_buckets(conn, level_s)
-        assert rolled.keys() == naive.keys(), level_s
-        for key, values in naive.items():
-            assert same(rolled[key], values), (level_s, key)
+        assert_rolled_as(conn, level_s, naive_buckets(conn, level_s))
     conn.close()
 
 
 def test_buckets_recomputed_from_reading_times_match_a_plain_group_by(tmp_path):
-    path = tmp_path / "gpu_stats.db"
-    store = Store(path)
-    store.write(hub_batch(0, 800))
-    store.close()
-    conn = sqlite3.connect(path, isolation_level=None)
+    conn = hub_file(tmp_path)
     expected = {level_s: naive_buckets(conn, level_s) for level_s in ROLLUP_LEVELS_S}
     for level_s in ROLLUP_LEVELS_S:
         conn.execute(f"DELETE FROM {rollup_table(level_s)}")
@@ -242,29 +252,19 @@ def test_buckets_recomputed_from_reading_times_match_a_plain_group_by(tmp_path):
         written += refresh_times(conn, gpu_id, BATCH_INTERVAL_S, stamps)
     assert written == sum(len(buckets) for buckets in expected.values())
     for level_s in ROLLUP_LEVELS_S:
-        rolled = rolled_buckets(conn, level_s)
-        assert rolled.keys() == expected[level_s].keys(), level_s
-        for key, values in expected[level_s].items():
-            assert same(rolled[key], values), (level_s, key)
+        assert_rolled_as(conn, level_s, expected[level_s])
     conn.close()
 
 
 @pytest.mark.parametrize("cutoff_k", [1, 6, 7, 250, 361])
 def test_a_purge_leaves_every_level_equal_to_the_raw_readings_kept(tmp_path, cutoff_k):
-    path = tmp_path / "gpu_stats.db"
-    store = Store(path)
-    store.write(hub_batch(0, 800))  # 8000 s of readings, every 10 s
-    store.close()
+    conn = hub_file(tmp_path)
     cutoff_ts = BATCH_T0 + cutoff_k * BATCH_INTERVAL_S - 5  # between two readings
-    conn = sqlite3.connect(path, isolation_level=None)
     for (gpu_id,) in conn.execute("SELECT gpu_id FROM gpus").fetchall():
         conn.execute("DELETE FROM samples WHERE gpu_id = ? AND ts < ?", (gpu_id, cutoff_ts))
         purge(conn, gpu_id, BATCH_INTERVAL_S, cutoff_ts)
     for level_s in ROLLUP_LEVELS_S:
-        naive, rolled = naive_buckets(conn, level_s), rolled_buckets(conn, level_s)
-        assert rolled.keys() == naive.keys(), level_s
-        for key, values in naive.items():
-            assert same(rolled[key], values), (level_s, key)
+        assert_rolled_as(conn, level_s, naive_buckets(conn, level_s))
     conn.close()
 
 
@@ -272,11 +272,7 @@ def test_a_purge_leaves_every_level_equal_to_the_raw_readings_kept(tmp_path, cut
 
 
 def test_each_refresh_statement_recomputes_a_bucket_from_the_level_below(tmp_path):
-    path = tmp_path / "gpu_stats.db"
-    store = Store(path)
-    store.write(hub_batch(0, 800))
-    store.close()
-    conn = sqlite3.connect(path, isolation_level=None)
+    conn = hub_file(tmp_path)
     expected = {level_s: naive_buckets(conn, level_s) for level_s in ROLLUP_LEVELS_S}
     gpu_ids = dict(conn.execute("SELECT gpu_uuid, gpu_id FROM gpus").fetchall())
     source = RAW
@@ -284,10 +280,7 @@ def test_each_refresh_statement_recomputes_a_bucket_from_the_level_below(tmp_pat
         conn.execute(f"DELETE FROM {rollup_table(level_s)}")
         params = [(gpu_ids[uuid], bucket_ts) for uuid, bucket_ts in expected[level_s]]
         conn.executemany(refresh_sql(level_s, source), params)
-        rolled = rolled_buckets(conn, level_s)
-        assert rolled.keys() == expected[level_s].keys(), level_s
-        for key, values in expected[level_s].items():
-            assert same(rolled[key], values), (level_s, key)
+        assert_rolled_as(conn, level_s, expected[level_s])
         source = rollup_table(level_s)
     conn.close()
 

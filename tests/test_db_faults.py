@@ -4,21 +4,11 @@ from __future__ import annotations
 
 import json
 import resource
-import urllib.error
-import urllib.request
 
 from common.status import read_status
-from tests.stack import Stack, missing_and_duplicated, wait_until
+from tests.stack import Stack, healthz, missing_and_duplicated, wait_until
 
 INTERVAL_S = 0.2
-
-
-def _healthz(stack: Stack) -> tuple[int, dict]:
-    try:
-        with urllib.request.urlopen(stack.web_url + "/healthz", timeout=5) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
 
 
 def _degraded(stack: Stack) -> bool:
@@ -37,7 +27,7 @@ def test_disk_full_holds_readings_reports_degraded_and_recovers(tmp_path):
         # process, lifted again below.
         resource.prlimit(writer_pid, resource.RLIMIT_FSIZE, (4096, resource.RLIM_INFINITY))
         wait_until(lambda: _degraded(stack), 30, "the writer to report degraded", stack)
-        code, health = _healthz(stack)
+        code, health = healthz(stack)
         assert code == 503, health
         assert "degraded" in json.dumps(health).lower(), health
         held = read_status(stack.db_path).buffered_ticks
@@ -57,7 +47,7 @@ def test_disk_full_holds_readings_reports_degraded_and_recovers(tmp_path):
             return status is not None and status.state == "ok" and status.buffered_ticks == 0
 
         wait_until(recovered, 60, "the writer to store what it held", stack)
-        wait_until(lambda: _healthz(stack)[0] == 200, 30, "/healthz to say ok again", stack)
+        wait_until(lambda: healthz(stack)[0] == 200, 30, "/healthz to say ok again", stack)
         stack.terminate()
         logs = stack.logs()
 

@@ -27,21 +27,13 @@ import pytest
 from common.status import WriterStatus, read_status, write_status
 from services.writer.store import Store
 from tests.ci import unavailable
-from tests.stack import Stack, missing_and_duplicated, run_service, stack_env, wait_until
+from tests.stack import Stack, healthz, missing_and_duplicated, run_service, stack_env, wait_until
 
 START_TIMEOUT_S = 60.0
 
 
-def _healthz(stack: Stack) -> tuple[int, dict]:
-    try:
-        with urllib.request.urlopen(stack.web_url + "/healthz", timeout=5) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
-
-
 def _problems(stack: Stack) -> str:
-    return "\n".join(_healthz(stack)[1]["problems"])
+    return "\n".join(healthz(stack)[1]["problems"])
 
 
 @contextmanager
@@ -172,21 +164,27 @@ def test_a_database_on_a_read_only_file_system_stops_the_writer_with_one_line_na
     assert len(named) == 1 and "read-only" in named[0], result.stderr
 
 
+@contextmanager
+def _healthy_stack(tmp_path: Path, folder: Path) -> Iterator[Stack]:
+    """Run 4 simulated GPUs every 0.5 s with the file in folder; yield once /healthz is ok."""
+    env = {
+        "PCW_DB_PATH": str(folder / "gpu_stats.db"),
+        "PCW_SIM_GPUS": "4",
+        "PCW_INTERVAL_S": "0.5",
+    }
+    with Stack(tmp_path, env, supervised=False) as stack:
+        stack.wait_ticks(3)
+        stack.wait_web()
+        wait_until(lambda: healthz(stack)[0] == 200, 30, "/healthz to say ok", stack)
+        yield stack
+
+
 # -- a full disk under the running writer -------------------------------------------------------
 
 
 def test_a_full_disk_reaches_healthz_with_its_error_and_leaves_no_temporary_file(tmp_path):
     with small_filesystem(tmp_path / "fs", 8 << 20) as folder:
-        env = {
-            "PCW_DB_PATH": str(folder / "gpu_stats.db"),
-            "PCW_SIM_GPUS": "4",
-            "PCW_INTERVAL_S": "0.5",
-        }
-        with Stack(tmp_path, env, supervised=False) as stack:
-            stack.wait_ticks(3)
-            stack.wait_web()
-            wait_until(lambda: _healthz(stack)[0] == 200, 30, "/healthz to say ok", stack)
-
+        with _healthy_stack(tmp_path, folder) as stack:
             filler = _fill(folder)
             wait_until(
                 lambda: "disk is full" in _problems(stack),
@@ -194,7 +192,7 @@ def test_a_full_disk_reaches_healthz_with_its_error_and_leaves_no_temporary_file
                 "/healthz to name the full disk",
                 stack,
             )
-            code, health = _healthz(stack)
+            code, health = healthz(stack)
             assert code == 503 and health["writer"]["state"] == "degraded", health
             # Told over the socket: the status file could not be written, and is not the source.
             on_disk = read_status(stack.db_path)
@@ -202,7 +200,7 @@ def test_a_full_disk_reaches_healthz_with_its_error_and_leaves_no_temporary_file
             assert not list(folder.glob("*.tmp")), sorted(p.name for p in folder.iterdir())
 
             filler.unlink()
-            wait_until(lambda: _healthz(stack)[0] == 200, 60, "/healthz to say ok again", stack)
+            wait_until(lambda: healthz(stack)[0] == 200, 60, "/healthz to say ok again", stack)
             stack.terminate()
 
         # nothing lost meanwhile: every GPU has a reading in every slot, each stored once
@@ -214,28 +212,21 @@ def test_a_full_disk_reaches_healthz_with_its_error_and_leaves_no_temporary_file
 def test_a_file_system_turned_read_only_under_the_writer_reaches_healthz_with_its_error(
     tmp_path,
 ):
-    with ext4_filesystem(tmp_path / "fs", 32 << 20) as folder:
-        env = {
-            "PCW_DB_PATH": str(folder / "gpu_stats.db"),
-            "PCW_SIM_GPUS": "4",
-            "PCW_INTERVAL_S": "0.5",
-        }
-        with Stack(tmp_path, env, supervised=False) as stack:
-            stack.wait_ticks(3)
-            stack.wait_web()
-            wait_until(lambda: _healthz(stack)[0] == 200, 30, "/healthz to say ok", stack)
-
-            _turn_read_only(folder)
-            wait_until(
-                lambda: "the writer is degraded: cannot store readings" in _problems(stack),
-                30,
-                "/healthz to name the writer's error",
-                stack,
-            )
-            code, health = _healthz(stack)
-            assert code == 503 and health["writer"]["state"] == "degraded", health
-            on_disk = read_status(stack.db_path)  # the file could not say it
-            assert on_disk is not None and on_disk.last_error is None
+    with (
+        ext4_filesystem(tmp_path / "fs", 32 << 20) as folder,
+        _healthy_stack(tmp_path, folder) as stack,
+    ):
+        _turn_read_only(folder)
+        wait_until(
+            lambda: "the writer is degraded: cannot store readings" in _problems(stack),
+            30,
+            "/healthz to name the writer's error",
+            stack,
+        )
+        code, health = healthz(stack)
+        assert code == 503 and health["writer"]["state"] == "degraded", health
+        on_disk = read_status(stack.db_path)  # the file could not say it
+        assert on_disk is not None and on_disk.last_error is None
 
 
 def test_a_status_file_that_does_not_fit_on_a_full_disk_leaves_no_temporary_file(tmp_path):
@@ -263,7 +254,7 @@ def test_a_database_deleted_while_running_is_made_anew_and_healthz_says_so(tmp_p
     with Stack(tmp_path, env, supervised=False) as stack:
         stack.wait_ticks(3)
         stack.wait_web()
-        wait_until(lambda: _healthz(stack)[0] == 200, 30, "/healthz to say ok", stack)
+        wait_until(lambda: healthz(stack)[0] == 200, 30, "/healthz to say ok", stack)
 
         stack.db_path.unlink()  # the -wal and -shm stay, as a careless `rm` leaves them
         deleted_ts = time.time()

@@ -13,11 +13,9 @@ import threading
 import urllib.error
 import urllib.request
 
-import zmq
-
-from common.messages import TOPIC, Tick
+from common.messages import Tick
 from services.sampler.simulated_nvml import SimulatedNvml
-from tests.stack import Stack, wait_until
+from tests.stack import Stack, listen_ticks, wait_until
 
 HOST = "lost-at-start"
 
@@ -28,17 +26,6 @@ def get(stack: Stack, path: str) -> tuple[int, bytes]:
             return response.status, response.read()
     except urllib.error.HTTPError as error:
         return error.code, error.read()
-
-
-def listen(endpoint: str, seen: list[Tick], stop: threading.Event) -> None:
-    """Record every tick published, as an independent subscriber."""
-    with zmq.Context() as context, context.socket(zmq.SUB) as sub:
-        sub.setsockopt(zmq.LINGER, 0)
-        sub.setsockopt(zmq.SUBSCRIBE, TOPIC)
-        sub.connect(endpoint)
-        while not stop.is_set():
-            if sub.poll(100):
-                seen.append(Tick.from_frames(sub.recv_multipart()))
 
 
 def test_a_gpu_lost_before_the_start_is_in_error_in_ticks_api_healthz_and_metrics(tmp_path):
@@ -53,7 +40,7 @@ def test_a_gpu_lost_before_the_start_is_in_error_in_ticks_api_healthz_and_metric
     stop = threading.Event()
     with Stack(tmp_path, env, supervised=False) as stack:
         listener = threading.Thread(
-            target=listen, args=(stack.env["PCW_PUB_ENDPOINT"], seen, stop), daemon=True
+            target=listen_ticks, args=(stack.env["PCW_PUB_ENDPOINT"], seen, stop), daemon=True
         )
         listener.start()
         stack.wait_web(60)

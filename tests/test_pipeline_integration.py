@@ -5,21 +5,8 @@ from __future__ import annotations
 import signal
 import threading
 
-import zmq
-
-from common.messages import TOPIC, Tick
-from tests.stack import Stack, wait_until
-
-
-def _listen(endpoint: str, seen: list[Tick], stop: threading.Event) -> None:
-    """Record every tick published, as an independent subscriber."""
-    with zmq.Context() as context, context.socket(zmq.SUB) as sub:
-        sub.setsockopt(zmq.LINGER, 0)
-        sub.setsockopt(zmq.SUBSCRIBE, TOPIC)
-        sub.connect(endpoint)
-        while not stop.is_set():
-            if sub.poll(100):
-                seen.append(Tick.from_frames(sub.recv_multipart()))
+from common.messages import Tick
+from tests.stack import Stack, listen_ticks, wait_until
 
 
 def test_supervised_stack_stores_every_tick_and_the_last_one(tmp_path):
@@ -27,7 +14,7 @@ def test_supervised_stack_stores_every_tick_and_the_last_one(tmp_path):
     stop = threading.Event()
     with Stack(tmp_path, {"PCW_SIM_GPUS": "3", "PCW_INTERVAL_S": "1"}) as stack:
         listener = threading.Thread(
-            target=_listen, args=(stack.env["PCW_PUB_ENDPOINT"], seen, stop), daemon=True
+            target=listen_ticks, args=(stack.env["PCW_PUB_ENDPOINT"], seen, stop), daemon=True
         )
         listener.start()
         stack.wait_ticks(2)
