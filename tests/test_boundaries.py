@@ -268,6 +268,22 @@ def test_a_purge_leaves_every_level_equal_to_the_raw_readings_kept(tmp_path, cut
     conn.close()
 
 
+def test_a_purge_of_a_gpu_with_no_interval_deletes_its_old_buckets_and_recomputes_none(tmp_path):
+    # a GPU stored before version 3 has no interval, and no levels to recompute
+    conn = hub_file(tmp_path)
+    cutoff_ts = BATCH_T0 + 361 * BATCH_INTERVAL_S - 5
+    (gpu_id,) = conn.execute("SELECT min(gpu_id) FROM gpus").fetchone()
+    conn.execute("DELETE FROM samples WHERE gpu_id = ? AND ts < ?", (gpu_id, cutoff_ts))
+    purge(conn, gpu_id, None, cutoff_ts)
+    for level_s in ROLLUP_LEVELS_S:
+        (oldest,) = conn.execute(
+            f"SELECT min(ts) FROM {rollup_table(level_s)} WHERE gpu_id = ?", (gpu_id,)
+        ).fetchone()
+        # the bucket holding the cutoff stays as it was (nothing recomputes it); older ones go
+        assert oldest >= math.floor(cutoff_ts / level_s) * level_s, level_s
+    conn.close()
+
+
 # -- the statements that recompute a bucket, run on their own ----------------------------------
 
 
