@@ -17,6 +17,9 @@ from services.web.replies import error_reply
 from services.web.store import QueryTimeoutError, StoreBusyError, StoreError
 
 COMPRESS_MIN_BYTES = 1024
+# Bodies over this are gzipped in a thread: ~0.4 ms at 64 KiB, but ~12 ms for a 2 MB history
+# answer, which would hold every websocket and request of the event loop meanwhile.
+COMPRESS_IN_THREAD_BYTES = 64 * 1024
 STATIC_PREFIX = "/static/"
 # A day, then revalidated with the ETag aiohttp sends: a new release's page asks for its assets
 # with a new ?v=, and url('static', filename=...) in a template adds a hash of the file.
@@ -108,13 +111,25 @@ async def compress_and_cache(request: web.Request, handler: Handler) -> web.Stre
     ):
         response.headers[hdrs.VARY] = hdrs.ACCEPT_ENCODING
         if accepts_gzip:
-            # zlib level 1: a history answer of ~700 KB compresses 4x faster than at the default
-            # level, for a body about 10% larger
-            compressor = zlib.compressobj(1, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
-            response.body = compressor.compress(response.body) + compressor.flush()
+            body = response.body
+            if len(body) > COMPRESS_IN_THREAD_BYTES:
+                body = await asyncio.get_running_loop().run_in_executor(None, _gzip, body)
+            else:
+                body = _gzip(body)
+            response.body = body
             response.headers[hdrs.CONTENT_ENCODING] = "gzip"
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     return response
+
+
+def _gzip(body: bytes) -> bytes:
+    """Return body as a gzip stream, at zlib level 1.
+
+    A history answer of ~700 KB compresses 4x faster than at the default level, for a body about
+    10% larger.
+    """
+    compressor = zlib.compressobj(1, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    return compressor.compress(body) + compressor.flush()
 
 
 def _ranged_or_conditional(request: web.Request) -> bool:

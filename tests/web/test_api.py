@@ -14,6 +14,7 @@ from services.web.app import create_app
 from services.web.gpu_reads import LATEST_SQL
 from services.web.history_reads import history_sql
 from services.web.keys import COUNTERS, STORE
+from services.web.middlewares import COMPRESS_IN_THREAD_BYTES
 from services.web.store import StoreError
 from tests.web.conftest import (
     T0,
@@ -280,6 +281,17 @@ async def test_large_json_is_gzipped(client):
     assert response.headers["Content-Encoding"] == "gzip"
     assert response.headers["Vary"] == "Accept-Encoding"
     assert (await response.json())["series"]  # the client inflated it
+
+
+async def test_a_body_gzipped_in_a_thread_is_the_body_sent_plain(client):
+    params = {"from": str(T0), "to": str(T0 + 2000), "points": "2000"}
+    plain = await client.get("/api/v1/history", params=params, headers={"Accept-Encoding": ""})
+    assert "Content-Encoding" not in plain.headers
+    body = await plain.read()
+    assert len(body) > COMPRESS_IN_THREAD_BYTES
+    zipped = await client.get("/api/v1/history", params=params, auto_decompress=False)
+    assert zipped.headers["Content-Encoding"] == "gzip"
+    assert gzip.decompress(await zipped.read()) == body
 
 
 async def test_query_plans_use_the_key_never_a_scan(db_path):
