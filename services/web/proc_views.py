@@ -22,7 +22,6 @@ from services.web.process_reads import processes_job, usage_job
 from services.web.replies import error_reply, json_reply
 from services.web.rows import ProcessList
 from services.web.shapes import EnergyReply, ProcessesReply, UsageReply, UsageRow
-from services.web.usage import usage_rows
 
 
 async def processes(request: web.Request) -> web.Response:
@@ -52,11 +51,11 @@ async def usage(request: web.Request) -> web.Response:
         query = parse_usage_query(request.query, now_s=time.time())
     except ParamError as error:
         return error_reply(str(error), 400)
-    spans = await request.app[STORE].call(
+    rows = await request.app[STORE].call(
         usage_job(query.from_s, query.to_s, query.by), [], long=True
     )
-    rows = msgspec.convert(usage_rows(spans, query.from_s, query.to_s), list[UsageRow])
-    return json_reply(UsageReply(query.from_s, query.to_s, query.by, rows))
+    reply = UsageReply(query.from_s, query.to_s, query.by, msgspec.convert(rows, list[UsageRow]))
+    return json_reply(reply)
 
 
 async def energy(request: web.Request) -> web.Response:

@@ -6,12 +6,13 @@ Jobs for Store.call(); the usage job is a range read (long=True).
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from common.schema import KIND_CODES, LIST_KNOWN_PROC_ID
 from services.web.gpu_reads import read_gpu, read_gpus
 from services.web.rows import GpuRow, ProcessList
-from services.web.usage import UsageSpan
+from services.web.usage import UsageSpan, usage_rows
 
 CHAIN_GAP_INTERVALS = 1.5  # spans this close (in intervals) are one unbroken presence
 KIND_NAMES = {code: name for name, code in KIND_CODES.items()}
@@ -97,16 +98,19 @@ def processes_job(gpu_uuid: str, at_s: float | None) -> Callable[[sqlite3.Connec
 
 def usage_job(
     from_s: float, to_s: float, by: str
-) -> Callable[[sqlite3.Connection], list[UsageSpan]]:
-    """Return a job reading every process span that covers part of [from_s, to_s)."""
+) -> Callable[[sqlite3.Connection], list[dict[str, Any]]]:
+    """Return a job adding up usage per key (usage.usage_rows) over [from_s, to_s).
+
+    The spans are summed as they are read, in the reader thread: a long range of short jobs
+    has many, which would hold the event loop and sit in memory all at once.
+    """
     sql = (
         f"SELECT {USAGE_KEY_SQL[by]}, s.start_ts, s.end_ts, s.used_mem_bytes FROM proc_spans AS s"
         " JOIN proc_identities AS i ON i.proc_id = s.proc_id"
         " WHERE s.gpu_id = ? AND s.end_ts >= ? AND s.start_ts < ?"
     )
 
-    def job(conn: sqlite3.Connection) -> list[UsageSpan]:
-        spans = []
+    def spans(conn: sqlite3.Connection) -> Iterator[UsageSpan]:
         for gpu in read_gpus(conn):
             interval_s = gpu.sampling_interval_s
             if gpu.last_ts + interval_s <= from_s or gpu.first_ts >= to_s:
@@ -114,7 +118,9 @@ def usage_job(
             for key, start_ts, end_ts, used in conn.execute(
                 sql, (gpu.gpu_id, from_s - interval_s, to_s)
             ):
-                spans.append(UsageSpan(gpu.gpu_uuid, key, start_ts, end_ts, interval_s, used))
-        return spans
+                yield UsageSpan(gpu.gpu_uuid, key, start_ts, end_ts, interval_s, used)
+
+    def job(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+        return usage_rows(spans(conn), from_s, to_s)
 
     return job
