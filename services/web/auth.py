@@ -224,7 +224,6 @@ class BasicAuth:
         self._passed: OrderedDict[bytes, str] = OrderedDict()
         self._checking: dict[bytes, asyncio.Future[str | None]] = {}
         self._clients: OrderedDict[str, _Client] = OrderedDict()
-        self._under_way = 0
         self._slots = asyncio.Semaphore(limits.at_once)
         # An unknown user costs a check against this, so that timing does not tell users apart.
         self._decoy = PasswordHash(SCRYPT_N, SCRYPT_R, SCRYPT_P, b"decoy-salt", bytes(32))
@@ -232,7 +231,7 @@ class BasicAuth:
     @property
     def under_way(self) -> int:
         """Return how many password checks are running or waiting for a slot."""
-        return self._under_way
+        return len(self._checking)
 
     @property
     def clients_remembered(self) -> int:
@@ -263,7 +262,6 @@ class BasicAuth:
         future: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
         self._checking[digest] = future
         seen.checking = True
-        self._under_way += 1
         try:
             async with self._slots:
                 matched = await asyncio.get_running_loop().run_in_executor(
@@ -273,7 +271,6 @@ class BasicAuth:
             future.cancel()
             raise
         finally:
-            self._under_way -= 1
             seen.checking = False
             del self._checking[digest]
         self.checks += 1
@@ -305,7 +302,7 @@ class BasicAuth:
             self._refused(client, 429, retry_after_s, "too many failed sign-ins from this address")
         if seen.checking:
             self._refused(client, 429, 1, "a sign-in from this address is being checked")
-        if self._under_way >= self.limits.at_once + self.limits.queue:
+        if self.under_way >= self.limits.at_once + self.limits.queue:
             self._refused(client, 503, 1, "too many sign-ins are being checked")
         return seen
 
