@@ -14,13 +14,12 @@ from services.web.gpu_reads import read_gpus
 from services.web.rows import GpuBuckets, HistoryRows
 
 
-def history_sql(
-    metrics: Sequence[str], level_s: int | None = None, step_s: int | None = None
-) -> str:
+def history_sql(metrics: Sequence[str], level_s: int | None = None) -> str:
     """Return the bucketed range query of one GPU: one key range scan over (gpu_id, ts).
 
     From the raw samples (level_s None) or from the rollup table of level_s, whose buckets each
-    fall inside one of ours (see rollup_level). Parameters: step_s, last bucket number, gpu_id,
+    fall inside one of ours (see rollup_level; where a rollup row is a bucket, history_json_sql
+    looks each up by its key instead). Parameters: step_s, last bucket number, gpu_id,
     low_s, high_s. Columns: bucket number (floor(ts / step_s), capped at the last bucket because a
     ts just below high_s can round up to it), reading count, then the mean and max of each
     metric. Both skip NULL, so a metric that is NULL in every row of a bucket stays NULL, and
@@ -33,12 +32,6 @@ def history_sql(
     if level_s is None:
         table, count = "samples", "COUNT(*)"
         aggregates = ", ".join(f"AVG({name}), MAX({name})" for name in metrics)
-    elif level_s == step_s:  # one rollup row is one bucket: nothing to group
-        columns = ", ".join(f"CAST({name}_sum AS REAL) / {name}_n, {name}_max" for name in metrics)
-        return (
-            f"SELECT MIN(CAST(ts / ?1 AS INTEGER), ?2) AS bucket, n, {columns} "
-            f"FROM {rollup_table(level_s)} WHERE gpu_id = ?3 AND ts >= ?4 AND ts < ?5 ORDER BY ts"
-        )
     else:
         table, count = rollup_table(level_s), "SUM(n)"
         aggregates = ", ".join(
@@ -69,7 +62,7 @@ def history_json_sql(metrics: Sequence[str], level_s: int | None, step_s: int) -
         source = "LEFT JOIN b ON b.bucket = slots.k"
         mean_of = {name: f"b.c{2 * i}" for i, name in enumerate(metrics)}
         max_of = {name: f"b.c{2 * i + 1}" for i, name in enumerate(metrics)}
-        with_clause = f", b(bucket, n, {columns}) AS ({history_sql(metrics, level_s, step_s)})"
+        with_clause = f", b(bucket, n, {columns}) AS ({history_sql(metrics, level_s)})"
     mean = ", ".join(f"'{name}', {mean_of[name]}" for name in metrics)
     top = ", ".join(f"'{name}', {max_of[name]}" for name in metrics)
     return (

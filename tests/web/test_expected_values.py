@@ -380,7 +380,7 @@ def test_history_from_rollups_equals_a_plain_group_by_of_the_readings(history_db
     low_s, high_s = START_TS - 7200, START_TS + 8 * 3600  # both multiples of every step
     for gpu_id in (1, 2):
         params = (step_s, int(high_s // step_s), gpu_id, low_s, high_s)
-        rolled = conn.execute(history_sql(METRIC_NAMES, level_s, step_s), params).fetchall()
+        rolled = conn.execute(history_sql(METRIC_NAMES, level_s), params).fetchall()
         naive = naive_history(conn, gpu_id, step_s, low_s, high_s)
         assert len(rolled) == len(naive) > 0
         for mine, theirs in zip(rolled, naive, strict=True):
