@@ -93,11 +93,7 @@ def create_app(
     app[COUNTERS] = Counters()
     app[WRITER] = WriterStatusFeed(config.db_path)
     app[COLLECTOR] = PipelineCollector(
-        app[FEED],
-        config.db_path,
-        clock,
-        extra=(ErrorCollector(errors),),
-        writer_status=app[WRITER].current,
+        app[FEED], app[WRITER].current, app[STORE].file_bytes, clock, (ErrorCollector(errors),)
     )
 
     aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(templates_dir), autoescape=True)

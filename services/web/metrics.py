@@ -26,16 +26,14 @@ import asyncio
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from aiohttp import hdrs, web
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
 
-from common.dbfile import database_bytes
 from common.messages import GpuReading, Tick
-from common.status import WriterStatus, read_status
+from common.status import WriterStatus
 from services.web.feed import LiveFeed
 from services.web.gpu_reads import known_hosts_job
 from services.web.keys import STORE
@@ -265,16 +263,16 @@ class PipelineCollector:
     def __init__(
         self,
         feed: LiveFeed,
-        db_path: Path,
+        writer_status: Callable[[], WriterStatus | None],
+        db_bytes: Callable[[], int | None],
         clock: Callable[[], float] = time.time,
         extra: Sequence[Collector] = (),
-        writer_status: Callable[[], WriterStatus | None] | None = None,
     ) -> None:
         self._feed = feed
-        self._db_path = db_path
+        self._writer_status = writer_status
+        self._db_bytes = db_bytes
         self._clock = clock
         self._extra = tuple(extra)
-        self._writer_status = writer_status or (lambda: read_status(db_path))
 
     def live_hosts(self) -> set[str]:
         """Return the hosts of the live feed."""
@@ -297,7 +295,7 @@ class PipelineCollector:
                 ticks,
                 self._writer_status(),
                 self._feed.malformed_messages,
-                database_bytes(self._db_path),
+                self._db_bytes(),
                 now_s,
             )
             + extra

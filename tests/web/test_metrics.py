@@ -18,7 +18,7 @@ from services.sampler.nvml import GpuReader
 from services.sampler.simulated_nvml import SimulatedNvml
 from services.sampler.ticks import build_tick
 from services.web.app import create_app
-from services.web.keys import CONFIG, FEED
+from services.web.keys import CONFIG, FEED, STORE, WRITER
 from services.web.metrics import PipelineCollector, exposition
 from tests.web.conftest import make_config, wait_until
 
@@ -253,12 +253,13 @@ async def test_a_gpu_in_error_sends_no_gpu_metric(client, publisher):
     assert set(dcgm_by_uuid(text, "DCGM_FI_DEV_GPU_UTIL")) == others
 
 
-async def test_a_host_that_stopped_ticking_sends_no_gpu_metric_but_its_age(
-    client, publisher, db_path
-):
+async def test_a_host_that_stopped_ticking_sends_no_gpu_metric_but_its_age(client, publisher):
     await publish_until_seen(client.app, publisher[0], sim_tick("node-a", 5))
     an_hour_later = time.time() + 3600
-    collector = PipelineCollector(client.app[FEED], db_path, clock=lambda: an_hour_later)
+    app = client.app
+    collector = PipelineCollector(
+        app[FEED], app[WRITER].current, app[STORE].file_bytes, clock=lambda: an_hour_later
+    )
 
     text = exposition(collector.families()).decode()
 
