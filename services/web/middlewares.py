@@ -118,7 +118,6 @@ async def compress_and_cache(request: web.Request, handler: Handler) -> web.Stre
                 body = _gzip(body)
             response.body = body
             response.headers[hdrs.CONTENT_ENCODING] = "gzip"
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
     return response
 
 
