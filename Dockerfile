@@ -52,7 +52,8 @@ ENV PATH=/opt/venv/bin:$PATH \
     NVIDIA_DRIVER_CAPABILITIES=utility
 
 EXPOSE 8000
-# 200 while readings flow and the writer is well; the first reading may take one interval (60 s).
+# 200 while readings flow and the writer is well; the sampler publishes its first reading at start
+# (services/sampler/main.py), so the start period covers a slow first start, not an interval.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=90s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('PCW_WEB_PORT', '8000'), timeout=4)"]
 STOPSIGNAL SIGTERM

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import logging
 
+import msgspec
 import pytest
 
 from common.messages import GpuReading, Tick
 from common.metrics import METRIC_NAMES
+from common.throttle import ThrottledLog
+from services.sampler import ticks
 from services.sampler.nvml import REINIT_BACKOFF_S, GpuReader, NvmlUnavailableError
 from services.sampler.simulated_nvml import (
     NVMLError_DriverNotLoaded,
@@ -493,3 +496,29 @@ def test_build_tick_turns_an_out_of_range_metric_into_null_and_keeps_the_rest(re
     # and the writer accepts it
     assert Tick.from_frames(tick.to_frames()) == tick
     assert any("temp_c" in r.getMessage() for r in caplog.records)
+
+
+def test_a_metric_stuck_out_of_range_is_logged_once_a_minute_not_every_tick(
+    reader, caplog, monkeypatch
+):
+    now_s = [0.0]
+    monkeypatch.setattr(
+        ticks, "_OUT_OF_RANGE", ThrottledLog(ticks.log, 60.0, clock=lambda: now_s[0])
+    )
+    reading = reader.read()
+    stuck = msgspec.structs.replace(reading.gpus[0], temp_c=4000)
+    reading = type(reading)(reading.driver_version, [stuck], None)
+
+    def lines() -> int:
+        return sum("out of range" in r.getMessage() for r in caplog.records)
+
+    with caplog.at_level(logging.WARNING, logger="services.sampler.ticks"):
+        for seq in range(30):  # 30 ticks of 1 s
+            assert (
+                build_tick(reading, "testhost", "abc", seq, 1.0 + seq, 1.0).gpus[0].temp_c is None
+            )
+            now_s[0] += 1.0
+        assert lines() == 1
+        now_s[0] += 30.0
+        build_tick(reading, "testhost", "abc", 30, 61.0, 1.0)
+        assert lines() == 2

@@ -347,7 +347,7 @@ class GpuReader:
             identity = GpuIdentity(
                 index=index,
                 uuid=_text(self._call(nvml.nvmlDeviceGetUUID, handle)),
-                name=_text(self._call(nvml.nvmlDeviceGetName, handle))[:256],
+                name=_text(self._call(nvml.nvmlDeviceGetName, handle))[:ERROR_TEXT_CHARS],
                 pci_bus_id=_text(pci.busId) if pci is not None else None,
             )
             self._identities[index] = identity
@@ -364,10 +364,13 @@ class GpuReader:
             self._optional_failed(uuid, metric, error)
             return None
 
-    def _optional_failed(self, uuid: str, metric: str, error: Exception) -> None:
+    def _optional_failed(
+        self, uuid: str, metric: str, error: Exception | None, reported: str = "reported as null"
+    ) -> None:
+        """Log, once per GPU and metric, that NVML could not give it."""
         if (uuid, metric) not in self._logged:
             self._logged.add((uuid, metric))
-            log.warning("GPU %s: %s not available (%s); reported as null", uuid, metric, error)
+            log.warning("GPU %s: %s not available (%s); %s", uuid, metric, error, reported)
 
     def _memory(self, identity: GpuIdentity, handle: Any) -> dict[str, int | None]:
         """Return the memory fields of a reading, from the v2 struct where the driver has it.
@@ -493,15 +496,9 @@ class GpuReader:
             return list(entries)
         if kind == "graphics" and getattr(error, "value", None) == nvml.NVML_ERROR_NOT_SUPPORTED:
             return []  # a GPU without graphics runs no graphics process
-        metric = f"{kind} processes"
-        if (identity.uuid, metric) not in self._logged:
-            self._logged.add((identity.uuid, metric))
-            log.warning(
-                "GPU %s: %s not available (%s); the process list is reported as unknown",
-                identity.uuid,
-                metric,
-                error,
-            )
+        self._optional_failed(
+            identity.uuid, f"{kind} processes", error, "the process list is reported as unknown"
+        )
         return None
 
     # -- MIG -------------------------------------------------------------------------------

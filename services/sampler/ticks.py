@@ -8,9 +8,12 @@ import typing
 import msgspec
 
 from common.messages import GpuReading, Tick
+from common.throttle import ThrottledLog
 from services.sampler.nvml import TickReading
 
 log = logging.getLogger(__name__)
+# A sensor stuck out of range would otherwise log a line every tick, for as long as it stays.
+_OUT_OF_RANGE = ThrottledLog(log)
 
 _ENCODER = msgspec.msgpack.Encoder()
 _DECODER = msgspec.msgpack.Decoder(GpuReading)
@@ -47,7 +50,10 @@ def _field_error(name: str, value: object) -> msgspec.ValidationError | None:
 
 
 def _valid(gpu: GpuReading) -> GpuReading:
-    """Return gpu with every field that the decoder would reject set to None (logged)."""
+    """Return gpu with every field that the decoder would reject set to None.
+
+    Logged once a minute at most for each GPU and field (common.throttle).
+    """
     try:
         return _DECODER.decode(_ENCODER.encode(gpu))
     except msgspec.ValidationError:
@@ -59,5 +65,12 @@ def _valid(gpu: GpuReading) -> GpuReading:
         if not bad or any(_field_error(name, None) is not None for name in bad):
             raise  # an identity field, or one that cannot be null
     for name, error in bad.items():
-        log.warning("GPU %s: %s out of range (%s); sent as null", gpu.uuid, name, error)
+        _OUT_OF_RANGE.log(
+            f"{gpu.uuid}/{name}",
+            logging.WARNING,
+            "GPU %s: %s out of range (%s); sent as null",
+            gpu.uuid,
+            name,
+            error,
+        )
     return _DECODER.decode(_ENCODER.encode(msgspec.structs.replace(gpu, **dict.fromkeys(bad))))

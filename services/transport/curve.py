@@ -251,8 +251,7 @@ class SamplerGate:
         self._refusals = ThrottledLog(log, REFUSED_LOG_EVERY_S, max_kinds=1000)  # made-up keys
         self._state: tuple[tuple[str, int, int, int], ...] | None = None
         self._racy = True
-        self.keys: set[bytes] = set()
-        self.keys = self._read(folder_state(folder))
+        self.keys: set[bytes] = self._read(folder_state(folder))
 
     def _read(self, state: tuple[tuple[str, int, int, int], ...] | None) -> set[bytes]:
         """Read the certificates; remember the folder's state they were read in."""
