@@ -284,15 +284,7 @@ def gpu_staleness(host: str, last_ts: float, hosts: Mapping[str, HostState]) -> 
     listed by the sampler), judged on the host's own tick times: then it is stale since then.
     "host_stale" and "host_last_seen_ts" say the host's own.
     """
-    state = hosts.get(host)
-    if state is None:
-        return {
-            "interval_s": None,
-            "stale": True,
-            "stale_since_ts": None,
-            "host_stale": True,
-            "host_last_seen_ts": None,
-        }
+    state = hosts[host]  # build_fleet judges the host of every GPU it lists
     gone = state.last_seen_ts is not None and is_stale(
         last_ts, state.interval_s, state.last_seen_ts
     )
@@ -305,9 +297,3 @@ def gpu_staleness(host: str, last_ts: float, hosts: Mapping[str, HostState]) -> 
         "host_stale": state.stale,
         "host_last_seen_ts": state.last_seen_ts,
     }
-
-
-def mark_gpus(gpus: Iterable[dict[str, Any]], hosts: Mapping[str, HostState]) -> None:
-    """Add gpu_staleness()'s fields to GPUs given as dicts with "host" and "last_ts", in place."""
-    for gpu in gpus:
-        gpu.update(gpu_staleness(gpu["host"], gpu["last_ts"], hosts))
