@@ -117,10 +117,6 @@ class LiveFeed:
         """
         return dict(self._received_s)
 
-    def newest_tick(self) -> Tick | None:
-        """Return the newest tick of any host, or None before the first one."""
-        return max(self._latest.values(), key=lambda tick: tick.ts, default=None)
-
     def error_run(self, gpu_uuid: str) -> ErrorRun | None:
         """Return the GPU's current run of errors, None when its newest live reading is fine."""
         return self._error_runs.get(gpu_uuid)

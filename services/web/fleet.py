@@ -3,7 +3,8 @@
 - One rule decides whether a live tick answers for a GPU or a host instead of the file:
   live_answers(), a tie going to the live tick (see there).
 - build_fleet() gives every GPU as a shapes.Gpu and every host as a HostState; /api/v1/gpus,
-  /api/v1/hosts, /healthz and the websocket (the live feed alone) only encode what it built.
+  /healthz and the websocket (the live feed alone) only encode what it built; /api/v1/hosts
+  takes the hosts alone from host_states(), which build_fleet() judges them by.
 - A process's since_ts is when its unbroken presence on the GPU began: the file's for a process
   on the GPU's newest stored list, else the live tick's time (null where only the feed answers).
 """

@@ -11,7 +11,14 @@ import msgspec
 from aiohttp import web
 
 from services.web.buckets import bucket_span, choose_step_s, empty_buckets
-from services.web.fleet import Idleness, Live, build_fleet, live_answers, live_readings
+from services.web.fleet import (
+    Idleness,
+    Live,
+    build_fleet,
+    host_states,
+    live_answers,
+    live_readings,
+)
 from services.web.gpu_reads import gpus_with_latest_job
 from services.web.health import HealthInputs, assess, current_gpu_errors
 from services.web.history_reads import history_job
@@ -76,8 +83,11 @@ async def hosts(request: web.Request) -> web.Response:
     """Answer every host of the file and the live feed: when last seen, and whether stale."""
     config = request.app[CONFIG]
     stored = await request.app[STORE].call(gpus_with_latest_job(), [])
-    fleet = build_fleet(stored, live(request), request.app[CLOCK](), config.interval_s)
-    return json_reply(HostsReply([state.public() for state in fleet.hosts.values()]))
+    feed = live(request)
+    # The hosts build_fleet() would judge, without building every GPU.
+    now_s = request.app[CLOCK]()
+    states = host_states(stored, feed.ticks, now_s, config.interval_s, feed.received_s)
+    return json_reply(HostsReply([state.public() for state in states.values()]))
 
 
 async def history(request: web.Request) -> web.Response:
@@ -135,7 +145,8 @@ async def healthz(request: web.Request) -> web.Response:
     """Answer 200 when readings flow and the writer is well, else 503; the body says why."""
     app = request.app
     config, feed, store = app[CONFIG], app[FEED], app[STORE]
-    newest = feed.newest_tick()
+    feed_now = live(request)
+    newest = max(feed_now.ticks, key=lambda tick: tick.ts, default=None)
     interval_s = config.interval_s if newest is None else max(config.interval_s, newest.interval_s)
     last_tick_ts: float | None = None if newest is None else newest.ts
     source: str | None = None if newest is None else "live"
@@ -155,7 +166,7 @@ async def healthz(request: web.Request) -> web.Response:
         ):
             last_tick_ts, source = stored_ts, "db"
     now_s = app[CLOCK]()
-    fleet = build_fleet(stored, live(request), now_s, config.interval_s)
+    fleet = build_fleet(stored, feed_now, now_s, config.interval_s)
     body = assess(
         HealthInputs(
             now_s=now_s,
