@@ -128,15 +128,17 @@ async def history(request: web.Request) -> web.Response:
     low_s, high_s = first_bucket * step_s, (first_bucket + bucket_count) * step_s
     listed = {entry.gpu_uuid for entry in series}
     wanted = rows.missing_uuids if query.gpu_uuids else list(in_feed)
+    gaps: msgspec.Raw | None = None  # the same for every such GPU: encoded once
     for uuid in wanted:
         tick, reading = in_feed[uuid]
         if query.hosts and tick.host not in query.hosts:
             continue
         if uuid not in listed and (query.gpu_uuids or low_s <= tick.ts < high_s):
-            buckets = msgspec.json.encode(empty_buckets(first_bucket, bucket_count, step_s))
-            series.append(
-                Series(uuid, tick.host, reading.index, reading.name, msgspec.Raw(buckets))
-            )
+            if gaps is None:
+                gaps = msgspec.Raw(
+                    msgspec.json.encode(empty_buckets(first_bucket, bucket_count, step_s))
+                )
+            series.append(Series(uuid, tick.host, reading.index, reading.name, gaps))
     series.sort(key=lambda entry: (entry.host, entry.gpu_index, entry.gpu_uuid))
     return json_reply(HistoryReply(query.from_s, query.to_s, step_s, series))
 
