@@ -8,10 +8,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import Callable
+
 import zmq
+import zmq.asyncio
 
 from common.messages import MAX_MESSAGE_BYTES
 from services.transport.curve import HubKeys, secure_hub_socket
+
+RECEIVE_RETRY_S = 1.0
 
 
 def hub_socket(
@@ -37,3 +44,26 @@ def hub_socket(
         socket.setsockopt(zmq.SUBSCRIBE, topic)
     secure_hub_socket(socket, keys)
     return socket
+
+
+async def receive_each(
+    socket: zmq.asyncio.Socket,
+    handle: Callable[[list[bytes]], object],
+    what: str,
+    logger: logging.Logger,
+) -> None:
+    """Hand each message of an asyncio socket to handle, until cancelled (the web process).
+
+    A failed receive is logged and tried again after RECEIVE_RETRY_S. After each message the
+    loop yields once, so that a burst (every host of a hub ticks at :00) never holds the event
+    loop: each websocket's sender takes one tick before the next arrives.
+    """
+    while True:
+        try:
+            frames = await socket.recv_multipart()
+        except zmq.ZMQError as error:
+            logger.error("receiving %s failed, retrying in %g s: %s", what, RECEIVE_RETRY_S, error)
+            await asyncio.sleep(RECEIVE_RETRY_S)
+            continue
+        handle(frames)
+        await asyncio.sleep(0)

@@ -45,7 +45,7 @@ from services.transport.relink import (
     Breaches,
     relink,
 )
-from services.transport.sockets import hub_socket
+from services.transport.sockets import RECEIVE_RETRY_S, hub_socket, receive_each
 from services.web.fleet import Live, build_fleet, live_host_states
 from services.web.hosts import HostState
 from services.web.shapes import LiveTick, SnapshotMessage, TickMessage
@@ -53,7 +53,6 @@ from services.web.shapes import LiveTick, SnapshotMessage, TickMessage
 logger = logging.getLogger(__name__)
 
 MALFORMED_LOG_EVERY_S = 60.0
-RECEIVE_RETRY_S = 1.0
 _ENCODER = msgspec.json.Encoder()
 
 
@@ -116,10 +115,6 @@ class LiveFeed:
         A host's own clock may be off: its age is judged by this, not by its ticks' times.
         """
         return dict(self._received_s)
-
-    def newest_tick(self) -> Tick | None:
-        """Return the newest tick of any host, or None before the first one."""
-        return max(self._latest.values(), key=lambda tick: tick.ts, default=None)
 
     def error_run(self, gpu_uuid: str) -> ErrorRun | None:
         """Return the GPU's current run of errors, None when its newest live reading is fine."""
@@ -196,7 +191,11 @@ class LiveFeed:
                 socket.connect(endpoint)
                 connected.append(endpoint)
                 logger.info("listening for ticks from %s", endpoint)
-            tasks.append(asyncio.create_task(self._receive(socket), name="pcw-live-feed"))
+            tasks.append(
+                asyncio.create_task(
+                    receive_each(socket, self._take, "ticks", logger), name="pcw-live-feed"
+                )
+            )
             tasks.append(
                 asyncio.create_task(
                     self._watch(socket, monitor, frozenset(connected)), name="pcw-live-feed-monitor"
@@ -215,24 +214,14 @@ class LiveFeed:
             await gate.aclose()
             context.term()
 
-    async def _receive(self, socket: zmq.asyncio.Socket) -> None:
-        while True:
-            try:
-                frames = await socket.recv_multipart()
-            except zmq.ZMQError as error:
-                logger.error("receiving ticks failed, retrying in %g s: %s", RECEIVE_RETRY_S, error)
-                await asyncio.sleep(RECEIVE_RETRY_S)
-                continue
-            try:
-                self.handle(frames)
-            except Exception:
-                # A bug, never bad input (handle() turns that into a count): log it and go on,
-                # for a feed task that died here would silently end the live view for good.
-                self.internal_errors += 1
-                logger.exception("handling a message from the live feed failed")
-            # A burst (every host of a hub ticks at :00) arrives without a pause: let each
-            # websocket's sender take this tick before the next, so queues stay near empty.
-            await asyncio.sleep(0)
+    def _take(self, frames: list[bytes]) -> None:
+        try:
+            self.handle(frames)
+        except Exception:
+            # A bug, never bad input (handle() turns that into a count): log it and go on,
+            # for a feed task that died here would silently end the live view for good.
+            self.internal_errors += 1
+            logger.exception("handling a message from the live feed failed")
 
     async def _watch(
         self, socket: zmq.asyncio.Socket, monitor: zmq.asyncio.Socket, endpoints: frozenset[str]

@@ -3,7 +3,8 @@
 - One rule decides whether a live tick answers for a GPU or a host instead of the file:
   live_answers(), a tie going to the live tick (see there).
 - build_fleet() gives every GPU as a shapes.Gpu and every host as a HostState; /api/v1/gpus,
-  /api/v1/hosts, /healthz and the websocket (the live feed alone) only encode what it built.
+  /healthz and the websocket (the live feed alone) only encode what it built; /api/v1/hosts
+  takes the hosts alone from host_states(), which build_fleet() judges them by.
 - A process's since_ts is when its unbroken presence on the GPU began: the file's for a process
   on the GPU's newest stored list, else the live tick's time (null where only the feed answers).
 """
@@ -284,15 +285,7 @@ def gpu_staleness(host: str, last_ts: float, hosts: Mapping[str, HostState]) -> 
     listed by the sampler), judged on the host's own tick times: then it is stale since then.
     "host_stale" and "host_last_seen_ts" say the host's own.
     """
-    state = hosts.get(host)
-    if state is None:
-        return {
-            "interval_s": None,
-            "stale": True,
-            "stale_since_ts": None,
-            "host_stale": True,
-            "host_last_seen_ts": None,
-        }
+    state = hosts[host]  # build_fleet judges the host of every GPU it lists
     gone = state.last_seen_ts is not None and is_stale(
         last_ts, state.interval_s, state.last_seen_ts
     )
@@ -305,9 +298,3 @@ def gpu_staleness(host: str, last_ts: float, hosts: Mapping[str, HostState]) -> 
         "host_stale": state.stale,
         "host_last_seen_ts": state.last_seen_ts,
     }
-
-
-def mark_gpus(gpus: Iterable[dict[str, Any]], hosts: Mapping[str, HostState]) -> None:
-    """Add gpu_staleness()'s fields to GPUs given as dicts with "host" and "last_ts", in place."""
-    for gpu in gpus:
-        gpu.update(gpu_staleness(gpu["host"], gpu["last_ts"], hosts))

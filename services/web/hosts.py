@@ -14,9 +14,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
-
-import msgspec
 
 from common.staleness import is_stale, stale_since_ts
 from services.web.shapes import Host
@@ -55,7 +52,3 @@ class HostState:
             self.interval_s,
             len(self.gpu_uuids),
         )
-
-    def to_json(self) -> dict[str, Any]:
-        """Return public() as JSON builtins."""
-        return msgspec.structs.asdict(self.public())

@@ -11,7 +11,14 @@ import msgspec
 from aiohttp import web
 
 from services.web.buckets import bucket_span, choose_step_s, empty_buckets
-from services.web.fleet import Idleness, Live, build_fleet, live_answers, live_readings
+from services.web.fleet import (
+    Idleness,
+    Live,
+    build_fleet,
+    host_states,
+    live_answers,
+    live_readings,
+)
 from services.web.gpu_reads import gpus_with_latest_job
 from services.web.health import HealthInputs, assess, current_gpu_errors
 from services.web.history_reads import history_job
@@ -76,8 +83,11 @@ async def hosts(request: web.Request) -> web.Response:
     """Answer every host of the file and the live feed: when last seen, and whether stale."""
     config = request.app[CONFIG]
     stored = await request.app[STORE].call(gpus_with_latest_job(), [])
-    fleet = build_fleet(stored, live(request), request.app[CLOCK](), config.interval_s)
-    return json_reply(HostsReply([state.public() for state in fleet.hosts.values()]))
+    feed = live(request)
+    # The hosts build_fleet() would judge, without building every GPU.
+    now_s = request.app[CLOCK]()
+    states = host_states(stored, feed.ticks, now_s, config.interval_s, feed.received_s)
+    return json_reply(HostsReply([state.public() for state in states.values()]))
 
 
 async def history(request: web.Request) -> web.Response:
@@ -118,15 +128,17 @@ async def history(request: web.Request) -> web.Response:
     low_s, high_s = first_bucket * step_s, (first_bucket + bucket_count) * step_s
     listed = {entry.gpu_uuid for entry in series}
     wanted = rows.missing_uuids if query.gpu_uuids else list(in_feed)
+    gaps: msgspec.Raw | None = None  # the same for every such GPU: encoded once
     for uuid in wanted:
         tick, reading = in_feed[uuid]
         if query.hosts and tick.host not in query.hosts:
             continue
         if uuid not in listed and (query.gpu_uuids or low_s <= tick.ts < high_s):
-            buckets = msgspec.json.encode(empty_buckets(first_bucket, bucket_count, step_s))
-            series.append(
-                Series(uuid, tick.host, reading.index, reading.name, msgspec.Raw(buckets))
-            )
+            if gaps is None:
+                gaps = msgspec.Raw(
+                    msgspec.json.encode(empty_buckets(first_bucket, bucket_count, step_s))
+                )
+            series.append(Series(uuid, tick.host, reading.index, reading.name, gaps))
     series.sort(key=lambda entry: (entry.host, entry.gpu_index, entry.gpu_uuid))
     return json_reply(HistoryReply(query.from_s, query.to_s, step_s, series))
 
@@ -135,7 +147,8 @@ async def healthz(request: web.Request) -> web.Response:
     """Answer 200 when readings flow and the writer is well, else 503; the body says why."""
     app = request.app
     config, feed, store = app[CONFIG], app[FEED], app[STORE]
-    newest = feed.newest_tick()
+    feed_now = live(request)
+    newest = max(feed_now.ticks, key=lambda tick: tick.ts, default=None)
     interval_s = config.interval_s if newest is None else max(config.interval_s, newest.interval_s)
     last_tick_ts: float | None = None if newest is None else newest.ts
     source: str | None = None if newest is None else "live"
@@ -155,7 +168,7 @@ async def healthz(request: web.Request) -> web.Response:
         ):
             last_tick_ts, source = stored_ts, "db"
     now_s = app[CLOCK]()
-    fleet = build_fleet(stored, live(request), now_s, config.interval_s)
+    fleet = build_fleet(stored, feed_now, now_s, config.interval_s)
     body = assess(
         HealthInputs(
             now_s=now_s,

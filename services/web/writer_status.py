@@ -17,12 +17,11 @@ import zmq
 import zmq.asyncio
 
 from common.status import STATUS_TOPIC, WriterStatus, decode_status, newest, read_status
-from services.transport.sockets import hub_socket
+from services.transport.sockets import hub_socket, receive_each
 
 logger = logging.getLogger(__name__)
 
 MAX_STATUS_MESSAGE_BYTES = 64 * 1024
-RECEIVE_RETRY_S = 1.0
 
 
 class WriterStatusFeed:
@@ -61,7 +60,10 @@ class WriterStatusFeed:
         try:
             socket.connect(endpoint)
             logger.info("listening for the writer's status on %s", endpoint)
-            task = asyncio.create_task(self._receive(socket), name="pcw-writer-status")
+            task = asyncio.create_task(
+                receive_each(socket, self.handle, "the writer's status", logger),
+                name="pcw-writer-status",
+            )
             yield
         finally:
             if task is not None:
@@ -69,13 +71,3 @@ class WriterStatusFeed:
                 await asyncio.wait([task])
             socket.close(linger=0)
             context.term()
-
-    async def _receive(self, socket: zmq.asyncio.Socket) -> None:
-        while True:
-            try:
-                frames = await socket.recv_multipart()
-            except zmq.ZMQError as error:
-                logger.error("receiving the writer's status failed: %s", error)
-                await asyncio.sleep(RECEIVE_RETRY_S)
-                continue
-            self.handle(frames)

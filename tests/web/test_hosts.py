@@ -12,7 +12,7 @@ from common.messages import Tick
 from common.staleness import stale_after_s
 from services.web.app import create_app
 from services.web.feed import LiveFeed
-from services.web.fleet import host_states, mark_gpus
+from services.web.fleet import Live, build_fleet, host_states
 from services.web.keys import FEED
 from services.web.rows import GpuLatest, GpuRow
 from services.web.stale_watch import MAX_WAIT_S, PAST_DUE_S, StaleWatch
@@ -31,6 +31,9 @@ from tests.web.test_live import feed_connected
 from tests.web.test_metrics import samples
 
 # -- host states (the rule itself: tests/test_staleness.py) ---------------------------------
+
+
+_NO_LIVE = Live([], {}, lambda _uuid: None)
 
 
 def _row(uuid: str, host: str, last_ts: float, interval_s: float | None) -> GpuLatest:
@@ -58,7 +61,7 @@ def test_host_states_take_the_newest_of_file_and_live_feed_and_its_interval():
     a, b, c = states["a"], states["b"], states["c"]
     assert (a.last_seen_ts, a.interval_s, a.stale) == (now_s - 5, 60.0, False)
     # the live tick's GPUs and the file's, each once: GPU-b0, UUID_A, GPU-live-b-1
-    assert b.to_json() == {
+    assert msgspec.to_builtins(b.public()) == {
         "host": "b",
         "last_seen_ts": now_s - 14,
         "stale": True,  # 14 s > 3 x 1 s + 10 s
@@ -95,48 +98,52 @@ def test_a_hosts_newer_tick_replaces_its_live_one_even_when_its_clock_stepped_ba
     assert feed.latest_ticks()[0].seq == 6
 
 
-def test_mark_gpus_keeps_every_gpu_of_a_stale_host_with_its_last_seen_time():
-    now_s = 10_000.0
-    states = host_states([_row("GPU-x", "x", now_s - 1000, 60.0)], [], now_s, 60.0)
-    gpus = [
-        {"host": "x", "gpu_uuid": "GPU-x", "last_ts": now_s - 1000},
-        {"host": "unknown", "gpu_uuid": "GPU-y", "last_ts": now_s},
-    ]
-    mark_gpus(gpus, states)
-    assert gpus[0] == {
-        "host": "x",
-        "gpu_uuid": "GPU-x",
-        "last_ts": now_s - 1000,
-        "interval_s": 60.0,
-        "stale": True,
-        "stale_since_ts": now_s - 1000 + 190,
-        "host_stale": True,
-        "host_last_seen_ts": now_s - 1000,
-    }
-    assert (gpus[1]["stale"], gpus[1]["host_stale"], gpus[1]["host_last_seen_ts"]) == (
-        True,
-        True,
-        None,
+def _staleness(fleet_gpus) -> dict[str, dict]:
+    """Return {gpu uuid: its host and staleness fields} of build_fleet()'s GPUs."""
+    names = (
+        "host",
+        "last_ts",
+        "interval_s",
+        "stale",
+        "stale_since_ts",
+        "host_stale",
+        "host_last_seen_ts",
     )
+    return {gpu.gpu_uuid: {name: getattr(gpu, name) for name in names} for gpu in fleet_gpus}
+
+
+def test_every_gpu_of_a_stale_host_is_kept_with_its_last_seen_time():
+    now_s = 10_000.0
+    fleet = build_fleet([_row("GPU-x", "x", now_s - 1000, 60.0)], _NO_LIVE, now_s, 60.0)
+    assert _staleness(fleet.gpus) == {
+        "GPU-x": {
+            "host": "x",
+            "last_ts": now_s - 1000,
+            "interval_s": 60.0,
+            "stale": True,
+            "stale_since_ts": now_s - 1000 + 190,
+            "host_stale": True,
+            "host_last_seen_ts": now_s - 1000,
+        }
+    }
 
 
 def test_a_gpu_missing_from_its_hosts_ticks_goes_stale_by_the_hosts_own_clock():
     now_s = 10_000.0
     # a ticks now at 1 s; GPU-a1 left its ticks 13 s (its stale limit) and 14 s ago by a's times
     live = msgspec.structs.replace(make_tick("a", ts=now_s, gpu_count=1), interval_s=1.0)
-    states = host_states([], [live], now_s, 60.0, received_s={"a": now_s})
-    gpus = [
-        {"host": "a", "gpu_uuid": "GPU-a0", "last_ts": now_s},
-        {"host": "a", "gpu_uuid": "GPU-a1", "last_ts": now_s - 13},
-        {"host": "a", "gpu_uuid": "GPU-a2", "last_ts": now_s - 14},
-    ]
-    mark_gpus(gpus, states)
-    assert [(g["stale"], g["stale_since_ts"], g["host_stale"]) for g in gpus] == [
+    stored = [_row("GPU-a1", "a", now_s - 13, 60.0), _row("GPU-a2", "a", now_s - 14, 60.0)]
+    fleet = build_fleet(stored, Live([live], {"a": now_s}, lambda _uuid: None), now_s, 60.0)
+    gpus = _staleness(fleet.gpus)
+    assert [
+        (gpus[uuid]["stale"], gpus[uuid]["stale_since_ts"], gpus[uuid]["host_stale"])
+        for uuid in (UUID_A, "GPU-a1", "GPU-a2")
+    ] == [
         (False, None, False),
         (False, None, False),
         (True, now_s - 1, False),
     ]
-    assert {g["interval_s"] for g in gpus} == {1.0}
+    assert {g["interval_s"] for g in gpus.values()} == {1.0}
 
 
 # -- the API, on the fixture file (alpha: UUID_A, UUID_B; beta: UUID_C; all long ago) ---------
