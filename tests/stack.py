@@ -244,6 +244,16 @@ def http_status(url: str) -> int | None:
         return None
 
 
+def accepts_connections(endpoint: str) -> bool:
+    """Return whether anything accepts TCP connections on a tcp:// endpoint."""
+    host, _, port = endpoint.removeprefix("tcp://").rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=2).close()
+    except OSError:
+        return False
+    return True
+
+
 def process_age_s(pid: int) -> float:
     """Return how long the process pid has been running, in seconds (from /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
