@@ -7,6 +7,7 @@ Always torn down terminate -> wait -> kill.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import math
 import os
@@ -249,6 +250,15 @@ def accepts_connections(endpoint: str) -> bool:
     host, _, port = endpoint.removeprefix("tcp://").rpartition(":")
     try:
         socket.create_connection((host, int(port)), timeout=2).close()
+    except OSError:
+        return False
+    return True
+
+
+def nvml_library_loads() -> bool:
+    """Return whether NVML's library loads here: a GPU host, where a sampler reads real GPUs."""
+    try:
+        ctypes.CDLL("libnvidia-ml.so.1")
     except OSError:
         return False
     return True
