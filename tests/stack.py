@@ -20,6 +20,8 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 
@@ -214,6 +216,15 @@ class Stack:
             "the web process",
             self,
         )
+
+
+@contextmanager
+def running_stack(folder: Path, env: dict[str, str], ticks: int) -> Iterator[Stack]:
+    """Run an unsupervised stack in folder; yield it once its web answers and it stored ticks."""
+    with Stack(folder, env, supervised=False) as stack:
+        stack.wait_web()
+        stack.wait_ticks(ticks)
+        yield stack
 
 
 def run_service(
