@@ -7,6 +7,7 @@ Always torn down terminate -> wait -> kill.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import math
 import os
@@ -19,6 +20,8 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 
@@ -215,6 +218,15 @@ class Stack:
         )
 
 
+@contextmanager
+def running_stack(folder: Path, env: dict[str, str], ticks: int) -> Iterator[Stack]:
+    """Run an unsupervised stack in folder; yield it once its web answers and it stored ticks."""
+    with Stack(folder, env, supervised=False) as stack:
+        stack.wait_web()
+        stack.wait_ticks(ticks)
+        yield stack
+
+
 def run_service(
     name: str, env: dict[str, str], timeout_s: float, cwd: Path = REPO
 ) -> subprocess.CompletedProcess[str]:
@@ -242,6 +254,25 @@ def http_status(url: str) -> int | None:
         return int(error.code)
     except (urllib.error.URLError, OSError):
         return None
+
+
+def accepts_connections(endpoint: str) -> bool:
+    """Return whether anything accepts TCP connections on a tcp:// endpoint."""
+    host, _, port = endpoint.removeprefix("tcp://").rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=2).close()
+    except OSError:
+        return False
+    return True
+
+
+def nvml_library_loads() -> bool:
+    """Return whether NVML's library loads here: a GPU host, where a sampler reads real GPUs."""
+    try:
+        ctypes.CDLL("libnvidia-ml.so.1")
+    except OSError:
+        return False
+    return True
 
 
 def process_age_s(pid: int) -> float:

@@ -272,15 +272,20 @@ def test_a_purge_of_a_gpu_with_no_interval_deletes_its_old_buckets_and_recompute
     # a GPU stored before version 3 has no interval, and no levels to recompute
     conn = hub_file(tmp_path)
     cutoff_ts = BATCH_T0 + 361 * BATCH_INTERVAL_S - 5
-    (gpu_id,) = conn.execute("SELECT min(gpu_id) FROM gpus").fetchone()
+    (gpu_id, uuid) = conn.execute("SELECT gpu_id, gpu_uuid FROM gpus ORDER BY gpu_id").fetchone()
+    before = {level_s: rolled_buckets(conn, level_s) for level_s in ROLLUP_LEVELS_S}
     conn.execute("DELETE FROM samples WHERE gpu_id = ? AND ts < ?", (gpu_id, cutoff_ts))
     purge(conn, gpu_id, None, cutoff_ts)
     for level_s in ROLLUP_LEVELS_S:
-        (oldest,) = conn.execute(
-            f"SELECT min(ts) FROM {rollup_table(level_s)} WHERE gpu_id = ?", (gpu_id,)
-        ).fetchone()
-        # the bucket holding the cutoff stays as it was (nothing recomputes it); older ones go
-        assert oldest >= math.floor(cutoff_ts / level_s) * level_s, level_s
+        # its buckets that begin before the cutoff go, the one holding the cutoff too (nothing
+        # recomputes it); every other bucket, and the other GPUs', stays as it was
+        kept = {
+            key: values
+            for key, values in before[level_s].items()
+            if key[0] != uuid or key[1] >= cutoff_ts
+        }
+        assert len(kept) < len(before[level_s]), level_s
+        assert_rolled_as(conn, level_s, kept)
     conn.close()
 
 

@@ -6,7 +6,6 @@ import asyncio
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -19,7 +18,15 @@ import zmq.auth
 
 from services.transport.curve import SamplerGate, is_loopback_endpoint
 from services.transport.keygen import create_pair
-from tests.stack import REPO, Stack, free_port, run_service, stack_env, wait_until
+from tests.stack import (
+    REPO,
+    Stack,
+    accepts_connections,
+    free_port,
+    run_service,
+    stack_env,
+    wait_until,
+)
 
 START_TIMEOUT_S = 60.0
 
@@ -67,16 +74,6 @@ def part(tmp_path: Path, name: str, env: dict[str, str], programs: tuple[str, ..
     """Return an unsupervised stack of some programs, in its own folder under tmp_path."""
     (tmp_path / name).mkdir()
     return Stack(tmp_path / name, env=env, supervised=False, programs=programs)
-
-
-def listens(endpoint: str) -> bool:
-    """Return whether something accepts TCP connections on a tcp:// endpoint."""
-    host, _, port = endpoint.removeprefix("tcp://").rpartition(":")
-    try:
-        socket.create_connection((host, int(port)), timeout=1).close()
-    except OSError:
-        return False
-    return True
 
 
 def stored_hosts(stack: Stack) -> set[str]:
@@ -174,7 +171,9 @@ def test_a_key_removed_from_the_folder_is_refused_from_the_next_connection(
         rogue.stop("sampler")
         rogue.env["PCW_HOST_NAME"] = "revoked"
         rogue.start("sampler")  # the hub connects again: a new handshake
-        wait_until(lambda: listens(rogue_endpoint), START_TIMEOUT_S, "the sampler again", rogue)
+        wait_until(
+            lambda: accepts_connections(rogue_endpoint), START_TIMEOUT_S, "the sampler again", rogue
+        )
         # The hub retries its connection every 0.1 s; three ticks later it has long been refused.
         before = hub.stored_ticks()
         wait_until(lambda: hub.stored_ticks() >= before + 3, 30, "three more ticks", hub)

@@ -37,22 +37,26 @@ def _problems(stack: Stack) -> str:
 
 
 @contextmanager
-def small_filesystem(path: Path, size_bytes: int) -> Iterator[Path]:
-    """Mount a tmpfs of size_bytes at path for the block; skip the test where that is refused."""
-    if os.geteuid() != 0 or shutil.which("mount") is None:
-        unavailable("mounting a small file system needs root and mount(8)")
+def _mounted(path: Path, mount_args: list[str], what: str) -> Iterator[Path]:
+    """Run `mount *mount_args path` for the block (skip where it is refused), then unmount."""
     path.mkdir(parents=True)
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size_bytes}", "tmpfs", str(path)],
-        capture_output=True,
-        text=True,
-    )
+    mounted = subprocess.run(["mount", *mount_args, str(path)], capture_output=True, text=True)
     if mounted.returncode != 0:
-        unavailable(f"cannot mount a small file system here: {mounted.stderr.strip()}")
+        unavailable(f"cannot mount {what} here: {mounted.stderr.strip()}")
     try:
         yield path
     finally:
         subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+@contextmanager
+def small_filesystem(path: Path, size_bytes: int) -> Iterator[Path]:
+    """Mount a tmpfs of size_bytes at path for the block; skip the test where that is refused."""
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        unavailable("mounting a small file system needs root and mount(8)")
+    tmpfs = ["-t", "tmpfs", "-o", f"size={size_bytes}", "tmpfs"]
+    with _mounted(path, tmpfs, "a small file system"):
+        yield path
 
 
 @contextmanager
@@ -65,18 +69,8 @@ def ext4_filesystem(path: Path, size_bytes: int) -> Iterator[Path]:
     with image.open("wb") as out:
         out.truncate(size_bytes)
     subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], check=True, capture_output=True)
-    path.mkdir(parents=True)
-    mounted = subprocess.run(
-        ["mount", "-o", "loop,errors=remount-ro", str(image), str(path)],
-        capture_output=True,
-        text=True,
-    )
-    if mounted.returncode != 0:
-        unavailable(f"cannot mount a loop device here: {mounted.stderr.strip()}")
-    try:
+    with _mounted(path, ["-o", "loop,errors=remount-ro", str(image)], "a loop device"):
         yield path
-    finally:
-        subprocess.run(["umount", "-l", str(path)], check=False)
 
 
 def _turn_read_only(folder: Path) -> None:

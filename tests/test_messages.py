@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 import math
-import os
 
 import msgspec
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from common.messages import (
@@ -21,18 +20,7 @@ from common.messages import (
     tick_to_json,
 )
 from common.metrics import METRIC_NAMES
-
-# PCW_FUZZ_EXAMPLES=100000 for a long run; the default keeps the suite fast.
-FUZZ_EXAMPLES = int(os.environ.get("PCW_FUZZ_EXAMPLES", "10000"))
-
-
-def fuzz(share: float = 1.0) -> settings:
-    """Return Hypothesis settings for share of PCW_FUZZ_EXAMPLES (slow strategies take less)."""
-    return settings(
-        max_examples=max(10, int(FUZZ_EXAMPLES * share)),
-        deadline=None,
-        suppress_health_check=[HealthCheck.too_slow],
-    )
+from tests.fuzzing import fuzz, mutate
 
 
 def full_gpu(index: int = 0, **changes: object) -> GpuReading:
@@ -343,24 +331,6 @@ MUTATIONS = st.lists(
     min_size=1,
     max_size=8,
 )
-
-
-def mutate(payload: bytes, mutations: list[tuple[str, int, int]]) -> bytes:
-    """Return payload with bytes flipped, inserted, deleted or overwritten."""
-    data = bytearray(payload)
-    for kind, where, byte in mutations:
-        position = where % (len(data) or 1)
-        if kind == "insert":
-            data.insert(position, byte)
-        elif not data:
-            continue
-        elif kind == "flip":
-            data[position] ^= 1 << (byte % 8)
-        elif kind == "delete":
-            del data[position]
-        else:
-            data[position] = byte
-    return bytes(data)
 
 
 MUTATED_PAYLOADS = MUTATIONS.map(lambda mutations: mutate(VALID_PAYLOAD, mutations))

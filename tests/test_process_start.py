@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
 import os
 import subprocess
 import sys
@@ -10,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.stack import REPO, free_port, run_service
+from tests.stack import REPO, free_port, nvml_library_loads, run_service
 
 START_TIMEOUT_S = 30.0
 
@@ -50,17 +49,9 @@ def test_a_bad_setting_stops_the_process_with_one_line(tmp_path, name, variable,
     assert not (tmp_path / "db").exists()  # it stopped before touching anything
 
 
-def _nvml_library_loads() -> bool:
-    try:
-        ctypes.CDLL("libnvidia-ml.so.1")
-    except OSError:
-        return False
-    return True
-
-
 @pytest.mark.parametrize("source", [{"PCW_SOURCE": "nvml"}, {}], ids=["nvml", "default"])
 def test_nvml_source_without_a_driver_says_so_and_names_the_simulated_source(tmp_path, source):
-    if _nvml_library_loads():
+    if nvml_library_loads():
         # a GPU host: the same command must start and keep publishing until it is stopped
         with subprocess.Popen(
             [sys.executable, "-m", "services.sampler"],

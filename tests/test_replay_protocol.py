@@ -8,14 +8,13 @@ numbers sent.
 from __future__ import annotations
 
 import logging
-import os
 import time
 import uuid
 
 import msgspec
 import pytest
 import zmq
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from common.config import load_config
@@ -43,9 +42,9 @@ from services.writer.sources import (
     settle,
 )
 from services.writer.store import Store
+from tests.fuzzing import fuzz, mutate
 
 WAIT_S = 10.0
-FUZZ_EXAMPLES = int(os.environ.get("PCW_FUZZ_EXAMPLES", "10000"))
 HOST = "h1"
 RUN = "run-1"
 
@@ -619,15 +618,6 @@ def test_a_request_filled_meanwhile_is_forgotten_without_asking_again(link):
 # -- the decoders face the network: fuzzed as the tick codec is --------------------------------
 
 
-def fuzz(share: float = 1.0) -> settings:
-    """Return Hypothesis settings for share of PCW_FUZZ_EXAMPLES."""
-    return settings(
-        max_examples=max(10, int(FUZZ_EXAMPLES * share)),
-        deadline=None,
-        suppress_health_check=[HealthCheck.too_slow],
-    )
-
-
 def test_request_and_end_survive_the_round_trip():
     request = ReplayRequest("r" * 64, 0, 2**63)
     assert decode_request(request.to_frames()) == request
@@ -708,24 +698,6 @@ def decodes_or_rejects(frames: list[bytes]) -> None:
 
 VALID_REQUEST = ReplayRequest("run-1", 5, 2005).to_frames()[1]
 VALID_END = ReplayEnd(ReplayRequest("run-1", 5, 2005), "run-1", 2000, 0, 9000).to_frames()[1]
-
-
-def mutate(data: bytes, mutations: list[tuple[str, int, int]]) -> bytes:
-    """Return data with bytes flipped, inserted, deleted or overwritten."""
-    out = bytearray(data)
-    for kind, where, byte in mutations:
-        position = where % (len(out) or 1)
-        if kind == "insert":
-            out.insert(position, byte)
-        elif not out:
-            continue
-        elif kind == "flip":
-            out[position] ^= 1 << (byte % 8)
-        elif kind == "delete":
-            del out[position]
-        else:
-            out[position] = byte
-    return bytes(out)
 
 
 MUTATIONS = st.lists(

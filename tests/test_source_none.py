@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import urllib.request
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.stack import Stack, http_status, process_age_s, wait_until
+from tests.stack import Stack, accepts_connections, http_status, process_age_s, wait_until
 
 REMOTE = "gpunode"
 HUB = "hub"
@@ -31,16 +30,6 @@ def get_json(url: str) -> dict:
 def get_text(url: str) -> str:
     with urllib.request.urlopen(url, timeout=5) as response:
         return response.read().decode()
-
-
-def accepts_connections(endpoint: str) -> bool:
-    """Return whether anything listens on a tcp:// endpoint."""
-    host, _, port = endpoint.removeprefix("tcp://").rpartition(":")
-    try:
-        socket.create_connection((host, int(port)), timeout=2).close()
-    except OSError:
-        return False
-    return True
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
 import os
 import re
 import signal
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.stack import REPO, http_status, stack_env, wait_until
+from tests.stack import REPO, http_status, nvml_library_loads, stack_env, wait_until
 
 STOP_TIMEOUT_S = 60.0
 
@@ -90,15 +89,7 @@ def test_a_bad_setting_stops_every_program_at_once_and_supervisord_with_status_2
     assert not Path("/tmp/pycudawatch-supervisord.sock").exists()
 
 
-def _nvml_library_loads() -> bool:
-    try:
-        ctypes.CDLL("libnvidia-ml.so.1")
-    except OSError:
-        return False
-    return True
-
-
-@pytest.mark.skipif(_nvml_library_loads(), reason="NVML is here: the sampler would not crash")
+@pytest.mark.skipif(nvml_library_loads(), reason="NVML is here: the sampler would not crash")
 def test_any_other_exit_is_restarted_and_the_rest_keeps_running(tmp_path):
     # Without a driver, PCW_SOURCE=nvml makes the sampler exit 1: a crash, not a bad setting.
     env = stack_env(tmp_path, {"PCW_SOURCE": "nvml"})

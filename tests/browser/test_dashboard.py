@@ -26,7 +26,7 @@ from playwright.sync_api import (
     sync_playwright,
 )
 
-from tests.stack import Stack, wait_until
+from tests.stack import Stack, running_stack, wait_until
 
 pytestmark = pytest.mark.browser
 
@@ -132,9 +132,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         "PCW_INTERVAL_S": "1",
         "PCW_SIM_NAMES": HOSTILE_NAME,
     }
-    with Stack(tmp_path_factory.mktemp("stack"), env, supervised=False) as running:
-        running.wait_web()
-        running.wait_ticks(3)
+    with running_stack(tmp_path_factory.mktemp("stack"), env, ticks=3) as running:
         yield running
 
 

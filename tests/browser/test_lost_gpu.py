@@ -13,7 +13,7 @@ from playwright.sync_api import Page
 
 from services.sampler.simulated_nvml import SimulatedNvml
 from tests.browser.test_dashboard import Watch
-from tests.stack import Stack
+from tests.stack import Stack, running_stack
 
 HOST = "lost-in-browser"
 
@@ -26,9 +26,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         "PCW_INTERVAL_S": "1",
         "PCW_HOST_NAME": HOST,
     }
-    with Stack(tmp_path_factory.mktemp("stack"), env, supervised=False) as running:
-        running.wait_web()
-        running.wait_ticks(2)
+    with running_stack(tmp_path_factory.mktemp("stack"), env, ticks=2) as running:
         yield running
 
 

@@ -12,7 +12,7 @@ import pytest
 from playwright.sync_api import Page, Route
 
 from tests.browser.test_dashboard import Watch
-from tests.stack import Stack, wait_until
+from tests.stack import Stack, running_stack, wait_until
 
 pytestmark = pytest.mark.browser
 
@@ -38,9 +38,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         "PCW_INTERVAL_S": "1",
         "PCW_SIM_IDLE_GPUS": ",".join(str(index) for index in range(GPU_COUNT)),
     }
-    with Stack(tmp_path_factory.mktemp("stack"), env, supervised=False) as running:
-        running.wait_web()
-        running.wait_ticks(3)
+    with running_stack(tmp_path_factory.mktemp("stack"), env, ticks=3) as running:
         yield running
 
 

@@ -21,7 +21,7 @@ from playwright.sync_api import Browser, Page
 
 from services.sampler.simulated_nvml import SimulatedNvml
 from tests.browser.test_dashboard import VIEWPORT, Watch
-from tests.stack import Stack, wait_until
+from tests.stack import Stack, running_stack, wait_until
 
 pytestmark = pytest.mark.browser
 
@@ -93,9 +93,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         "PCW_ENERGY_PRICE_PER_KWH": PRICE_PER_KWH,
         "PCW_CURRENCY": CURRENCY,
     }
-    with Stack(tmp_path_factory.mktemp("stack"), env, supervised=False) as running:
-        running.wait_web()
-        running.wait_ticks(5)
+    with running_stack(tmp_path_factory.mktemp("stack"), env, ticks=5) as running:
         yield running
 
 

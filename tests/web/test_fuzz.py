@@ -13,7 +13,6 @@ import asyncio
 import base64
 import json
 import math
-import os
 import struct
 import time
 import urllib.parse
@@ -45,6 +44,7 @@ from services.web.params import (
     parse_history_query,
 )
 from services.web.websocket import WS_MAX_MESSAGE_BYTES
+from tests.fuzzing import FUZZ_EXAMPLES
 from tests.web.conftest import (
     T0,
     UUID_A,
@@ -58,7 +58,6 @@ from tests.web.conftest import (
     make_tick,
 )
 
-FUZZ_EXAMPLES = int(os.environ.get("PCW_FUZZ_EXAMPLES", "10000"))
 WS_FUZZ_EXAMPLES = max(50, FUZZ_EXAMPLES // 20)
 PARSER_FUZZ_QUERIES = max(100, FUZZ_EXAMPLES // 4)
 # Examples that go through a server are not shrunk: each costs real requests, and shrinking a
