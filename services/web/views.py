@@ -63,8 +63,10 @@ def live(request: web.Request) -> Live:
 async def gpus(request: web.Request) -> web.Response:
     """Answer every known GPU with its identity and latest reading (the live one if newer)."""
     config, store = request.app[CONFIG], request.app[STORE]
-    stored = await store.call(gpus_with_latest_job(), [])
-    idle = await store.call(idle_job(config.idle_util_pct, request.app[IDLE_RUNS]), [])
+    read_latest = gpus_with_latest_job()
+    read_idle = idle_job(config.idle_util_pct, request.app[IDLE_RUNS])
+    # one read transaction: the latest readings and the idle runs are of the same moment
+    stored, idle = await store.call(lambda conn: (read_latest(conn), read_idle(conn)), ([], []))
     idleness = Idleness(idle, config.idle_util_pct, config.idle_after_s)
     now_s = request.app[CLOCK]()
     fleet = build_fleet(stored, live(request), now_s, config.interval_s, idleness)
