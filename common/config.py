@@ -253,7 +253,10 @@ class Config:
         "tcp://127.0.0.1:5556",
         _endpoint,
         (SAMPLER,),
-        "where the sampler publishes; it answers replays on the next port",
+        "where the sampler publishes; it answers replays on the next port. Keep both ports"
+        " below the kernel's ephemeral range (from 32768 on Linux): a writer or web process on"
+        " the same machine that retries a stopped sampler's port in that range can be given it"
+        " as its own source port, connect to itself and hold the port",
     )
     replay_ticks: int = setting(
         "PCW_REPLAY_TICKS",

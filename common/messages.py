@@ -154,11 +154,3 @@ _VERSION_FRAME = str(SCHEMA_VERSION).encode()
 _ACCEPTED_FRAMES = frozenset(str(version).encode() for version in ACCEPTED_VERSIONS)
 _ENCODER = msgspec.msgpack.Encoder()
 _DECODER = msgspec.msgpack.Decoder(Tick)
-
-
-def tick_to_json(tick: Tick) -> bytes:
-    """Encode a tick as JSON bytes for browsers and the API."""
-    return _JSON_ENCODER.encode(tick)
-
-
-_JSON_ENCODER = msgspec.json.Encoder()

@@ -11,6 +11,7 @@ import ctypes
 import json
 import math
 import os
+import random
 import signal
 import socket
 import sqlite3
@@ -34,17 +35,32 @@ PROGRAMS = ("writer", "sampler", "web")  # start order; stopped in reverse
 STOP_TIMEOUT_S = 40.0
 
 
+def ephemeral_ports() -> range:
+    """Return the ports the kernel gives a connect() that names none (ip_local_port_range)."""
+    try:
+        low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    except (OSError, ValueError):
+        low, high = 32768, 60999  # Linux's default
+    return range(low, high + 1)
+
+
 def free_port(consecutive: int = 1) -> int:
     """Return a TCP port on 127.0.0.1 that, with the next consecutive - 1, was free just now.
 
-    A sampler takes two: its PUB port and the next one for replays.
+    A sampler takes two: its PUB port and the next one for replays. The ports lie outside the
+    kernel's ephemeral range (never port 0's pick): a socket that retries connecting to such a
+    port while nobody listens (a replay port no test binds, a sampler stopped) is given it as
+    its own source port one day and connects to itself, then talks to itself, and holds the
+    port, for good.
     """
-    for _ in range(100):
+    ephemeral = ephemeral_ports()
+    spans = [(10_000, ephemeral.start), (ephemeral.stop, 65_536)]
+    firsts = [port for lo, hi in spans for port in range(lo, hi - consecutive + 1)]
+    for _ in range(200):
+        first = random.choice(firsts)
         probes = [socket.socket() for _ in range(consecutive)]
         try:
-            probes[0].bind(("127.0.0.1", 0))
-            first = int(probes[0].getsockname()[1])
-            for offset, probe in enumerate(probes[1:], start=1):
+            for offset, probe in enumerate(probes):
                 probe.bind(("127.0.0.1", first + offset))
             return first
         except OSError:

@@ -16,9 +16,11 @@ import zoneinfo
 from pathlib import Path
 
 from common.messages import GpuReading, Tick
+from common.schema import rollup_levels_for
 from services.writer.legacy import LegacyImport
 from services.writer.store import Store
 from tests.stack import Stack, wait_until
+from tests.test_boundaries import assert_rolled_as, naive_buckets
 
 TZ = "Asia/Kolkata"  # UTC+05:30 all year: local time is never UTC by accident
 LEGACY_ROWS = 90
@@ -169,4 +171,25 @@ def test_only_rows_within_the_retention_with_a_readable_time_are_imported(tmp_pa
     ]
     (first_ts,) = conn.execute("SELECT first_ts FROM gpus WHERE gpu_uuid = 'GPU-here-0'").fetchone()
     assert first_ts == NOW_S - DAY_S
+    conn.close()
+
+
+def test_every_rollup_level_of_an_imported_history_matches_a_plain_group_by(tmp_path):
+    path = tmp_path / "gpu_stats.db"
+    utc = datetime.UTC
+    first_s = NOW_S - 6 * 3600 + 7.5  # every 17 s over 5 hours: readings on no bucket's edge
+    rows = [
+        (0.0, datetime.datetime.fromtimestamp(first_s + 17 * k, utc).isoformat(), k % 101, k, 9, 50)
+        for k in range(5 * 3600 // 17)
+    ]
+    make_legacy_file(path, rows)
+    store = Store(path, legacy=LegacyImport("here", 30 * DAY_S, wall=lambda: NOW_S))
+
+    store.write([_tick("here", NOW_S)])
+    store.close()
+
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT rows_imported FROM legacy_imports").fetchone() == (len(rows),)
+    for level_s in rollup_levels_for(60.0):  # the tick's interval: 60 s itself is not kept
+        assert_rolled_as(conn, level_s, naive_buckets(conn, level_s))
     conn.close()

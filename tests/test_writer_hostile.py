@@ -9,7 +9,7 @@ import zmq
 
 from common.messages import MAX_MESSAGE_BYTES, GpuReading, Tick
 from common.status import read_status
-from tests.stack import Stack, free_port, wait_until
+from tests.stack import Stack, ephemeral_ports, free_port, wait_until
 
 
 def _tick(seq: int, ts: float) -> Tick:
@@ -73,3 +73,14 @@ def test_oversized_and_garbage_frames_are_counted_and_later_ticks_stored(tmp_pat
     finally:
         publisher.close(linger=0)
     assert "connecting again" in logs
+
+
+def test_free_ports_are_never_the_source_port_of_a_retried_connect():
+    # In the test above the writer's replay socket retries port + 1, which nobody binds, ten
+    # times a second: were it in the ephemeral range, the kernel would one day give that very
+    # port as the retry's source, and the socket would connect to itself and count its own
+    # replay requests as malformed messages (once seen: 6 counted for 4 sent).
+    ephemeral = ephemeral_ports()
+    for _ in range(50):
+        first = free_port(consecutive=2)
+        assert first not in ephemeral and first + 1 not in ephemeral

@@ -17,10 +17,11 @@ import logging
 import math
 import sqlite3
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from common.messages import Tick
+from common.schema import ROLLUP_LEVELS_S
 from services.writer import rollups
 
 log = logging.getLogger(__name__)
@@ -90,33 +91,44 @@ def import_rows(
     """Store the original's rows from cutoff_ts on as readings of gpu_id; record the import.
 
     Runs in the caller's transaction; the GPU's rollups are recomputed for the buckets touched.
+    The rows stream from the old table into `samples`, so that a long history is imported in
+    bounded memory: what is held is the start of each finest rollup bucket touched (each coarser
+    level's buckets are multiples of it).
     """
-    rows = []
-    too_old = unreadable = 0
-    for ts_text, util, used, total, temp in conn.execute(
-        f"SELECT ts, gpu_util, mem_used, mem_total, temp FROM {LEGACY_TABLE} ORDER BY id"
-    ):
-        ts = local_epoch_s(ts_text)
-        if ts is None:
-            unreadable += 1
-        elif ts < cutoff_ts:
-            too_old += 1
-        else:
-            rows.append((gpu_id, ts, _whole(util), _whole(used), _whole(total), _whole(temp)))
-    conn.executemany(_INSERT, rows)
-    stamps = [row[1] for row in rows]
-    if stamps:
+    imported = too_old = unreadable = 0
+    first_ts, last_ts = math.inf, -math.inf
+    finest_s = ROLLUP_LEVELS_S[0]
+    buckets: set[float] = set()
+
+    def readings() -> Iterator[tuple[object, ...]]:
+        nonlocal imported, too_old, unreadable, first_ts, last_ts
+        for ts_text, util, used, total, temp in conn.execute(
+            f"SELECT ts, gpu_util, mem_used, mem_total, temp FROM {LEGACY_TABLE} ORDER BY id"
+        ):
+            ts = local_epoch_s(ts_text)
+            if ts is None:
+                unreadable += 1
+            elif ts < cutoff_ts:
+                too_old += 1
+            else:
+                imported += 1
+                first_ts, last_ts = min(first_ts, ts), max(last_ts, ts)
+                buckets.add(float(math.floor(ts / finest_s) * finest_s))
+                yield gpu_id, ts, _whole(util), _whole(used), _whole(total), _whole(temp)
+
+    conn.executemany(_INSERT, readings())
+    if imported:
         conn.execute(
-            "UPDATE gpus SET first_ts = min(first_ts, ?) WHERE gpu_id = ?", (min(stamps), gpu_id)
+            "UPDATE gpus SET first_ts = min(first_ts, ?) WHERE gpu_id = ?", (first_ts, gpu_id)
         )
-        rollups.refresh_times(conn, gpu_id, interval_s, stamps)
-    conn.execute(_RECORD, (LEGACY_TABLE, gpu_uuid, len(rows), too_old + unreadable, time.time()))
+        rollups.refresh_times(conn, gpu_id, interval_s, buckets)
+    conn.execute(_RECORD, (LEGACY_TABLE, gpu_uuid, imported, too_old + unreadable, time.time()))
     return ImportResult(
-        len(rows),
+        imported,
         too_old,
         unreadable,
-        min(stamps) if stamps else None,
-        max(stamps) if stamps else None,
+        first_ts if imported else None,
+        last_ts if imported else None,
     )
 
 

@@ -14,11 +14,12 @@ import sys
 import weakref
 from collections.abc import AsyncIterator
 
+import msgspec
 import zmq
 import zmq.asyncio
 from aiohttp import web
 
-from common.messages import TOPIC, Tick, tick_to_json
+from common.messages import TOPIC, Tick
 
 SOCKETS = web.AppKey("sockets", weakref.WeakSet)
 ENDPOINT = web.AppKey("endpoint", str)
@@ -45,7 +46,7 @@ async def forward(app: web.Application) -> None:
     try:
         while True:
             tick = Tick.from_frames(await socket.recv_multipart())
-            text = f'{{"type":"tick","tick":{tick_to_json(tick).decode()}}}'
+            text = f'{{"type":"tick","tick":{msgspec.json.encode(tick).decode()}}}'
             for ws in list(app[SOCKETS]):
                 try:
                     await ws.send_str(text)
