@@ -337,6 +337,37 @@ class Config:
         "comma-separated indexes of simulated GPUs that fell off the bus before the sampler"
         " started (NVML gives their PCI bus id only)",
     )
+    sim_hot_gpus: tuple[int, ...] = setting(
+        "PCW_SIM_HOT_GPUS",
+        "",
+        _indexes,
+        (SAMPLER,),
+        "comma-separated indexes of simulated GPUs that run hot: past their slowdown temperature"
+        " under load they throttle (SW and HW thermal)",
+    )
+    sim_remap_gpus: tuple[int, ...] = setting(
+        "PCW_SIM_REMAP_GPUS",
+        "",
+        _indexes,
+        (SAMPLER,),
+        "comma-separated indexes of simulated GPUs with 2 memory rows pending remap after"
+        " uncorrectable ECC errors",
+    )
+    sim_degraded_link_gpus: tuple[int, ...] = setting(
+        "PCW_SIM_DEGRADED_LINK_GPUS",
+        "",
+        _indexes,
+        (SAMPLER,),
+        "comma-separated indexes of simulated GPUs whose PCIe link trained down to x8 (of x16)",
+    )
+    sim_xid_gpus: tuple[int, ...] = setting(
+        "PCW_SIM_XID_GPUS",
+        "",
+        _indexes,
+        (SAMPLER,),
+        "comma-separated indexes of simulated GPUs that report an occasional XID error (13 or"
+        " 31, an application's fault)",
+    )
     proc_root: Path = setting(
         "PCW_PROC_ROOT",
         "/proc",

@@ -3,11 +3,12 @@
 Wire layout, one ZeroMQ multipart message per tick:
 
     frame 0: TOPIC            b"pcw.tick"
-    frame 1: SCHEMA_VERSION   ASCII decimal, b"3"
+    frame 1: SCHEMA_VERSION   ASCII decimal, b"4"
     frame 2: payload          msgpack of Tick (msgspec, typed; validated on decode)
 
-- Versions: 2 added each GPU's processes and MIG devices, 3 its free and reserved memory, as
-  optional fields; a version 1 or 2 payload decodes unchanged (the new fields None).
+- Versions: 2 added each GPU's processes and MIG devices, 3 its free and reserved memory, 4 its
+  health (GpuHealth), limits (GpuLimits), XID events and the CUDA version, as optional fields; an
+  older payload decodes unchanged (the new fields None or empty).
 - msgspec's typed msgpack was chosen by measurement: smaller and faster than stdlib json, orjson
   and msgpack, and its decode validates shape, types and ranges in the same pass.
 - Pickle is never used: the payload comes from a socket.
@@ -23,8 +24,8 @@ import msgspec
 from common.metrics import METRIC_NAMES
 
 TOPIC = b"pcw.tick"
-SCHEMA_VERSION = 3
-ACCEPTED_VERSIONS = (1, 2, 3)
+SCHEMA_VERSION = 4
+ACCEPTED_VERSIONS = (1, 2, 3, 4)
 MAX_MESSAGE_BYTES = 1 << 20  # also the socket's ZMQ_MAXMSGSIZE: larger frames are dropped
 MAX_EPOCH_S = 1e11  # a timestamp's bound (year 5138); the web's query parameters take it too
 MAX_UUID_CHARS = 96
@@ -38,6 +39,7 @@ Mhz = Annotated[int, msgspec.Meta(ge=0, le=100_000)]
 Celsius = Annotated[int, msgspec.Meta(ge=-100, le=500)]
 EpochS = Annotated[float, msgspec.Meta(gt=0, lt=MAX_EPOCH_S)]
 Text = Annotated[str, msgspec.Meta(max_length=256)]
+Count = Annotated[int, msgspec.Meta(ge=0, le=(1 << 63) - 1)]  # an NVML counter (SQLite's INTEGER)
 
 
 class DecodeError(ValueError):
@@ -76,6 +78,72 @@ class MigDevice(msgspec.Struct, forbid_unknown_fields=True, frozen=True, gc=Fals
     util_gpu_pct: Pct | None = None
 
 
+class GpuHealth(msgspec.Struct, array_like=True, forbid_unknown_fields=True, frozen=True, gc=False):
+    """What a GPU says of its health in one tick; each is None where it cannot tell (never 0).
+
+    - clocks_event_reasons: NVML's bitmask of why the clocks are below their maximum
+      (common/health.py names the bits).
+    - *_violation_ns, ecc_*, remapped_rows_*, retired_pages_*, pcie_replays, nvlink_*_kib:
+      counters, as NVML keeps them (since the driver loaded, or for ever where aggregate).
+    - remap_pending / remap_failure / retired_pages_pending: NVML's yes-or-no.
+    - pcie_link_gen / pcie_link_width: as the link trained now (an idle GPU may drop its
+      generation to save power; GpuLimits has the maximum).
+    - pcie_tx_kb_per_s / pcie_rx_kb_per_s: NVML's throughput over its last 20 ms.
+    """
+
+    clocks_event_reasons: Count | None = None
+    power_violation_ns: Count | None = None
+    thermal_violation_ns: Count | None = None
+    ecc_corrected_volatile: Count | None = None
+    ecc_uncorrected_volatile: Count | None = None
+    ecc_corrected_aggregate: Count | None = None
+    ecc_uncorrected_aggregate: Count | None = None
+    remapped_rows_correctable: Count | None = None
+    remapped_rows_uncorrectable: Count | None = None
+    remap_pending: bool | None = None
+    remap_failure: bool | None = None
+    retired_pages_sbe: Count | None = None
+    retired_pages_dbe: Count | None = None
+    retired_pages_pending: bool | None = None
+    pcie_link_gen: Annotated[int, msgspec.Meta(ge=0, le=64)] | None = None
+    pcie_link_width: Annotated[int, msgspec.Meta(ge=0, le=64)] | None = None
+    pcie_tx_kb_per_s: Count | None = None
+    pcie_rx_kb_per_s: Count | None = None
+    pcie_replays: Count | None = None
+    nvlink_links_active: Annotated[int, msgspec.Meta(ge=0, le=64)] | None = None
+    nvlink_tx_kib: Count | None = None
+    nvlink_rx_kib: Count | None = None
+    enc_util_pct: Pct | None = None
+    dec_util_pct: Pct | None = None
+    mem_temp_c: Celsius | None = None
+
+
+class GpuLimits(msgspec.Struct, array_like=True, forbid_unknown_fields=True, frozen=True, gc=False):
+    """What does not change while the sampler runs: read once per GPU, sent with its identity."""
+
+    max_sm_clock_mhz: Mhz | None = None
+    max_mem_clock_mhz: Mhz | None = None
+    power_limit_min_w: Watts | None = None
+    power_limit_max_w: Watts | None = None
+    temp_slowdown_c: Celsius | None = None
+    temp_shutdown_c: Celsius | None = None
+    temp_max_operating_c: Celsius | None = None
+    mem_temp_max_c: Celsius | None = None
+    pcie_max_gen: Annotated[int, msgspec.Meta(ge=0, le=64)] | None = None
+    pcie_max_width: Annotated[int, msgspec.Meta(ge=0, le=64)] | None = None
+    nvlink_links: Annotated[int, msgspec.Meta(ge=0, le=64)] | None = None
+    ecc_enabled: bool | None = None
+
+
+class XidEvent(msgspec.Struct, forbid_unknown_fields=True, frozen=True, gc=False):
+    """One critical XID error NVML reported for a GPU; ts is when the sampler read it."""
+
+    ts: EpochS
+    code: Count
+    gpu_instance_id: Annotated[int, msgspec.Meta(ge=0, le=1 << 32)] | None = None
+    compute_instance_id: Annotated[int, msgspec.Meta(ge=0, le=1 << 32)] | None = None
+
+
 class GpuReading(msgspec.Struct, forbid_unknown_fields=True, frozen=True, gc=False):
     """One GPU in one tick: identity, an error (None when read), and each metric or None.
 
@@ -107,6 +175,10 @@ class GpuReading(msgspec.Struct, forbid_unknown_fields=True, frozen=True, gc=Fal
     mig_devices: Annotated[list[MigDevice], msgspec.Meta(max_length=64)] = []
     mem_free_bytes: Bytes | None = None
     mem_reserved_bytes: Bytes | None = None
+    health: GpuHealth | None = None
+    limits: GpuLimits | None = None
+    # the XID errors NVML reported since the previous tick (at most 64 a tick; more are counted)
+    xid_events: Annotated[list[XidEvent], msgspec.Meta(max_length=64)] = []
 
     def metric_values(self) -> tuple[float | int | None, ...]:
         """Return the metrics in METRIC_NAMES order."""
@@ -124,6 +196,7 @@ class Tick(msgspec.Struct, forbid_unknown_fields=True, frozen=True, gc=False):
     driver_version: Text | None = None
     error: Text | None = None
     gpus: Annotated[list[GpuReading], msgspec.Meta(max_length=1024)] = []
+    cuda_version: Text | None = None  # the newest CUDA the driver supports, "12.4"
 
     def to_frames(self) -> list[bytes]:
         """Encode as the multipart frames documented at the top of this module."""

@@ -12,6 +12,7 @@ Layout, chosen for the two queries the dashboard makes all day:
   span) and `energy` (one row per GPU per reading, with the energy since the previous one;
   version 5 made error ticks add nothing).
 - `legacy_imports` (version 6): the original pyCudaWatch's tables imported, each once.
+- `xid_events` (version 7): each GPU's critical XID errors; the documented view `xids`.
 
 `PRAGMA user_version` holds the number of migrations applied. Times are UTC epoch seconds.
 Each migration is frozen SQL text: a change is a new migration, never an edit.
@@ -308,8 +309,26 @@ CREATE TABLE legacy_imports (
 );
 """
 
+# Version 7: the critical XID errors each GPU reported (NVML's event set, read by the sampler),
+# one row per event, keyed so that a replayed tick stores nothing twice; and the documented view
+# `xids`, one row per event with its GPU's identity.
+_V7 = """
+CREATE TABLE xid_events (
+    gpu_id INTEGER NOT NULL REFERENCES gpus (gpu_id),
+    ts REAL NOT NULL,
+    code INTEGER NOT NULL,
+    gpu_instance_id INTEGER,
+    compute_instance_id INTEGER,
+    PRIMARY KEY (gpu_id, ts, code)
+) WITHOUT ROWID;
+CREATE VIEW xids AS
+SELECT g.host, g.gpu_index, g.gpu_uuid, g.gpu_name, x.ts, x.code, x.gpu_instance_id,
+    x.compute_instance_id
+FROM xid_events AS x JOIN gpus AS g ON g.gpu_id = x.gpu_id;
+"""
+
 # Each entry moves the file from user_version == its position to position + 1. Append only.
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

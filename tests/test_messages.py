@@ -14,8 +14,11 @@ from common.messages import (
     SCHEMA_VERSION,
     TOPIC,
     DecodeError,
+    GpuHealth,
+    GpuLimits,
     GpuReading,
     Tick,
+    XidEvent,
 )
 from common.metrics import METRIC_NAMES
 from tests.fuzzing import fuzz, mutate
@@ -43,6 +46,45 @@ def full_gpu(index: int = 0, **changes: object) -> GpuReading:
         "sm_clock_mhz": 1980,
         "mem_clock_mhz": 2619,
         "pstate": 0,
+        "health": GpuHealth(
+            clocks_event_reasons=0x44,
+            power_violation_ns=12_000_000_000,
+            thermal_violation_ns=3_500_000_000,
+            ecc_corrected_volatile=3,
+            ecc_uncorrected_volatile=0,
+            ecc_corrected_aggregate=41,
+            ecc_uncorrected_aggregate=1,
+            remapped_rows_correctable=1,
+            remapped_rows_uncorrectable=2,
+            remap_pending=True,
+            remap_failure=False,
+            pcie_link_gen=5,
+            pcie_link_width=8,
+            pcie_tx_kb_per_s=1_250_000,
+            pcie_rx_kb_per_s=9_800_000,
+            pcie_replays=17,
+            nvlink_links_active=18,
+            nvlink_tx_kib=2**50,
+            nvlink_rx_kib=2**50 + 1,
+            enc_util_pct=0,
+            dec_util_pct=12,
+            mem_temp_c=64,
+        ),
+        "limits": GpuLimits(
+            max_sm_clock_mhz=1980,
+            max_mem_clock_mhz=2619,
+            power_limit_min_w=200.0,
+            power_limit_max_w=700.0,
+            temp_slowdown_c=89,
+            temp_shutdown_c=92,
+            temp_max_operating_c=87,
+            mem_temp_max_c=95,
+            pcie_max_gen=5,
+            pcie_max_width=16,
+            nvlink_links=18,
+            ecc_enabled=True,
+        ),
+        "xid_events": [XidEvent(ts=1_700_000_039.5, code=79, gpu_instance_id=None)],
     }
     values.update(changes)
     return GpuReading(**values)
@@ -57,6 +99,7 @@ def full_tick(**changes: object) -> Tick:
         "ts": 1_700_000_040.0,
         "interval_s": 60.0,
         "driver_version": "550.127.05",
+        "cuda_version": "12.4",
         "error": None,
         "gpus": [
             full_gpu(0),
@@ -97,12 +140,27 @@ def test_a_full_tick_survives_the_round_trip_unchanged():
 
     assert decoded == tick
     assert frames[0] == b"pcw.tick"
-    assert frames[1] == b"3"
+    assert frames[1] == b"4"
     assert decoded.gpus[0].metric_values() == tuple(
         getattr(tick.gpus[0], name) for name in METRIC_NAMES
     )
     assert decoded.gpus[1].fan_pct is None and decoded.gpus[1].power_w is None
     assert decoded.gpus[3].error == "GPU is lost"
+
+
+@pytest.mark.parametrize("version", [b"1", b"2", b"3"])
+def test_an_older_tick_without_health_decodes_with_it_null(version):
+    old = tick_dict()
+    old.pop("cuda_version")
+    for gpu in old["gpus"]:
+        for key in ("health", "limits", "xid_events"):
+            gpu.pop(key, None)
+
+    decoded = Tick.from_frames([TOPIC, version, payload_of(old)])
+
+    assert decoded.cuda_version is None
+    assert [(g.health, g.limits, g.xid_events) for g in decoded.gpus] == [(None, None, [])] * 4
+    assert decoded.gpus[0].util_gpu_pct == 97
 
 
 @pytest.mark.parametrize("version", [b"1", b"2"])
@@ -158,7 +216,7 @@ def test_wrong_topic(topic):
     assert "unknown topic" in reject([topic, *frames[1:]])
 
 
-@pytest.mark.parametrize("version", [b"4", b"0", b"", b"01", b"1.0", b"\xff"])
+@pytest.mark.parametrize("version", [b"5", b"0", b"", b"01", b"1.0", b"\xff"])
 def test_unknown_schema_version(version):
     _, _, payload = full_tick().to_frames()
 

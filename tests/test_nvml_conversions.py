@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import pytest
 
-from services.sampler.nvml import _add, _bytes, _pct, _u32, _u64
+from services.sampler.nvml_values import add as _add
+from services.sampler.nvml_values import byte_count as _bytes
+from services.sampler.nvml_values import pct as _pct
+from services.sampler.nvml_values import u32 as _u32
+from services.sampler.nvml_values import u64 as _u64
 
 NOT_AVAILABLE_ULL = 2**64 - 1
 

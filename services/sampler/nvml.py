@@ -24,6 +24,9 @@ Processes (`nvidia-smi --query-compute-apps`):
 - an unreadable compute list makes the processes None (unknown, logged once), never []; an
   unsupported graphics list means no graphics processes.
 
+Health (services/sampler/health_reads.py): the GPU's limits once per session, its health fields
+and XID events every tick, its PCIe throughput on a pool of threads after the other reads.
+
 MIG: on a GPU with MIG enabled each MIG device is read (uuid, name, memory; utilization None, as
 NVML gives none per MIG device), and the processes come from the MIG devices' own lists, which
 need no privileges, unlike the whole GPU's.
@@ -39,8 +42,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from common.config import Config
-from common.messages import GpuProcess, GpuReading, MigDevice
+from common.messages import GpuHealth, GpuLimits, GpuProcess, GpuReading, MigDevice
+from services.sampler.health_reads import HealthReads
+from services.sampler.nvml_values import add as _add
+from services.sampler.nvml_values import byte_count as _bytes
+from services.sampler.nvml_values import pct as _pct
+from services.sampler.nvml_values import u32 as _u32
+from services.sampler.nvml_values import u64 as _u64
 from services.sampler.procfs import ProcResolver
 
 log = logging.getLogger(__name__)
@@ -55,15 +66,12 @@ DRIVER_LEVEL_ERRORS = (
 GPU_LOST_ERRORS = ("NVML_ERROR_GPU_IS_LOST", "NVML_ERROR_RESET_REQUIRED")
 # NVML errors at start that mean NVML cannot run on this machine at all.
 UNAVAILABLE_ERRORS = ("NVML_ERROR_DRIVER_NOT_LOADED", "NVML_ERROR_LIBRARY_NOT_FOUND")
+PCIE_WAIT_S = 1.0  # NVML measures PCIe throughput over 20 ms; past this a tick goes without it
 UNREAD_UUID_PREFIX = "unread-"  # the key of a GPU whose UUID NVML cannot give
 UNREAD_UUID_NAMESPACE = uuid.UUID("6f1d6c9e-5b7a-4c55-9a0e-2d8f3f1c7a41")  # this project's own
 ERROR_TEXT_CHARS = 256  # the codec's limit on text
 REINIT_BACKOFF_S = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
 DEFAULT_PROC_ROOT = Path("/proc")
-MAX_BYTES = 1 << 60  # the codec's bound
-# NVML_VALUE_NOT_AVAILABLE is -1: all ones in an unsigned int or unsigned long long field
-NOT_AVAILABLE_U32 = 0xFFFFFFFF
-NOT_AVAILABLE_U64 = 0xFFFFFFFFFFFFFFFF
 # newest first: an older driver's library lacks the newer names (FunctionNotFound)
 PROCESS_CALLS = {
     "compute": (
@@ -110,6 +118,10 @@ def load_nvml(config: Config) -> Any:
             idle_gpus=config.sim_idle_gpus,
             process_names=config.sim_process_names,
             lost_gpus=config.sim_lost_gpus,
+            hot_gpus=config.sim_hot_gpus,
+            remap_gpus=config.sim_remap_gpus,
+            degraded_link_gpus=config.sim_degraded_link_gpus,
+            xid_gpus=config.sim_xid_gpus,
             proc_tree=FakeProcTree() if config.proc_root == DEFAULT_PROC_ROOT else None,
         )
     try:
@@ -162,6 +174,7 @@ class TickReading:
     driver_version: str | None
     gpus: list[GpuReading]
     error: str | None
+    cuda_version: str | None = None
 
 
 class GpuReader:
@@ -193,6 +206,10 @@ class GpuReader:
         self._identities: dict[int, GpuIdentity] = {}
         self._unidentified: dict[int, GpuIdentity] = {}  # lost before identified: what NVML gave
         self._memory_v2: dict[int, bool] = {}
+        self._health = HealthReads(nvml)
+        self._limits: dict[int, GpuLimits] = {}
+        self._tick_handles: dict[int, Any] = {}  # GPUs read fine this tick: their handles
+        self._cuda_version: str | None = None
         self._logged: set[tuple[str, str]] = set()
         self._lost_logged: set[int] = set()
         self._failures = 0
@@ -219,14 +236,47 @@ class GpuReader:
             except self._nvml.NVMLError as error:
                 self._session_failed(f"NVML init failed: {error}")
         if not self._session:
-            return TickReading(self._driver_version, self._errored_gpus(), self._last_error)
+            return self._errored_tick()
+        self._tick_handles.clear()
         try:
             gpus = [self._read_gpu(index) for index in range(self._device_count())]
         except _DriverLevelError as error:
             self._session = False
             self._session_failed(f"NVML session lost: {error}")
-            return TickReading(self._driver_version, self._errored_gpus(), self._last_error)
-        return TickReading(self._driver_version, gpus, None)
+            return self._errored_tick()
+        return TickReading(self._driver_version, self._with_pcie(gpus), None, self._cuda_version)
+
+    def _errored_tick(self) -> TickReading:
+        return TickReading(
+            self._driver_version, self._errored_gpus(), self._last_error, self._cuda_version
+        )
+
+    def _with_pcie(self, gpus: list[GpuReading]) -> list[GpuReading]:
+        """Return gpus with the PCIe throughput of each one read fine, all read at once."""
+        handled = [(i, gpu) for i, gpu in enumerate(gpus) if gpu.index in self._tick_handles]
+        futures = self._health.start_pcie(
+            [(self._tick_handles[gpu.index], self._quiet_optional(gpu.uuid)) for _, gpu in handled]
+        )
+        if not futures:
+            return gpus
+        gpus = list(gpus)
+        for n, (i, gpu) in enumerate(handled):
+            tx, rx = (_result(future) for future in futures[2 * n : 2 * n + 2])
+            if gpu.health is not None:
+                health = _replace(gpu.health, pcie_tx_kb_per_s=tx, pcie_rx_kb_per_s=rx)
+                gpus[i] = _replace(gpu, health=health)
+        return gpus
+
+    def _quiet_optional(self, uuid: str) -> Callable[..., Any]:
+        """Return _optional for a pool thread: a lost GPU or session is for the next tick."""
+
+        def optional(metric: str, function: Callable[..., Any], *args: Any) -> Any:
+            try:
+                return self._optional(uuid, metric, function, *args, unsupported_level=logging.INFO)
+            except (_DriverLevelError, _GpuLostError):
+                return None
+
+        return optional
 
     def close(self) -> None:
         """End the NVML session if one is open."""
@@ -236,6 +286,7 @@ class GpuReader:
             except self._nvml.NVMLError as error:
                 log.warning("nvmlShutdown failed: %s", error)
             self._session = False
+        self._health.close()
 
     # -- session ---------------------------------------------------------------------------
 
@@ -245,12 +296,16 @@ class GpuReader:
         self._identities.clear()
         self._unidentified.clear()
         self._memory_v2.clear()
+        self._limits.clear()
+        self._health.forget()
         self._process_call.clear()
         self._no_mig.clear()
         try:
             self._driver_version = _text(self._nvml.nvmlSystemGetDriverVersion())
         except self._nvml.NVMLError as error:
             log.warning("driver version not available: %s", error)
+        cuda = _u32(self._optional("(driver)", "CUDA version", self._health.cuda_version_call()))
+        self._cuda_version = None if cuda is None else f"{cuda // 1000}.{cuda % 1000 // 10}"
 
     def _session_failed(self, message: str) -> None:
         message = message[:ERROR_TEXT_CHARS]
@@ -351,26 +406,56 @@ class GpuReader:
                 pci_bus_id=_text(pci.busId) if pci is not None else None,
             )
             self._identities[index] = identity
+            optional = self._optional_for(identity.uuid)
+            self._limits[index] = self._health.limits(handle, optional)
+            self._health.watch_xids(index, handle, optional)
             log.info(
                 "GPU %d: %s %s at %s", index, identity.name, identity.uuid, identity.pci_bus_id
             )
         return identity
 
-    def _optional(self, uuid: str, metric: str, function: Callable[..., Any], *args: Any) -> Any:
+    def _optional_for(self, uuid: str) -> Callable[..., Any]:
+        """Return _optional for one GPU's health: (metric, function, *args) -> value or None.
+
+        Health is read from every GPU, and many have no ECC, NVLink or memory sensor: a call the
+        GPU does not support is logged once at INFO, not as a warning.
+        """
+
+        def optional(metric: str, function: Callable[..., Any], *args: Any) -> Any:
+            return self._optional(uuid, metric, function, *args, unsupported_level=logging.INFO)
+
+        return optional
+
+    def _optional(
+        self,
+        uuid: str,
+        metric: str,
+        function: Callable[..., Any],
+        *args: Any,
+        unsupported_level: int = logging.WARNING,
+    ) -> Any:
         """Return function(*args), or None when NVML cannot give it (logged once)."""
         try:
             return self._call(function, *args)
         except self._nvml.NVMLError as error:
-            self._optional_failed(uuid, metric, error)
+            level = logging.WARNING
+            if error.value == self._nvml.NVML_ERROR_NOT_SUPPORTED:
+                level = unsupported_level
+            self._optional_failed(uuid, metric, error, level=level)
             return None
 
     def _optional_failed(
-        self, uuid: str, metric: str, error: Exception | None, reported: str = "reported as null"
+        self,
+        uuid: str,
+        metric: str,
+        error: Exception | None,
+        reported: str = "reported as null",
+        level: int = logging.WARNING,
     ) -> None:
         """Log, once per GPU and metric, that NVML could not give it."""
         if (uuid, metric) not in self._logged:
             self._logged.add((uuid, metric))
-            log.warning("GPU %s: %s not available (%s); %s", uuid, metric, error, reported)
+            log.log(level, "GPU %s: %s not available (%s); %s", uuid, metric, error, reported)
 
     def _memory(self, identity: GpuIdentity, handle: Any) -> dict[str, int | None]:
         """Return the memory fields of a reading, from the v2 struct where the driver has it.
@@ -419,6 +504,10 @@ class GpuReader:
         processes = self._processes(identity, [mig for _, mig in mig_handles] or [handle])
         sm_clock = get("sm_clock_mhz", nvml.nvmlDeviceGetClockInfo, nvml.NVML_CLOCK_SM)
         mem_clock = get("mem_clock_mhz", nvml.nvmlDeviceGetClockInfo, nvml.NVML_CLOCK_MEM)
+        limits = self._limits.get(identity.index, _NO_LIMITS)
+        health = self._health.health(handle, limits, (None, None), self._optional_for(uuid))
+        xid_events = self._health.xids(identity.index, self._call)
+        self._tick_handles[identity.index] = handle
         return identity.reading(
             util_gpu_pct=_pct(util.gpu) if util is not None else None,
             util_mem_pct=_pct(util.memory) if util is not None else None,
@@ -433,6 +522,9 @@ class GpuReader:
             pstate=None if pstate == nvml.NVML_PSTATE_UNKNOWN else pstate,
             processes=processes,
             mig_devices=[device for device in mig_devices if device is not None],
+            health=None if health == _NO_HEALTH else health,
+            limits=None if limits == _NO_LIMITS else limits,
+            xid_events=xid_events,
         )
 
     # -- processes ---------------------------------------------------------------------------
@@ -558,34 +650,18 @@ class GpuReader:
         )
 
 
-def _u32(value: int | None) -> int | None:
-    """Return an unsigned int field, None where NVML could not tell (NVML_VALUE_NOT_AVAILABLE)."""
-    if value is None:
+_NO_LIMITS = GpuLimits()
+_NO_HEALTH = GpuHealth()
+
+
+def _replace(struct: Any, **changes: Any) -> Any:
+    """Return a copy of a frozen msgspec struct with changes."""
+    return msgspec.structs.replace(struct, **changes)
+
+
+def _result(future: Any) -> Any:
+    """Return a pool read's answer, None when it failed or took longer than PCIE_WAIT_S."""
+    try:
+        return future.result(timeout=PCIE_WAIT_S)
+    except Exception:  # the read failed, or FutureTimeout
         return None
-    value = int(value)
-    return None if value < 0 or value >= NOT_AVAILABLE_U32 else value
-
-
-def _u64(value: int | None) -> int | None:
-    """Return an unsigned long long field, None where NVML could not tell."""
-    if value is None:
-        return None
-    value = int(value)
-    return None if value < 0 or value >= NOT_AVAILABLE_U64 else value
-
-
-def _bytes(value: int | None) -> int | None:
-    """Return a byte count, or None where NVML could not tell (None or NVML_VALUE_NOT_AVAILABLE)."""
-    count = _u64(value)
-    return None if count is None or count > MAX_BYTES else count
-
-
-def _add(total: int | None, value: int | None) -> int | None:
-    """Return the sum of two byte counts, None when either is unknown."""
-    return None if total is None or value is None else total + value
-
-
-def _pct(value: int | None) -> int | None:
-    """Return a percentage within 0-100 (some fans report over 100 %), or None."""
-    percent = _u32(value)
-    return None if percent is None else min(100, percent)

@@ -18,8 +18,14 @@
   used + free; the v1 struct counts reserved in `used` and has no `reserved`.
 - `lost_gpus`: fell off the bus before the start; every call raises GpuIsLost except the handle
   and PCI info, so the sampler sees index and PCI bus id, never UUID or name.
+- Health (simulated_health): clock-event reasons and violation time, ECC, remapped rows or
+  retired pages, PCIe, NVLink, field values, encoder/decoder, limits and XID events, tied to
+  the load. `hot_gpus` run hot enough for thermal slowdown; `remap_gpus` have two uncorrectable
+  ECC errors and rows (or pages) pending remapping; `degraded_link_gpus` train their PCIe link
+  at x8; `xid_gpus` hit an application XID every few busy minutes. The V100 (EXTRA_MODELS) is
+  only simulated where `names` names it.
 - Tests make it fail through `lose_gpu`, `fail_init`, `fail_metric`, `remove_function`,
-  `report_not_available` and `restore`.
+  `report_not_available` and `restore`, and queue XID events through `inject_xid`.
 """
 
 from __future__ import annotations
@@ -35,6 +41,13 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
+from services.sampler.simulated_health import (
+    NVML_ERROR_INVALID_ARGUMENT,
+    NVML_ERROR_TIMEOUT,
+    EventSet,
+    HealthConstants,
+    HealthModel,
+)
 from services.sampler.simulated_procfs import FakeProcess, FakeProcTree
 
 NVML_TEMPERATURE_GPU = 0
@@ -59,9 +72,13 @@ NVML_ERROR_LIB_RM_VERSION_MISMATCH = 18
 NVML_ERROR_UNKNOWN = 999
 
 MIB = 1 << 20
+DRIVER_VERSION = "550.127.05-simulated"
+CUDA_DRIVER_VERSION = 12040  # CUDA 12.4, the newest the 550 driver branch supports
 # NVML_VALUE_NOT_AVAILABLE is -1 in nvml.h: all ones in an unsigned int or unsigned long long
 # the struct fields that carry a measurement (not a version, PID or instance id)
-MEASURED_FIELDS = frozenset({"gpu", "memory", "total", "used", "free", "reserved", "usedGpuMemory"})
+MEASURED_FIELDS = frozenset(
+    {"gpu", "memory", "total", "used", "free", "reserved", "usedGpuMemory", "violationTime"}
+)
 # what NVML still answers for a GPU lost before the sampler starts (PCW_SIM_LOST_GPUS)
 LOST_AT_START_ANSWERS = frozenset({"nvmlDeviceGetHandleByIndex", "nvmlDeviceGetPciInfo"})
 
@@ -128,6 +145,12 @@ class NVMLError_GpuIsLost(NVMLError):
     value = NVML_ERROR_GPU_IS_LOST
 
 
+class NVMLError_Timeout(NVMLError):
+    """Nothing happened before the timeout (an event set's wait)."""
+
+    value = NVML_ERROR_TIMEOUT
+
+
 class NVMLError_Unknown(NVMLError):
     """An unknown NVML error."""
 
@@ -136,12 +159,14 @@ class NVMLError_Unknown(NVMLError):
 
 _ERROR_TEXT = {
     NVML_ERROR_UNINITIALIZED: "Uninitialized",
+    NVML_ERROR_INVALID_ARGUMENT: "Invalid Argument",
     NVML_ERROR_NOT_SUPPORTED: "Not Supported",
     NVML_ERROR_NO_PERMISSION: "Insufficient Permissions",
     NVML_ERROR_NOT_FOUND: "Not Found",
     NVML_ERROR_FUNCTION_NOT_FOUND: "Function Not Found",
     NVML_ERROR_DRIVER_NOT_LOADED: "Driver Not Loaded",
     NVML_ERROR_LIBRARY_NOT_FOUND: "NVML Shared Library Not Found",
+    NVML_ERROR_TIMEOUT: "Timeout",
     NVML_ERROR_GPU_IS_LOST: "GPU is lost",
     NVML_ERROR_UNKNOWN: "Unknown Error",
 }
@@ -176,6 +201,8 @@ MODELS = (
     ),
     GpuModel("NVIDIA L40S", 46068 * MIB, 350_000, 35_000, 2520, 9001, False),
 )  # fmt: skip
+# simulated only where `names` names them (MODELS' order decides which index is which model)
+EXTRA_MODELS = (GpuModel("Tesla V100-SXM2-32GB", 32768 * MIB, 300_000, 40_000, 1530, 877, False),)
 MIG_MODELS = tuple(model for model in MODELS if model.mig_capable)
 
 MIG_SLOTS = 7  # nvmlDeviceGetMaxMigDeviceCount of an A100 or H100
@@ -284,7 +311,7 @@ def _noise(key: str, t_s: float) -> float:
     return int.from_bytes(digest, "big") / 2**32
 
 
-class SimulatedNvml:
+class SimulatedNvml(HealthConstants):
     """An object that quacks like the `pynvml` module, over `gpu_count` simulated GPUs."""
 
     NVMLError = NVMLError
@@ -296,6 +323,7 @@ class SimulatedNvml:
     NVMLError_DriverNotLoaded = NVMLError_DriverNotLoaded
     NVMLError_LibraryNotFound = NVMLError_LibraryNotFound
     NVMLError_GpuIsLost = NVMLError_GpuIsLost
+    NVMLError_Timeout = NVMLError_Timeout
     NVMLError_Unknown = NVMLError_Unknown
     NVML_TEMPERATURE_GPU = NVML_TEMPERATURE_GPU
     NVML_CLOCK_SM = NVML_CLOCK_SM
@@ -327,12 +355,21 @@ class SimulatedNvml:
         proc_tree: FakeProcTree | None = None,
         idle_gpus: tuple[int, ...] = (),
         lost_gpus: tuple[int, ...] = (),
+        hot_gpus: tuple[int, ...] = (),
+        remap_gpus: tuple[int, ...] = (),
+        degraded_link_gpus: tuple[int, ...] = (),
+        xid_gpus: tuple[int, ...] = (),
     ) -> None:
         """Simulate gpu_count GPUs; with proc_tree, keep a fake /proc for their processes.
 
-        process_names name the training job of each GPU by index (default "python train.py");
-        idle_gpus are held idle by one notebook process (MIG mode takes precedence); lost_gpus
-        have fallen off the bus already (only their handle and PCI info answer).
+        names name the GPUs by index (a model's exact name simulates that model, EXTRA_MODELS
+        included); process_names name the training job of each GPU by index (default "python
+        train.py"); idle_gpus are held idle by one notebook process (MIG mode takes precedence);
+        lost_gpus have fallen off the bus already (only their handle and PCI info answer).
+        Health scenarios (simulated_health), by GPU index: hot_gpus run hot enough for thermal
+        slowdown under load; remap_gpus have two uncorrectable ECC errors and rows (pages on a
+        V100) pending remapping; degraded_link_gpus train their PCIe link at x8 of x16;
+        xid_gpus hit an application XID (13 or 31) every few busy minutes.
         """
         self._clock = clock
         self._lock = threading.Lock()
@@ -343,6 +380,7 @@ class SimulatedNvml:
         self._missing: set[str] = set()
         self._processes_at: dict[int, tuple[float, list[SimProcess]]] = {}
         self.proc_tree = proc_tree
+        self._health = HealthModel(self, _noise, hot_gpus, remap_gpus, degraded_link_gpus, xid_gpus)
         self.devices = [
             self._make_device(i, host, names, mig=i in mig_gpus) for i in range(gpu_count)
         ]
@@ -361,7 +399,9 @@ class SimulatedNvml:
         """Make GPU index; in MIG mode, a MIG-capable model unless names names it."""
         model = MODELS[index % len(MODELS)]
         named = index < len(names)
-        if mig and not named and not model.mig_capable:
+        if named:
+            model = next((m for m in (*MODELS, *EXTRA_MODELS) if m.name == names[index]), model)
+        elif mig and not model.mig_capable:
             model = MIG_MODELS[index % len(MIG_MODELS)]
         seed = _noise(f"{host}/{index}/seed", 0)
         return _Device(
@@ -426,6 +466,10 @@ class SimulatedNvml:
         if error is not None:
             self._initialised = False
 
+    def inject_xid(self, index: int, code: int) -> None:
+        """Report XID `code` on GPU `index` now (79: fell off the bus, 48: DBE, 63/64: rows)."""
+        self._health.inject_xid(index, code)
+
     def restore(self) -> None:
         """Undo every injected fault."""
         self._init_error = None
@@ -452,7 +496,12 @@ class SimulatedNvml:
     def nvmlSystemGetDriverVersion(self) -> str:
         """Return the (simulated) driver version."""
         self._check_session()
-        return "550.127.05-simulated"
+        return DRIVER_VERSION
+
+    def nvmlSystemGetCudaDriverVersion(self) -> int:
+        """Return the newest CUDA version the driver supports (12040: CUDA 12.4)."""
+        self._health.check_call("nvmlSystemGetCudaDriverVersion")
+        return CUDA_DRIVER_VERSION
 
     def nvmlDeviceGetCount(self) -> int:
         """Return the number of GPUs."""
@@ -522,12 +571,11 @@ class SimulatedNvml:
         device = self._check(handle, "nvmlDeviceGetTemperature")
         if sensor != NVML_TEMPERATURE_GPU:
             raise NVMLError_NotSupported()
-        lagged = self._load(device, lag_s=90)
-        return round(33 + 48 * lagged + 2 * _noise(device.uuid + "t", self._clock()))
+        return self._health.temperature_c(device)
 
     @_may_be_not_available(32)
     def nvmlDeviceGetPowerUsage(self, handle: _Device) -> int:
-        """Return the power draw in mW."""
+        """Return the power draw in mW (at most the enforced limit)."""
         device = self._check(handle, "nvmlDeviceGetPowerUsage")
         return self._power_mw(device)
 
@@ -561,9 +609,8 @@ class SimulatedNvml:
         device = self._check(handle, "nvmlDeviceGetClockInfo")
         if clock_type == NVML_CLOCK_MEM:
             return device.model.mem_clock_mhz if self._load(device) > 0.02 else 405
-        if clock_type == NVML_CLOCK_SM:
-            boost = min(1.0, 3 * self._load(device))
-            return round(210 + (device.model.max_sm_clock_mhz - 210) * boost)
+        if clock_type in (NVML_CLOCK_SM, self.NVML_CLOCK_GRAPHICS):
+            return self._health.sm_clock_mhz(device)
         raise NVMLError_NotSupported()
 
     @_may_be_not_available(32)
@@ -623,6 +670,153 @@ class SimulatedNvml:
     def nvmlDeviceGetGraphicsRunningProcesses(self, handle: object) -> list[SimpleNamespace]:
         """Return the graphics processes (pynvml's unversioned name)."""
         return self._process_list(handle, "graphics", "nvmlDeviceGetGraphicsRunningProcesses")
+
+    # -- health: each call is checked here, answered by simulated_health -----------------------
+
+    @_may_be_not_available(64)
+    def nvmlDeviceGetCurrentClocksEventReasons(self, handle: _Device) -> int:
+        """Return why the clocks are held down now: a bitmask of nvmlClocksEventReason*."""
+        return self._health.reasons(self._check(handle, "nvmlDeviceGetCurrentClocksEventReasons"))
+
+    @_may_be_not_available(64)
+    def nvmlDeviceGetCurrentClocksThrottleReasons(self, handle: _Device) -> int:
+        """Return the clock-event reasons (the older drivers' name)."""
+        device = self._check(handle, "nvmlDeviceGetCurrentClocksThrottleReasons")
+        return self._health.reasons(device)
+
+    @_may_be_not_available(64)
+    def nvmlDeviceGetViolationStatus(self, handle: _Device, perfPolicyType: int) -> SimpleNamespace:
+        """Return `.referenceTime` (µs) and `.violationTime` (ns held down by POWER or THERMAL)."""
+        device = self._check(handle, "nvmlDeviceGetViolationStatus")
+        return self._health.violation(device, perfPolicyType)
+
+    def nvmlDeviceGetEccMode(self, handle: _Device) -> list[int]:
+        """Return [current, pending] ECC mode; NotSupported without ECC."""
+        return self._health.ecc_mode(self._check(handle, "nvmlDeviceGetEccMode"))
+
+    @_may_be_not_available(64)
+    def nvmlDeviceGetTotalEccErrors(self, handle: _Device, errorType: int, counterType: int) -> int:
+        """Return the corrected or uncorrected ECC errors, volatile or aggregate."""
+        device = self._check(handle, "nvmlDeviceGetTotalEccErrors")
+        return self._health.ecc_errors(device, errorType, counterType)
+
+    def nvmlDeviceGetRemappedRows(self, handle: _Device) -> tuple[int, int, int, int]:
+        """Return (correctable, uncorrectable, pending, failure) rows; Ampere and newer."""
+        return self._health.remapped_rows(self._check(handle, "nvmlDeviceGetRemappedRows"))
+
+    def nvmlDeviceGetRetiredPages(self, handle: _Device, sourceFilter: int) -> list[int]:
+        """Return the addresses of the pages retired for a cause; before Ampere only."""
+        device = self._check(handle, "nvmlDeviceGetRetiredPages")
+        return self._health.retired_pages(device, sourceFilter)
+
+    def nvmlDeviceGetRetiredPagesPendingStatus(self, handle: _Device) -> int:
+        """Return 1 while retired pages wait for a reset, else 0."""
+        device = self._check(handle, "nvmlDeviceGetRetiredPagesPendingStatus")
+        return self._health.retired_pages_pending(device)
+
+    @_may_be_not_available(32)
+    def nvmlDeviceGetCurrPcieLinkGeneration(self, handle: _Device) -> int:
+        """Return the PCIe generation now (1 while idle)."""
+        device = self._check(handle, "nvmlDeviceGetCurrPcieLinkGeneration")
+        return self._health.pcie_gen(device, current=True)
+
+    @_may_be_not_available(32)
+    def nvmlDeviceGetMaxPcieLinkGeneration(self, handle: _Device) -> int:
+        """Return the highest PCIe generation of the GPU and its slot."""
+        device = self._check(handle, "nvmlDeviceGetMaxPcieLinkGeneration")
+        return self._health.pcie_gen(device, current=False)
+
+    @_may_be_not_available(32)
+    def nvmlDeviceGetCurrPcieLinkWidth(self, handle: _Device) -> int:
+        """Return the PCIe lanes the link trained to."""
+        device = self._check(handle, "nvmlDeviceGetCurrPcieLinkWidth")
+        return self._health.pcie_width(device, current=True)
+
+    @_may_be_not_available(32)
+    def nvmlDeviceGetMaxPcieLinkWidth(self, handle: _Device) -> int:
+        """Return the PCIe lanes the GPU has."""
+        device = self._check(handle, "nvmlDeviceGetMaxPcieLinkWidth")
+        return self._health.pcie_width(device, current=False)
+
+    @_may_be_not_available(32)
+    def nvmlDeviceGetPcieThroughput(self, handle: _Device, counter: int) -> int:
+        """Return the KB/s sent (NVML_PCIE_UTIL_TX_BYTES) or received over the last 20 ms."""
+        device = self._check(handle, "nvmlDeviceGetPcieThroughput")
+        return self._health.pcie_throughput(device, counter)
+
+    @_may_be_not_available(32)
+    def nvmlDeviceGetPcieReplayCounter(self, handle: _Device) -> int:
+        """Return the PCIe replays since the driver loaded."""
+        device = self._check(handle, "nvmlDeviceGetPcieReplayCounter")
+        return self._health.pcie_replays(device)
+
+    def nvmlDeviceGetNvLinkState(self, handle: _Device, link: int) -> int:
+        """Return NVML_FEATURE_ENABLED for a link the GPU has; NotSupported for others."""
+        return self._health.nvlink_state(self._check(handle, "nvmlDeviceGetNvLinkState"), link)
+
+    def nvmlDeviceGetFieldValues(self, handle: _Device, fieldIds: list[Any]) -> list[Any]:
+        """Return one answer per field id (`.nvmlReturn`, `.valueType`, `.value`...)."""
+        device = self._check(handle, "nvmlDeviceGetFieldValues")
+        return self._health.field_values(device, fieldIds)
+
+    def nvmlDeviceGetEncoderUtilization(self, handle: _Device) -> list[int]:
+        """Return [encoder utilization %, sampling period µs]."""
+        device = self._check(handle, "nvmlDeviceGetEncoderUtilization")
+        return self._health.video_util(device, encoder=True)
+
+    def nvmlDeviceGetDecoderUtilization(self, handle: _Device) -> list[int]:
+        """Return [decoder utilization %, sampling period µs]."""
+        device = self._check(handle, "nvmlDeviceGetDecoderUtilization")
+        return self._health.video_util(device, encoder=False)
+
+    @_may_be_not_available(32)
+    def nvmlDeviceGetMaxClockInfo(self, handle: _Device, type: int) -> int:
+        """Return the model's maximum SM (graphics) or memory clock in MHz."""
+        device = self._check(handle, "nvmlDeviceGetMaxClockInfo")
+        return self._health.max_clock_mhz(device, type)
+
+    def nvmlDeviceGetPowerManagementLimitConstraints(self, handle: _Device) -> list[int]:
+        """Return [min, max] power limit in mW."""
+        device = self._check(handle, "nvmlDeviceGetPowerManagementLimitConstraints")
+        return self._health.power_limit_range(device)
+
+    @_may_be_not_available(32)
+    def nvmlDeviceGetTemperatureThreshold(self, handle: _Device, threshold: int) -> int:
+        """Return a temperature threshold (NVML_TEMPERATURE_THRESHOLD_*) in °C."""
+        device = self._check(handle, "nvmlDeviceGetTemperatureThreshold")
+        return self._health.temperature_threshold(device, threshold)
+
+    def nvmlDeviceGetSupportedEventTypes(self, handle: _Device) -> int:
+        """Return the event types the GPU reports (nvmlEventType* bits)."""
+        device = self._check(handle, "nvmlDeviceGetSupportedEventTypes")
+        return self._health.supported_events(device)
+
+    def nvmlEventSetCreate(self) -> EventSet:
+        """Return a new event set."""
+        self._health.check_call("nvmlEventSetCreate")
+        return self._health.create_set()
+
+    def nvmlDeviceRegisterEvents(self, handle: _Device, eventTypes: int, eventSet: Any) -> None:
+        """Deliver the GPU's events of eventTypes that happen from now on to eventSet."""
+        device = self._check(handle, "nvmlDeviceRegisterEvents")
+        self._health.register(device, eventTypes, eventSet)
+
+    def nvmlEventSetWait_v2(self, eventSet: Any, timeoutms: int) -> SimpleNamespace:
+        """Return the next event (`.device`, `.eventType`, `.eventData`: the XID, instances).
+
+        Waits at most timeoutms (0: not at all), then raises NVMLError_Timeout.
+        """
+        self._health.check_call("nvmlEventSetWait_v2")
+        return self._health.wait(eventSet, timeoutms)
+
+    def nvmlEventSetWait(self, eventSet: Any, timeoutms: int) -> SimpleNamespace:
+        """Return the next event, as nvmlEventSetWait_v2 (pynvml calls it)."""
+        return self.nvmlEventSetWait_v2(eventSet, timeoutms)
+
+    def nvmlEventSetFree(self, eventSet: Any) -> None:
+        """Free an event set."""
+        self._health.check_call("nvmlEventSetFree")
+        self._health.free_set(eventSet)
 
     # -- the simulated processes -----------------------------------------------------------
 
@@ -800,11 +994,11 @@ class SimulatedNvml:
         """Return where in its ramp/train/idle cycle the GPU is, from 0 to 1."""
         return ((t_s + device.phase_s) % device.period_s) / device.period_s
 
-    def _load(self, device: _Device, lag_s: float = 0.0) -> float:
+    def _load(self, device: _Device, lag_s: float = 0.0, at_s: float | None = None) -> float:
         """Return the GPU's load from 0 to 1: ramp 10%, train 60% (with jitter), idle 30%."""
         if device.idle:
             return 0.0
-        t_s = self._clock() - lag_s
+        t_s = (self._clock() if at_s is None else at_s) - lag_s
         position = self._cycle(device, t_s)
         if position < 0.1:
             base = position / 0.1
@@ -841,6 +1035,4 @@ class SimulatedNvml:
         return int(mig.mem_total_bytes * fill) // MIB * MIB
 
     def _power_mw(self, device: _Device) -> int:
-        model = device.model
-        load = self._load(device)
-        return int(model.idle_power_mw + (model.power_limit_mw * 0.92 - model.idle_power_mw) * load)
+        return self._health.power_mw(device)

@@ -35,6 +35,7 @@ def build_tick(
         ts=ts,
         interval_s=interval_s,
         driver_version=reading.driver_version,
+        cuda_version=reading.cuda_version,
         error=reading.error,
         gpus=[_valid(gpu) for gpu in reading.gpus],
     )

@@ -47,6 +47,7 @@ from services.transport.relink import (
 )
 from services.transport.sockets import RECEIVE_RETRY_S, hub_socket, receive_each
 from services.web.fleet import Live, build_fleet, live_host_states
+from services.web.health_watch import HealthWatch
 from services.web.hosts import HostState
 from services.web.shapes import LiveTick, SnapshotMessage, TickMessage
 
@@ -99,6 +100,7 @@ class LiveFeed:
         self._latest: dict[str, Tick] = {}
         # Per GPU UUID in a host's newest tick: its error run, None while it reads fine.
         self._error_runs: dict[str, ErrorRun | None] = {}
+        self.health = HealthWatch()
         self._malformed_log = ThrottledLog(logger, log_every_s)
         self.received_ticks = 0
         self.malformed_messages = 0
@@ -127,7 +129,7 @@ class LiveFeed:
 
     def live_tick(self, tick: Tick, now_s: float) -> LiveTick:
         """Return a tick as the websocket sends it, its GPUs as this feed alone knows them."""
-        live = Live([tick], self._received_s, self.error_run)
+        live = Live([tick], self._received_s, self.error_run, self.health)
         gpus = build_fleet((), live, now_s, tick.interval_s).gpus
         return LiveTick(
             tick.host,
@@ -138,6 +140,7 @@ class LiveFeed:
             tick.driver_version,
             tick.error,
             gpus,
+            tick.cuda_version,
         )
 
     def snapshot_message(self) -> str:
@@ -161,6 +164,7 @@ class LiveFeed:
         current = self._latest.get(tick.host)
         if current is None or _follows(tick, current):
             self._follow_errors(tick, current)
+            self.health.follow(tick, current)
             self._latest[tick.host] = tick
             self._received_s[tick.host] = now_s
         self.received_ticks += 1

@@ -17,16 +17,30 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from common.messages import GpuReading, Tick
+from common.health import xid_text
+from common.messages import GpuReading, Tick, XidEvent
 from common.staleness import is_stale, stale_since_ts
+from services.web.health_watch import HealthWatch
 from services.web.hosts import HostState
 from services.web.idle import Reading as IdleReading
 from services.web.idle import flagged, is_idle_allocated
 from services.web.rows import GpuIdle, GpuLatest, ProcessList
-from services.web.shapes import Gpu, Idle, Process, Reading
+from services.web.shapes import (
+    Finding,
+    Gpu,
+    Idle,
+    Process,
+    Reading,
+    Xid,
+    health_shape,
+    limits_shape,
+)
 
 if TYPE_CHECKING:
     from services.web.feed import ErrorRun
+
+# A card shows a GPU's last XID as a finding for a day after it happened.
+XID_SHOWN_S = 24 * 3600.0
 
 
 def live_answers(live_ts: float, stored_ts: float | None) -> bool:
@@ -47,6 +61,7 @@ class Live:
     ticks: list[Tick]
     received_s: Mapping[str, float]
     error_run: Callable[[str], ErrorRun | None]
+    health: HealthWatch | None = None
 
 
 @dataclass(frozen=True)
@@ -182,6 +197,7 @@ def _gpu(
         if idleness is not None:
             idle_since = _live_idle_since(tick, reading, idle_item, idleness.util_pct)
         idle_ts = tick.ts
+        health = live_health(tick, reading, feed.health)
     else:
         assert stored is not None  # a GPU is in the file or in the feed
         ident = {name: getattr(stored.gpu, name) for name in STORED_IDENTITY}
@@ -190,6 +206,12 @@ def _gpu(
         processes = stored_processes(stored_list)
         idle_since = None if idle_item is None else idle_item.run_since_ts
         idle_ts = process_ts if process_ts is not None else 0.0
+        health = {"cuda_version": None, "health": None, "limits": None, "findings": []}
+    health["last_xid"] = newest_xid(
+        None if stored is None else stored.last_xid,
+        None if live is None or feed.health is None else feed.health.last_xid(live[1].uuid),
+    )
+    health["findings"] = xid_finding(health["last_xid"], ident["last_ts"]) + health["findings"]
     staleness = gpu_staleness(ident["host"], ident["last_ts"], hosts)
     idle = None
     if idleness is not None and flagged(idle_since, idle_ts, idleness.after_s):
@@ -203,7 +225,37 @@ def _gpu(
         processes=processes,
         mig_devices=[] if live is None else list(live[1].mig_devices),
         idle=idle,
+        **health,
     )
+
+
+def live_health(tick: Tick, reading: GpuReading, watch: HealthWatch | None) -> dict[str, Any]:
+    """Return the health fields of a GPU's shape from its live reading (last_xid apart)."""
+    found = [] if watch is None else watch.held(tick, reading)
+    return {
+        "cuda_version": tick.cuda_version,
+        "health": None if reading.health is None else health_shape(reading.health),
+        "limits": limits_shape(reading.limits),
+        "findings": [Finding(f.kind, f.text, f.since_ts) for f in found],
+    }
+
+
+def newest_xid(stored: tuple[float, int] | None, live: XidEvent | None) -> Xid | None:
+    """Return the newer of the file's newest XID (ts, code) and the feed's, None when neither."""
+    known = [] if stored is None else [stored]
+    if live is not None:
+        known.append((live.ts, live.code))
+    if not known:
+        return None
+    ts, code = max(known)
+    return Xid(ts, code, xid_text(code))
+
+
+def xid_finding(xid: Xid | None, last_ts: float) -> list[Finding]:
+    """Return the XID as a finding while it is at most XID_SHOWN_S older than the GPU's reading."""
+    if xid is None or last_ts - xid.ts > XID_SHOWN_S:
+        return []
+    return [Finding("xid", xid.text, xid.ts)]
 
 
 def build_fleet(

@@ -31,6 +31,9 @@ ERROR_SINCE_SQL = (
     "(SELECT ts FROM samples WHERE gpu_id = ?1 AND error IS NULL ORDER BY ts DESC LIMIT 1), -1)"
 )
 
+# The newest XID of the GPU: one key look-up from the end of its key range in xid_events.
+LAST_XID_SQL = "SELECT ts, code FROM xid_events WHERE gpu_id = ? ORDER BY ts DESC LIMIT 1"
+
 
 def read_gpus(conn: sqlite3.Connection) -> list[GpuRow]:
     """Return every GPU of the file."""
@@ -44,21 +47,24 @@ def read_gpu(conn: sqlite3.Connection, gpu_uuid: str) -> GpuRow | None:
 
 
 def gpus_with_latest_job() -> Callable[[sqlite3.Connection], list[GpuLatest]]:
-    """Return a job reading every GPU with its newest reading and, if in error, since when."""
+    """Return a job reading every GPU with its newest reading, if in error since when, and its
+    newest XID."""
     columns = ("ts", "error", *METRIC_NAMES)
 
     def job(conn: sqlite3.Connection) -> list[GpuLatest]:
         answer = []
         for gpu in read_gpus(conn):
+            xid = conn.execute(LAST_XID_SQL, (gpu.gpu_id,)).fetchone()
+            last_xid = None if xid is None else (xid[0], xid[1])
             row = conn.execute(LATEST_SQL, (gpu.gpu_id,)).fetchone()
             if row is None:
-                answer.append(GpuLatest(gpu, None))
+                answer.append(GpuLatest(gpu, None, None, last_xid))
                 continue
             latest = dict(zip(columns, row, strict=True))
             since_ts = None
             if latest["error"] is not None:
                 since_ts = conn.execute(ERROR_SINCE_SQL, (gpu.gpu_id,)).fetchone()[0]
-            answer.append(GpuLatest(gpu, latest, since_ts))
+            answer.append(GpuLatest(gpu, latest, since_ts, last_xid))
         return answer
 
     return job

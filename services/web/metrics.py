@@ -25,22 +25,21 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
 
 from aiohttp import hdrs, web
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
 
-from common.messages import GpuReading, Tick
+from common.health import xid_text
+from common.messages import GpuReading, Tick, XidEvent
 from common.status import WriterStatus
+from services.web.dcgm_fields import COUNTERS, DCGM_FIELDS, XID
 from services.web.feed import LiveFeed
 from services.web.gpu_reads import known_hosts_job
 from services.web.keys import STORE
 from services.web.params import ParamError, parse_hosts
 from services.web.replies import error_reply
-
-MIB = 1 << 20
 
 # dcgm-exporter's labels: "gpu" (index), "UUID", "pci_bus_id", "device" ("nvidia<N>"),
 # "modelName" and the host. dcgm-exporter has spelled the host label "Hostname" and later
@@ -48,64 +47,15 @@ MIB = 1 << 20
 DCGM_LABELS = ("gpu", "UUID", "pci_bus_id", "device", "modelName", "Hostname", "hostname")
 
 
-@dataclass(frozen=True)
-class DcgmField:
-    """One dcgm-exporter metric: its name, help text and how to read it from a GpuReading."""
-
-    name: str
-    documentation: str
-    value: Callable[[GpuReading], float | None]
-    # True: a counter sent under its exact name, see ENERGY below; else a gauge.
-    counter: bool = False
-
-
-def _fb_used_mib(gpu: GpuReading) -> int | None:
-    return None if gpu.mem_used_bytes is None else gpu.mem_used_bytes // MIB
-
-
-def _fb_free_mib(gpu: GpuReading) -> int | None:
-    # NVML's own free: total - used would count the driver's reserved memory as free; a tick of
-    # an older sampler has no free memory, which is left out rather than overstated
-    return None if gpu.mem_free_bytes is None else gpu.mem_free_bytes // MIB
-
-
-def _fb_reserved_mib(gpu: GpuReading) -> int | None:
-    return None if gpu.mem_reserved_bytes is None else gpu.mem_reserved_bytes // MIB
-
-
-def _energy_mj(gpu: GpuReading) -> int | None:
-    return None if gpu.energy_j is None else round(gpu.energy_j * 1000)
-
-
-# dcgm-exporter declares DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION a counter and sends its samples
-# under that exact name, with no "_total". The family is a counter whose samples are named so
-# (add_sample); prometheus_client's text exposition, however, writes every counter's HELP and TYPE
-# lines as NAME_total, which would leave these samples untyped. exposition() writes them under
-# the exact name. See tests/web/test_metrics.py for what `promtool check metrics` says about it.
-ENERGY = "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION"
+# dcgm-exporter declares its counters, DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION among them, counters
+# and sends their samples under the exact name, with no "_total". prometheus_client's text
+# exposition, however, writes every counter's HELP and TYPE lines as NAME_total, which would leave
+# these samples untyped. exposition() writes them under the exact name. See
+# tests/web/test_metrics.py for what `promtool check metrics` says about it.
 _RENAMED_HEADERS = tuple(
-    (f"\n# {kind} {ENERGY}_total ".encode(), f"\n# {kind} {ENERGY} ".encode())
+    (f"\n# {kind} {name}_total ".encode(), f"\n# {kind} {name} ".encode())
+    for name in COUNTERS
     for kind in ("HELP", "TYPE")
-)
-
-DCGM_FIELDS: tuple[DcgmField, ...] = (
-    DcgmField("DCGM_FI_DEV_SM_CLOCK", "SM clock frequency (in MHz).", lambda g: g.sm_clock_mhz),
-    DcgmField(
-        "DCGM_FI_DEV_MEM_CLOCK", "Memory clock frequency (in MHz).", lambda g: g.mem_clock_mhz
-    ),
-    DcgmField("DCGM_FI_DEV_GPU_TEMP", "GPU temperature (in C).", lambda g: g.temp_c),
-    DcgmField("DCGM_FI_DEV_POWER_USAGE", "Power draw (in W).", lambda g: g.power_w),
-    DcgmField(ENERGY, "Total energy consumption since boot (in mJ).", _energy_mj, counter=True),
-    DcgmField("DCGM_FI_DEV_GPU_UTIL", "GPU utilization (in %).", lambda g: g.util_gpu_pct),
-    DcgmField("DCGM_FI_DEV_MEM_COPY_UTIL", "Memory utilization (in %).", lambda g: g.util_mem_pct),
-    DcgmField("DCGM_FI_DEV_FB_FREE", "Frame buffer memory free (in MiB).", _fb_free_mib),
-    DcgmField("DCGM_FI_DEV_FB_USED", "Frame buffer memory used (in MiB).", _fb_used_mib),
-    DcgmField(
-        "DCGM_FI_DEV_FB_RESERVED", "Frame buffer memory reserved (in MiB).", _fb_reserved_mib
-    ),
-    DcgmField(
-        "DCGM_FI_DEV_FAN_SPEED", "Fan speed for the device (in %, 0-100).", lambda g: g.fan_pct
-    ),
 )
 
 METRICS_PATH = "/metrics"
@@ -124,22 +74,33 @@ def dcgm_labels(host: str, gpu: GpuReading) -> list[str]:
     ]
 
 
-def dcgm_families(ticks: Iterable[Tick]) -> list[Metric]:
-    """Return one family per DCGM field with a sample per GPU that reported it, in every tick."""
+def dcgm_families(
+    ticks: Iterable[Tick], last_xid: Callable[[str], XidEvent | None] = lambda uuid: None
+) -> list[Metric]:
+    """Return one family per DCGM field with a sample per GPU that reported it, in every tick.
+
+    last_xid: each GPU's last XID, for DCGM_FI_DEV_XID_ERRORS (no sample before the first).
+    """
     families: list[Metric] = [
         Metric(field.name, field.documentation, "counter" if field.counter else "gauge")
         for field in DCGM_FIELDS
     ]
+    xids = Metric(XID, "Value of the last XID error encountered.", "gauge")
     for tick in ticks:
         for gpu in tick.gpus:
             if gpu.error is not None:
                 continue
             labels = dict(zip(DCGM_LABELS, dcgm_labels(tick.host, gpu), strict=True))
+            labels["DCGM_FI_DRIVER_VERSION"] = tick.driver_version or ""
             for field, family in zip(DCGM_FIELDS, families, strict=True):
                 value = field.value(gpu)
                 if value is not None:
                     family.add_sample(field.name, labels, value)
-    return families
+            xid = last_xid(gpu.uuid)
+            if xid is not None:
+                text = {"err_code": str(xid.code), "err_msg": xid_text(xid.code)}
+                xids.add_sample(XID, {**labels, **text}, xid.code)
+    return [*families, xids]
 
 
 def exposition(families: Iterable[Metric]) -> bytes:
@@ -285,7 +246,9 @@ class PipelineCollector:
         states = self._feed.host_states(now_s)
         if host is not None:
             ticks = [tick for tick in ticks if tick.host == host]
-        families = dcgm_families(tick for tick in ticks if not states[tick.host].stale)
+        families = dcgm_families(
+            (tick for tick in ticks if not states[tick.host].stale), self._feed.health.last_xid
+        )
         if host is not None:
             return families + host_families(ticks, now_s)
         extra = [family for collector in self._extra for family in collector.collect()]

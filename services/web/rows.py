@@ -39,11 +39,13 @@ class GpuLatest:
 
     error_since_ts: when that reading is in error, the time (UTC epoch seconds) of the first
     reading of the unbroken run of errored readings it ends; otherwise None.
+    last_xid: the newest XID the file holds for the GPU, (ts, code), None when none.
     """
 
     gpu: GpuRow
     latest: dict[str, Any] | None
     error_since_ts: float | None = None
+    last_xid: tuple[float, int] | None = None  # (ts, code) of the GPU's newest stored XID
 
 
 @dataclass(frozen=True)

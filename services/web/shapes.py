@@ -12,7 +12,8 @@ from typing import Literal
 
 import msgspec
 
-from common.messages import GpuProcess, MigDevice
+from common.health import reason_flags
+from common.messages import GpuHealth, GpuLimits, GpuProcess, MigDevice
 from common.metrics import METRICS
 
 Number = float | None
@@ -43,11 +44,57 @@ class Idle(msgspec.Struct):
     processes: list[Process]
 
 
+class HealthReading(GpuHealth, array_like=False, kw_only=True, frozen=True):
+    """A GPU's health in its newest live reading: the sampler's fields (null: the GPU cannot
+    tell), and clock_event_flags, the named bits of clocks_event_reasons."""
+
+    clock_event_flags: dict[str, bool] | None
+
+
+def health_shape(health: GpuHealth) -> HealthReading:
+    """Return the API's shape of a reading's health."""
+    fields = msgspec.structs.asdict(health)
+    return HealthReading(**fields, clock_event_flags=reason_flags(health.clocks_event_reasons))
+
+
+class Limits(GpuLimits, array_like=False, frozen=True):
+    """What does not change while the GPU's sampler runs (null: the GPU cannot tell)."""
+
+
+def limits_shape(limits: GpuLimits | None) -> Limits | None:
+    """Return the API's shape of a GPU's limits."""
+    return None if limits is None else Limits(**msgspec.structs.asdict(limits))
+
+
+class Finding(msgspec.Struct):
+    """A health problem: its kind, in words, and since when (UTC epoch s) the live feed has
+    seen it without a break (an XID: when it was read).
+
+    kind: throttled, xid, remap_pending, remap_failure, retirement_pending, ecc_uncorrected,
+    pcie_link or nvlink_down.
+    """
+
+    kind: str
+    text: str
+    since_ts: float
+
+
+class Xid(msgspec.Struct):
+    """The last XID error of a GPU this web process has received: when, its code, in words."""
+
+    ts: float
+    code: int
+    text: str
+
+
 class Gpu(msgspec.Struct):
-    """One GPU: identity, newest reading, staleness, processes, MIG devices and the idle flag.
+    """One GPU: identity, newest reading, staleness, processes, MIG devices, the idle flag and
+    its health.
 
     stale: the host stopped ticking, or the GPU left its host's ticks; host_stale and
     host_last_seen_ts: its host's own. processes: null when the sampler cannot list them.
+    cuda_version, health, limits, findings and last_xid come from the live feed only: null
+    (findings empty) for a GPU the file alone answers for.
     """
 
     host: str
@@ -68,6 +115,11 @@ class Gpu(msgspec.Struct):
     processes: list[Process] | None
     mig_devices: list[MigDevice]
     idle: Idle | None
+    cuda_version: str | None
+    health: HealthReading | None
+    limits: Limits | None
+    findings: list[Finding]
+    last_xid: Xid | None
 
 
 class GpusReply(msgspec.Struct):
@@ -258,6 +310,7 @@ class LiveTick(msgspec.Struct):
     driver_version: str | None
     error: str | None
     gpus: list[Gpu]
+    cuda_version: str | None = None
 
 
 class TickMessage(msgspec.Struct, tag="tick", tag_field="type"):

@@ -57,7 +57,7 @@ async def index(request: web.Request) -> web.Response:
 def live(request: web.Request) -> Live:
     """Return what the live feed knows at this moment."""
     feed = request.app[FEED]
-    return Live(feed.latest_ticks(), feed.received_s(), feed.error_run)
+    return Live(feed.latest_ticks(), feed.received_s(), feed.error_run, feed.health)
 
 
 async def gpus(request: web.Request) -> web.Response:
@@ -67,6 +67,7 @@ async def gpus(request: web.Request) -> web.Response:
     read_idle = idle_job(config.idle_util_pct, request.app[IDLE_RUNS])
     # one read transaction: the latest readings and the idle runs are of the same moment
     stored, idle = await store.call(lambda conn: (read_latest(conn), read_idle(conn)), ([], []))
+    request.app[FEED].health.learn_stored(stored)  # the websocket then shows them too
     idleness = Idleness(idle, config.idle_util_pct, config.idle_after_s)
     now_s = request.app[CLOCK]()
     fleet = build_fleet(stored, live(request), now_s, config.interval_s, idleness)

@@ -65,6 +65,10 @@ _FIND_IDENTITY = (
     " AND cmdline IS ? AND user IS ? AND container_id IS ? AND container_name IS ?"
     " ORDER BY proc_id DESC LIMIT 1"
 )
+_INSERT_XID = (
+    "INSERT OR IGNORE INTO xid_events (gpu_id, ts, code, gpu_instance_id, compute_instance_id)"
+    " VALUES (?, ?, ?, ?, ?)"
+)
 _INSERT_IDENTITY = (
     "INSERT INTO proc_identities (host, pid, visible, name, cmdline, user, container_id,"
     " container_name, first_ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING proc_id"
@@ -309,6 +313,16 @@ class Store:
                 for gpu in tick.gpus
             ]
             conn.executemany(_INSERT_SAMPLE, rows)
+            conn.executemany(
+                _INSERT_XID,
+                [
+                    (gpu_ids[gpu.uuid], xid.ts, xid.code, xid.gpu_instance_id,
+                     xid.compute_instance_id)
+                    for tick in ticks
+                    for gpu in tick.gpus
+                    for xid in gpu.xid_events
+                ],
+            )  # fmt: skip
             rollups.refresh(conn, ticks, gpu_ids)
             self._store_processes(conn, ticks, gpu_ids)
             if positions:
@@ -456,6 +470,9 @@ class Store:
                 # A span goes with its last tick; one that ends inside the retention is kept whole.
                 conn.execute(
                     "DELETE FROM proc_spans WHERE gpu_id = ? AND end_ts < ?", (gpu_id, before_ts)
+                )
+                conn.execute(
+                    "DELETE FROM xid_events WHERE gpu_id = ? AND ts < ?", (gpu_id, before_ts)
                 )
                 conn.execute("COMMIT")
             except BaseException:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -14,6 +15,8 @@ from common.config import Config, load_config
 from common.messages import GpuReading, Tick
 from common.metrics import METRIC_NAMES
 from common.schema import migrate
+from services.web.app import create_app
+from services.web.keys import FEED
 
 # A multiple of 60 s, so that 60-second buckets start at T0.
 T0 = 1_699_999_980.0
@@ -174,3 +177,28 @@ async def wait_until(
         if loop.time() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.01)
+
+
+@pytest.fixture
+def live_config(db_path, publisher):
+    _socket, endpoint = publisher
+    return make_config(db_path, PCW_SUBSCRIBE=endpoint)
+
+
+@pytest.fixture
+async def live_client(aiohttp_client, live_config, publisher):
+    client = await aiohttp_client(create_app(live_config))
+    await feed_connected(client.app, publisher[0])
+    return client
+
+
+async def feed_connected(app, pub) -> None:
+    """Publish probe ticks until the app's SUB socket receives one (PUB drops until then)."""
+    feed = app[FEED]
+    start = feed.received_ticks
+    for seq in range(500):
+        pub.send_multipart(make_tick(host="probe", seq=seq, ts=time.time()).to_frames())
+        await asyncio.sleep(0.01)
+        if feed.received_ticks > start:
+            return
+    raise AssertionError("the live feed never received a tick")

@@ -46,6 +46,11 @@ GPU_KEYS = {
     "processes",
     "mig_devices",
     "idle",
+    "cuda_version",
+    "health",
+    "limits",
+    "findings",
+    "last_xid",
 }
 
 

@@ -13,11 +13,11 @@ from tests.web.conftest import (
     UUID_B,
     add_gpu,
     create_db,
+    feed_connected,
     host_tick,
     make_config,
     wait_until,
 )
-from tests.web.test_live import feed_connected
 
 
 def fresh_file(path, now: float) -> None:

@@ -22,12 +22,12 @@ from tests.web.conftest import (
     UUID_B,
     UUID_C,
     create_db,
+    feed_connected,
     host_tick,
     make_config,
     make_tick,
     wait_until,
 )
-from tests.web.test_live import feed_connected
 from tests.web.test_metrics import samples
 
 # -- host states (the rule itself: tests/test_staleness.py) ---------------------------------

@@ -21,35 +21,11 @@ from tests.web.conftest import (
     UUID_A,
     add_gpu,
     create_db,
+    feed_connected,
     make_config,
     make_tick,
     wait_until,
 )
-
-
-@pytest.fixture
-def live_config(db_path, publisher):
-    _socket, endpoint = publisher
-    return make_config(db_path, PCW_SUBSCRIBE=endpoint)
-
-
-@pytest.fixture
-async def live_client(aiohttp_client, live_config, publisher):
-    client = await aiohttp_client(create_app(live_config))
-    await feed_connected(client.app, publisher[0])
-    return client
-
-
-async def feed_connected(app, pub) -> None:
-    """Publish probe ticks until the app's SUB socket receives one (PUB drops until then)."""
-    feed = app[FEED]
-    start = feed.received_ticks
-    for seq in range(500):
-        pub.send_multipart(make_tick(host="probe", seq=seq, ts=time.time()).to_frames())
-        await asyncio.sleep(0.01)
-        if feed.received_ticks > start:
-            return
-    raise AssertionError("the live feed never received a tick")
 
 
 async def receive_json(ws: aiohttp.ClientWebSocketResponse, timeout_s: float = 5.0) -> dict:

@@ -18,6 +18,7 @@ from services.sampler.nvml import GpuReader
 from services.sampler.simulated_nvml import SimulatedNvml
 from services.sampler.ticks import build_tick
 from services.web.app import create_app
+from services.web.dcgm_fields import COUNTERS
 from services.web.keys import CONFIG, FEED, STORE, WRITER
 from services.web.metrics import PipelineCollector, exposition
 from tests.web.conftest import make_config, wait_until
@@ -44,6 +45,10 @@ CAMEL_CASE_FINDING = re.compile(
     r"^DCGM_FI_DEV_\w+ label names should be written in 'snake_case' not 'camelCase'$"
 )
 ENERGY_NAME_FINDING = f'{ENERGY} counter metrics should have "_total" suffix'
+# dcgm-exporter's counters keep their exact names: promtool says so of each one sent
+COUNTER_NAME_FINDINGS = {
+    f'{name} counter metrics should have "_total" suffix' for name in COUNTERS
+} | {"DCGM_FI_DEV_PCIE_REPLAY_COUNTER metric name should not include type 'counter'"}
 
 
 def sim_tick(host: str, seq: int, faults: bool = False) -> Tick:
@@ -90,10 +95,11 @@ async def scrape(client) -> str:
 def samples(text: str, name: str) -> list:
     """Return the samples named `name` (a counter's with its _total) in the exposition.
 
-    prometheus_client's parser names every counter sample NAME_total, the energy counter's too,
-    although its lines say DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION (test_energy_is_a_counter...).
+    prometheus_client's parser names every counter sample NAME_total, dcgm-exporter's counters'
+    too, although their lines say DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION and so on
+    (test_energy_is_a_counter...).
     """
-    parsed_name = f"{ENERGY}_total" if name == ENERGY else name
+    parsed_name = f"{name}_total" if name in COUNTERS else name
     return [
         sample
         for family in text_string_to_metric_families(text)
@@ -132,14 +138,16 @@ async def test_metrics_pass_promtool_with_only_dcgm_label_case_findings(client, 
     # promtool 2.42 has no switch for its lint: it exits 3 when the exposition parses but has
     # lint findings, 1 when it does not parse. It finds two things, both dcgm-exporter's own
     # naming, which the dashboards and rules written for it query, so they stay: its label names
-    # (modelName, Hostname, UUID) are camelCase, reported on every DCGM family; and its energy
-    # counter has no "_total" suffix. So a pass is: it parses, and every finding is one of
-    # those; nothing at all on our own pycudawatch_* metrics.
+    # (modelName, Hostname, UUID) are camelCase, reported on every DCGM family; its counters
+    # (energy, PCIe, ECC, ...) have no "_total" suffix, and one is named ..._COUNTER. So a pass
+    # is: it parses, and every finding is one of those; nothing at all on our own pycudawatch_*
+    # metrics.
     assert result.returncode in (0, PROMTOOL_LINT_EXIT), result.stderr
     findings = result.stderr.splitlines()
     assert ENERGY_NAME_FINDING in findings
     unexpected = [line for line in findings if not CAMEL_CASE_FINDING.match(line)]
-    assert unexpected == [ENERGY_NAME_FINDING]
+    assert ENERGY_NAME_FINDING in unexpected
+    assert set(unexpected) <= COUNTER_NAME_FINDINGS
     assert not any("pycudawatch" in line for line in findings)
 
 
@@ -169,6 +177,7 @@ async def test_every_simulated_gpu_has_each_dcgm_metric_with_dcgm_labels(client,
             "modelName": gpu.name,
             "Hostname": "node-a",
             "hostname": "node-a",
+            "DCGM_FI_DRIVER_VERSION": tick.driver_version,
         }
         names = DCGM_NAMES if gpu.fan_pct is not None else DCGM_NAMES[:-1]
         for name in names:

@@ -18,8 +18,8 @@ from openapi_spec_validator import validate
 from services.web.app import create_app
 from services.web.keys import FEED
 from services.web.openapi import OPENAPI_PATH, ROUTES
-from tests.web.conftest import make_config, make_tick, wait_until
-from tests.web.test_live import feed_connected, receive_json, receive_tick
+from tests.web.conftest import feed_connected, make_config, make_tick, wait_until
+from tests.web.test_live import receive_json, receive_tick
 from tests.web.test_processes_api import at, usage_ticks, write
 
 # Every route and status the API answers, each with a query that gets it.

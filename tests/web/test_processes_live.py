@@ -13,8 +13,7 @@ from common.messages import GpuProcess, GpuReading, MigDevice, Tick
 from services.web.app import create_app
 from services.web.keys import FEED
 from services.writer.store import Store
-from tests.web.conftest import make_config, wait_until
-from tests.web.test_live import feed_connected
+from tests.web.conftest import feed_connected, make_config, wait_until
 
 T0 = 1_700_000_040.0
 GIB = 1 << 30

@@ -1,4 +1,4 @@
-/* The GPU cards: identity, latest reading, MIG devices, idle flag; and the GPU list poll. */
+/* The GPU cards: identity, latest reading, health, MIG devices, idle flag; the GPU list poll. */
 
 import { fetchJson } from './api.js';
 import { datasetFor, growScales, relabelDatasets } from './charts.js';
@@ -16,6 +16,7 @@ import {
   setText,
   withUnit,
 } from './format.js';
+import { buildHealthBlock, updateHealth } from './health.js';
 import { showHistoryError } from './history.js';
 import { apiGpuOrder, ensureHost, hostStale, refreshHostState, takeHostState } from './hosts.js';
 import { buildProcessBlock, renderProcesses, updateProcesses, validProcess } from './processes.js';
@@ -60,7 +61,8 @@ function buildCard(gpu) {
   idleBadge.hidden = true;
   const pstate = element('span', 'badge text-bg-dark border gpu-pstate', 'P n/a');
   pstate.title = 'Performance state (P0 = fastest, P8 and up = idle)';
-  badges.append(idleBadge, pstate);
+  const health = buildHealthBlock();
+  badges.append(health.badge, idleBadge, pstate);
   header.append(element('span', 'gpu-swatch'), index, name, badges);
 
   const body = element('div', 'card-body py-2');
@@ -87,7 +89,7 @@ function buildCard(gpu) {
   idle.hidden = true;
   const mig = buildMigBlock();
   const processes = buildProcessBlock();
-  body.append(error, idle, top, memory.block, power.block, grid, mig.block, processes.block);
+  body.append(error, health.list, idle, top, memory.block, power.block, grid, mig.block, processes.block);
 
   const footer = element('div', 'card-footer small text-body-secondary d-flex gap-2');
   const updated = element('span', 'gpu-updated', 'no reading yet');
@@ -99,7 +101,7 @@ function buildCard(gpu) {
   return {
     column, card, index, name, pstate, error, util, temp, memory, power, updated, pci,
     fan: fan.value, memUtil: memUtil.value, clocks: clocks.value,
-    idleBadge, idle, mig, processes,
+    idleBadge, idle, mig, processes, health,
   };
 }
 
@@ -287,6 +289,7 @@ export function updateCard(gpu, reading, tsS, lists) {
   if (lists) {
     updateProcesses(gpu, lists.processes, tsS);
     updateMig(gpu, lists.mig_devices);
+    updateHealth(gpu, lists);
   }
   return true;
 }
@@ -333,6 +336,7 @@ export async function loadGpus(quiet) {
       if (current) {
         updateProcesses(gpu, item.processes, isNumber(latestTs) ? latestTs : serverNowS());
         updateMig(gpu, item.mig_devices);
+        updateHealth(gpu, item);
         if (typeof item.stale === 'boolean') gpu.stale = item.stale;
       }
       if (item.idle !== undefined) updateIdle(gpu, item.idle);

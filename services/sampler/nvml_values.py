@@ -1,0 +1,49 @@
+"""NVML's values in this project's units: NVML_VALUE_NOT_AVAILABLE is None, never 0 nor huge.
+
+NVML_VALUE_NOT_AVAILABLE is -1: all ones in an unsigned int or unsigned long long field.
+"""
+
+from __future__ import annotations
+
+NOT_AVAILABLE_U32 = 0xFFFFFFFF
+NOT_AVAILABLE_U64 = 0xFFFFFFFFFFFFFFFF
+MAX_BYTES = 1 << 60  # the codec's bound
+
+
+def u32(value: int | None) -> int | None:
+    """Return an unsigned int field, None where NVML could not tell (NVML_VALUE_NOT_AVAILABLE)."""
+    if value is None:
+        return None
+    value = int(value)
+    return None if value < 0 or value >= NOT_AVAILABLE_U32 else value
+
+
+def u64(value: int | None) -> int | None:
+    """Return an unsigned long long field, None where NVML could not tell."""
+    if value is None:
+        return None
+    value = int(value)
+    return None if value < 0 or value >= NOT_AVAILABLE_U64 else value
+
+
+def byte_count(value: int | None) -> int | None:
+    """Return a byte count, or None where NVML could not tell (None or NVML_VALUE_NOT_AVAILABLE)."""
+    count = u64(value)
+    return None if count is None or count > MAX_BYTES else count
+
+
+def add(total: int | None, value: int | None) -> int | None:
+    """Return the sum of two byte counts, None when either is unknown."""
+    return None if total is None or value is None else total + value
+
+
+def pct(value: int | None) -> int | None:
+    """Return a percentage within 0-100 (some fans report over 100 %), or None."""
+    percent = u32(value)
+    return None if percent is None else min(100, percent)
+
+
+def milli(value: int | None) -> float | None:
+    """Return an unsigned int of thousandths (mW, mJ) in units (W, J), or None."""
+    count = u32(value)
+    return None if count is None else count / 1000
