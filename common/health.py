@@ -38,6 +38,8 @@ CLOCK_EVENT_REASONS: tuple[ClockEventReason, ...] = (
     ClockEventReason(0x80, "hw_power_brake", "HW power brake", True),
 )
 
+LIMITING_REASONS_MASK = sum(reason.bit for reason in CLOCK_EVENT_REASONS if reason.limiting)
+
 XID_MEANINGS: dict[int, str] = {
     8: "GPU stopped processing",
     13: "graphics engine exception",
@@ -118,6 +120,23 @@ def link_text(health: GpuHealth, limits: GpuLimits) -> str:
         f"PCIe Gen{_or_unknown(health.pcie_link_gen)} x{_or_unknown(health.pcie_link_width)}"
         f" (max Gen{_or_unknown(limits.pcie_max_gen)} x{_or_unknown(limits.pcie_max_width)})"
     )
+
+
+# Every kind findings() gives, in a fixed order: bit 1 << i of a stored `findings` is kind i.
+FINDING_KINDS: tuple[str, ...] = (
+    "throttled",
+    "remap_failure",
+    "remap_pending",
+    "retirement_pending",
+    "ecc_uncorrected",
+    "pcie_link",
+    "nvlink_down",
+)
+
+
+def finding_bits(found: list[Finding]) -> int:
+    """Return the kinds of the findings as the bits of FINDING_KINDS."""
+    return sum(1 << FINDING_KINDS.index(kind) for kind in {finding.kind for finding in found})
 
 
 @dataclass(frozen=True)

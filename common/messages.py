@@ -21,7 +21,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from common.metrics import METRIC_NAMES
+from common.metrics import CORE_METRIC_NAMES, HEALTH_METRIC_NAMES
 
 TOPIC = b"pcw.tick"
 SCHEMA_VERSION = 4
@@ -40,6 +40,7 @@ Celsius = Annotated[int, msgspec.Meta(ge=-100, le=500)]
 EpochS = Annotated[float, msgspec.Meta(gt=0, lt=MAX_EPOCH_S)]
 Text = Annotated[str, msgspec.Meta(max_length=256)]
 Count = Annotated[int, msgspec.Meta(ge=0, le=(1 << 63) - 1)]  # an NVML counter (SQLite's INTEGER)
+ActivityPct = Annotated[float, msgspec.Meta(ge=0, le=100)]  # a GPM activity ratio, in percent
 
 
 class DecodeError(ValueError):
@@ -89,6 +90,9 @@ class GpuHealth(msgspec.Struct, array_like=True, forbid_unknown_fields=True, fro
     - pcie_link_gen / pcie_link_width: as the link trained now (an idle GPU may drop its
       generation to save power; GpuLimits has the maximum).
     - pcie_tx_kb_per_s / pcie_rx_kb_per_s: NVML's throughput over its last 20 ms.
+    - *_active_pct, sm_occupancy_pct, gpm_pcie_*_bytes_per_s: GPU performance metrics (GPM,
+      Hopper and newer) over the time since the previous tick; None on GPUs without GPM and in
+      a sampler's first tick.
     """
 
     clocks_event_reasons: Count | None = None
@@ -116,6 +120,16 @@ class GpuHealth(msgspec.Struct, array_like=True, forbid_unknown_fields=True, fro
     enc_util_pct: Pct | None = None
     dec_util_pct: Pct | None = None
     mem_temp_c: Celsius | None = None
+    gr_engine_active_pct: ActivityPct | None = None
+    sm_active_pct: ActivityPct | None = None
+    sm_occupancy_pct: ActivityPct | None = None
+    tensor_active_pct: ActivityPct | None = None
+    dram_active_pct: ActivityPct | None = None
+    fp64_active_pct: ActivityPct | None = None
+    fp32_active_pct: ActivityPct | None = None
+    fp16_active_pct: ActivityPct | None = None
+    gpm_pcie_tx_bytes_per_s: Count | None = None
+    gpm_pcie_rx_bytes_per_s: Count | None = None
 
 
 class GpuLimits(msgspec.Struct, array_like=True, forbid_unknown_fields=True, frozen=True, gc=False):
@@ -181,8 +195,11 @@ class GpuReading(msgspec.Struct, forbid_unknown_fields=True, frozen=True, gc=Fal
     xid_events: Annotated[list[XidEvent], msgspec.Meta(max_length=64)] = []
 
     def metric_values(self) -> tuple[float | int | None, ...]:
-        """Return the metrics in METRIC_NAMES order."""
-        return _METRIC_VALUES(self)
+        """Return the metrics in METRIC_NAMES order, the health ones as stored (whole numbers)."""
+        if self.health is None:
+            return (*_CORE_VALUES(self), *_NO_HEALTH)
+        health = (None if v is None else round(v) for v in _HEALTH_VALUES(self.health))
+        return (*_CORE_VALUES(self), *health)
 
 
 class Tick(msgspec.Struct, forbid_unknown_fields=True, frozen=True, gc=False):
@@ -222,7 +239,9 @@ class Tick(msgspec.Struct, forbid_unknown_fields=True, frozen=True, gc=False):
             raise DecodeError(f"bad payload: {error}") from None
 
 
-_METRIC_VALUES = operator.attrgetter(*METRIC_NAMES)
+_CORE_VALUES = operator.attrgetter(*CORE_METRIC_NAMES)
+_HEALTH_VALUES = operator.attrgetter(*HEALTH_METRIC_NAMES)
+_NO_HEALTH = (None,) * len(HEALTH_METRIC_NAMES)
 _VERSION_FRAME = str(SCHEMA_VERSION).encode()
 _ACCEPTED_FRAMES = frozenset(str(version).encode() for version in ACCEPTED_VERSIONS)
 _ENCODER = msgspec.msgpack.Encoder()

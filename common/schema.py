@@ -13,6 +13,9 @@ Layout, chosen for the two queries the dashboard makes all day:
   version 5 made error ticks add nothing).
 - `legacy_imports` (version 6): the original pyCudaWatch's tables imported, each once.
 - `xid_events` (version 7): each GPU's critical XID errors; the documented view `xids`.
+- version 8: the health metrics' columns and the documented view `health_readings`;
+  `health_states`, a GPU's health counters and states each time they change, and the view
+  `health`.
 
 `PRAGMA user_version` holds the number of migrations applied. Times are UTC epoch seconds.
 Each migration is frozen SQL text: a change is a new migration, never an edit.
@@ -327,8 +330,87 @@ SELECT g.host, g.gpu_index, g.gpu_uuid, g.gpu_name, x.ts, x.code, x.gpu_instance
 FROM xid_events AS x JOIN gpus AS g ON g.gpu_id = x.gpu_id;
 """
 
+# Version 8: the health metrics (common.metrics), a column each in the samples and a sum, count
+# and max each in every rollup level; the documented view `health_readings` (`readings` stays as
+# released: people's queries rely on its columns). And
+# `health_states`: a GPU's health counters and states, one row each time one of them changes (the
+# violation counters, which move every tick while a GPU is held back, at most once a minute on
+# their own), `findings` the bits of common.health.FINDING_KINDS; the documented view `health`.
+# The SQL is generated from the literal lists below, which are frozen like the text above.
+_V8_METRICS: tuple[str, ...] = (
+    "enc_util_pct", "dec_util_pct", "mem_temp_c", "pcie_tx_kb_per_s", "pcie_rx_kb_per_s",
+    "gr_engine_active_pct", "sm_active_pct", "tensor_active_pct", "dram_active_pct",
+)  # fmt: skip
+_V8_LEVELS_S = (60, 600, 1800, 3600, 7200)
+_V8 = (
+    "\n".join(
+        [f"ALTER TABLE samples ADD COLUMN {name} INTEGER;" for name in _V8_METRICS]
+        + [
+            f"ALTER TABLE rollup_{level_s} ADD COLUMN {name}_{part};"
+            for level_s in _V8_LEVELS_S
+            for name in _V8_METRICS
+            for part in ("sum INTEGER", "n INTEGER NOT NULL DEFAULT 0", "max INTEGER")
+        ]
+        + [
+            "CREATE VIEW health_readings AS SELECT g.host, g.gpu_index, g.gpu_uuid,"
+            " g.gpu_name, s.ts"
+            + "".join(f", s.{name}" for name in _V8_METRICS)
+            + ", s.error FROM samples AS s JOIN gpus AS g ON g.gpu_id = s.gpu_id;",
+        ]
+    )
+    + """
+CREATE TABLE health_states (
+    gpu_id INTEGER NOT NULL REFERENCES gpus (gpu_id),
+    ts REAL NOT NULL,
+    findings INTEGER NOT NULL,
+    clocks_event_reasons INTEGER,
+    power_violation_ns INTEGER,
+    thermal_violation_ns INTEGER,
+    ecc_corrected_volatile INTEGER,
+    ecc_uncorrected_volatile INTEGER,
+    ecc_corrected_aggregate INTEGER,
+    ecc_uncorrected_aggregate INTEGER,
+    remapped_rows_correctable INTEGER,
+    remapped_rows_uncorrectable INTEGER,
+    remap_pending INTEGER,
+    remap_failure INTEGER,
+    retired_pages_sbe INTEGER,
+    retired_pages_dbe INTEGER,
+    retired_pages_pending INTEGER,
+    pcie_link_gen INTEGER,
+    pcie_link_width INTEGER,
+    pcie_max_gen INTEGER,
+    pcie_max_width INTEGER,
+    pcie_replays INTEGER,
+    nvlink_links INTEGER,
+    nvlink_links_active INTEGER,
+    PRIMARY KEY (gpu_id, ts)
+) WITHOUT ROWID;
+CREATE VIEW health AS
+SELECT g.host, g.gpu_index, g.gpu_uuid, g.gpu_name, h.ts, h.findings, h.clocks_event_reasons,
+    h.power_violation_ns, h.thermal_violation_ns, h.ecc_corrected_volatile,
+    h.ecc_uncorrected_volatile, h.ecc_corrected_aggregate, h.ecc_uncorrected_aggregate,
+    h.remapped_rows_correctable, h.remapped_rows_uncorrectable, h.remap_pending, h.remap_failure,
+    h.retired_pages_sbe, h.retired_pages_dbe, h.retired_pages_pending, h.pcie_link_gen,
+    h.pcie_link_width, h.pcie_max_gen, h.pcie_max_width, h.pcie_replays, h.nvlink_links,
+    h.nvlink_links_active
+FROM health_states AS h JOIN gpus AS g ON g.gpu_id = h.gpu_id;
+"""
+)
+
+# The columns of health_states after (gpu_id, ts), in its order: what the writer stores and the
+# web reads back.
+HEALTH_STATE_COLUMNS: tuple[str, ...] = (
+    "findings", "clocks_event_reasons", "power_violation_ns", "thermal_violation_ns",
+    "ecc_corrected_volatile", "ecc_uncorrected_volatile", "ecc_corrected_aggregate",
+    "ecc_uncorrected_aggregate", "remapped_rows_correctable", "remapped_rows_uncorrectable",
+    "remap_pending", "remap_failure", "retired_pages_sbe", "retired_pages_dbe",
+    "retired_pages_pending", "pcie_link_gen", "pcie_link_width", "pcie_max_gen",
+    "pcie_max_width", "pcie_replays", "nvlink_links", "nvlink_links_active",
+)  # fmt: skip
+
 # Each entry moves the file from user_version == its position to position + 1. Append only.
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 
 import pytest
 
 from common.messages import GpuHealth
+from services.sampler.health_reads import SLOW_READ_S
 from services.sampler.nvml import GpuReader
 from services.sampler.simulated_nvml import SimulatedNvml
 from services.sampler.ticks import build_tick
@@ -20,7 +20,7 @@ ALL_ONES_64 = 2**64 - 1
 
 
 def started(nvml: SimulatedNvml, clock) -> GpuReader:
-    reader = GpuReader(nvml, monotonic=clock.monotonic)
+    reader = GpuReader(nvml, monotonic=clock.monotonic, wall=clock.wall)
     reader.start()
     return reader
 
@@ -99,14 +99,14 @@ def test_an_xid_is_in_one_tick_only_with_its_code(clock):
     nvml = sim(clock)
     reader = started(nvml, clock)
     reader.read()
-    before_s = time.time()
+    clock.advance(1.0)
 
     nvml.inject_xid(1, 79)
     first, second = reader.read(), reader.read()
 
     [xid] = first.gpus[1].xid_events
     assert xid.code == 79 and xid.gpu_instance_id is None
-    assert before_s <= xid.ts <= time.time()
+    assert xid.ts == clock.wall()  # when the sampler read it, on its wall clock
     assert all(not gpu.xid_events for gpu in second.gpus)
     assert not any(gpu.xid_events for gpu in (first.gpus[0], first.gpus[2], first.gpus[3]))
 
@@ -224,6 +224,7 @@ def test_a_gpu_lost_while_its_pcie_is_read_is_in_error_the_next_tick(clock):
     reader = started(nvml, clock)
     reader.read()
     nvml.fail_metric(2, "nvmlDeviceGetPcieThroughput")
+    clock.advance(SLOW_READ_S)  # the throughput is read again
 
     tick = reader.read()
     nvml.lose_gpu(2)
@@ -242,3 +243,30 @@ def test_every_health_value_passes_the_codec(clock, scenario):
 
     assert all(gpu.health is not None and gpu.limits is not None for gpu in tick.gpus)
     assert tick.cuda_version == "12.4"
+
+
+def test_the_slow_reads_happen_at_most_every_slow_read_s_and_the_ticks_between_carry_them(
+    clock, monkeypatch
+):
+    nvml = sim(clock)
+    reader = started(nvml, clock)
+    calls = []
+    field_values = nvml.nvmlDeviceGetFieldValues
+    monkeypatch.setattr(
+        nvml, "nvmlDeviceGetFieldValues", lambda *a: calls.append(a) or field_values(*a)
+    )
+
+    first = reader.read()
+    for _ in range(int(SLOW_READ_S * 10) - 1):  # ticks every 0.1 s, short of SLOW_READ_S
+        clock.advance(0.1)
+        between = reader.read()
+    assert len(calls) == GPUS  # one field-values call per GPU, in the first tick only
+    assert (
+        between.gpus[1].health.ecc_corrected_aggregate
+        == first.gpus[1].health.ecc_corrected_aggregate
+    )
+    assert between.gpus[1].health.pcie_rx_kb_per_s == first.gpus[1].health.pcie_rx_kb_per_s
+
+    clock.advance(0.1)
+    reader.read()
+    assert len(calls) == 2 * GPUS  # SLOW_READ_S after the first: read again

@@ -20,7 +20,7 @@ from common.messages import (
     Tick,
     XidEvent,
 )
-from common.metrics import METRIC_NAMES
+from common.metrics import CORE_METRIC_NAMES, HEALTH_METRIC_NAMES, METRIC_NAMES
 from tests.fuzzing import fuzz, mutate
 
 
@@ -69,6 +69,16 @@ def full_gpu(index: int = 0, **changes: object) -> GpuReading:
             enc_util_pct=0,
             dec_util_pct=12,
             mem_temp_c=64,
+            gr_engine_active_pct=91.25,
+            sm_active_pct=88.5,
+            sm_occupancy_pct=43.75,
+            tensor_active_pct=71.0,
+            dram_active_pct=38.5,
+            fp64_active_pct=0.0,
+            fp32_active_pct=9.5,
+            fp16_active_pct=60.125,
+            gpm_pcie_tx_bytes_per_s=1_300_000_000,
+            gpm_pcie_rx_bytes_per_s=9_900_000_000,
         ),
         "limits": GpuLimits(
             max_sm_clock_mhz=1980,
@@ -141,9 +151,7 @@ def test_a_full_tick_survives_the_round_trip_unchanged():
     assert decoded == tick
     assert frames[0] == b"pcw.tick"
     assert frames[1] == b"4"
-    assert decoded.gpus[0].metric_values() == tuple(
-        getattr(tick.gpus[0], name) for name in METRIC_NAMES
-    )
+    assert decoded.gpus[0].metric_values() == stored_values(tick.gpus[0])
     assert decoded.gpus[1].fan_pct is None and decoded.gpus[1].power_w is None
     assert decoded.gpus[3].error == "GPU is lost"
 
@@ -184,11 +192,27 @@ def test_frames_that_arrived_as_bytearrays_or_memoryviews_decode_too():
     assert decoded == full_tick()
 
 
+def stored_values(gpu: GpuReading) -> tuple:
+    """The metrics as the database keeps them: the reading's own, then its health's, whole."""
+    health = [getattr(gpu.health, name) for name in HEALTH_METRIC_NAMES]
+    return (
+        *(getattr(gpu, name) for name in CORE_METRIC_NAMES),
+        *(None if value is None else round(value) for value in health),
+    )
+
+
 def test_metric_values_follow_the_metric_list():
     gpu = full_gpu()
 
-    assert gpu.metric_values() == tuple(getattr(gpu, name) for name in METRIC_NAMES)
+    assert gpu.metric_values() == stored_values(gpu)
     assert len(gpu.metric_values()) == len(METRIC_NAMES)
+    assert gpu.health is not None and gpu.health.gr_engine_active_pct is not None
+
+
+def test_a_reading_without_health_has_its_health_metrics_null():
+    gpu = msgspec.structs.replace(full_gpu(), health=None)
+
+    assert gpu.metric_values()[len(CORE_METRIC_NAMES) :] == (None,) * len(HEALTH_METRIC_NAMES)
 
 
 # -- rejection --------------------------------------------------------------------------------
@@ -432,7 +456,7 @@ def test_well_formed_msgpack_of_the_wrong_shape_only_ever_raises_decode_error(da
 
 @fuzz(0.25)
 @given(
-    field=st.sampled_from(METRIC_NAMES),
+    field=st.sampled_from(CORE_METRIC_NAMES),
     value=st.one_of(st.integers(-(2**70), 2**70), st.floats(), st.text(max_size=5), st.none()),
 )
 def test_any_metric_value_decodes_in_range_or_is_rejected(field, value):
@@ -469,5 +493,5 @@ VALID_RANGES = {
 }
 
 
-def test_valid_ranges_cover_every_metric():
-    assert set(VALID_RANGES) == set(METRIC_NAMES)
+def test_valid_ranges_cover_every_metric_of_the_reading_itself():
+    assert set(VALID_RANGES) == set(CORE_METRIC_NAMES)

@@ -8,7 +8,7 @@ import msgspec
 import pytest
 
 from common.messages import GpuReading, Tick
-from common.metrics import METRIC_NAMES
+from common.metrics import CORE_METRIC_NAMES, METRIC_NAMES
 from common.throttle import ThrottledLog
 from services.sampler import ticks
 from services.sampler.nvml import REINIT_BACKOFF_S, GpuReader, NvmlUnavailableError
@@ -75,7 +75,7 @@ def reader(sim, clock) -> GpuReader:
 def complete(gpu: GpuReading) -> bool:
     """Return whether a GPU reading has no error and every metric but the fan."""
     return gpu.error is None and all(
-        getattr(gpu, name) is not None for name in METRIC_NAMES if name != "fan_pct"
+        getattr(gpu, name) is not None for name in CORE_METRIC_NAMES if name != "fan_pct"
     )
 
 
@@ -255,7 +255,7 @@ def test_a_lost_gpu_carries_an_error_and_the_others_are_complete(reader, sim, ca
         lost = tick.gpus[2]
         assert (lost.index, lost.uuid, lost.name) == (2, sim.devices[2].uuid, sim.devices[2].name)
         assert "lost" in lost.error.lower()
-        assert all(getattr(lost, name) is None for name in METRIC_NAMES)
+        assert all(value is None for value in lost.metric_values())
         assert all(complete(tick.gpus[i]) for i in (0, 1, 3))
         assert tick.error is None
     assert len([r for r in caplog.records if r.levelno == logging.ERROR]) == 1
@@ -284,7 +284,7 @@ def started(nvml: SimulatedNvml, clock, host: str = "testhost") -> GpuReader:
 
 def assert_in_error(gpu: GpuReading) -> None:
     assert gpu.error is not None and "lost" in gpu.error.lower()
-    assert all(getattr(gpu, name) is None for name in METRIC_NAMES)
+    assert all(value is None for value in gpu.metric_values())
     assert (gpu.mem_free_bytes, gpu.mem_reserved_bytes, gpu.processes) == (None, None, None)
 
 
@@ -489,7 +489,7 @@ def test_build_tick_turns_an_out_of_range_metric_into_null_and_keeps_the_rest(re
 
     fixed = tick.gpus[1]
     assert (fixed.temp_c, fixed.pstate, fixed.power_w, fixed.mem_used_bytes) == (None,) * 4
-    for name in METRIC_NAMES:
+    for name in CORE_METRIC_NAMES:
         if name not in ("temp_c", "pstate", "power_w", "mem_used_bytes"):
             assert getattr(fixed, name) == getattr(good, name), name
     assert tick.gpus[0] == reading.gpus[0]

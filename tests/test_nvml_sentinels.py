@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 
 from common.messages import GpuReading
-from common.metrics import METRIC_NAMES
+from common.metrics import CORE_METRIC_NAMES
 from services.sampler.nvml import GpuReader
 from services.sampler.simulated_nvml import SimulatedNvml
 from services.sampler.ticks import build_tick
@@ -52,7 +52,8 @@ def read_with(clock, function_name: str | None, signed: bool = False, **sim_opti
 def test_every_metric_sent_has_a_sentinel_test():
     covered = {name for names in SOURCES.values() for name in names}
 
-    assert covered == {*METRIC_NAMES, "mem_free_bytes", "mem_reserved_bytes"}
+    # the health metrics' sentinels: tests/test_health_reads.py and tests/test_gpm_reads.py
+    assert covered == {*CORE_METRIC_NAMES, "mem_free_bytes", "mem_reserved_bytes"}
     assert covered <= set(GpuReading.__struct_fields__)
 
 
@@ -66,7 +67,7 @@ def test_an_nvml_value_not_available_is_null_not_zero_nor_huge(clock, function_n
         assert getattr(baseline, name) is not None, f"{name} is read when available"
         assert getattr(read, name) is None, f"{name} from {function_name} ({form})"
         assert getattr(sent, name) is None, f"{name} sent"
-    others = [n for n in METRIC_NAMES if n not in SOURCES[function_name]]
+    others = [n for n in CORE_METRIC_NAMES if n not in SOURCES[function_name]]
     assert [getattr(read, n) for n in others] == [getattr(sent, n) for n in others]
     assert all(getattr(read, n) is not None for n in others), "the other metrics are read"
     assert read.error is None

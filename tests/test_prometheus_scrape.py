@@ -259,3 +259,59 @@ def test_prometheus_scrapes_each_host_of_a_hub_as_its_own_instance(tmp_path):
     assert writer_series == []
     assert hub_stored["metric"]["instance"] == hub_address
     assert hub_gpu_series == []
+
+
+# NVIDIA's "NVIDIA DCGM Exporter Dashboard" (dcgm-exporter's grafana/dcgm-exporter-dashboard.json,
+# Grafana 12239): its variables and every panel's query, as written there, with "All" chosen
+# for both variables (Grafana then puts `.*` in a regex matcher).
+DASHBOARD_VARIABLES = {"instance": "DCGM_FI_DEV_GPU_TEMP", "gpu": "DCGM_FI_DEV_GPU_TEMP"}
+DASHBOARD_PANELS = {
+    "GPU Temperature": 'DCGM_FI_DEV_GPU_TEMP{instance=~"$instance", gpu=~"$gpu"}',
+    "GPU Avg. Temp": 'avg(DCGM_FI_DEV_GPU_TEMP{instance=~"$instance", gpu=~"$gpu"})',
+    "GPU Power Usage": 'DCGM_FI_DEV_POWER_USAGE{instance=~"$instance", gpu=~"$gpu"}',
+    "GPU Power Total": 'sum(DCGM_FI_DEV_POWER_USAGE{instance=~"$instance", gpu=~"$gpu"})',
+    "GPU SM Clocks": 'DCGM_FI_DEV_SM_CLOCK{instance=~"$instance", gpu=~"$gpu"} * 1000000',
+    "GPU Utilization": 'DCGM_FI_DEV_GPU_UTIL{instance=~"$instance", gpu=~"$gpu"}',
+    "GPU Framebuffer Mem Used": 'DCGM_FI_DEV_FB_USED{instance=~"$instance", gpu=~"$gpu"}',
+    "Tensor Core Utilization": (
+        'DCGM_FI_PROF_PIPE_TENSOR_ACTIVE{instance=~"$instance", gpu=~"$gpu"}'
+    ),
+}
+DASHBOARD_GPUS = 4  # 0 GeForce RTX 4090, 1 H100 (GPM), 2 A100, 3 L40S
+
+
+def test_nvidias_dcgm_dashboard_finds_every_panels_data(tmp_path):
+    with Stack(tmp_path, {"PCW_SIM_GPUS": str(DASHBOARD_GPUS), "PCW_INTERVAL_S": "1"}) as stack:
+        stack.wait_web()
+        with prometheus(tmp_path, [scrape_job("dcgm", stack)], stack) as url:
+            tensor = DASHBOARD_PANELS["Tensor Core Utilization"].replace("$instance", ".*")
+            wait_until(
+                lambda: query(url, tensor.replace("$gpu", ".*")), 60.0, "tensor activity", stack
+            )
+            variables = {
+                name: api(url, f"/api/v1/label/{name}/values", **{"match[]": metric})
+                for name, metric in DASHBOARD_VARIABLES.items()
+            }
+            answers = {
+                title: query(url, promql.replace("$instance", ".*").replace("$gpu", ".*"))
+                for title, promql in DASHBOARD_PANELS.items()
+            }
+        gpus = gpus_of(stack)
+
+    assert variables["instance"] == [stack.web_url.removeprefix("http://")]
+    assert variables["gpu"] == [str(index) for index in range(DASHBOARD_GPUS)]
+    for title in ("GPU Temperature", "GPU Power Usage", "GPU SM Clocks", "GPU Utilization"):
+        assert {a["metric"]["gpu"] for a in answers[title]} == set(variables["gpu"]), title
+    assert len(answers["GPU Framebuffer Mem Used"]) == DASHBOARD_GPUS
+    [average] = answers["GPU Avg. Temp"]
+    temps = [float(a["value"][1]) for a in answers["GPU Temperature"]]
+    assert min(temps) <= float(average["value"][1]) <= max(temps)
+    [total] = answers["GPU Power Total"]
+    assert float(total["value"][1]) > 0
+    clocks = {a["metric"]["gpu"]: float(a["value"][1]) for a in answers["GPU SM Clocks"]}
+    assert all(hz >= 100e6 for hz in clocks.values())  # MHz * 1e6: hertz, as the panel shows it
+    # the tensor cores: only the H100 has GPM; a ratio from 0 to 1, as the panel's axis says
+    [tensor_answer] = answers["Tensor Core Utilization"]
+    h100 = next(gpu for gpu in gpus if gpu["gpu_index"] == 1)
+    assert tensor_answer["metric"]["UUID"] == h100["gpu_uuid"]
+    assert 0 <= float(tensor_answer["value"][1]) <= 1

@@ -11,7 +11,7 @@ import pytest
 
 import common.metrics
 import common.schema
-from common.metrics import METRIC_NAMES, Metric
+from common.metrics import CORE_METRIC_NAMES, METRIC_NAMES, Metric
 from common.schema import (
     MIGRATIONS,
     ROLLUP_LEVELS_S,
@@ -23,7 +23,7 @@ from common.schema import (
     schema_version,
 )
 
-READINGS_COLUMNS = ["host", "gpu_index", "gpu_uuid", "gpu_name", "ts", *METRIC_NAMES, "error"]
+READINGS_COLUMNS = ["host", "gpu_index", "gpu_uuid", "gpu_name", "ts", *CORE_METRIC_NAMES, "error"]
 
 
 @pytest.fixture
@@ -198,6 +198,7 @@ RELEASED_MIGRATION_SHA256 = (
     "49f69381e466464e5e9c2f0f20da24f25d28e3e936f625af09ac861cf6d6863c",
     "753653edc9b0a03337737b5ac6aaba91191ed2c1f5ef4eb8b64d090f587e77cc",
     "d71df0afeb09c1b4e4cd87a2a7a0cf1dcfb91152da2138d8a1efecd32dc030f0",
+    "be6335d862175d0f5e9999588effe07f236b640208a0126521fc9cb727c3ece2",
 )
 
 

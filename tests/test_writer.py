@@ -9,12 +9,13 @@ import time
 import tracemalloc
 from pathlib import Path
 
+import msgspec
 import pytest
 import zmq
 
 from common.config import load_config
-from common.messages import TOPIC, GpuReading, Tick
-from common.metrics import METRIC_NAMES
+from common.messages import TOPIC, GpuHealth, GpuReading, Tick
+from common.metrics import CORE_METRIC_NAMES, HEALTH_METRIC_NAMES
 from common.status import read_status
 from services.web.health import HealthInputs, assess
 from services.writer.batch import PendingBatch, held_bytes
@@ -253,20 +254,35 @@ def test_ticks_are_stored_once_the_batch_is_old_enough(rig, clock):
     assert status.state == "ok"
 
 
+HEALTH = GpuHealth(
+    enc_util_pct=3, dec_util_pct=4, mem_temp_c=71, pcie_tx_kb_per_s=120_000,
+    pcie_rx_kb_per_s=950_000, gr_engine_active_pct=87.4, sm_active_pct=80.5,
+    sm_occupancy_pct=41.5, tensor_active_pct=63.2, dram_active_pct=35.5, fp64_active_pct=0.2,
+    fp32_active_pct=12.5, fp16_active_pct=55.5,
+)  # fmt: skip
+
+
 def test_every_metric_is_stored_as_sent(rig, clock):
     r = rig()
     tick = make_tick(0, 1_700_000_000.0, gpus=1)
+    tick = msgspec.structs.replace(tick, gpus=[gpu(0, health=HEALTH)])
     r.publish(tick)
     clock.advance(MAX_BATCH_AGE_S)
     r.writer.flush()
 
-    columns = ", ".join(METRIC_NAMES)
-    stored = r.rows(f"SELECT host, gpu_index, gpu_uuid, gpu_name, ts, {columns} FROM readings")
+    core = ", ".join(f"r.{name}" for name in CORE_METRIC_NAMES)
+    health = ", ".join(f"h.{name}" for name in HEALTH_METRIC_NAMES)
+    stored = r.rows(
+        f"SELECT r.host, r.gpu_index, r.gpu_uuid, r.gpu_name, r.ts, {core}, {health}"
+        " FROM readings AS r JOIN health_readings AS h USING (gpu_uuid, ts)"
+    )
 
     reading = tick.gpus[0]
     assert stored == [
         ("testhost", 0, reading.uuid, reading.name, tick.ts, *reading.metric_values())
     ]
+    # the GPM activities as whole percents, half to even: 87.4 -> 87, 80.5 -> 80, 35.5 -> 36
+    assert stored[0][-9:] == (3, 4, 71, 120_000, 950_000, 87, 80, 63, 36)
 
 
 def test_a_full_batch_is_stored_at_once_without_waiting(rig):

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from common.config import load_config
 from common.messages import DecodeError, GpuReading, Tick
-from common.metrics import METRIC_NAMES
+from common.metrics import CORE_METRIC_NAMES, HEALTH_METRIC_NAMES
 from services.writer.main import Writer
 from services.writer.store import Store
 
@@ -57,6 +57,11 @@ def writer(tmp_path_factory):
     store = Store(db_path)
     yield Writer(config, [], store)
     store.close()
+
+
+COLUMNS = ", ".join(
+    [f"r.{name}" for name in CORE_METRIC_NAMES] + [f"h.{name}" for name in HEALTH_METRIC_NAMES]
+)
 
 
 def _mutate(frames: list[bytes], how: str, data: st.DataObject) -> list[bytes]:
@@ -118,8 +123,9 @@ def test_each_message_is_stored_exactly_or_not_at_all(writer, messages, data):
     conn = sqlite3.connect(f"file:{writer.store.db_path}?mode=ro", uri=True)
     try:
         rows = conn.execute(
-            f"SELECT gpu_uuid, ts, error, {', '.join(METRIC_NAMES)} FROM readings"
-            " WHERE gpu_uuid IN (SELECT value FROM json_each(?)) ORDER BY gpu_uuid, ts",
+            f"SELECT r.gpu_uuid, r.ts, r.error, {COLUMNS} FROM readings AS r"
+            " JOIN health_readings AS h USING (gpu_uuid, ts)"
+            " WHERE r.gpu_uuid IN (SELECT value FROM json_each(?)) ORDER BY r.gpu_uuid, r.ts",
             (json.dumps(uuids),),
         ).fetchall()
     finally:

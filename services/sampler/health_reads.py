@@ -6,17 +6,21 @@ lost session is raised as for any other metric. What NVML gives:
 
 - limits (GpuLimits), read once per GPU and session: max clocks, power-limit range, temperature
   thresholds, PCIe link maximum, NVLink links that exist, ECC mode;
-- health (GpuHealth) each tick: clock-event reasons and the power and thermal violation time
-  (two calls), the current PCIe link (two calls), encoder and decoder utilization (two calls),
-  and every counter that has an NVML field (ECC totals, retired pages, remapped rows, PCIe
-  replays, memory temperature, NVLink states and throughput) in one nvmlDeviceGetFieldValues
-  call; an entry whose own return is not success, or is NVML_VALUE_NOT_AVAILABLE, is None;
-- PCIe throughput: NVML measures each direction over 20 ms, blocking; the two directions of
-  every GPU are read at once on a small pool of threads (ctypes lets go of the GIL), so a tick
-  waits about 20 ms for all GPUs, not 40 ms per GPU;
+- health (GpuHealth) each tick: clock-event reasons, the current PCIe link (judged against the
+  tick's utilization), encoder and decoder utilization (five calls); and at most every
+  SLOW_READ_S (a tick between carries the last read; at the default 60 s interval every tick
+  reads all): the power and thermal violation time (two calls) and every counter that has an
+  NVML field (ECC totals, retired pages, remapped rows, PCIe replays, memory temperature, NVLink
+  states and throughput) in one nvmlDeviceGetFieldValues call; an entry whose own return is not
+  success, or is NVML_VALUE_NOT_AVAILABLE, is None;
+- PCIe throughput, with the slow reads: NVML measures each direction over 20 ms, blocking; the
+  two directions of every GPU due are read at once on a small pool of threads (ctypes lets go of
+  the GIL), so a tick waits about 20 ms for all GPUs, not 40 ms per GPU;
 - XID errors: one NVML event set per GPU, registered for critical XID errors when the GPU is
   first identified, drained without waiting (timeout 0) each tick, at most MAX_XIDS_PER_TICK a
-  tick (the rest wait in NVML's queue for the next).
+  tick (the rest wait in NVML's queue for the next);
+- GPU performance metrics (GPM, Hopper and newer): services/sampler/gpm_reads.py, two samples
+  per GPU and one metrics call a tick, on the GPUs that have GPM only.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from common.messages import GpuHealth, GpuLimits, XidEvent
+from services.sampler.gpm_reads import GpmReads
 from services.sampler.nvml_values import milli as _milli
 from services.sampler.nvml_values import pct as _pct
 from services.sampler.nvml_values import u32 as _u32
@@ -35,6 +40,11 @@ from services.sampler.nvml_values import u64 as _u64
 
 MAX_XIDS_PER_TICK = 64
 PCIE_POOL_THREADS = 16
+PCIE_WAIT_S = 1.0  # NVML measures over 20 ms: a read not back by then counts as failed
+# What is read at most this often (faster ticks carry the last read): the violation times, the
+# PCIe throughput, and the field values (ECC, retired pages, remapped rows, PCIe replays, memory
+# temperature, NVLink). The clock-event reasons, PCIe link, encoder, decoder, GPM: every tick.
+SLOW_READ_S = 5.0
 NO_INSTANCE = 0xFFFFFFFF  # gpuInstanceId of an event outside MIG
 
 # GpuHealth field <- NVML field id name: each is one entry of the per-tick field-values call
@@ -70,13 +80,24 @@ Optional = Callable[..., Any]
 
 
 class HealthReads:
-    """The health reads of one GpuReader; holds the per-GPU event sets and the PCIe pool."""
+    """The health reads of one GpuReader; holds the per-GPU event sets, GPM samples and the
+    PCIe pool."""
 
-    def __init__(self, nvml: Any, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        nvml: Any,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._nvml = nvml
         self._clock = clock
+        self._monotonic = monotonic
+        self._slow: dict[int, tuple[float, dict[str, Any]]] = {}  # index: (read at, fields)
+        self._pcie: dict[int, tuple[Any, Any]] = {}  # index: (TX, RX) as last read
+        self._due: set[int] = set()  # the GPUs whose slow reads were due this tick
         self._xid_sets: dict[int, Any] = {}
         self._pool: ThreadPoolExecutor | None = None
+        self._gpm = GpmReads(nvml)
         self._value_kinds = {
             getattr(nvml, name, -1): (attribute, bits)
             for name, attribute, bits in (
@@ -179,29 +200,38 @@ class HealthReads:
 
     # -- every tick --------------------------------------------------------------------------
 
-    def start_pcie(self, gpus: list[tuple[Any, Optional]]) -> list[Future[Any]]:
-        """Start reading the PCIe throughput (TX, RX) of every (handle, optional) at once."""
+    def pcie(self, gpus: list[tuple[int, Any, Optional]]) -> dict[int, tuple[Any, Any]]:
+        """Return the PCIe throughput (TX, RX) of every (index, handle, optional): read anew,
+        all at once on the pool, for the GPUs whose slow reads were due this tick; the last
+        read for the others."""
         nvml = self._nvml
-        if not hasattr(nvml, "nvmlDeviceGetPcieThroughput"):
-            return []
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(PCIE_POOL_THREADS, thread_name_prefix="pcie")
-        return [
-            self._pool.submit(
-                optional, f"PCIe {name}", nvml.nvmlDeviceGetPcieThroughput, handle, counter
-            )
-            for handle, optional in gpus
-            for name, counter in (
-                ("TX", nvml.NVML_PCIE_UTIL_TX_BYTES),
-                ("RX", nvml.NVML_PCIE_UTIL_RX_BYTES),
-            )
-        ]
+        due = [gpu for gpu in gpus if gpu[0] in self._due or gpu[0] not in self._pcie]
+        if due and hasattr(nvml, "nvmlDeviceGetPcieThroughput"):
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(PCIE_POOL_THREADS, thread_name_prefix="pcie")
+            futures = [
+                self._pool.submit(
+                    optional, f"PCIe {name}", nvml.nvmlDeviceGetPcieThroughput, handle, counter
+                )
+                for _, handle, optional in due
+                for name, counter in (
+                    ("TX", nvml.NVML_PCIE_UTIL_TX_BYTES),
+                    ("RX", nvml.NVML_PCIE_UTIL_RX_BYTES),
+                )
+            ]
+            for n, (index, _, _) in enumerate(due):
+                self._pcie[index] = (_result(futures[2 * n]), _result(futures[2 * n + 1]))
+        return {index: self._pcie.get(index, (None, None)) for index, _, _ in gpus}
 
     def health(
-        self, handle: Any, limits: GpuLimits, pcie: tuple[Any, Any], optional: Optional
+        self,
+        index: int,
+        handle: Any,
+        limits: GpuLimits,
+        pcie: tuple[Any, Any],
+        optional: Optional,
     ) -> GpuHealth:
-        """Return one tick's health of a GPU; pcie: its (TX, RX) answers from start_pcie."""
-        nvml = self._nvml
+        """Return one tick's health of GPU index; pcie: (TX, RX), filled in later by pcie()."""
         reasons = optional(
             "clock-event reasons",
             self._function(
@@ -210,38 +240,50 @@ class HealthReads:
             ),
             handle,
         )
-        power = optional(
-            "power violation", self._function("nvmlDeviceGetViolationStatus"), handle,
-            nvml.NVML_PERF_POLICY_POWER,
-        )  # fmt: skip
-        thermal = optional(
-            "thermal violation", self._function("nvmlDeviceGetViolationStatus"), handle,
-            nvml.NVML_PERF_POLICY_THERMAL,
-        )  # fmt: skip
         enc = optional(
             "encoder utilization", self._function("nvmlDeviceGetEncoderUtilization"), handle
         )
         dec = optional(
             "decoder utilization", self._function("nvmlDeviceGetDecoderUtilization"), handle
         )
+        # the link as trained now, judged against this tick's utilization: every tick
+        gen = self._function("nvmlDeviceGetCurrPcieLinkGeneration")
+        width = self._function("nvmlDeviceGetCurrPcieLinkWidth")
         return GpuHealth(
             clocks_event_reasons=_u64(reasons),
-            power_violation_ns=_u64(power.violationTime) if power is not None else None,
-            thermal_violation_ns=_u64(thermal.violationTime) if thermal is not None else None,
-            pcie_link_gen=_u32(
-                optional(
-                    "PCIe generation", self._function("nvmlDeviceGetCurrPcieLinkGeneration"), handle
-                )
-            ),
-            pcie_link_width=_u32(
-                optional("PCIe width", self._function("nvmlDeviceGetCurrPcieLinkWidth"), handle)
-            ),
+            pcie_link_gen=_u32(optional("PCIe generation", gen, handle)),
+            pcie_link_width=_u32(optional("PCIe width", width, handle)),
             pcie_tx_kb_per_s=_u32(pcie[0]),
             pcie_rx_kb_per_s=_u32(pcie[1]),
             enc_util_pct=_pct(enc[0]) if enc is not None else None,
             dec_util_pct=_pct(dec[0]) if dec is not None else None,
-            **self._fields(handle, limits.nvlink_links or 0, optional),
+            **self._slow_reads(index, handle, limits.nvlink_links or 0, optional),
+            **self._gpm.read(index, handle, optional),
         )
+
+    def _slow_reads(
+        self, index: int, handle: Any, links: int, optional: Optional
+    ) -> dict[str, Any]:
+        """Return the GPU's slow reads: read anew when SLOW_READ_S have passed since the last
+        time, which makes them due this tick (pcie() then reads the throughput too)."""
+        now_s = self._monotonic()
+        held = self._slow.get(index)
+        if held is not None and now_s - held[0] < SLOW_READ_S:
+            self._due.discard(index)
+            return held[1]
+        violation = self._function("nvmlDeviceGetViolationStatus")
+        power = optional("power violation", violation, handle, self._nvml.NVML_PERF_POLICY_POWER)
+        thermal = optional(
+            "thermal violation", violation, handle, self._nvml.NVML_PERF_POLICY_THERMAL
+        )
+        values = {
+            "power_violation_ns": None if power is None else _u64(power.violationTime),
+            "thermal_violation_ns": None if thermal is None else _u64(thermal.violationTime),
+            **self._fields(handle, links, optional),
+        }
+        self._slow[index] = (now_s, values)
+        self._due.add(index)
+        return values
 
     def _fields(self, handle: Any, links: int, optional: Optional) -> dict[str, Any]:
         """Return every counter of COUNTER_FIELDS and the NVLink sums, from one NVML call."""
@@ -309,14 +351,25 @@ class HealthReads:
 
     # -- session ---------------------------------------------------------------------------
 
+    def lost(self, index: int) -> None:
+        """Free what is held for a GPU that was lost (its GPM samples, its last slow reads)."""
+        self._gpm.forget(index)
+        self._slow.pop(index, None)
+        self._pcie.pop(index, None)
+        self._due.discard(index)
+
     def forget(self) -> None:
-        """Drop the event sets (a new session registers anew)."""
+        """Drop the event sets and GPM samples (a new session registers anew)."""
         for event_set in self._xid_sets.values():
             self._free(event_set)
         self._xid_sets.clear()
+        self._gpm.forget_all()
+        self._slow.clear()
+        self._pcie.clear()
+        self._due.clear()
 
     def close(self) -> None:
-        """Free the event sets and stop the PCIe pool."""
+        """Free the event sets and GPM samples, and stop the PCIe pool."""
         self.forget()
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
@@ -339,6 +392,14 @@ class HealthReads:
             raise nvml.NVMLError(nvml.NVML_ERROR_FUNCTION_NOT_FOUND)
 
         return missing
+
+
+def _result(future: Future[Any]) -> Any:
+    """Return a pool read's answer, None when it failed or took longer than PCIE_WAIT_S."""
+    try:
+        return future.result(timeout=PCIE_WAIT_S)
+    except Exception:  # the read failed, or FutureTimeout
+        return None
 
 
 def _instance(value: int | None) -> int | None:

@@ -24,8 +24,9 @@ Processes (`nvidia-smi --query-compute-apps`):
 - an unreadable compute list makes the processes None (unknown, logged once), never []; an
   unsupported graphics list means no graphics processes.
 
-Health (services/sampler/health_reads.py): the GPU's limits once per session, its health fields
-and XID events every tick, its PCIe throughput on a pool of threads after the other reads.
+Health (services/sampler/health_reads.py): the GPU's limits once per session, its health fields,
+GPM metrics (services/sampler/gpm_reads.py) and XID events every tick, its PCIe throughput on a
+pool of threads after the other reads.
 
 MIG: on a GPU with MIG enabled each MIG device is read (uuid, name, memory; utilization None, as
 NVML gives none per MIG device), and the processes come from the MIG devices' own lists, which
@@ -66,7 +67,6 @@ DRIVER_LEVEL_ERRORS = (
 GPU_LOST_ERRORS = ("NVML_ERROR_GPU_IS_LOST", "NVML_ERROR_RESET_REQUIRED")
 # NVML errors at start that mean NVML cannot run on this machine at all.
 UNAVAILABLE_ERRORS = ("NVML_ERROR_DRIVER_NOT_LOADED", "NVML_ERROR_LIBRARY_NOT_FOUND")
-PCIE_WAIT_S = 1.0  # NVML measures PCIe throughput over 20 ms; past this a tick goes without it
 UNREAD_UUID_PREFIX = "unread-"  # the key of a GPU whose UUID NVML cannot give
 UNREAD_UUID_NAMESPACE = uuid.UUID("6f1d6c9e-5b7a-4c55-9a0e-2d8f3f1c7a41")  # this project's own
 ERROR_TEXT_CHARS = 256  # the codec's limit on text
@@ -186,6 +186,7 @@ class GpuReader:
         monotonic: Callable[[], float] = time.monotonic,
         resolver: ProcResolver | None = None,
         host: str = "",
+        wall: Callable[[], float] = time.time,
     ) -> None:
         self._nvml = nvml
         self._host = host  # keys a GPU whose UUID NVML cannot give
@@ -206,7 +207,7 @@ class GpuReader:
         self._identities: dict[int, GpuIdentity] = {}
         self._unidentified: dict[int, GpuIdentity] = {}  # lost before identified: what NVML gave
         self._memory_v2: dict[int, bool] = {}
-        self._health = HealthReads(nvml)
+        self._health = HealthReads(nvml, clock=wall, monotonic=monotonic)  # wall: XIDs' times
         self._limits: dict[int, GpuLimits] = {}
         self._tick_handles: dict[int, Any] = {}  # GPUs read fine this tick: their handles
         self._cuda_version: str | None = None
@@ -252,17 +253,18 @@ class GpuReader:
         )
 
     def _with_pcie(self, gpus: list[GpuReading]) -> list[GpuReading]:
-        """Return gpus with the PCIe throughput of each one read fine, all read at once."""
+        """Return gpus with the PCIe throughput of each one read fine (health_reads.pcie)."""
         handled = [(i, gpu) for i, gpu in enumerate(gpus) if gpu.index in self._tick_handles]
-        futures = self._health.start_pcie(
-            [(self._tick_handles[gpu.index], self._quiet_optional(gpu.uuid)) for _, gpu in handled]
+        values = self._health.pcie(
+            [
+                (gpu.index, self._tick_handles[gpu.index], self._quiet_optional(gpu.uuid))
+                for _, gpu in handled
+            ]
         )
-        if not futures:
-            return gpus
         gpus = list(gpus)
-        for n, (i, gpu) in enumerate(handled):
-            tx, rx = (_result(future) for future in futures[2 * n : 2 * n + 2])
-            if gpu.health is not None:
+        for i, gpu in handled:
+            tx, rx = values[gpu.index]
+            if gpu.health is not None and (tx, rx) != (None, None):
                 health = _replace(gpu.health, pcie_tx_kb_per_s=tx, pcie_rx_kb_per_s=rx)
                 gpus[i] = _replace(gpu, health=health)
         return gpus
@@ -279,14 +281,14 @@ class GpuReader:
         return optional
 
     def close(self) -> None:
-        """End the NVML session if one is open."""
+        """Free what NVML holds for the reader (while the session lasts), then end the session."""
+        self._health.close()
         if self._session:
             try:
                 self._nvml.nvmlShutdown()
             except self._nvml.NVMLError as error:
                 log.warning("nvmlShutdown failed: %s", error)
             self._session = False
-        self._health.close()
 
     # -- session ---------------------------------------------------------------------------
 
@@ -357,6 +359,7 @@ class GpuReader:
 
     def _lost(self, index: int, message: str) -> GpuReading:
         message = message[:ERROR_TEXT_CHARS]
+        self._health.lost(index)
         identity = self._identities.get(index) or self._unidentified.get(index)
         if identity is None:  # lost before it was ever identified: take what NVML still gives
             identity = self._unidentified[index] = self._partial_identity(index)
@@ -505,7 +508,9 @@ class GpuReader:
         sm_clock = get("sm_clock_mhz", nvml.nvmlDeviceGetClockInfo, nvml.NVML_CLOCK_SM)
         mem_clock = get("mem_clock_mhz", nvml.nvmlDeviceGetClockInfo, nvml.NVML_CLOCK_MEM)
         limits = self._limits.get(identity.index, _NO_LIMITS)
-        health = self._health.health(handle, limits, (None, None), self._optional_for(uuid))
+        health = self._health.health(
+            identity.index, handle, limits, (None, None), self._optional_for(uuid)
+        )
         xid_events = self._health.xids(identity.index, self._call)
         self._tick_handles[identity.index] = handle
         return identity.reading(
@@ -657,11 +662,3 @@ _NO_HEALTH = GpuHealth()
 def _replace(struct: Any, **changes: Any) -> Any:
     """Return a copy of a frozen msgspec struct with changes."""
     return msgspec.structs.replace(struct, **changes)
-
-
-def _result(future: Any) -> Any:
-    """Return a pool read's answer, None when it failed or took longer than PCIE_WAIT_S."""
-    try:
-        return future.result(timeout=PCIE_WAIT_S)
-    except Exception:  # the read failed, or FutureTimeout
-        return None

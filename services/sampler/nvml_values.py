@@ -7,6 +7,7 @@ from __future__ import annotations
 
 NOT_AVAILABLE_U32 = 0xFFFFFFFF
 NOT_AVAILABLE_U64 = 0xFFFFFFFFFFFFFFFF
+MIB = 1 << 20
 MAX_BYTES = 1 << 60  # the codec's bound
 
 
@@ -41,6 +42,23 @@ def pct(value: int | None) -> int | None:
     """Return a percentage within 0-100 (some fans report over 100 %), or None."""
     percent = u32(value)
     return None if percent is None else min(100, percent)
+
+
+def pct_float(value: float | None) -> float | None:
+    """Return a float percentage within 0-100 (NVML's rounding may pass 100), or None.
+
+    None where NVML could not tell: a negative value or NaN.
+    """
+    if value is None or not value >= 0:  # NaN fails every comparison
+        return None
+    return min(100.0, float(value))
+
+
+def mib_per_s_bytes(value: float | None) -> int | None:
+    """Return a rate in MiB/s (float) as whole bytes per second, or None (negative, NaN, huge)."""
+    if value is None or not value >= 0:
+        return None
+    return byte_count(round(value * MIB)) if value * MIB <= MAX_BYTES else None
 
 
 def milli(value: int | None) -> float | None:

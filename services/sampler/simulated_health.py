@@ -15,7 +15,9 @@ HealthModel, which answers in NVML's units; the constants are pynvml's values.
   slowdown temperatures (held 2 °C above slowdown, below shutdown); other GPUs stay below them.
 - Counters (violation time, NVLink KiB, PCIe replays, corrected ECC errors) integrate their rate
   between two reads, as the energy counter does, sampled at up to COUNTER_SAMPLES points: they
-  never go down.
+  never go down. The state "now" (load, temperatures, reasons) is computed at most once per GPU
+  in SENSOR_PERIOD_S, and the counters accrue at most once in COUNTER_MIN_SPAN_S: one tick's
+  many reads of a GPU cost one computation, as a GPU's sensors refresh every few ms.
 - ECC (not on the GeForce card): a few corrected errors, growing very slowly with load; row
   remapping on Ampere and newer, retired pages before it (the V100, selected by name).
   `remap_gpus`: two uncorrectable errors, remapped rows (or retired pages) pending a reset.
@@ -26,7 +28,7 @@ HealthModel, which answers in NVML's units; the constants are pynvml's values.
   link (scope id = link) or summed over all links (scope id 0xFFFFFFFF), as nvml.h says.
 - Video: the GeForce and L40S cards decode, then encode, evaluation videos mid-training; the
   H100 and A100 decode data now and then.
-- XID events: `xid_gpus` hit an application XID (13 or 31) in about one busy minute in five,
+- XID events: `xid_gpus` hit an application XID (13 or 31) in about one busy minute in fifty,
   decided from the clock, and a set registered for one first hears of an XID 13 it hit just
   before (so that the demo shows one at once); `inject_xid` queues one at once. An event
   reaches every event set the GPU was registered with when it happened, once, in order.
@@ -118,13 +120,15 @@ POWER_HEADROOM = 1.08  # the draw the full load would want, as a share of the en
 HW_SLOWDOWN_POWER = 0.6  # the share of that draw left while HW slowdown halves the clocks
 SAMPLING_PERIOD_US = 167_000  # the encoder's and decoder's sampling period
 COUNTER_SAMPLES = 60  # points at which a counter's rate is sampled between two reads
+SENSOR_PERIOD_S = 0.01  # a GPU's state "now" is computed at most this often (its sensors' refresh)
+COUNTER_MIN_SPAN_S = 0.01  # reads closer than this to the last accrual (one tick's) accrue none
 PCIE_RX_KB_S = 3_000_000  # host to GPU at full load (KB/s), before jitter
 PCIE_TX_KB_S = 400_000
 NVLINK_KIB_S = 1_200_000  # per link and direction at full load
 REPLAYS_PER_S = 1 / 7200  # at full load; a degraded link replays 200 times as often
 DEGRADED_REPLAY_FACTOR = 200
 CORRECTED_PER_S = 1 / 10_800  # corrected ECC errors per second at full load
-XID_CHANCE = 0.2  # share of busy minutes with an XID on an `xid_gpus` GPU
+XID_CHANCE = 0.02  # share of busy minutes with an XID on an `xid_gpus` GPU: about one a busy hour
 XID_AT_START = 13
 XID_CODES = (13, 31)  # graphics engine exception, GPU memory page fault: application errors
 XID_SCAN_S = 7 * 86400  # a set waited on after longer sees the scheduled XIDs of the last week
@@ -302,6 +306,7 @@ class HealthModel:
         self.xid = frozenset(xid_gpus)
         self._counters: dict[int, _Counters] = {}
         self._counters_lock = threading.Lock()
+        self._states: dict[int, tuple[float, GpuState]] = {}  # per GPU: its state now, and when
         self._events = threading.Condition()
         self._sets: list[EventSet] = []
 
@@ -316,8 +321,18 @@ class HealthModel:
         return self._sim._clock()
 
     def state(self, device: _Device, at_s: float | None = None) -> GpuState:
-        """Return the GPU's state at at_s (default: now)."""
-        t_s = self._now() if at_s is None else at_s
+        """Return the GPU's state at at_s (default: now, as computed within SENSOR_PERIOD_S)."""
+        if at_s is not None:
+            return self._state(device, at_s)
+        now_s = self._now()
+        cached = self._states.get(device.index)
+        if cached is not None and cached[0] <= now_s < cached[0] + SENSOR_PERIOD_S:
+            return cached[1]
+        state = self._state(device, now_s)
+        self._states[device.index] = (now_s, state)
+        return state
+
+    def _state(self, device: _Device, t_s: float) -> GpuState:
         spec, model, hot = self.spec(device), device.model, device.index in self.hot
         load = self._sim._load(device, at_s=t_s)
         lagged = self._sim._load(device, lag_s=90, at_s=t_s)
@@ -377,6 +392,8 @@ class HealthModel:
         with self._counters_lock:
             counters = self._counters.setdefault(device.index, _Counters())
             last_s = counters.read_s
+            if last_s is not None and last_s <= now_s < last_s + COUNTER_MIN_SPAN_S:
+                return counters  # the few ms since are counted at the next read
             if last_s is not None and now_s > last_s:
                 span_s = now_s - last_s
                 steps = max(1, min(COUNTER_SAMPLES, math.ceil(span_s)))
@@ -510,6 +527,7 @@ class HealthModel:
     def field_values(self, device: _Device, field_ids: list[Any]) -> list[SimpleNamespace]:
         """Return one answer per field id (an int, or a (field id, scope id) tuple)."""
         now_us = int(self._now() * 1e6)
+        reads = self._counter_fields(device)  # built once for all the entries
         answers = []
         for entry in field_ids:
             try:
@@ -517,7 +535,7 @@ class HealthModel:
             except TypeError:
                 field_id, scope_id = entry, 0
             value = FieldValueUnion()
-            value_type, code = self._field(device, int(field_id), int(scope_id), value)
+            value_type, code = self._field(device, int(field_id), int(scope_id), value, reads)
             answers.append(
                 SimpleNamespace(
                     fieldId=field_id,
@@ -532,7 +550,12 @@ class HealthModel:
         return answers
 
     def _field(
-        self, device: _Device, field_id: int, scope_id: int, value: FieldValueUnion
+        self,
+        device: _Device,
+        field_id: int,
+        scope_id: int,
+        value: FieldValueUnion,
+        reads: dict[int, Callable[[], int]],
     ) -> tuple[int, int]:
         """Set value for one field; return (value type, NVML return code)."""
         unsupported = (NVML_VALUE_TYPE_DOUBLE, self._sim.NVML_ERROR_NOT_SUPPORTED)
@@ -561,7 +584,7 @@ class HealthModel:
             except self._sim.NVMLError as error:
                 return NVML_VALUE_TYPE_DOUBLE, int(error.value or 0)
             return NVML_VALUE_TYPE_UNSIGNED_INT, NVML_SUCCESS
-        read = self._counter_fields(device).get(field_id)
+        read = reads.get(field_id)
         if read is None:
             return unsupported
         try:

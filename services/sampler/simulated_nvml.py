@@ -24,6 +24,8 @@
   ECC errors and rows (or pages) pending remapping; `degraded_link_gpus` train their PCIe link
   at x8; `xid_gpus` hit an application XID every few busy minutes. The V100 (EXTRA_MODELS) is
   only simulated where `names` names it.
+- GPM (simulated_gpm): the H100's performance metrics (engine, SM, tensor, DRAM and FP pipe
+  activity, PCIe bytes) from two samples, tied to the load; no GPM on the other models.
 - Tests make it fail through `lose_gpu`, `fail_init`, `fail_metric`, `remove_function`,
   `report_not_available` and `restore`, and queue XID events through `inject_xid`.
 """
@@ -41,6 +43,12 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
+from services.sampler.simulated_gpm import (
+    GpmConstants,
+    GpmModel,
+    GpmSample,
+    c_nvmlGpmMetricsGet_t,
+)
 from services.sampler.simulated_health import (
     NVML_ERROR_INVALID_ARGUMENT,
     NVML_ERROR_TIMEOUT,
@@ -81,6 +89,7 @@ MEASURED_FIELDS = frozenset(
 )
 # what NVML still answers for a GPU lost before the sampler starts (PCW_SIM_LOST_GPUS)
 LOST_AT_START_ANSWERS = frozenset({"nvmlDeviceGetHandleByIndex", "nvmlDeviceGetPciInfo"})
+NOISE_CACHE_SIZE = 16384  # (key, second) pairs: a few seconds of 64 GPUs' keys
 
 
 class NVMLError(Exception):
@@ -307,11 +316,16 @@ def _not_available(answer: Any, sentinel: int) -> Any:
 
 def _noise(key: str, t_s: float) -> float:
     """Return a repeatable pseudo-random number in [0, 1) for a key and whole second."""
-    digest = hashlib.blake2b(f"{key}/{int(t_s)}".encode(), digest_size=4).digest()
+    return _noise_of_second(key, int(t_s))
+
+
+@functools.lru_cache(maxsize=NOISE_CACHE_SIZE)  # asked again and again within one second
+def _noise_of_second(key: str, second: int) -> float:
+    digest = hashlib.blake2b(f"{key}/{second}".encode(), digest_size=4).digest()
     return int.from_bytes(digest, "big") / 2**32
 
 
-class SimulatedNvml(HealthConstants):
+class SimulatedNvml(HealthConstants, GpmConstants):
     """An object that quacks like the `pynvml` module, over `gpu_count` simulated GPUs."""
 
     NVMLError = NVMLError
@@ -325,6 +339,7 @@ class SimulatedNvml(HealthConstants):
     NVMLError_GpuIsLost = NVMLError_GpuIsLost
     NVMLError_Timeout = NVMLError_Timeout
     NVMLError_Unknown = NVMLError_Unknown
+    c_nvmlGpmMetricsGet_t = c_nvmlGpmMetricsGet_t
     NVML_TEMPERATURE_GPU = NVML_TEMPERATURE_GPU
     NVML_CLOCK_SM = NVML_CLOCK_SM
     NVML_CLOCK_MEM = NVML_CLOCK_MEM
@@ -381,6 +396,7 @@ class SimulatedNvml(HealthConstants):
         self._processes_at: dict[int, tuple[float, list[SimProcess]]] = {}
         self.proc_tree = proc_tree
         self._health = HealthModel(self, _noise, hot_gpus, remap_gpus, degraded_link_gpus, xid_gpus)
+        self._gpm = GpmModel(self)
         self.devices = [
             self._make_device(i, host, names, mig=i in mig_gpus) for i in range(gpu_count)
         ]
@@ -817,6 +833,32 @@ class SimulatedNvml(HealthConstants):
         """Free an event set."""
         self._health.check_call("nvmlEventSetFree")
         self._health.free_set(eventSet)
+
+    # -- GPM: each call is checked here, answered by simulated_gpm -----------------------------
+
+    def nvmlGpmQueryDeviceSupport(self, device: _Device) -> SimpleNamespace:
+        """Return `.isSupportedDevice`: 1 where the GPU has GPM (Hopper), else 0."""
+        return self._gpm.query_support(self._check(device, "nvmlGpmQueryDeviceSupport"))
+
+    def nvmlGpmSampleAlloc(self) -> GpmSample:
+        """Return a new GPM sample, to be filled by nvmlGpmSampleGet."""
+        self._health.check_call("nvmlGpmSampleAlloc")
+        return self._gpm.alloc()
+
+    def nvmlGpmSampleFree(self, gpmSample: Any) -> None:
+        """Free a GPM sample."""
+        self._health.check_call("nvmlGpmSampleFree")
+        self._gpm.free(gpmSample)
+
+    def nvmlGpmSampleGet(self, device: _Device, gpmSample: Any) -> GpmSample:
+        """Fill gpmSample with the GPU's GPM counters now; NotSupported without GPM."""
+        return self._gpm.take(self._check(device, "nvmlGpmSampleGet"), gpmSample)
+
+    def nvmlGpmMetricsGet(self, metricsGet: Any) -> Any:
+        """Answer each metric of metricsGet between its two samples (`.metrics[i]`'s
+        `.nvmlReturn` and `.value`: percent, or MiB/s for PCIe)."""
+        self._health.check_call("nvmlGpmMetricsGet")
+        return self._gpm.metrics(metricsGet)
 
     # -- the simulated processes -----------------------------------------------------------
 

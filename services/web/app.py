@@ -14,7 +14,7 @@ from aiohttp import WSCloseCode, web
 from common.config import Config
 from common.status import status_endpoint
 from services.transport.curve import hub_keys
-from services.web import proc_views, views
+from services.web import event_views, gpu_page, proc_views, views
 from services.web.auth import SignInLimits, basic_auth, load_users
 from services.web.feed import LiveFeed
 from services.web.headers import setup_security_headers
@@ -106,12 +106,14 @@ def create_app(
     app.on_shutdown.append(_close_websockets)
 
     app.router.add_get("/", views.index, name="index")
+    app.router.add_get("/gpu/{gpu_uuid}", gpu_page.gpu_page, name="gpu_page")
     app.router.add_get("/api/v1/gpus", views.gpus, name="gpus")
     app.router.add_get("/api/v1/history", views.history, name="history")
     app.router.add_get("/api/v1/hosts", views.hosts, name="hosts")
     app.router.add_get("/api/v1/processes", proc_views.processes, name="processes")
     app.router.add_get("/api/v1/usage", proc_views.usage, name="usage")
     app.router.add_get("/api/v1/energy", proc_views.energy, name="energy")
+    app.router.add_get("/api/v1/events", event_views.events, name="events")
     app.router.add_get("/healthz", views.healthz, name="healthz")
     app.router.add_get(OPENAPI_PATH, openapi, name="openapi")
     app.router.add_get(METRICS_PATH, metrics, name="metrics")

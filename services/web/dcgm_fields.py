@@ -6,6 +6,9 @@
   THROUGHPUT are declared counters by dcgm-exporter and carry NVML's KB/s, as there.
 - Counters keep their exact names, without "_total" (metrics.exposition() sees to it).
 - DCGM_FI_DEV_XID_ERRORS is the last XID the web received, with err_code and err_msg labels.
+- DCGM_FI_PROF_* (DCGM's profiling fields) come from NVML's GPM on Hopper and newer: the activities
+  are ratios from 0 to 1, as DCGM gives them (the wire carries percent), the PCIe rates bytes per
+  second; all gauges, as dcgm-exporter declares them. A GPU without GPM sends none of them.
 """
 
 from __future__ import annotations
@@ -55,6 +58,11 @@ def _limit(read: Callable[[GpuLimits], float | None]) -> Callable[[GpuReading], 
 
 def _us(ns: int | None) -> int | None:
     return None if ns is None else ns // 1000
+
+
+def _ratio(read: Callable[[GpuHealth], float | None]) -> Callable[[GpuReading], float | None]:
+    """Return a reader of one GPM activity (percent) as DCGM's ratio from 0 to 1."""
+    return _health(lambda h: None if (pct := read(h)) is None else pct / 100)
 
 
 def _nvlink_kib(health: GpuHealth) -> int | None:
@@ -125,6 +133,33 @@ DCGM_FIELDS: tuple[DcgmField, ...] = (
         counter=True,
     ),
     DcgmField(
+        "DCGM_FI_PROF_GR_ENGINE_ACTIVE",
+        "Ratio of time the graphics engine is active.",
+        _ratio(lambda h: h.gr_engine_active_pct),
+    ),
+    DcgmField(
+        "DCGM_FI_PROF_PIPE_TENSOR_ACTIVE",
+        "Ratio of cycles the tensor (HMMA) pipe is active.",
+        _ratio(lambda h: h.tensor_active_pct),
+    ),
+    DcgmField(
+        "DCGM_FI_PROF_DRAM_ACTIVE",
+        "Ratio of cycles the device memory interface is active sending or receiving data.",
+        _ratio(lambda h: h.dram_active_pct),
+    ),
+    DcgmField(
+        "DCGM_FI_PROF_PCIE_TX_BYTES",
+        "The rate of data transmitted over the PCIe bus - including both protocol headers and"
+        " data payloads - in bytes per second.",
+        _health(lambda h: h.gpm_pcie_tx_bytes_per_s),
+    ),
+    DcgmField(
+        "DCGM_FI_PROF_PCIE_RX_BYTES",
+        "The rate of data received over the PCIe bus - including both protocol headers and"
+        " data payloads - in bytes per second.",
+        _health(lambda h: h.gpm_pcie_rx_bytes_per_s),
+    ),
+    DcgmField(
         "DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_ROWS",
         "Number of remapped rows for uncorrectable errors",
         _health(lambda h: h.remapped_rows_uncorrectable),
@@ -144,6 +179,31 @@ DCGM_FIELDS: tuple[DcgmField, ...] = (
     # more of DCGM's fields, under its names
     DcgmField(
         "DCGM_FI_DEV_FAN_SPEED", "Fan speed for the device (in %, 0-100).", lambda g: g.fan_pct
+    ),
+    DcgmField(
+        "DCGM_FI_PROF_SM_ACTIVE",
+        "The ratio of cycles an SM has at least 1 warp assigned.",
+        _ratio(lambda h: h.sm_active_pct),
+    ),
+    DcgmField(
+        "DCGM_FI_PROF_SM_OCCUPANCY",
+        "The ratio of number of warps resident on an SM.",
+        _ratio(lambda h: h.sm_occupancy_pct),
+    ),
+    DcgmField(
+        "DCGM_FI_PROF_PIPE_FP64_ACTIVE",
+        "Ratio of cycles the fp64 pipes are active.",
+        _ratio(lambda h: h.fp64_active_pct),
+    ),
+    DcgmField(
+        "DCGM_FI_PROF_PIPE_FP32_ACTIVE",
+        "Ratio of cycles the fp32 pipes are active.",
+        _ratio(lambda h: h.fp32_active_pct),
+    ),
+    DcgmField(
+        "DCGM_FI_PROF_PIPE_FP16_ACTIVE",
+        "Ratio of cycles the fp16 pipes are active.",
+        _ratio(lambda h: h.fp16_active_pct),
     ),
     DcgmField(
         "DCGM_FI_DEV_ROW_REMAP_PENDING",

@@ -77,3 +77,13 @@ def known_hosts_job() -> Callable[[sqlite3.Connection], set[str]]:
         return {gpu.host for gpu in read_gpus(conn)}
 
     return job
+
+
+def known_gpus_job() -> Callable[[sqlite3.Connection], tuple[set[str], set[str]]]:
+    """Return a job reading the GPU UUIDs and the host names the file knows."""
+
+    def job(conn: sqlite3.Connection) -> tuple[set[str], set[str]]:
+        gpus = read_gpus(conn)
+        return {gpu.gpu_uuid for gpu in gpus}, {gpu.host for gpu in gpus}
+
+    return job

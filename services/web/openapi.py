@@ -49,6 +49,7 @@ EPOCH_S = {"type": "number", "minimum": 0, "maximum": MAX_EPOCH_S}
 UUID = {"type": "string", "minLength": 1, "maxLength": MAX_UUID_CHARS}
 FROM = Param("from", "Start of the range, UTC epoch seconds, before `to`.", EPOCH_S)
 TO = Param("to", "End of the range, UTC epoch seconds (default: now).", EPOCH_S)
+GPUS = Param("gpu", "A GPU UUID; may repeat (none: every GPU).", UUID, MAX_GPUS)
 HOST = Param(
     "host",
     "Only this host; may repeat (none: every host).",
@@ -78,7 +79,7 @@ ROUTES: tuple[Route, ...] = (
         "Bucketed series (mean and max per metric) of the asked GPUs over a range.",
         shapes.HistoryReply,
         (
-            Param("gpu", "A GPU UUID; may repeat (none: every GPU).", UUID, MAX_GPUS),
+            GPUS,
             HOST,
             FROM,
             TO,
@@ -118,6 +119,19 @@ ROUTES: tuple[Route, ...] = (
         "Energy per GPU, per host and in total over a range, in kWh and cost.",
         shapes.EnergyReply,
         (FROM, TO, HOST),
+        (400, 404),
+    ),
+    Route(
+        "/api/v1/events",
+        "Health events (XIDs, findings started and ended, new uncorrected ECC errors) and each"
+        " GPU's counts over a range (default: the last day).",
+        shapes.EventsReply,
+        (
+            FROM,
+            TO,
+            GPUS,
+            HOST,
+        ),
         (400, 404),
     ),
     Route(

@@ -1,4 +1,4 @@
-"""Parse and check the API's query strings: history, processes, usage and energy.
+"""Parse and check the API's query strings: history, processes, usage, energy and events.
 
 Every refusal is a ParamError naming the parameter and the rule, answered with 400. A parameter
 not in the route's list is refused, and so is one given twice where it takes one value.
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from multidict import MultiMapping
 
 from common.messages import MAX_EPOCH_S, MAX_HOST_CHARS, MAX_UUID_CHARS
-from common.metrics import METRIC_NAMES
+from common.metrics import CORE_METRIC_NAMES, METRIC_NAMES
 from services.web.usage import USAGE_KEYS
 
 DEFAULT_RANGE_S = 3600.0
@@ -28,6 +28,7 @@ HISTORY_PARAMETERS = ("gpu", "host", "from", "to", "points", "metric")
 PROCESSES_PARAMETERS = ("gpu", "at")
 USAGE_PARAMETERS = ("from", "to", "by")
 ENERGY_PARAMETERS = ("from", "to", "host")
+EVENTS_PARAMETERS = ("from", "to", "gpu", "host")
 NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d{1,3})?", re.ASCII)
 _INTEGER = re.compile(r"\d{1,9}", re.ASCII)
 
@@ -111,6 +112,31 @@ def parse_energy_query(query: MultiMapping[str], now_s: float) -> RangeQuery:
     _only(query, ENERGY_PARAMETERS)
     from_s, to_s = _range(_single(query, ("to", "from")), now_s, DEFAULT_USAGE_RANGE_S)
     return RangeQuery(from_s, to_s, hosts=parse_hosts(query.getall("host", [])))
+
+
+@dataclass(frozen=True)
+class EventsQuery:
+    """A checked events request: a range (UTC epoch seconds, from_s < to_s), GPUs and hosts."""
+
+    from_s: float
+    to_s: float
+    gpu_uuids: tuple[str, ...] = ()  # empty: every GPU
+    hosts: tuple[str, ...] = ()  # empty: every host
+
+
+def parse_events_query(query: MultiMapping[str], now_s: float) -> EventsQuery:
+    """Return the checked range, GPUs and hosts (each may repeat; none: all).
+
+    `to` defaults to now_s and `from` to a day before `to`.
+    """
+    _only(query, EVENTS_PARAMETERS)
+    from_s, to_s = _range(_single(query, ("to", "from")), now_s, DEFAULT_USAGE_RANGE_S)
+    return EventsQuery(
+        from_s,
+        to_s,
+        _gpu_uuids(query.getall("gpu", [])),
+        parse_hosts(query.getall("host", [])),
+    )
 
 
 def _only(query: MultiMapping[str], allowed: tuple[str, ...]) -> None:
@@ -199,7 +225,7 @@ def _metrics(given: list[str]) -> tuple[str, ...]:
     for name in given:
         if name not in METRIC_NAMES:
             raise ParamError(f"metric={shown(name)} is not one of {', '.join(METRIC_NAMES)}")
-    return tuple(name for name in METRIC_NAMES if name in given) if given else METRIC_NAMES
+    return tuple(name for name in METRIC_NAMES if name in given) if given else CORE_METRIC_NAMES
 
 
 def shown(text: str, limit: int = 40) -> str:

@@ -226,6 +226,53 @@ class HostEnergy(msgspec.Struct):
     cost: float | None
 
 
+class Event(msgspec.Struct):
+    """One health event of one GPU.
+
+    kind: xid (code: the XID), ecc_uncorrected (new uncorrected ECC errors), or a finding that
+    started or ended: throttling_started/_stopped, link_downgraded/link_restored,
+    remap_pending/remap_cleared, remap_failure/remap_failure_cleared,
+    retirement_pending/retirement_cleared, nvlink_down/nvlink_restored. text: in words.
+    """
+
+    ts: float
+    gpu_uuid: str
+    host: str
+    gpu_index: int
+    kind: str
+    code: int | None
+    text: str
+
+
+class HealthCounts(msgspec.Struct):
+    """What one GPU counted over the range; null where its health rows never knew the counter.
+
+    ECC errors: the aggregate counters where the GPU keeps them, else the volatile ones; the
+    violation times: seconds the clocks were held back by power or heat (NVML's counters).
+    """
+
+    gpu_uuid: str
+    host: str
+    gpu_index: int
+    xids: int
+    ecc_corrected: int | None
+    ecc_uncorrected: int | None
+    thermal_violation_s: float | None
+    power_violation_s: float | None
+    pcie_replays: int | None
+
+
+class EventsReply(msgspec.Struct):
+    """GET /api/v1/events: the events in time order (the newest 10,000: truncated says some
+    older ones were left out) and each asked GPU's counts."""
+
+    from_: float = msgspec.field(name="from")
+    to: float
+    events: list[Event]
+    truncated: bool
+    counts: list[HealthCounts]
+
+
 class EnergyReply(msgspec.Struct):
     """GET /api/v1/energy; cost null without a price."""
 

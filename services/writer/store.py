@@ -20,6 +20,7 @@ from common.schema import (
     migrate,
 )
 from services.writer import rollups
+from services.writer.health_states import store_health_states
 from services.writer.legacy import LegacyImport
 from services.writer.spans import (
     Identity,
@@ -68,6 +69,10 @@ _FIND_IDENTITY = (
 _INSERT_XID = (
     "INSERT OR IGNORE INTO xid_events (gpu_id, ts, code, gpu_instance_id, compute_instance_id)"
     " VALUES (?, ?, ?, ?, ?)"
+)
+_PURGE_HEALTH_STATES = (
+    "DELETE FROM health_states WHERE gpu_id = ?1 AND ts < (SELECT ts FROM health_states"
+    " WHERE gpu_id = ?1 AND ts < ?2 ORDER BY ts DESC LIMIT 1)"
 )
 _INSERT_IDENTITY = (
     "INSERT INTO proc_identities (host, pid, visible, name, cmdline, user, container_id,"
@@ -323,6 +328,7 @@ class Store:
                     for xid in gpu.xid_events
                 ],
             )  # fmt: skip
+            store_health_states(conn, ticks, gpu_ids)
             rollups.refresh(conn, ticks, gpu_ids)
             self._store_processes(conn, ticks, gpu_ids)
             if positions:
@@ -474,6 +480,8 @@ class Store:
                 conn.execute(
                     "DELETE FROM xid_events WHERE gpu_id = ? AND ts < ?", (gpu_id, before_ts)
                 )
+                # the newest health row before the cutoff is the GPU's state at it: kept
+                conn.execute(_PURGE_HEALTH_STATES, (gpu_id, before_ts))
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:
@@ -483,6 +491,10 @@ class Store:
             "DELETE FROM proc_identities WHERE proc_id NOT IN (SELECT proc_id FROM proc_spans)"
         )
         self._forget_processes()
+        conn.execute(  # a GPU that goes takes its state at the cutoff with it
+            "DELETE FROM health_states WHERE gpu_id IN (SELECT gpu_id FROM gpus WHERE last_ts < ?)",
+            (before_ts,),
+        )
         conn.execute("DELETE FROM gpus WHERE last_ts < ?", (before_ts,))
         conn.execute("DELETE FROM positions WHERE updated_ts < ?", (before_ts,))
         done = self._reclaim(conn, vacuum)

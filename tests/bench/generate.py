@@ -27,7 +27,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from common.messages import GpuReading, Tick
+from common.messages import GpuHealth, GpuLimits, GpuReading, Tick
 from services.sampler.nvml import GpuReader
 from services.sampler.simulated_nvml import MIB, MODELS, SimulatedNvml
 from services.sampler.simulated_procfs import FakeProcTree
@@ -35,7 +35,7 @@ from services.sampler.ticks import build_tick
 from services.writer.store import Store, file_bytes
 
 # Part of the cache key of generated files (tests.bench.databases): bump it when readings change.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # 2: with each reading's health
 READINGS_PER_COMMIT = 50_000
 DRIVER_VERSION = "550.127.05-simulated"
 _RESERVED_BYTES = 512 * MIB  # what the v2 memory struct counts as used on an idle GPU
@@ -61,7 +61,7 @@ def host_ticks(
     # Its own fake /proc, as the sampler keeps one: the made-up PIDs must not resolve against
     # this machine's real processes (GpuReader resolves against the module's tree).
     nvml = SimulatedNvml(gpus, host=host, clock=clock, proc_tree=FakeProcTree())
-    reader = GpuReader(nvml)
+    reader = GpuReader(nvml, monotonic=clock, wall=clock)  # its own time: in the past too
     reader.start()
     for seq in range(count):
         clock.now_s = first_ts + seq * interval_s
@@ -87,6 +87,9 @@ class _FastGpu:
     mem_clock_mhz: int
     has_fan: bool
     energy_start_j: float
+    hbm: bool  # memory temperature, NVLink, ECC with row remapping
+    gpm: bool  # Hopper: GPU performance metrics
+    limits: GpuLimits
 
 
 def _fast_gpus(host: str, gpus: int, host_number: int) -> list[_FastGpu]:
@@ -113,9 +116,68 @@ def _fast_gpus(host: str, gpus: int, host_number: int) -> list[_FastGpu]:
                 mem_clock_mhz=model.mem_clock_mhz,
                 has_fan=model.has_fan,
                 energy_start_j=3_600_000.0 * (index + 1),
+                hbm="HBM" in model.name or "SXM" in model.name,
+                gpm="H100" in model.name or "H200" in model.name,
+                limits=GpuLimits(
+                    max_sm_clock_mhz=model.max_sm_clock_mhz,
+                    max_mem_clock_mhz=model.mem_clock_mhz,
+                    pcie_max_gen=5 if "H100" in model.name else 4,
+                    pcie_max_width=16,
+                    nvlink_links=18 if "H100" in model.name else 12 if "SXM" in model.name else 0,
+                ),
             )
         )
     return made
+
+
+class _HealthCounters:
+    """One GPU's health counters, as the simulated GPUs keep them, and its health per reading."""
+
+    def __init__(self, corrected: int) -> None:
+        self.power_ns = 0
+        self.corrected = corrected
+        self.replays = 3
+
+    def health(self, gpu: _FastGpu, load: float, jitter: float, interval_s: float) -> GpuHealth:
+        busy = load > 0.02
+        capped = load > 0.85  # the top of the training jitter reaches the power limit
+        if capped:
+            self.power_ns += int(interval_s * 1e9 * (load - 0.85) / 0.15)
+        if busy and jitter > 0.999:  # a corrected ECC error or a replay every few hours
+            self.corrected += gpu.hbm
+            self.replays += 1
+        active = 100 * load
+        gpm = gpu.gpm and busy
+        return GpuHealth(
+            clocks_event_reasons=(0x4 if capped else 0) if busy else 0x1,
+            power_violation_ns=self.power_ns,
+            thermal_violation_ns=0,
+            ecc_corrected_volatile=self.corrected if gpu.hbm else None,
+            ecc_uncorrected_volatile=0 if gpu.hbm else None,
+            ecc_corrected_aggregate=self.corrected if gpu.hbm else None,
+            ecc_uncorrected_aggregate=0 if gpu.hbm else None,
+            remapped_rows_correctable=0 if gpu.hbm else None,
+            remapped_rows_uncorrectable=0 if gpu.hbm else None,
+            remap_pending=False if gpu.hbm else None,
+            remap_failure=False if gpu.hbm else None,
+            pcie_link_gen=gpu.limits.pcie_max_gen if busy else 1,
+            pcie_link_width=16,
+            pcie_tx_kb_per_s=int(30 + 400_000 * load * (0.8 + 0.4 * jitter)),
+            pcie_rx_kb_per_s=int(60 + 1_600_000 * load * (0.8 + 0.4 * jitter)),
+            pcie_replays=self.replays,
+            nvlink_links_active=gpu.limits.nvlink_links or None,
+            enc_util_pct=0,
+            dec_util_pct=int(20 * jitter) if busy and jitter > 0.9 else 0,
+            mem_temp_c=int(35.5 + 45 * load + 2 * jitter) if gpu.hbm else None,
+            gr_engine_active_pct=active if gpu.gpm else None,
+            sm_active_pct=0.92 * active if gpm else (0.0 if gpu.gpm else None),
+            sm_occupancy_pct=0.45 * active if gpm else (0.0 if gpu.gpm else None),
+            tensor_active_pct=0.7 * active if gpm else (0.0 if gpu.gpm else None),
+            dram_active_pct=0.4 * active if gpm else (0.0 if gpu.gpm else None),
+            fp64_active_pct=0.0 if gpu.gpm else None,
+            fp32_active_pct=0.1 * active if gpm else (0.0 if gpu.gpm else None),
+            fp16_active_pct=0.6 * active if gpm else (0.0 if gpu.gpm else None),
+        )
 
 
 def fast_host_ticks(
@@ -131,6 +193,7 @@ def fast_host_ticks(
     sampler_id = f"gen-{host}"
     mask = _NOISE_SIZE - 1
     noise = _NOISE
+    counters = [_HealthCounters(index * 7) for index in range(len(fleet))]
     for seq in range(count):
         ts = first_ts + seq * interval_s
         wave = 0.08 * math.sin(2 * math.pi * ts / 97)
@@ -171,6 +234,8 @@ def fast_host_ticks(
                     int(210.5 + (gpu.max_sm_clock_mhz - 210) * min(1.0, 3 * load)),
                     gpu.mem_clock_mhz if busy else 405,
                     0 if busy else 8,
+                    health=counters[gpu.index].health(gpu, load, jitter, interval_s),
+                    limits=gpu.limits,
                 )
             )
         yield Tick(host, sampler_id, seq, ts, interval_s, DRIVER_VERSION, None, readings)

@@ -60,7 +60,7 @@ def write_history(db_path: Path, proc_folder: Path) -> int:
         clock=clock,
         proc_tree=tree,
     )
-    reader = GpuReader(nvml, resolver=ProcResolver(tree.proc_root))
+    reader = GpuReader(nvml, resolver=ProcResolver(tree.proc_root), wall=clock, monotonic=clock)
     reader.start()
     last_s = (time.time() // HISTORY_INTERVAL_S) * HISTORY_INTERVAL_S - HISTORY_INTERVAL_S
     count = int(HISTORY_S / HISTORY_INTERVAL_S)

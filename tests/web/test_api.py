@@ -9,7 +9,7 @@ import sqlite3
 
 import pytest
 
-from common.metrics import METRIC_NAMES
+from common.metrics import CORE_METRIC_NAMES, METRIC_NAMES
 from services.web.app import create_app
 from services.web.gpu_reads import LATEST_SQL
 from services.web.history_reads import history_sql
@@ -62,6 +62,11 @@ async def client(aiohttp_client, config):
 def nulls_except(**values: float) -> dict[str, float | None]:
     """Return a {metric: value} dict with every metric not named None."""
     return {name: values.get(name) for name in METRIC_NAMES}
+
+
+def core_nulls_except(**values: float) -> dict[str, float | None]:
+    """The same for the metrics history answers when none is named: the reading's own."""
+    return {name: values.get(name) for name in CORE_METRIC_NAMES}
 
 
 async def test_gpus_lists_every_gpu_with_its_latest_reading(client):
@@ -118,16 +123,16 @@ async def test_history_shape_and_hand_computed_buckets(client):
     assert [b["ts"] for b in buckets] == [T0 + 60 * k for k in range(5)]
     assert [b["count"] for b in buckets] == [3, 0, 2, 1, 1]  # the errored row counts
     first = buckets[0]
-    assert first["mean"] == nulls_except(
+    assert first["mean"] == core_nulls_except(
         util_gpu_pct=15.0, temp_c=51.0, power_w=105.25, mem_used_bytes=2000.0
     )
-    assert first["max"] == nulls_except(
+    assert first["max"] == core_nulls_except(
         util_gpu_pct=20, temp_c=52, power_w=110.5, mem_used_bytes=3000
     )
     assert first["mean"]["fan_pct"] is None  # null in every row: null, never 0
     assert buckets[1] == {"ts": T0 + 60, "count": 0, "mean": None, "max": None}  # the gap
-    assert buckets[2]["mean"] == nulls_except(util_gpu_pct=45.0, fan_pct=40.0)
-    assert buckets[2]["max"] == nulls_except(util_gpu_pct=60, fan_pct=40)
+    assert buckets[2]["mean"] == core_nulls_except(util_gpu_pct=45.0, fan_pct=40.0)
+    assert buckets[2]["max"] == core_nulls_except(util_gpu_pct=60, fan_pct=40)
     assert buckets[3]["mean"]["util_gpu_pct"] == 0  # a zero stays a zero
     assert buckets[4]["max"]["util_gpu_pct"] == 100  # T0+299.5 in, T0+300 out
     counts_b = [b["count"] for b in body["series"][1]["buckets"]]

@@ -3,6 +3,8 @@
 DEFAULT_COUNTERS is dcgm-exporter's etc/default-counters.csv (its uncommented lines, with the
 profiling fields and the reserved frame buffer of its later releases), written out here by hand:
 not derived from the code under test. NOT_GIVEN names what this project does not send, and why.
+The profiling fields (DCGM_FI_PROF_*) are gauges there, the PCIe ones a rate in bytes per second;
+only the H100 of the simulated GPUs sends them (NVML's GPM, from its second tick).
 """
 
 from __future__ import annotations
@@ -42,22 +44,16 @@ DEFAULT_COUNTERS = {
     "DCGM_FI_PROF_GR_ENGINE_ACTIVE": "gauge",
     "DCGM_FI_PROF_PIPE_TENSOR_ACTIVE": "gauge",
     "DCGM_FI_PROF_DRAM_ACTIVE": "gauge",
-    "DCGM_FI_PROF_PCIE_TX_BYTES": "counter",
-    "DCGM_FI_PROF_PCIE_RX_BYTES": "counter",
+    "DCGM_FI_PROF_PCIE_TX_BYTES": "gauge",
+    "DCGM_FI_PROF_PCIE_RX_BYTES": "gauge",
 }
 NOT_GIVEN = {
     # a vGPU guest's licence: NVML answers it inside a vGPU virtual machine only
     "DCGM_FI_DEV_VGPU_LICENSE_STATUS",
-    # DCGM's profiling fields: NVML's GPM on Hopper and newer, not read yet
-    "DCGM_FI_PROF_GR_ENGINE_ACTIVE",
-    "DCGM_FI_PROF_PIPE_TENSOR_ACTIVE",
-    "DCGM_FI_PROF_DRAM_ACTIVE",
-    "DCGM_FI_PROF_PCIE_TX_BYTES",
-    "DCGM_FI_PROF_PCIE_RX_BYTES",
 }
 # The labels dcgm-exporter puts on every GPU series; DCGM_FI_DRIVER_VERSION is its "label" field.
 LABELS = {"gpu", "UUID", "pci_bus_id", "device", "modelName", "Hostname", "DCGM_FI_DRIVER_VERSION"}
-GPUS = 4  # 0 GeForce RTX 4090, 1 H100 (NVLink, HBM), 2 A100 (NVLink, HBM), 3 L40S
+GPUS = 4  # 0 GeForce RTX 4090, 1 H100 (NVLink, HBM, GPM), 2 A100 (NVLink, HBM), 3 L40S
 
 
 def health_tick(host: str, seq: int):

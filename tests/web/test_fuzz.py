@@ -654,14 +654,16 @@ def test_no_zeromq_message_makes_the_feed_fail(batch):
             assert feed.malformed_messages == malformed
             assert len(sent) == published + 1
             tick = json.loads(sent[-1])["tick"]
-            wire = msgspec.json.decode(msgspec.json.encode(Tick.from_frames(frames)))
+            decoded = Tick.from_frames(frames)
+            stored = {reading.uuid: reading.metric_values() for reading in decoded.gpus}
+            wire = msgspec.json.decode(msgspec.json.encode(decoded))
             readings = {reading["uuid"]: reading for reading in wire.pop("gpus")}
             assert {**tick, "gpus": None} == {**wire, "gpus": None}
             assert {gpu["gpu_uuid"] for gpu in tick["gpus"]} == set(readings)
             for gpu in tick["gpus"]:  # each GPU as /api/v1/gpus lists it
                 reading = readings[gpu["gpu_uuid"]]
                 latest = {"ts": wire["ts"], "error": reading["error"]}
-                latest |= {name: reading[name] for name in METRIC_NAMES}
+                latest |= dict(zip(METRIC_NAMES, stored[gpu["gpu_uuid"]], strict=True))
                 assert gpu["latest"] == latest
                 assert (gpu["host"], gpu["gpu_index"]) == (wire["host"], reading["index"])
         else:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import time
 
 from common.messages import GpuHealth, GpuLimits, GpuReading, Tick, XidEvent
+from services.web.app import create_app
 from services.web.keys import FEED
-from tests.web.conftest import wait_until
+from services.writer.store import Store
+from tests.web.conftest import feed_connected, wait_until
 from tests.web.test_live import receive_json, receive_tick
 
 LIMITS = GpuLimits(pcie_max_gen=5, pcie_max_width=16, nvlink_links=18, temp_slowdown_c=89)
@@ -132,3 +134,28 @@ async def test_a_gpu_from_an_older_sampler_has_no_health_and_no_claim(live_clien
     gpu = await gpu_entry(live_client)
 
     assert gpu["health"] is None and gpu["findings"] == []
+
+
+async def test_an_xid_stored_before_the_web_started_is_shown_live_too(
+    aiohttp_client, live_config, db_path, publisher
+):
+    now = time.time()
+    store = Store(db_path)  # the writer stored it while no web process ran
+    store.write([tick(1, now - 60, HEALTHY, [XidEvent(ts=now - 61, code=48)])])
+    store.close()
+    client = await aiohttp_client(create_app(live_config))
+    await feed_connected(client.app, publisher[0])
+    await publish(client, publisher[0], tick(2, now, HEALTHY))  # live, no XID in it
+
+    gpu = await gpu_entry(client)
+    xid = {"ts": now - 61, "code": 48, "text": "XID 48 (double-bit ECC error)"}
+    assert gpu["last_xid"] == xid
+    assert gpu["findings"][0] == {"kind": "xid", "text": xid["text"], "since_ts": now - 61}
+
+    ws = await client.ws_connect("/ws")  # the live feed's own answers know it from then on
+    await receive_json(ws)
+    publisher[0].send_multipart(tick(3, now + 1, HEALTHY).to_frames())
+    message = await receive_tick(ws, "alpha")
+    [live] = message["tick"]["gpus"]
+    assert live["last_xid"] == xid and live["findings"][0]["kind"] == "xid"
+    await ws.close()

@@ -42,7 +42,7 @@ GPUS = 4
 ENERGY = "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION"
 PROMTOOL_LINT_EXIT = 3  # promtool 2.42: 0 clean, 1 unparsable or unreadable, 3 lint findings only
 CAMEL_CASE_FINDING = re.compile(
-    r"^DCGM_FI_DEV_\w+ label names should be written in 'snake_case' not 'camelCase'$"
+    r"^DCGM_FI_(DEV|PROF)_\w+ label names should be written in 'snake_case' not 'camelCase'$"
 )
 ENERGY_NAME_FINDING = f'{ENERGY} counter metrics should have "_total" suffix'
 # dcgm-exporter's counters keep their exact names: promtool says so of each one sent

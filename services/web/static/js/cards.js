@@ -55,7 +55,9 @@ function buildCard(gpu) {
 
   const header = element('div', 'card-header d-flex align-items-center gap-2');
   const index = element('span', 'badge text-bg-secondary gpu-index');
-  const name = element('span', 'gpu-name text-truncate fw-semibold');
+  // The name leads to the GPU's own page (relative: the dashboard may be mounted under a path).
+  const name = element('a', 'gpu-name text-truncate fw-semibold');
+  name.href = `gpu/${encodeURIComponent(gpu.uuid)}`;
   const badges = element('span', 'ms-auto d-flex gap-1');
   const idleBadge = element('span', 'badge text-bg-warning idle-badge', 'idle but allocated');
   idleBadge.hidden = true;

@@ -7,7 +7,7 @@ import { dropOlderThan } from './series.js';
 import { RANGES_S, hostShown, serverNowS, state } from './state.js';
 
 // Time-axis ticks at round local times: every `every` units (Chart.js skips some if crowded).
-const AXIS_STEPS = {
+export const AXIS_STEPS = {
   '1h': { unit: 'minute', every: 10 },
   '6h': { unit: 'hour', every: 1 },
   '24h': { unit: 'hour', every: 3 },

@@ -1,0 +1,183 @@
+"""A GPU's health events and counts over a range, from its stored health rows and XIDs (pure).
+
+- A row of `health_states` is the GPU's health from its ts until the next row (common.schema).
+- An event is a finding that starts or ends between two rows (its kind in EVENT_KINDS), new
+  uncorrected ECC errors, or an XID. A finding already there in the GPU's first row ever starts
+  at that row; one already there before the range does not start again inside it.
+- A count is the sum of a counter's increases between consecutive rows in the range, the row
+  before the range (if any) the first: a decrease is a reset (a driver reload clears the volatile
+  counters), after which the new value is what was counted since.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+from common.health import FINDING_KINDS, findings, xid_text
+from common.messages import GpuHealth, GpuLimits
+from common.schema import HEALTH_STATE_COLUMNS
+
+# finding kind: (event when it starts, event when it ends, the end in words)
+FINDING_EVENTS: dict[str, tuple[str, str, str]] = {
+    "throttled": ("throttling_started", "throttling_stopped", "throttling stopped"),
+    "pcie_link": ("link_downgraded", "link_restored", "PCIe link back at its maximum"),
+    "remap_pending": ("remap_pending", "remap_cleared", "no rows pending remap"),
+    "remap_failure": ("remap_failure", "remap_failure_cleared", "row remapping failure cleared"),
+    "retirement_pending": (
+        "retirement_pending",
+        "retirement_cleared",
+        "no pages pending retirement",
+    ),
+    "nvlink_down": ("nvlink_down", "nvlink_restored", "every NVLink link up"),
+}
+EVENT_KINDS: tuple[str, ...] = (
+    "xid",
+    "ecc_uncorrected",
+    *(kind for pair in FINDING_EVENTS.values() for kind in pair[:2]),
+)
+_COLUMN = {name: index for index, name in enumerate(HEALTH_STATE_COLUMNS)}
+_HEALTH_FIELDS = set(GpuHealth.__struct_fields__)
+
+
+@dataclass(frozen=True)
+class HealthRow:
+    """One stored health row: its time and its values in HEALTH_STATE_COLUMNS order."""
+
+    ts: float
+    values: Sequence[int | None]
+
+    def get(self, name: str) -> int | None:
+        return self.values[_COLUMN[name]]
+
+    def kinds(self) -> set[str]:
+        bits = self.get("findings") or 0
+        return {kind for index, kind in enumerate(FINDING_KINDS) if bits & (1 << index)}
+
+
+@dataclass(frozen=True)
+class Event:
+    """One event of one GPU: when, its kind, its XID code (None for others), in words."""
+
+    ts: float
+    kind: str
+    code: int | None
+    text: str
+
+
+@dataclass(frozen=True)
+class Counts:
+    """What a GPU counted over a range: None where none of its rows in it knew the counter."""
+
+    xids: int
+    ecc_corrected: int | None
+    ecc_uncorrected: int | None
+    thermal_violation_s: float | None
+    power_violation_s: float | None
+    pcie_replays: int | None
+
+
+def finding_texts(row: HealthRow) -> dict[str, str]:
+    """Return each finding of the row in words, by kind."""
+    values = {
+        name: bool(value) if name.endswith(("_pending", "_failure")) else value
+        for name, value in zip(HEALTH_STATE_COLUMNS, row.values, strict=True)
+        if name in _HEALTH_FIELDS and value is not None
+    }
+    limits = GpuLimits(
+        pcie_max_gen=row.get("pcie_max_gen"),
+        pcie_max_width=row.get("pcie_max_width"),
+        nvlink_links=row.get("nvlink_links"),
+    )
+    busy = "pcie_link" in row.kinds()  # the writer judged the link: as it found it
+    return {f.kind: f.text for f in findings(GpuHealth(**values), limits, busy)}
+
+
+def row_events(rows: Iterable[HealthRow], from_s: float, to_s: float) -> Iterator[Event]:
+    """Yield the events between consecutive rows (ts order), those whose row is in the range."""
+    previous: HealthRow | None = None
+    for row in rows:
+        if from_s <= row.ts <= to_s:
+            yield from _changes(previous, row)
+        previous = row
+
+
+def _changes(previous: HealthRow | None, row: HealthRow) -> Iterator[Event]:
+    before = set() if previous is None else previous.kinds()
+    now = row.kinds()
+    texts = finding_texts(row) if now - before else {}
+    for kind in FINDING_KINDS:
+        if kind not in FINDING_EVENTS:
+            continue
+        started, ended, ended_text = FINDING_EVENTS[kind]
+        if kind in now and kind not in before:
+            yield Event(row.ts, started, None, texts.get(kind, kind))
+        elif kind in before and kind not in now:
+            yield Event(row.ts, ended, None, ended_text)
+    if previous is not None:
+        new = _increase(_ecc_uncorrected(previous), _ecc_uncorrected(row))
+        if new:
+            noun = "error" if new == 1 else "errors"
+            yield Event(row.ts, "ecc_uncorrected", None, f"{new} new uncorrected ECC {noun}")
+
+
+def xid_event(ts: float, code: int) -> Event:
+    """Return an XID as an event."""
+    return Event(ts, "xid", code, xid_text(code))
+
+
+_COUNTED = (
+    "ecc_corrected_aggregate",
+    "ecc_corrected_volatile",
+    "ecc_uncorrected_aggregate",
+    "ecc_uncorrected_volatile",
+    "thermal_violation_ns",
+    "power_violation_ns",
+    "pcie_replays",
+)
+
+
+class Counter:
+    """The increases of each counted column over consecutive rows, taken one row at a time."""
+
+    def __init__(self) -> None:
+        self._last: dict[str, int | None] = dict.fromkeys(_COUNTED)
+        self._sum: dict[str, int | None] = dict.fromkeys(_COUNTED)
+
+    def take(self, row: HealthRow) -> None:
+        """Count the row (the first: the row before the range, if any)."""
+        for name in _COUNTED:
+            value = row.get(name)
+            if value is None:
+                continue
+            self._sum[name] = (self._sum[name] or 0) + _increase(self._last[name], value)
+            self._last[name] = value
+
+    def counts(self, xids: int) -> Counts:
+        """Return the totals (an aggregate counter where the GPU keeps one, else volatile)."""
+        return Counts(
+            xids=xids,
+            ecc_corrected=self._first("ecc_corrected_aggregate", "ecc_corrected_volatile"),
+            ecc_uncorrected=self._first("ecc_uncorrected_aggregate", "ecc_uncorrected_volatile"),
+            thermal_violation_s=_seconds(self._sum["thermal_violation_ns"]),
+            power_violation_s=_seconds(self._sum["power_violation_ns"]),
+            pcie_replays=self._sum["pcie_replays"],
+        )
+
+    def _first(self, *names: str) -> int | None:
+        return next((self._sum[n] for n in names if self._sum[n] is not None), None)
+
+
+def _ecc_uncorrected(row: HealthRow) -> int | None:
+    aggregate = row.get("ecc_uncorrected_aggregate")
+    return aggregate if aggregate is not None else row.get("ecc_uncorrected_volatile")
+
+
+def _increase(before: int | None, after: int | None) -> int:
+    if before is None or after is None:
+        return 0
+    return after - before if after >= before else after
+
+
+def _seconds(ns: int | None) -> float | None:
+    return None if ns is None else ns / 1e9

@@ -1,0 +1,297 @@
+/* The GPU page's charts: one GPU's metrics, a few to a chart, over the chosen range (Chart.js). */
+
+import { AXIS_STEPS, cssVar } from './charts.js';
+import { GIB, colourFor, element, formatDuration, formatFull, formatNumber, isNumber, withUnit } from './format.js';
+
+export const NOT_REPORTED = 'not reported by this GPU';
+const PCT_AXIS = { unit: '%', min: 0, max: 100, digits: 1 };
+
+/**
+ * The charts, in reading order. A line on axis y1 is drawn against the chart's right-hand axis
+ * (another unit); `dashed` marks a limit or a total rather than a reading.
+ */
+export const GPU_CHARTS = [
+  {
+    id: 'util', title: 'Utilization & activity', unit: '%', digits: 1, min: 0, max: 100,
+    lines: [
+      { metric: 'util_gpu_pct', label: 'GPU utilization' },
+      { metric: 'gr_engine_active_pct', label: 'Graphics engine active' },
+      { metric: 'sm_active_pct', label: 'SM active' },
+      { metric: 'tensor_active_pct', label: 'Tensor cores active' },
+      { metric: 'dram_active_pct', label: 'DRAM active' },
+    ],
+  },
+  {
+    id: 'pipes', title: 'Pipes, occupancy & video engines', unit: '%', digits: 1, min: 0, max: 100,
+    lines: [
+      { metric: 'sm_occupancy_pct', label: 'SM occupancy' },
+      { metric: 'fp16_active_pct', label: 'FP16 pipe active' },
+      { metric: 'fp32_active_pct', label: 'FP32 pipe active' },
+      { metric: 'fp64_active_pct', label: 'FP64 pipe active' },
+      { metric: 'enc_util_pct', label: 'Video encoder' },
+      { metric: 'dec_util_pct', label: 'Video decoder' },
+    ],
+  },
+  {
+    id: 'mem', title: 'Memory', unit: 'GiB', scale: 1 / GIB, digits: 2, min: 0, y1: PCT_AXIS,
+    lines: [
+      { metric: 'mem_used_bytes', label: 'Used' },
+      { metric: 'mem_total_bytes', label: 'Total', dashed: true },
+      { metric: 'util_mem_pct', label: 'Memory bus busy', axis: 'y1' },
+    ],
+  },
+  {
+    id: 'temp', title: 'Temperature', unit: '°C', digits: 1, y1: PCT_AXIS,
+    lines: [
+      { metric: 'temp_c', label: 'GPU' },
+      { metric: 'mem_temp_c', label: 'Memory' },
+      { metric: 'fan_pct', label: 'Fan', axis: 'y1' },
+    ],
+  },
+  {
+    id: 'power', title: 'Power', unit: 'W', digits: 1, min: 0,
+    lines: [
+      { metric: 'power_w', label: 'Draw' },
+      { metric: 'power_limit_w', label: 'Enforced limit', dashed: true },
+    ],
+  },
+  {
+    id: 'clocks', title: 'Clocks', unit: 'MHz', digits: 0, min: 0,
+    y1: { unit: '', min: 0, max: 15, reverse: true, prefix: 'P', digits: 1 },
+    lines: [
+      { metric: 'sm_clock_mhz', label: 'SM clock' },
+      { metric: 'mem_clock_mhz', label: 'Memory clock' },
+      { metric: 'pstate', label: 'Performance state (P0 fastest)', axis: 'y1' },
+    ],
+  },
+  {
+    id: 'pcie', title: 'PCIe throughput', unit: 'MB/s', scale: 1 / 1000, digits: 1, min: 0,
+    lines: [
+      { metric: 'pcie_tx_kb_per_s', label: 'Sent (TX)' },
+      { metric: 'pcie_rx_kb_per_s', label: 'Received (RX)' },
+    ],
+  },
+];
+
+export const CHART_METRICS = GPU_CHARTS.flatMap((def) => def.lines.map((line) => line.metric));
+
+function axisOf(def, line) {
+  return line.axis === 'y1' ? def.y1 : def;
+}
+
+/** Return a value of a line in words: its unit, or "P2" for a performance state. */
+export function lineValueText(def, line, value) {
+  const axis = axisOf(def, line);
+  if (!isNumber(value)) return 'n/a';
+  if (axis.prefix) return `${axis.prefix}${formatNumber(value, axis.digits ?? 0)}`;
+  return withUnit(value, axis.unit, axis.digits ?? def.digits);
+}
+
+function chartTitle(def) {
+  const units = [def.unit, def.y1 ? def.y1.unit || 'P-state' : null].filter(Boolean);
+  return `${def.title} (${units.join(' · ')})`;
+}
+
+function roundTick(ms, step) {
+  const date = new Date(ms);
+  if (step.unit === 'minute') return date.getMinutes() % step.every === 0;
+  if (step.unit === 'hour') return date.getMinutes() === 0 && date.getHours() % step.every === 0;
+  // Days counted from a fixed date, so day ticks stay put from one load to the next.
+  const day = Math.round(Date.UTC(date.getFullYear(), date.getMonth(), date.getDate()) / 86400e3);
+  return day % step.every === 0;
+}
+
+function tickLabel(value) {
+  const date = new Date(value);
+  if (date.getHours() === 0 && date.getMinutes() === 0) {
+    return date.toLocaleDateString(undefined, { month: 'short', day: 'numeric' });
+  }
+  return date.toLocaleTimeString(undefined, { hour: '2-digit', minute: '2-digit' });
+}
+
+/** Return the radius of a point: 0 on a line, 2 when no neighbour is drawn (else it is not seen). */
+function pointRadius(context) {
+  const data = context.dataset.data;
+  const i = context.dataIndex;
+  const drawn = (point) => Boolean(point) && point.y !== null;
+  return drawn(data[i]) && !drawn(data[i - 1]) && !drawn(data[i + 1]) ? 2 : 0;
+}
+
+function yAxis(axis, grid, right) {
+  return {
+    display: 'auto', // an axis with no line drawn against it takes no room
+    position: right ? 'right' : 'left',
+    min: axis.min,
+    max: axis.max,
+    reverse: Boolean(axis.reverse),
+    grid: right ? { drawOnChartArea: false } : { color: grid },
+    ticks: {
+      precision: axis.prefix ? 0 : undefined,
+      callback: (value) => (axis.prefix ? `${axis.prefix}${value}` : `${formatNumber(value, 2)} ${axis.unit}`),
+    },
+  };
+}
+
+function tooltipLabel(def, item) {
+  const line = item.dataset.pcwLine;
+  const raw = item.raw || {};
+  let text = `${line.label}: ${lineValueText(def, line, raw.y)}`;
+  if (isNumber(raw.max) && isNumber(raw.y) && raw.max - raw.y > 1e-9) {
+    text += ` (max ${lineValueText(def, line, raw.max)})`;
+  }
+  return text;
+}
+
+/** Return a chart's card (heading, canvas, notes, a line of figures) with its parts. */
+function chartCard(def) {
+  const column = element('div', 'col');
+  const card = element('div', 'card h-100 gpu-chart');
+  card.dataset.chart = def.id;
+  const titleId = `gpu-chart-${def.id}-title`;
+  const head = element('h3', 'card-header py-2 small fw-semibold mb-0', chartTitle(def));
+  head.id = titleId;
+  const body = element('div', 'card-body p-2');
+  const box = element('div', 'chart-box');
+  const canvas = element('canvas');
+  canvas.id = `gpu-chart-${def.id}`;
+  canvas.setAttribute('role', 'img');
+  box.append(canvas);
+  const stats = element('ul', 'list-unstyled small mb-0 mt-1 chart-stats');
+  stats.setAttribute('aria-label', `${def.title}: figures over the range`);
+  const note = element('p', 'small text-body-secondary mb-0 mt-1 chart-note');
+  note.hidden = true;
+  body.append(box, stats, note);
+  card.setAttribute('aria-labelledby', titleId);
+  card.append(head, body);
+  column.append(card);
+  return { column, card, box, canvas, stats, note };
+}
+
+/** Build every chart, empty, into the container; return their entries. */
+export function buildGpuCharts(container, rangeKey) {
+  const grid = cssVar('--bs-border-color-translucent', 'rgba(255,255,255,0.12)');
+  return GPU_CHARTS.map((def) => {
+    const els = chartCard(def);
+    container.append(els.column);
+    const view = { rangeKey }; // what the time axis shows now: its ticks are chosen by it
+    const scales = {
+      x: {
+        type: 'time',
+        time: { unit: AXIS_STEPS[rangeKey].unit },
+        grid: { color: grid },
+        afterBuildTicks: (scale) => {
+          const step = AXIS_STEPS[view.rangeKey];
+          scale.ticks = scale.ticks.filter((tick) => roundTick(tick.value, step));
+        },
+        ticks: { maxRotation: 0, autoSkip: true, source: 'auto', callback: tickLabel },
+      },
+      y: yAxis(def, grid, false),
+    };
+    if (def.y1) scales.y1 = yAxis(def.y1, grid, true);
+    const chart = new window.Chart(els.canvas, {
+      type: 'line',
+      data: { datasets: [] },
+      options: {
+        animation: false,
+        maintainAspectRatio: false,
+        parsing: false, // points are already { x: epoch ms, y }
+        normalized: true,
+        spanGaps: false, // a bucket without a reading is a gap, never a slope
+        interaction: { mode: 'index', intersect: false },
+        elements: {
+          line: { borderWidth: 1.5, tension: 0 },
+          point: { radius: pointRadius, hitRadius: 6, hoverRadius: 3 },
+        },
+        scales,
+        plugins: {
+          legend: { position: 'bottom', labels: { boxWidth: 14, boxHeight: 3, padding: 8 } },
+          tooltip: {
+            callbacks: {
+              title: (items) => (items.length ? formatFull(items[0].parsed.x) : ''),
+              label: (item) => tooltipLabel(def, item),
+            },
+          },
+        },
+      },
+    });
+    return { def, chart, els, view };
+  });
+}
+
+function pointsOf(buckets, metric, scale) {
+  const value = (part) => (part && isNumber(part[metric]) ? part[metric] * scale : null);
+  return buckets.map((bucket) => ({ x: bucket.ts * 1000, y: value(bucket.mean), max: value(bucket.max) }));
+}
+
+/** Return the mean over the range (each bucket weighted by its readings) and the highest max. */
+function rangeFigures(buckets, points) {
+  let sum = 0;
+  let weight = 0;
+  let max = null;
+  points.forEach((point, i) => {
+    if (!isNumber(point.y)) return;
+    const count = isNumber(buckets[i].count) && buckets[i].count > 0 ? buckets[i].count : 1;
+    sum += point.y * count;
+    weight += count;
+    const top = isNumber(point.max) ? point.max : point.y;
+    max = max === null ? top : Math.max(max, top);
+  });
+  return weight ? { mean: sum / weight, max } : null;
+}
+
+/**
+ * Draw one GPU's history answer. asked: the metrics the request named (the others this server
+ * does not record). A line with no value in any bucket is left out, with a note, never drawn as 0.
+ */
+export function showHistory(entries, series, range, asked, stepS, intervalS) {
+  const buckets = series && Array.isArray(series.buckets)
+    ? series.buckets.filter((bucket) => bucket && isNumber(bucket.ts)) : [];
+  const anyReading = buckets.some((bucket) => bucket.mean);
+  for (const { def, chart, els, view } of entries) {
+    const datasets = [];
+    const stats = [];
+    const missing = [];
+    const unrecorded = [];
+    def.lines.forEach((line, i) => {
+      if (!asked.includes(line.metric)) {
+        unrecorded.push(line.label);
+        return;
+      }
+      const points = pointsOf(buckets, line.metric, line.axis === 'y1' ? 1 : def.scale ?? 1);
+      const figures = rangeFigures(buckets, points);
+      if (!figures) {
+        if (anyReading) missing.push(line.label);
+        return;
+      }
+      const colour = colourFor(i);
+      datasets.push({
+        label: line.label, data: points, pcwLine: line, pcwMetric: line.metric,
+        borderColor: colour, backgroundColor: colour, yAxisID: line.axis || 'y',
+        borderDash: line.dashed ? [6, 4] : undefined, stepped: line.metric === 'pstate' ? 'before' : false,
+      });
+      const item = element('li', 'chart-stat',
+        `${line.label}: mean ${lineValueText(def, line, figures.mean)}, max ${lineValueText(def, line, figures.max)}`);
+      item.dataset.metric = line.metric;
+      stats.push(item);
+    });
+    chart.data.datasets = datasets;
+    view.rangeKey = range.key;
+    chart.options.scales.x.time.unit = AXIS_STEPS[range.key].unit;
+    chart.options.scales.x.min = range.fromS * 1000;
+    chart.options.scales.x.max = range.toS * 1000;
+    chart.update('none');
+    els.stats.replaceChildren(...stats);
+    const notes = [];
+    if (!anyReading) notes.push('No readings of this GPU in this range.');
+    if (missing.length) notes.push(`${missing.join(', ')}: ${NOT_REPORTED}.`);
+    if (unrecorded.length) notes.push(`${unrecorded.join(', ')}: not recorded by this server.`);
+    els.note.textContent = notes.join(' ');
+    els.note.hidden = notes.length === 0;
+    els.card.dataset.lines = String(datasets.length);
+    els.box.hidden = anyReading && datasets.length === 0;
+    els.canvas.setAttribute('aria-label', datasets.length
+      ? `${def.title} over the last ${range.key}: ${datasets.map((set) => set.label).join(', ')}`
+      : `${def.title}: nothing to draw`);
+  }
+  return stepS > intervalS * 1.01 ? `${formatDuration(stepS)} buckets` : 'every reading';
+}
