@@ -7,8 +7,9 @@ Wire layout, one ZeroMQ multipart message per tick:
     frame 2: payload          msgpack of Tick (msgspec, typed; validated on decode)
 
 - Versions: 2 added each GPU's processes and MIG devices, 3 its free and reserved memory, 4 its
-  health (GpuHealth), limits (GpuLimits), XID events and the CUDA version, as optional fields; an
-  older payload decodes unchanged (the new fields None or empty).
+  health (GpuHealth), limits (GpuLimits), XID events, the CUDA version and each MIG device's
+  instance ids, profile and GPM activity, as optional fields; an older payload decodes unchanged
+  (the new fields None or empty).
 - msgspec's typed msgpack was chosen by measurement: smaller and faster than stdlib json, orjson
   and msgpack, and its decode validates shape, types and ranges in the same pass.
 - Pickle is never used: the payload comes from a socket.
@@ -41,6 +42,7 @@ EpochS = Annotated[float, msgspec.Meta(gt=0, lt=MAX_EPOCH_S)]
 Text = Annotated[str, msgspec.Meta(max_length=256)]
 Count = Annotated[int, msgspec.Meta(ge=0, le=(1 << 63) - 1)]  # an NVML counter (SQLite's INTEGER)
 ActivityPct = Annotated[float, msgspec.Meta(ge=0, le=100)]  # a GPM activity ratio, in percent
+InstanceId = Annotated[int, msgspec.Meta(ge=0, le=1 << 32)]  # a MIG GPU or compute instance id
 
 
 class DecodeError(ValueError):
@@ -69,7 +71,13 @@ class GpuProcess(msgspec.Struct, forbid_unknown_fields=True, frozen=True, gc=Fal
 
 
 class MigDevice(msgspec.Struct, forbid_unknown_fields=True, frozen=True, gc=False):
-    """One MIG instance of a MIG-enabled GPU; a metric it does not support is None, not 0."""
+    """One MIG instance of a MIG-enabled GPU; a metric it does not support is None, not 0.
+
+    gpu_instance_id and compute_instance_id are NVML's (dcgm-exporter's GPU_I_ID is the first);
+    profile is the GPU instance's profile, as dcgm-exporter's GPU_I_PROFILE ("1g.10gb").
+    gr_engine_active_pct: the instance's graphics engine activity from GPM (Hopper and newer),
+    in percent of the time since the previous tick; None elsewhere and in a sampler's first tick.
+    """
 
     index: Annotated[int, msgspec.Meta(ge=0, le=1023)]
     uuid: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_UUID_CHARS)]
@@ -77,6 +85,10 @@ class MigDevice(msgspec.Struct, forbid_unknown_fields=True, frozen=True, gc=Fals
     mem_used_bytes: Bytes | None = None
     mem_total_bytes: Bytes | None = None
     util_gpu_pct: Pct | None = None
+    gpu_instance_id: InstanceId | None = None
+    compute_instance_id: InstanceId | None = None
+    profile: Text | None = None
+    gr_engine_active_pct: ActivityPct | None = None
 
 
 class GpuHealth(msgspec.Struct, array_like=True, forbid_unknown_fields=True, frozen=True, gc=False):

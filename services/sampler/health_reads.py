@@ -20,7 +20,8 @@ lost session is raised as for any other metric. What NVML gives:
   first identified, drained without waiting (timeout 0) each tick, at most MAX_XIDS_PER_TICK a
   tick (the rest wait in NVML's queue for the next);
 - GPU performance metrics (GPM, Hopper and newer): services/sampler/gpm_reads.py, two samples
-  per GPU and one metrics call a tick, on the GPUs that have GPM only.
+  per GPU and one metrics call a tick, on the GPUs that have GPM only; on such a GPU in MIG mode
+  also two samples and one metrics call per MIG instance (mig_activity).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from typing import Any
 from common.messages import GpuHealth, GpuLimits, XidEvent
 from services.sampler.gpm_reads import GpmReads
 from services.sampler.nvml_values import milli as _milli
+from services.sampler.nvml_values import nvml_function
 from services.sampler.nvml_values import pct as _pct
 from services.sampler.nvml_values import u32 as _u32
 from services.sampler.nvml_values import u64 as _u64
@@ -261,6 +263,13 @@ class HealthReads:
             **self._gpm.read(index, handle, optional),
         )
 
+    def mig_activity(
+        self, index: int, handle: Any, instances: list[tuple[int, str]], optional: Optional
+    ) -> dict[int, float | None]:
+        """Return the graphics activity (percent) of each MIG instance by GPU instance id, from
+        GPM (services/sampler/gpm_reads.py); call it after health() of the same GPU."""
+        return self._gpm.read_mig(index, handle, instances, optional)
+
     def _slow_reads(
         self, index: int, handle: Any, links: int, optional: Optional
     ) -> dict[str, Any]:
@@ -380,18 +389,8 @@ class HealthReads:
             self._nvml.nvmlEventSetFree(event_set)
 
     def _function(self, *names: str) -> Callable[..., Any]:
-        """Return the first of NVML's functions by name that this pynvml has, else one that
-        raises FunctionNotFound (as a newer pynvml does over an older driver)."""
-        for name in names:
-            function = getattr(self._nvml, name, None)
-            if function is not None:
-                return function
-        nvml = self._nvml
-
-        def missing(*_: Any) -> Any:
-            raise nvml.NVMLError(nvml.NVML_ERROR_FUNCTION_NOT_FOUND)
-
-        return missing
+        """Return the first of NVML's functions by name (nvml_values.nvml_function)."""
+        return nvml_function(self._nvml, *names)
 
 
 def _result(future: Future[Any]) -> Any:

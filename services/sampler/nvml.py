@@ -28,9 +28,10 @@ Health (services/sampler/health_reads.py): the GPU's limits once per session, it
 GPM metrics (services/sampler/gpm_reads.py) and XID events every tick, its PCIe throughput on a
 pool of threads after the other reads.
 
-MIG: on a GPU with MIG enabled each MIG device is read (uuid, name, memory; utilization None, as
-NVML gives none per MIG device), and the processes come from the MIG devices' own lists, which
-need no privileges, unlike the whole GPU's.
+MIG: on a GPU with MIG enabled each MIG device is read (uuid, name, memory, its GPU and compute
+instance ids, its profile from its name; utilization None, as NVML gives none per MIG device),
+and the processes come from the MIG devices' own lists, which need no privileges, unlike the
+whole GPU's. On a GPU with GPM each MIG instance's graphics activity comes from GPM instead.
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ from common.messages import GpuHealth, GpuLimits, GpuProcess, GpuReading, MigDev
 from services.sampler.health_reads import HealthReads
 from services.sampler.nvml_values import add as _add
 from services.sampler.nvml_values import byte_count as _bytes
+from services.sampler.nvml_values import mig_profile as _mig_profile
+from services.sampler.nvml_values import nvml_function
 from services.sampler.nvml_values import pct as _pct
 from services.sampler.nvml_values import u32 as _u32
 from services.sampler.nvml_values import u64 as _u64
@@ -503,7 +506,11 @@ class GpuReader:
         energy_mj = _u64(get("energy_j", nvml.nvmlDeviceGetTotalEnergyConsumption))
         pstate = _u32(get("pstate", nvml.nvmlDeviceGetPerformanceState))
         mig_handles = self._mig_handles(identity, handle)
-        mig_devices = [self._mig_device(identity, slot, mig) for slot, mig in mig_handles]
+        mig_devices = [
+            device
+            for slot, mig in mig_handles
+            if (device := self._mig_device(identity, slot, mig)) is not None
+        ]
         processes = self._processes(identity, [mig for _, mig in mig_handles] or [handle])
         sm_clock = get("sm_clock_mhz", nvml.nvmlDeviceGetClockInfo, nvml.NVML_CLOCK_SM)
         mem_clock = get("mem_clock_mhz", nvml.nvmlDeviceGetClockInfo, nvml.NVML_CLOCK_MEM)
@@ -511,6 +518,8 @@ class GpuReader:
         health = self._health.health(
             identity.index, handle, limits, (None, None), self._optional_for(uuid)
         )
+        if mig_devices:
+            mig_devices = self._with_mig_activity(identity, handle, mig_devices)
         xid_events = self._health.xids(identity.index, self._call)
         self._tick_handles[identity.index] = handle
         return identity.reading(
@@ -526,7 +535,7 @@ class GpuReader:
             mem_clock_mhz=_u32(mem_clock),
             pstate=None if pstate == nvml.NVML_PSTATE_UNKNOWN else pstate,
             processes=processes,
-            mig_devices=[device for device in mig_devices if device is not None],
+            mig_devices=mig_devices,
             health=None if health == _NO_HEALTH else health,
             limits=None if limits == _NO_LIMITS else limits,
             xid_events=xid_events,
@@ -630,7 +639,12 @@ class GpuReader:
         return handles
 
     def _mig_device(self, identity: GpuIdentity, slot: int, handle: Any) -> MigDevice | None:
-        """Return one MIG device's reading, or None (logged once) when it cannot be named."""
+        """Return one MIG device's reading, or None (logged once) when it cannot be named.
+
+        Its GPU and compute instance ids and its profile are read every tick, as its UUID is:
+        a MIG layout can change under a running sampler. A failing id is None, logged once per
+        GPU at INFO; a profile the name does not end with, None, logged once per GPU.
+        """
         nvml = self._nvml
         try:
             uuid = _text(self._call(nvml.nvmlDeviceGetUUID, handle))
@@ -638,6 +652,21 @@ class GpuReader:
         except nvml.NVMLError as error:
             self._optional_failed(identity.uuid, f"MIG device {slot}", error)
             return None
+        optional = self._optional_for(identity.uuid)
+        gpu_instance = optional(
+            "MIG GPU instance id", nvml_function(nvml, "nvmlDeviceGetGpuInstanceId"), handle
+        )
+        compute_instance = optional(
+            "MIG compute instance id", nvml_function(nvml, "nvmlDeviceGetComputeInstanceId"), handle
+        )
+        profile = _mig_profile(name)
+        if profile is None:
+            self._optional_failed(
+                identity.uuid,
+                "MIG profile",
+                ValueError(f"not in the name {name!r}"),
+                level=logging.INFO,
+            )
         memory = self._optional(uuid, "memory", nvml.nvmlDeviceGetMemoryInfo, handle)
         try:  # NVML gives no utilization per MIG device: n/a, and no warning for it
             util = self._call(nvml.nvmlDeviceGetUtilizationRates, handle)
@@ -652,7 +681,31 @@ class GpuReader:
             mem_used_bytes=_bytes(memory.used) if memory is not None else None,
             mem_total_bytes=_bytes(memory.total) if memory is not None else None,
             util_gpu_pct=_pct(util.gpu) if util is not None else None,
+            gpu_instance_id=_u32(gpu_instance),
+            compute_instance_id=_u32(compute_instance),
+            profile=profile,
         )
+
+    def _with_mig_activity(
+        self, identity: GpuIdentity, handle: Any, devices: list[MigDevice]
+    ) -> list[MigDevice]:
+        """Return the MIG devices with their GPU instance's graphics activity where GPM gave it."""
+        instances = [
+            (device.gpu_instance_id, device.uuid)
+            for device in devices
+            if device.gpu_instance_id is not None
+        ]
+        activity = self._health.mig_activity(
+            identity.index, handle, instances, self._optional_for(identity.uuid)
+        )
+        if not activity:
+            return devices
+        return [
+            _replace(device, gr_engine_active_pct=found)
+            if (found := activity.get(device.gpu_instance_id)) is not None
+            else device
+            for device in devices
+        ]
 
 
 _NO_LIMITS = GpuLimits()

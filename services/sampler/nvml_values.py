@@ -1,9 +1,13 @@
-"""NVML's values in this project's units: NVML_VALUE_NOT_AVAILABLE is None, never 0 nor huge.
+"""NVML's values in this project's units: NVML_VALUE_NOT_AVAILABLE is None, never 0 nor huge;
+and NVML's functions by name, an older driver's missing one raising FunctionNotFound.
 
 NVML_VALUE_NOT_AVAILABLE is -1: all ones in an unsigned int or unsigned long long field.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
 
 NOT_AVAILABLE_U32 = 0xFFFFFFFF
 NOT_AVAILABLE_U64 = 0xFFFFFFFFFFFFFFFF
@@ -65,3 +69,34 @@ def milli(value: int | None) -> float | None:
     """Return an unsigned int of thousandths (mW, mJ) in units (W, J), or None."""
     count = u32(value)
     return None if count is None else count / 1000
+
+
+def mig_profile(name: str) -> str | None:
+    """Return the GPU instance profile ("1g.10gb") a MIG device's name ends with, or None.
+
+    NVML names a MIG device after its parent, then "MIG" and its profile: "NVIDIA H100 80GB HBM3
+    MIG 1g.10gb". A compute instance smaller than its GPU instance adds its own slices in front
+    ("MIG 1c.3g.40gb"), which dcgm-exporter's GPU_I_PROFILE, the GPU instance's, leaves out.
+    """
+    _, found, profile = name.rpartition(" MIG ")
+    profile = profile.strip()
+    if not found or not profile:
+        return None
+    slices, dot, rest = profile.partition(".")
+    if dot and slices.endswith("c") and slices[:-1].isdigit() and "g." in rest:
+        profile = rest
+    return profile if "g." in profile else None
+
+
+def nvml_function(nvml: Any, *names: str) -> Callable[..., Any]:
+    """Return the first of NVML's functions by name that this pynvml has, else one that raises
+    FunctionNotFound (as a newer pynvml does over an older driver)."""
+    for name in names:
+        function = getattr(nvml, name, None)
+        if function is not None:
+            return function
+
+    def missing(*_: Any) -> Any:
+        raise nvml.NVMLError(nvml.NVML_ERROR_FUNCTION_NOT_FOUND)
+
+    return missing

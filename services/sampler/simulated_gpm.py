@@ -19,6 +19,10 @@ GpmModel; the constants, the request struct's fields and the units are pynvml's.
   FP32 more than FP64; during the ramp (loading data) the tensor and FP16 pipes are mostly idle.
   PCIe carries what simulated_health's 20 ms throughput carries at the same load. A MIG-enabled
   GPU adds up its MIG devices' jobs (each on its own cycle), weighted by their memory share.
+- A MIG instance (nvmlGpmMigSampleGet, by its GPU instance id) has counters of its own: its
+  activity is its own job's load, over its own engines (the instance idles while its job does,
+  whatever the others do). Two samples of different instances, or of an instance and the whole
+  GPU, are refused, as two of different GPUs are.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from types import SimpleNamespace
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from services.sampler.simulated_nvml import SimulatedNvml, _Device
+    from services.sampler.simulated_nvml import SimulatedNvml, _Device, _MigDevice
 
 NVML_SUCCESS = 0
 NVML_ERROR_INVALID_ARGUMENT = 2
@@ -125,6 +129,7 @@ class GpmSample:
     """An opaque GPM sample: the GPU's counters at one instant, once taken."""
 
     index: int | None = None  # the GPU it was taken of; None before the first nvmlGpmSampleGet
+    gpu_instance_id: int | None = None  # the MIG instance it was taken of; None: the whole GPU
     taken_s: float = 0.0
     totals: tuple[float, ...] = ()
     rates: tuple[float, ...] = ()  # at taken_s: for two samples of the same instant
@@ -142,7 +147,7 @@ class GpmModel:
 
     def __init__(self, sim: SimulatedNvml) -> None:
         self._sim = sim
-        self._counters: dict[int, _Counters] = {}
+        self._counters: dict[tuple[int, int | None], _Counters] = {}  # (GPU, instance id)
         self._lock = threading.Lock()
 
     @staticmethod
@@ -164,27 +169,29 @@ class GpmModel:
         """Free a sample: it can be used no more."""
         self._live(sample).freed = True
 
-    def take(self, device: _Device, sample: object) -> GpmSample:
-        """Fill the sample with the GPU's counters now; NotSupported without GPM."""
+    def take(self, device: _Device, sample: object, mig: _MigDevice | None = None) -> GpmSample:
+        """Fill the sample with the GPU's counters now (or one MIG instance's); NotSupported
+        without GPM."""
         live = self._live(sample)
         if not self.supported(device):
             raise self._sim.NVMLError_NotSupported()
         now_s = self._sim._clock()
         rates: tuple[float, ...] | None = None  # at the last point: now
+        instance_id = None if mig is None else mig.gpu_instance_id
         with self._lock:
-            counters = self._counters.setdefault(device.index, _Counters())
+            counters = self._counters.setdefault((device.index, instance_id), _Counters())
             last_s = counters.read_s
             if last_s is not None and now_s > last_s:
                 span_s = now_s - last_s
                 steps = max(1, min(GPM_STEPS, math.ceil(span_s / GPM_STEP_S)))
                 for step in range(1, steps + 1):
-                    rates = self.rates(device, last_s + span_s * step / steps)
+                    rates = self.rates(device, last_s + span_s * step / steps, mig)
                     for position, rate in enumerate(rates):
                         counters.totals[position] += rate * span_s / steps
             counters.read_s = now_s
             live.totals = tuple(counters.totals)
-        live.index, live.taken_s = device.index, now_s
-        live.rates = rates if rates is not None else self.rates(device, now_s)
+        live.index, live.gpu_instance_id, live.taken_s = device.index, instance_id, now_s
+        live.rates = rates if rates is not None else self.rates(device, now_s, mig)
         return live
 
     def metrics(self, request: c_nvmlGpmMetricsGet_t) -> c_nvmlGpmMetricsGet_t:
@@ -192,7 +199,10 @@ class GpmModel:
         if getattr(request, "version", None) != NVML_GPM_METRICS_GET_VERSION:
             raise self._sim.NVMLError(NVML_ERROR_ARGUMENT_VERSION_MISMATCH)
         first, second = self._live(request.sample1), self._live(request.sample2)
-        if first.index is None or first.index != second.index:
+        if first.index is None or (first.index, first.gpu_instance_id) != (
+            second.index,
+            second.gpu_instance_id,
+        ):
             raise self._sim.NVMLError(NVML_ERROR_INVALID_ARGUMENT)
         if not 0 <= request.numMetrics <= NVML_GPM_METRIC_MAX:
             raise self._sim.NVMLError(NVML_ERROR_INVALID_ARGUMENT)
@@ -210,10 +220,18 @@ class GpmModel:
             entry.value = 100 * rate if position < ACTIVITIES else rate
         return request
 
-    def rates(self, device: _Device, at_s: float) -> tuple[float, ...]:
-        """Return each counter's rate at at_s: activities as shares of the time, PCIe in MiB/s."""
+    def rates(
+        self, device: _Device, at_s: float, mig: _MigDevice | None = None
+    ) -> tuple[float, ...]:
+        """Return each counter's rate at at_s: activities as shares of the time, PCIe in MiB/s.
+
+        Of a MIG instance: its own job's load, as a share of the instance's own engines.
+        """
         sim = self._sim
-        if device.mig_devices:
+        if mig is not None:
+            load = sim._load(device, at_s=at_s + sim._mig_shift_s(mig))
+            training = True
+        elif device.mig_devices:
             weights = [mig.mem_total_bytes for mig in device.mig_devices]
             loads = [sim._load(device, at_s=at_s + sim._mig_shift_s(m)) for m in device.mig_devices]
             load = sum(w * x for w, x in zip(weights, loads, strict=True)) / sum(weights)

@@ -25,7 +25,10 @@
   at x8; `xid_gpus` hit an application XID every few busy minutes. The V100 (EXTRA_MODELS) is
   only simulated where `names` names it.
 - GPM (simulated_gpm): the H100's performance metrics (engine, SM, tensor, DRAM and FP pipe
-  activity, PCIe bytes) from two samples, tied to the load; no GPM on the other models.
+  activity, PCIe bytes) from two samples, tied to the load, and in MIG mode each instance's own
+  (nvmlGpmMigSampleGet); no GPM on the other models.
+- MIG devices answer their GPU instance id (1g: 9, 2g: 3, 3g: 2, as NVIDIA numbers these
+  placements) and compute instance id (0).
 - Tests make it fail through `lose_gpu`, `fail_init`, `fail_metric`, `remove_function`,
   `report_not_available` and `restore`, and queue XID events through `inject_xid`.
 """
@@ -215,9 +218,12 @@ EXTRA_MODELS = (GpuModel("Tesla V100-SXM2-32GB", 32768 * MIB, 300_000, 40_000, 1
 MIG_MODELS = tuple(model for model in MODELS if model.mig_capable)
 
 MIG_SLOTS = 7  # nvmlDeviceGetMaxMigDeviceCount of an A100 or H100
-# (slot, compute slices, memory eighths): 1g, 2g and 3g profiles; slots 2, 4, 5 and 6 are empty.
-# The eighths size the profiles of a model without its own sizes (a GPU named by hand).
-MIG_PROFILES = ((0, 1, 1), (1, 2, 2), (3, 3, 4))
+# (slot, compute slices, memory eighths, GPU instance id): 1g, 2g and 3g profiles; slots 2, 4, 5
+# and 6 are empty. The eighths size the profiles of a model without its own sizes (a GPU named by
+# hand). The ids are those NVIDIA gives these profiles at these placements (1g: 7-14, 2g: 3-6,
+# 3g: 1-2); each GPU instance holds one compute instance, id 0.
+MIG_PROFILES = ((0, 1, 1, 9), (1, 2, 2, 3), (3, 3, 4, 2))
+MIG_COMPUTE_INSTANCE_ID = 0
 PID_BASE = 10_000
 PID_REUSE_CYCLES = 200  # a GPU's PIDs come back after this many load cycles
 TRAIN_MODELS = ("resnet50", "llama-7b", "vit-b16", "bert-large")
@@ -433,7 +439,7 @@ class SimulatedNvml(HealthConstants, GpmConstants):
     @staticmethod
     def _enable_mig(device: _Device) -> None:
         total_bytes = device.model.mem_total_bytes
-        for position, (slot, slices, eighths) in enumerate(MIG_PROFILES):
+        for position, (slot, slices, eighths, instance_id) in enumerate(MIG_PROFILES):
             if position < len(device.model.mig_profiles):
                 profile, mem_mib = device.model.mig_profiles[position]
                 mem_total_bytes = mem_mib * MIB
@@ -444,7 +450,7 @@ class SimulatedNvml(HealthConstants, GpmConstants):
                 _MigDevice(
                     parent=device,
                     slot=slot,
-                    gpu_instance_id=slot + 1,
+                    gpu_instance_id=instance_id,
                     name=f"{device.name} MIG {profile}",
                     uuid="MIG-" + str(uuid.uuid5(uuid.NAMESPACE_DNS, f"{device.uuid}.mig{slot}")),
                     mem_total_bytes=mem_total_bytes,
@@ -641,6 +647,21 @@ class SimulatedNvml(HealthConstants, GpmConstants):
             raise NVMLError_NotSupported()
         mode = NVML_DEVICE_MIG_ENABLE if device.mig_devices else NVML_DEVICE_MIG_DISABLE
         return [mode, mode]
+
+    def nvmlDeviceGetGpuInstanceId(self, handle: _MigDevice) -> int:
+        """Return a MIG device's GPU instance id; a whole GPU raises InvalidArgument."""
+        return self._mig_only(handle, "nvmlDeviceGetGpuInstanceId").gpu_instance_id
+
+    def nvmlDeviceGetComputeInstanceId(self, handle: _MigDevice) -> int:
+        """Return a MIG device's compute instance id (0: one per GPU instance here)."""
+        self._mig_only(handle, "nvmlDeviceGetComputeInstanceId")
+        return MIG_COMPUTE_INSTANCE_ID
+
+    def _mig_only(self, handle: _Device | _MigDevice, function_name: str) -> _MigDevice:
+        device = self._check_any(handle, function_name)
+        if not isinstance(device, _MigDevice):
+            raise NVMLError(2)  # NVML_ERROR_INVALID_ARGUMENT: not a MIG device handle
+        return device
 
     def nvmlDeviceGetMaxMigDeviceCount(self, handle: _Device) -> int:
         """Return how many MIG device slots the GPU has."""
@@ -853,6 +874,17 @@ class SimulatedNvml(HealthConstants, GpmConstants):
     def nvmlGpmSampleGet(self, device: _Device, gpmSample: Any) -> GpmSample:
         """Fill gpmSample with the GPU's GPM counters now; NotSupported without GPM."""
         return self._gpm.take(self._check(device, "nvmlGpmSampleGet"), gpmSample)
+
+    def nvmlGpmMigSampleGet(self, device: _Device, gpuInstanceId: int, gpmSample: Any) -> Any:
+        """Fill gpmSample with one MIG instance's GPM counters now (of the GPU's handle and the
+        instance's GPU instance id); NotSupported without GPM, NotFound for no such instance."""
+        gpu = self._check(device, "nvmlGpmMigSampleGet")
+        for mig in gpu.mig_devices:
+            if mig.gpu_instance_id == gpuInstanceId:
+                return self._gpm.take(gpu, gpmSample, mig)
+        if not self._gpm.supported(gpu):
+            raise NVMLError_NotSupported()
+        raise NVMLError_NotFound()
 
     def nvmlGpmMetricsGet(self, metricsGet: Any) -> Any:
         """Answer each metric of metricsGet between its two samples (`.metrics[i]`'s

@@ -9,6 +9,8 @@
 - DCGM_FI_PROF_* (DCGM's profiling fields) come from NVML's GPM on Hopper and newer: the activities
   are ratios from 0 to 1, as DCGM gives them (the wire carries percent), the PCIe rates bytes per
   second; all gauges, as dcgm-exporter declares them. A GPU without GPM sends none of them.
+- MIG_FIELDS: the fields dcgm-exporter sends per MIG instance that a MigDevice has: its memory
+  (NVML's own figures for the MIG device) and, where GPM gave it, its graphics activity.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from common.messages import GpuHealth, GpuLimits, GpuReading
+from common.messages import GpuHealth, GpuLimits, GpuReading, MigDevice
 
 MIB = 1 << 20
 
@@ -337,3 +339,19 @@ DCGM_FIELDS: tuple[DcgmField, ...] = (
 )
 
 COUNTERS = tuple(field.name for field in DCGM_FIELDS if field.counter)
+
+
+def _mig_free_mib(mig: MigDevice) -> int | None:
+    used, total = mig.mem_used_bytes, mig.mem_total_bytes
+    return None if used is None or total is None or used > total else (total - used) // MIB
+
+
+# (name, how to read it from a MigDevice): each a field of DCGM_FIELDS, so its help and type
+MIG_FIELDS: tuple[tuple[str, Callable[[MigDevice], float | None]], ...] = (
+    ("DCGM_FI_DEV_FB_FREE", _mig_free_mib),
+    ("DCGM_FI_DEV_FB_USED", lambda mig: _mib(mig.mem_used_bytes)),
+    (
+        "DCGM_FI_PROF_GR_ENGINE_ACTIVE",
+        lambda mig: None if mig.gr_engine_active_pct is None else mig.gr_engine_active_pct / 100,
+    ),
+)

@@ -8,11 +8,12 @@ a hub of 20 hosts of 8 GPUs); prometheus_client's formatting of them, about ten 
 such a hub, runs in a thread so that websockets keep flowing meanwhile.
 
 GPU metrics carry dcgm-exporter's default names, units, types and labels, so that DCGM Grafana
-dashboards and alert rules work unchanged. A metric the GPU does not report (None) is left out,
-never sent as 0; a GPU in error sends no GPU metric at all; a stale host (services/web/hosts.py,
-the same judgement as the API's, at the same moment) sends none either, so that Prometheus marks
-its series stale instead of repeating its last values. The pipeline's own metrics are
-pycudawatch_*.
+dashboards and alert rules work unchanged; each MIG instance has its own series of the fields
+dcgm-exporter sends per instance (memory, graphics activity), labelled as there. A metric the
+GPU does not report (None) is left out, never sent as 0; a GPU in error sends no GPU metric at
+all; a stale host (services/web/hosts.py, the same judgement as the API's, at the same moment)
+sends none either, so that Prometheus marks its series stale instead of repeating its last
+values. The pipeline's own metrics are pycudawatch_*.
 
 GET /metrics?host=NAME answers one host alone, for Prometheus' multi-target exporter pattern (a
 hub's hosts scraped as targets of their own, each with its own `instance`): that host's GPU
@@ -34,7 +35,7 @@ from prometheus_client.registry import Collector
 from common.health import xid_text
 from common.messages import GpuReading, Tick, XidEvent
 from common.status import WriterStatus
-from services.web.dcgm_fields import COUNTERS, DCGM_FIELDS, XID
+from services.web.dcgm_fields import COUNTERS, DCGM_FIELDS, MIG_FIELDS, XID
 from services.web.feed import LiveFeed
 from services.web.gpu_reads import known_hosts_job
 from services.web.keys import STORE
@@ -79,6 +80,8 @@ def dcgm_families(
 ) -> list[Metric]:
     """Return one family per DCGM field with a sample per GPU that reported it, in every tick.
 
+    A MIG-enabled GPU's instances add their own samples of MIG_FIELDS, with the GPU's labels
+    and GPU_I_PROFILE and GPU_I_ID, as dcgm-exporter labels them; the GPU's own have neither.
     last_xid: each GPU's last XID, for DCGM_FI_DEV_XID_ERRORS (no sample before the first).
     """
     families: list[Metric] = [
@@ -86,6 +89,7 @@ def dcgm_families(
         for field in DCGM_FIELDS
     ]
     xids = Metric(XID, "Value of the last XID error encountered.", "gauge")
+    by_name = {family.name: family for family in families}
     for tick in ticks:
         for gpu in tick.gpus:
             if gpu.error is not None:
@@ -96,6 +100,18 @@ def dcgm_families(
                 value = field.value(gpu)
                 if value is not None:
                     family.add_sample(field.name, labels, value)
+            for mig in gpu.mig_devices:
+                if mig.gpu_instance_id is None or mig.profile is None:
+                    continue  # no GPU_I_ID or GPU_I_PROFILE: no series of its own to tell apart
+                mig_labels = {
+                    **labels,
+                    "GPU_I_PROFILE": mig.profile,
+                    "GPU_I_ID": str(mig.gpu_instance_id),
+                }
+                for name, read in MIG_FIELDS:
+                    value = read(mig)
+                    if value is not None:
+                        by_name[name].add_sample(name, mig_labels, value)
             xid = last_xid(gpu.uuid)
             if xid is not None:
                 text = {"err_code": str(xid.code), "err_msg": xid_text(xid.code)}

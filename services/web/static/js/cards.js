@@ -118,16 +118,31 @@ function buildMigBlock() {
   return { block, tbody, signature: '' };
 }
 
+/**
+ * A MIG instance's utilization: NVML's where it gives one, else its graphics engine activity
+ * from GPM (Hopper and newer), else n/a. Returns [text, tooltip].
+ */
+function migUtil(device) {
+  if (isNumber(device.util_gpu_pct)) return [withUnit(device.util_gpu_pct, '%', 0), ''];
+  if (isNumber(device.gr_engine_active_pct)) {
+    return [withUnit(device.gr_engine_active_pct, '%', 0),
+      'graphics engine activity of this MIG instance since the previous reading (GPM)'];
+  }
+  return ['n/a', 'utilization is not reported for this MIG instance'];
+}
+
 function migRow(device) {
   const row = element('tr', 'mig-device');
   row.dataset.migUuid = String(device.uuid ?? '');
+  const title = [String(device.uuid ?? ''), knownText(device.profile),
+    isNumber(device.gpu_instance_id) ? `GPU instance ${device.gpu_instance_id}` : null]
+    .filter(Boolean).join(' · ');
   const label = `${device.index ?? '?'} · ${device.name ?? 'MIG device'}`;
   const memText = memoryText(device.mem_used_bytes, device.mem_total_bytes);
-  const utilText = withUnit(device.util_gpu_pct, '%', 0);
-  const util = cell(utilText, `text-end mig-util${utilText === 'n/a' ? ' na' : ''}`,
-    utilText === 'n/a' ? 'utilization is not reported for this MIG instance' : '');
+  const [utilText, utilTitle] = migUtil(device);
+  const util = cell(utilText, `text-end mig-util${utilText === 'n/a' ? ' na' : ''}`, utilTitle);
   row.append(
-    cell(label, 'mig-name', String(device.uuid ?? '')),
+    cell(label, 'mig-name', title),
     cell(memText, `text-end mig-mem${memText === 'n/a' ? ' na' : ''}`),
     util,
   );
@@ -142,7 +157,7 @@ function updateMig(gpu, list) {
     .sort((a, b) => (Number(a.index) || 0) - (Number(b.index) || 0));
   const signature = JSON.stringify(devices.map((device) => [
     device.uuid, device.index, device.name, memoryText(device.mem_used_bytes, device.mem_total_bytes),
-    withUnit(device.util_gpu_pct, '%', 0),
+    migUtil(device)[0], device.profile, device.gpu_instance_id,
   ]));
   if (signature === mig.signature) return;
   mig.signature = signature;
