@@ -330,7 +330,9 @@ SELECT g.host, g.gpu_index, g.gpu_uuid, g.gpu_name, x.ts, x.code, x.gpu_instance
 FROM xid_events AS x JOIN gpus AS g ON g.gpu_id = x.gpu_id;
 """
 
-# Version 8: the health metrics (common.metrics), a column each in the samples and a sum, count
+# Version 8: with each GPU's identity, the newest CUDA version its driver supports and its
+# limits (a JSON object of common.messages.GpuLimits' fields: they do not change while its
+# sampler runs). The health metrics (common.metrics), a column each in the samples and a sum, count
 # and max each in every rollup level; the documented view `health_readings` (`readings` stays as
 # released: people's queries rely on its columns). And
 # `health_states`: a GPU's health counters and states, one row each time one of them changes (the
@@ -344,7 +346,11 @@ _V8_METRICS: tuple[str, ...] = (
 _V8_LEVELS_S = (60, 600, 1800, 3600, 7200)
 _V8 = (
     "\n".join(
-        [f"ALTER TABLE samples ADD COLUMN {name} INTEGER;" for name in _V8_METRICS]
+        [
+            "ALTER TABLE gpus ADD COLUMN cuda_version TEXT;",
+            "ALTER TABLE gpus ADD COLUMN limits TEXT;",
+        ]
+        + [f"ALTER TABLE samples ADD COLUMN {name} INTEGER;" for name in _V8_METRICS]
         + [
             f"ALTER TABLE rollup_{level_s} ADD COLUMN {name}_{part};"
             for level_s in _V8_LEVELS_S

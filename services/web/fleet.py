@@ -29,6 +29,7 @@ from services.web.shapes import (
     Finding,
     Gpu,
     Idle,
+    Limits,
     Process,
     Reading,
     Xid,
@@ -206,7 +207,12 @@ def _gpu(
         processes = stored_processes(stored_list)
         idle_since = None if idle_item is None else idle_item.run_since_ts
         idle_ts = process_ts if process_ts is not None else 0.0
-        health = {"cuda_version": None, "health": None, "limits": None, "findings": []}
+        health = {
+            "cuda_version": stored.gpu.cuda_version,
+            "health": None,
+            "limits": stored_limits(stored.gpu.limits),
+            "findings": [],
+        }
     health["last_xid"] = newest_xid(
         None if stored is None else stored.last_xid,
         None if live is None or feed.health is None else feed.health.last_xid(live[1].uuid),
@@ -238,6 +244,16 @@ def live_health(tick: Tick, reading: GpuReading, watch: HealthWatch | None) -> d
         "limits": limits_shape(reading.limits),
         "findings": [Finding(f.kind, f.text, f.since_ts) for f in found],
     }
+
+
+def stored_limits(text: str | None) -> Limits | None:
+    """Return the limits the writer stored with the GPU's identity, None if none or unreadable."""
+    if text is None:
+        return None
+    try:
+        return msgspec.json.decode(text, type=Limits)
+    except msgspec.DecodeError:  # a file edited by hand: no limits rather than no answer
+        return None
 
 
 def newest_xid(stored: tuple[float, int] | None, live: XidEvent | None) -> Xid | None:

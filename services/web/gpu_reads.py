@@ -13,7 +13,7 @@ from services.web.rows import GpuLatest, GpuRow
 
 GPU_COLUMNS = (
     "gpu_id, gpu_uuid, host, gpu_index, gpu_name, pci_bus_id, driver_version, first_ts, last_ts,"
-    " interval_s"
+    " interval_s, cuda_version, limits"
 )
 GPUS_SQL = f"SELECT {GPU_COLUMNS} FROM gpus"
 GPU_BY_UUID_SQL = f"SELECT {GPU_COLUMNS} FROM gpus WHERE gpu_uuid = ?"

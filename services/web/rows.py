@@ -26,6 +26,8 @@ class GpuRow:
     first_ts: float
     last_ts: float
     interval_s: float | None = None
+    cuda_version: str | None = None
+    limits: str | None = None  # JSON object of GpuLimits' fields, as the writer stored them
 
     @property
     def sampling_interval_s(self) -> float:

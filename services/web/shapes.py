@@ -93,8 +93,9 @@ class Gpu(msgspec.Struct):
 
     stale: the host stopped ticking, or the GPU left its host's ticks; host_stale and
     host_last_seen_ts: its host's own. processes: null when the sampler cannot list them.
-    cuda_version, health, limits, findings and last_xid come from the live feed only: null
-    (findings empty) for a GPU the file alone answers for.
+    health and findings come from the live feed only: null (findings empty) for a GPU the file
+    alone answers for; cuda_version and limits are stored with its identity, last_xid and an XID
+    finding of the last day come from the file too.
     """
 
     host: str

@@ -11,6 +11,9 @@ from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
+import msgspec
+from msgspec.structs import asdict
+
 from common.dbfile import FileIdentity, database_bytes, file_identity, journal_paths
 from common.messages import GpuReading, Tick
 from common.metrics import METRIC_NAMES
@@ -42,15 +45,18 @@ _INSERT_SAMPLE = (
 )
 _UPSERT_GPU = """
 INSERT INTO gpus (
-    gpu_uuid, host, gpu_index, gpu_name, pci_bus_id, driver_version, first_ts, last_ts, interval_s
+    gpu_uuid, host, gpu_index, gpu_name, pci_bus_id, driver_version, first_ts, last_ts, interval_s,
+    cuda_version, limits
 )
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (gpu_uuid) DO UPDATE SET
     host = excluded.host, gpu_index = excluded.gpu_index, gpu_name = excluded.gpu_name,
     pci_bus_id = excluded.pci_bus_id,
     driver_version = coalesce(excluded.driver_version, gpus.driver_version),
     first_ts = min(gpus.first_ts, excluded.first_ts), last_ts = max(gpus.last_ts, excluded.last_ts),
-    interval_s = excluded.interval_s
+    interval_s = excluded.interval_s,
+    cuda_version = coalesce(excluded.cuda_version, gpus.cuda_version),
+    limits = coalesce(excluded.limits, gpus.limits)
 RETURNING gpu_id
 """
 
@@ -70,6 +76,7 @@ _INSERT_XID = (
     "INSERT OR IGNORE INTO xid_events (gpu_id, ts, code, gpu_instance_id, compute_instance_id)"
     " VALUES (?, ?, ?, ?, ?)"
 )
+_LIMITS_JSON = msgspec.json.Encoder()  # a GPU's limits as a JSON object in gpus.limits
 _PURGE_HEALTH_STATES = (
     "DELETE FROM health_states WHERE gpu_id = ?1 AND ts < (SELECT ts FROM health_states"
     " WHERE gpu_id = ?1 AND ts < ?2 ORDER BY ts DESC LIMIT 1)"
@@ -449,6 +456,8 @@ class Store:
                     first_ts[uuid],
                     tick.ts,
                     tick.interval_s,
+                    tick.cuda_version,
+                    None if gpu.limits is None else _LIMITS_JSON.encode(asdict(gpu.limits)),
                 ),
             ).fetchone()[0]
             for uuid, (tick, gpu) in newest.items()

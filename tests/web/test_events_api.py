@@ -18,9 +18,13 @@ import msgspec
 import pytest
 
 from common.messages import GpuHealth, GpuLimits, GpuReading, Tick, XidEvent
+from services.sampler.nvml import GpuReader
+from services.sampler.simulated_nvml import SimulatedNvml
+from services.sampler.ticks import build_tick
 from services.web.app import create_app
 from services.writer.health_states import COUNTER_ROW_S
 from services.writer.store import Store
+from tests.conftest import FakeClock
 from tests.web.conftest import make_config
 
 T0 = 1_700_000_000.0
@@ -263,3 +267,37 @@ def test_a_purge_keeps_each_gpus_state_at_the_cutoff(db_path):
 
     assert health_rows(db_path) == [5, 6, 8]  # t5's row still says what held at the cutoff
     assert health_rows(db_path, OTHER) == [0]  # its only row is its state since t0
+
+
+def simulated_history(path: Path, hours: float, **scenarios: tuple[int, ...]) -> list[str]:
+    """Store `hours` of 30 s ticks of 4 simulated GPUs, read by the sampler's own reader over a
+    clock stepped through the past; return the GPUs' UUIDs."""
+    clock = FakeClock()
+    nvml = SimulatedNvml(4, host="sim", clock=clock.wall, **scenarios)
+    reader = GpuReader(nvml, monotonic=clock.monotonic, wall=clock.wall)
+    reader.start()
+    ticks = []
+    for seq in range(int(hours * 120)):
+        clock.advance(30.0)
+        ticks.append(build_tick(reader.read(), "sim", "history", seq, clock.wall(), 30.0))
+    reader.close()
+    write(path, ticks)
+    return [device.uuid for device in nvml.devices]
+
+
+async def test_a_hot_simulated_gpu_throttles_and_its_episodes_are_events(aiohttp_client, tmp_path):
+    path = tmp_path / "db"
+    uuids = simulated_history(path, 3.0, hot_gpus=(1,))
+    client = await aiohttp_client(create_app(make_config(path)))
+
+    body = await events(client, **{"from": 0, "to": 4e9})
+
+    hot = [e for e in body["events"] if e["gpu_uuid"] == uuids[1]]
+    started = [e for e in hot if e["kind"] == "throttling_started"]
+    stopped = [e for e in hot if e["kind"] == "throttling_stopped"]
+    assert started and stopped, "the hot GPU's training phases heat it past its slowdown"
+    assert all("thermal" in e["text"] for e in started)
+    assert not any(e["gpu_uuid"] != uuids[1] and "throttling" in e["kind"] for e in body["events"])
+    counts = {c["gpu_uuid"]: c for c in body["counts"]}
+    assert counts[uuids[1]]["thermal_violation_s"] > 60
+    assert counts[uuids[0]]["thermal_violation_s"] == 0

@@ -8,7 +8,7 @@ from common.messages import GpuHealth, GpuLimits, GpuReading, Tick, XidEvent
 from services.web.app import create_app
 from services.web.keys import FEED
 from services.writer.store import Store
-from tests.web.conftest import feed_connected, wait_until
+from tests.web.conftest import feed_connected, make_config, wait_until
 from tests.web.test_live import receive_json, receive_tick
 
 LIMITS = GpuLimits(pcie_max_gen=5, pcie_max_width=16, nvlink_links=18, temp_slowdown_c=89)
@@ -159,3 +159,17 @@ async def test_an_xid_stored_before_the_web_started_is_shown_live_too(
     [live] = message["tick"]["gpus"]
     assert live["last_xid"] == xid and live["findings"][0]["kind"] == "xid"
     await ws.close()
+
+
+async def test_a_gpu_only_the_file_knows_keeps_its_limits_and_cuda_version(aiohttp_client, db_path):
+    store = Store(db_path)  # its host stopped before this web process started
+    store.write([tick(1, time.time() - 600, HEALTHY)])
+    store.close()
+    client = await aiohttp_client(create_app(make_config(db_path)))
+
+    gpu = await gpu_entry(client)
+
+    assert gpu["limits"]["pcie_max_gen"] == 5 and gpu["limits"]["temp_slowdown_c"] == 89
+    assert gpu["limits"]["max_sm_clock_mhz"] is None  # not told: null, as live
+    assert gpu["cuda_version"] == "12.4"
+    assert gpu["health"] is None and gpu["findings"] == []  # health is the live feed's alone
