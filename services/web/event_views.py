@@ -7,9 +7,9 @@ import time
 from aiohttp import web
 
 from services.web.event_reads import events_job
-from services.web.gpu_reads import known_gpus_job
-from services.web.keys import FEED, STORE
+from services.web.keys import STORE
 from services.web.params import ParamError, parse_events_query
+from services.web.proc_views import unknown_filter
 from services.web.replies import error_reply, json_reply
 from services.web.shapes import Event, EventsReply, HealthCounts
 
@@ -20,18 +20,10 @@ async def events(request: web.Request) -> web.Response:
         query = parse_events_query(request.query, now_s=time.time())
     except ParamError as error:
         return error_reply(str(error), 400)
+    unknown = await unknown_filter(request, query.gpu_uuids, query.hosts)
+    if unknown is not None:
+        return unknown
     store = request.app[STORE]
-    if query.gpu_uuids or query.hosts:
-        uuids, hosts = await store.call(known_gpus_job(), (set(), set()))
-        for tick in request.app[FEED].latest_ticks():
-            hosts.add(tick.host)
-            uuids.update(reading.uuid for reading in tick.gpus)
-        for uuid in query.gpu_uuids:
-            if uuid not in uuids:
-                return error_reply(f"gpu={uuid!r} is not a known GPU", 404)
-        for host in query.hosts:
-            if host not in hosts:
-                return error_reply(f"host={host!r} is not a known host", 404)
     job = events_job(query.from_s, query.to_s, query.gpu_uuids, query.hosts)
     read = await store.call(job, None, long=True)
     if read is None:

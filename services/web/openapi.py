@@ -111,8 +111,13 @@ ROUTES: tuple[Route, ...] = (
         "/api/v1/usage",
         "GPU-hours and GPU-memory-hours per user, process or container over a range.",
         shapes.UsageReply,
-        (FROM, TO, Param("by", "Group by (default: user).", {"enum": list(USAGE_KEYS)})),
-        (400,),
+        (
+            FROM,
+            TO,
+            Param("by", "Group by (default: user).", {"enum": list(USAGE_KEYS)}),
+            GPUS,
+        ),
+        (400, 404),
     ),
     Route(
         "/api/v1/energy",

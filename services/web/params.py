@@ -26,7 +26,7 @@ MAX_HOSTS = 1024
 
 HISTORY_PARAMETERS = ("gpu", "host", "from", "to", "points", "metric")
 PROCESSES_PARAMETERS = ("gpu", "at")
-USAGE_PARAMETERS = ("from", "to", "by")
+USAGE_PARAMETERS = ("from", "to", "by", "gpu")
 ENERGY_PARAMETERS = ("from", "to", "host")
 EVENTS_PARAMETERS = ("from", "to", "gpu", "host")
 NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d{1,3})?", re.ASCII)
@@ -57,6 +57,7 @@ class RangeQuery:
     to_s: float
     by: str = "user"
     hosts: tuple[str, ...] = ()
+    gpu_uuids: tuple[str, ...] = ()  # empty: every GPU
 
 
 def parse_history_query(query: MultiMapping[str], now_s: float) -> HistoryQuery:
@@ -90,7 +91,8 @@ def parse_processes_query(query: MultiMapping[str]) -> tuple[str, float | None]:
 
 
 def parse_usage_query(query: MultiMapping[str], now_s: float) -> RangeQuery:
-    """Return the checked range and `by` (user, process or container; user by default).
+    """Return the checked range, `by` (user, process or container; user by default) and the
+    GPUs asked for (gpu may be repeated; none: all).
 
     `to` defaults to now_s and `from` to a day before `to`.
     """
@@ -101,7 +103,7 @@ def parse_usage_query(query: MultiMapping[str], now_s: float) -> RangeQuery:
         by = "user"
     elif by not in USAGE_KEYS:  # an empty by= too: a typo is refused, not read as the default
         raise ParamError(f"by={shown(by)} is not one of {', '.join(USAGE_KEYS)}")
-    return RangeQuery(from_s, to_s, by=by)
+    return RangeQuery(from_s, to_s, by=by, gpu_uuids=_gpu_uuids(query.getall("gpu", [])))
 
 
 def parse_energy_query(query: MultiMapping[str], now_s: float) -> RangeQuery:

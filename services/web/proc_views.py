@@ -10,7 +10,7 @@ from aiohttp import web
 from services.web.energy import energy_report
 from services.web.energy_reads import energy_job
 from services.web.fleet import live_answers, live_process_list, live_readings, stored_processes
-from services.web.gpu_reads import known_hosts_job
+from services.web.gpu_reads import known_gpus_job
 from services.web.keys import CONFIG, FEED, STORE
 from services.web.params import (
     ParamError,
@@ -51,8 +51,11 @@ async def usage(request: web.Request) -> web.Response:
         query = parse_usage_query(request.query, now_s=time.time())
     except ParamError as error:
         return error_reply(str(error), 400)
+    unknown = await unknown_filter(request, query.gpu_uuids, ())
+    if unknown is not None:
+        return unknown
     rows = await request.app[STORE].call(
-        usage_job(query.from_s, query.to_s, query.by), [], long=True
+        usage_job(query.from_s, query.to_s, query.by, query.gpu_uuids), [], long=True
     )
     reply = UsageReply(query.from_s, query.to_s, query.by, msgspec.convert(rows, list[UsageRow]))
     return json_reply(reply)
@@ -65,15 +68,32 @@ async def energy(request: web.Request) -> web.Response:
     except ParamError as error:
         return error_reply(str(error), 400)
     store = request.app[STORE]
-    if query.hosts:
-        known = await store.call(known_hosts_job(), set())
-        known |= {tick.host for tick in request.app[FEED].latest_ticks()}
-        unknown = [host for host in query.hosts if host not in known]
-        if unknown:
-            return error_reply(f"host={unknown[0]!r} is not a known host", 404)
+    unknown = await unknown_filter(request, (), query.hosts)
+    if unknown is not None:
+        return unknown
     gpus = await store.call(energy_job(query.from_s, query.to_s, query.hosts), [], long=True)
     config = request.app[CONFIG]
     report = energy_report(
         gpus, query.from_s, query.to_s, config.energy_price_per_kwh, config.currency
     )
     return json_reply(msgspec.convert(report, EnergyReply))
+
+
+async def unknown_filter(
+    request: web.Request, gpu_uuids: tuple[str, ...], hosts: tuple[str, ...]
+) -> web.Response | None:
+    """Return the 404 for the first GPU or host asked for that neither the file nor the live
+    feed knows, None when all are known (or none asked for)."""
+    if not gpu_uuids and not hosts:
+        return None
+    uuids, known_hosts = await request.app[STORE].call(known_gpus_job(), (set(), set()))
+    for tick in request.app[FEED].latest_ticks():
+        known_hosts.add(tick.host)
+        uuids.update(reading.uuid for reading in tick.gpus)
+    for uuid in gpu_uuids:
+        if uuid not in uuids:
+            return error_reply(f"gpu={uuid!r} is not a known GPU", 404)
+    for host in hosts:
+        if host not in known_hosts:
+            return error_reply(f"host={host!r} is not a known host", 404)
+    return None

@@ -97,9 +97,10 @@ def processes_job(gpu_uuid: str, at_s: float | None) -> Callable[[sqlite3.Connec
 
 
 def usage_job(
-    from_s: float, to_s: float, by: str
+    from_s: float, to_s: float, by: str, gpu_uuids: tuple[str, ...] = ()
 ) -> Callable[[sqlite3.Connection], list[dict[str, Any]]]:
-    """Return a job adding up usage per key (usage.usage_rows) over [from_s, to_s).
+    """Return a job adding up usage per key (usage.usage_rows) over [from_s, to_s), on the GPUs
+    named (none named: all).
 
     The spans are summed as they are read, in the reader thread: a long range of short jobs
     has many, which would hold the event loop and sit in memory all at once.
@@ -114,6 +115,8 @@ def usage_job(
         for gpu in read_gpus(conn):
             interval_s = gpu.sampling_interval_s
             if gpu.last_ts + interval_s <= from_s or gpu.first_ts >= to_s:
+                continue
+            if gpu_uuids and gpu.gpu_uuid not in gpu_uuids:
                 continue
             for key, start_ts, end_ts, used in conn.execute(
                 sql, (gpu.gpu_id, from_s - interval_s, to_s)

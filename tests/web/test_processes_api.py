@@ -181,6 +181,21 @@ async def test_usage_by_container(usage_client):
     assert rows[None]["gpus"] == ["GPU-0", "GPU-1"]
 
 
+async def test_usage_of_one_gpu_counts_its_processes_alone(usage_client):
+    url = f"/api/v1/usage?from={at(0)}&to={at(10)}&by=container"
+    body = await get_json(usage_client, url + "&gpu=GPU-1")
+    [row] = body["rows"]
+    # GPU-1's hidden process alone: 540 s, not the 1,140 s of every GPU's no-container rows
+    assert (row["key"], row["gpus"]) == (None, ["GPU-1"])
+    assert row["gpu_hours"] == pytest.approx(540 / HOUR_S)
+    both = await get_json(usage_client, url + "&gpu=GPU-1&gpu=GPU-0")
+    assert {r["key"]: r["gpu_hours"] for r in both["rows"]} == pytest.approx(
+        {"c1": 360 / HOUR_S, None: 1140 / HOUR_S}
+    )
+    missing = await get_json(usage_client, url + "&gpu=GPU-nobody", 404)
+    assert missing["error"] == "gpu='GPU-nobody' is not a known GPU"
+
+
 @pytest.mark.parametrize(
     "query", ["by=group", "from=5&to=4", "from=abc", "to=1e300", "by=user&by=process", "x=1"]
 )
