@@ -335,9 +335,10 @@ FROM xid_events AS x JOIN gpus AS g ON g.gpu_id = x.gpu_id;
 # sampler runs). The health metrics (common.metrics), a column each in the samples and a sum, count
 # and max each in every rollup level; the documented view `health_readings` (`readings` stays as
 # released: people's queries rely on its columns). And
-# `health_states`: a GPU's health counters and states, one row each time one of them changes (the
-# violation counters, which move every tick while a GPU is held back, at most once a minute on
-# their own), `findings` the bits of common.health.FINDING_KINDS; the documented view `health`.
+# `health_states`: a GPU's health counters and states, one row each time one of them changes
+# (what moves while a GPU works normally at most every ten minutes on its own:
+# services/writer/health_states.py), `findings` the bits of common.health.FINDING_KINDS; the
+# documented view `health`.
 # The SQL is generated from the literal lists below, which are frozen like the text above.
 _V8_METRICS: tuple[str, ...] = (
     "enc_util_pct", "dec_util_pct", "mem_temp_c", "pcie_tx_kb_per_s", "pcie_rx_kb_per_s",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from common.schema import HEALTH_STATE_COLUMNS
 from services.web.health_events import Counter, HealthRow
 
@@ -41,3 +43,25 @@ def test_a_row_that_does_not_know_a_counter_neither_adds_nor_breaks_the_count():
         counter.take(row(ts, thermal_violation_ns=ns))
 
     assert counter.counts(xids=2).thermal_violation_s == 3.5
+
+
+def test_a_violation_time_between_sparse_rows_is_shared_by_the_ranges_it_spans():
+    # at its power cap the whole time, rows ten minutes apart (the writer's COUNTER_ROW_S)
+    def counted(from_s: float, to_s: float) -> float | None:
+        counter = Counter(from_s, to_s)
+        for ts in (0.0, 600.0, 1200.0):
+            counter.take(row(ts, power_violation_ns=int(ts * 1e9)))
+        return counter.counts(xids=0).power_violation_s
+
+    assert counted(590, 610) == pytest.approx(20.0)  # not the whole 600 s of the next row
+    assert counted(610, 900) == pytest.approx(290.0)  # not 0: no row inside the range
+    assert counted(0, 1200) == pytest.approx(1200.0)
+    assert counted(1300, 1400) == 0.0  # after the last row: nothing known to have been spent
+
+
+def test_errors_count_where_the_row_that_shows_them_is():
+    counter = Counter(100.0, 200.0)
+    for ts, errors in ((50.0, 1), (150.0, 3), (250.0, 7)):  # before, in, after the range
+        counter.take(row(ts, ecc_uncorrected_aggregate=errors))
+
+    assert counter.counts(xids=0).ecc_uncorrected == 2

@@ -7,9 +7,9 @@ import threading
 
 import pytest
 
-from common.messages import GpuHealth
+from common.messages import GpuHealth, GpuLimits, GpuReading
 from services.sampler.health_reads import SLOW_READ_S
-from services.sampler.nvml import GpuReader
+from services.sampler.nvml import GpuReader, TickReading
 from services.sampler.simulated_nvml import SimulatedNvml
 from services.sampler.ticks import build_tick
 
@@ -270,3 +270,43 @@ def test_the_slow_reads_happen_at_most_every_slow_read_s_and_the_ticks_between_c
     clock.advance(0.1)
     reader.read()
     assert len(calls) == 2 * GPUS  # SLOW_READ_S after the first: read again
+
+
+def test_xid_79_is_reported_by_the_tick_that_finds_the_gpu_fallen_off_the_bus(clock):
+    nvml = sim(clock)
+    reader = started(nvml, clock)
+    reader.read()
+    clock.advance(1.0)
+
+    nvml.inject_xid(1, 79)
+    nvml.lose_gpu(1)  # every device call fails from now on; the event is still queued
+    tick = reader.read()
+
+    lost = tick.gpus[1]
+    assert lost.error is not None
+    assert [xid.code for xid in lost.xid_events] == [79]
+
+
+def test_xids_read_in_one_instant_keep_a_time_each(clock):
+    nvml = sim(clock)
+    reader = started(nvml, clock)
+    reader.read()
+    for _ in range(5):
+        nvml.inject_xid(1, 13)
+
+    xids = reader.read().gpus[1].xid_events
+
+    assert [xid.code for xid in xids] == [13] * 5
+    assert len({xid.ts for xid in xids}) == 5  # stored as five rows, not one
+
+
+def test_a_health_value_out_of_range_is_null_alone_and_the_rest_of_the_health_stays():
+    health = GpuHealth(clocks_event_reasons=0x40, ecc_uncorrected_volatile=3, mem_temp_c=4000)
+    limits = GpuLimits(pcie_max_gen=5, temp_shutdown_c=65535)  # a stuck sensor, a bad threshold
+    gpu = GpuReading(index=0, uuid="GPU-a", name="H100", health=health, limits=limits)
+
+    [sent] = build_tick(TickReading("550", [gpu], None), "h", "s", 1, 1.7e9, 1.0).gpus
+
+    assert sent.health.mem_temp_c is None and sent.limits.temp_shutdown_c is None
+    assert sent.health.clocks_event_reasons == 0x40  # the throttling is still told
+    assert sent.health.ecc_uncorrected_volatile == 3 and sent.limits.pcie_max_gen == 5

@@ -41,6 +41,7 @@ from services.sampler.nvml_values import u32 as _u32
 from services.sampler.nvml_values import u64 as _u64
 
 MAX_XIDS_PER_TICK = 64
+XID_TS_STEP_S = 1e-6  # XIDs read in one instant get times this far apart (the key is per time)
 PCIE_POOL_THREADS = 16
 PCIE_WAIT_S = 1.0  # NVML measures over 20 ms: a read not back by then counts as failed
 # What is read at most this often (faster ticks carry the last read): the violation times, the
@@ -97,6 +98,7 @@ class HealthReads:
         self._slow: dict[int, tuple[float, dict[str, Any]]] = {}  # index: (read at, fields)
         self._pcie: dict[int, tuple[Any, Any]] = {}  # index: (TX, RX) as last read
         self._due: set[int] = set()  # the GPUs whose slow reads were due this tick
+        self._xid_ts: dict[int, float] = {}  # index: the time given to its last XID
         self._xid_sets: dict[int, Any] = {}
         self._pool: ThreadPoolExecutor | None = None
         self._gpm = GpmReads(nvml)
@@ -335,6 +337,10 @@ class HealthReads:
             return None if value < 0 else int(value)
         return None if value < 0 or value >= (1 << bits) - 1 else int(value)
 
+    def watching(self, index: int) -> bool:
+        """Return whether the GPU's XIDs are watched (its event set registered)."""
+        return index in self._xid_sets
+
     def xids(self, index: int, call: Callable[..., Any]) -> list[XidEvent]:
         """Return the XID errors NVML reported for the GPU since the last tick (no waiting)."""
         event_set = self._xid_sets.get(index)
@@ -345,12 +351,15 @@ class HealthReads:
         for _ in range(MAX_XIDS_PER_TICK):
             try:
                 data = call(nvml.nvmlEventSetWait_v2, event_set, 0)
-            except nvml.NVMLError:  # NVML_ERROR_TIMEOUT: nothing more; any other: try next tick
-                break
+            except Exception:  # a timeout: nothing more; the GPU or session lost: next tick's
+                break  # reads find it; what was taken is kept either way
             if data.eventType & nvml.nvmlEventTypeXidCriticalError:
+                # each event its own time, so that two of one code read together stay two
+                ts = max(self._clock(), self._xid_ts.get(index, 0.0) + XID_TS_STEP_S)
+                self._xid_ts[index] = ts
                 events.append(
                     XidEvent(
-                        ts=self._clock(),
+                        ts=ts,
                         code=int(data.eventData),
                         gpu_instance_id=_instance(data.gpuInstanceId),
                         compute_instance_id=_instance(data.computeInstanceId),

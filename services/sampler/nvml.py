@@ -47,7 +47,7 @@ from typing import Any
 import msgspec
 
 from common.config import Config
-from common.messages import GpuHealth, GpuLimits, GpuProcess, GpuReading, MigDevice
+from common.messages import GpuHealth, GpuLimits, GpuProcess, GpuReading, MigDevice, XidEvent
 from services.sampler.health_reads import HealthReads
 from services.sampler.nvml_values import add as _add
 from services.sampler.nvml_values import byte_count as _bytes
@@ -346,14 +346,20 @@ class GpuReader:
     # -- one GPU -----------------------------------------------------------------------------
 
     def _read_gpu(self, index: int) -> GpuReading:
+        # The XIDs first: after XID 79 (fallen off the bus) every device call fails, but the
+        # event is still in the GPU's event set, which needs no device call to drain.
+        watched = self._health.watching(index)
+        xid_events = self._health.xids(index, self._call)
         try:
             handle = self._call(self._nvml.nvmlDeviceGetHandleByIndex, index)
             identity = self._identity(index, handle)
-            reading = self._metrics(identity, handle)
+            if not watched:  # registered just now, by its identification
+                xid_events = self._health.xids(index, self._call)
+            reading = self._metrics(identity, handle, xid_events)
         except _GpuLostError as error:
-            return self._lost(index, str(error))
+            return _replace(self._lost(index, str(error)), xid_events=xid_events)
         except self._nvml.NVMLError as error:
-            return self._lost(index, f"NVML error: {error}")
+            return _replace(self._lost(index, f"NVML error: {error}"), xid_events=xid_events)
         if index in self._lost_logged:
             log.info("GPU %d (%s) answers again", index, identity.uuid)
             self._lost_logged.discard(index)
@@ -493,7 +499,9 @@ class GpuReader:
             "mem_reserved_bytes": _bytes(info.reserved) if v2 else None,
         }
 
-    def _metrics(self, identity: GpuIdentity, handle: Any) -> GpuReading:
+    def _metrics(
+        self, identity: GpuIdentity, handle: Any, xid_events: list[XidEvent]
+    ) -> GpuReading:
         """Read each metric once; unit conversions from NVML's units happen here."""
         nvml, uuid = self._nvml, identity.uuid
 
@@ -520,7 +528,6 @@ class GpuReader:
         )
         if mig_devices:
             mig_devices = self._with_mig_activity(identity, handle, mig_devices)
-        xid_events = self._health.xids(identity.index, self._call)
         self._tick_handles[identity.index] = handle
         return identity.reading(
             util_gpu_pct=_pct(util.gpu) if util is not None else None,

@@ -20,10 +20,13 @@ from services.web.rows import GpuRow
 
 MAX_EVENTS = 10_000
 
+# The GPU's rows from the one before the range to the first after it (key look-ups, one scan).
 _ROWS_SQL = (
     f"SELECT ts, {', '.join(HEALTH_STATE_COLUMNS)} FROM health_states WHERE gpu_id = ?1"
     " AND ts >= COALESCE((SELECT ts FROM health_states WHERE gpu_id = ?1 AND ts < ?2"
-    " ORDER BY ts DESC LIMIT 1), ?2) AND ts <= ?3 ORDER BY ts"
+    " ORDER BY ts DESC LIMIT 1), ?2)"
+    " AND ts <= COALESCE((SELECT ts FROM health_states WHERE gpu_id = ?1 AND ts > ?3"
+    " ORDER BY ts LIMIT 1), ?3) ORDER BY ts"
 )
 _XIDS_SQL = "SELECT ts, code FROM xid_events WHERE gpu_id = ? AND ts >= ? AND ts <= ? ORDER BY ts"
 
@@ -57,7 +60,7 @@ def events_job(
         for gpu in read_gpus(conn):
             if (gpu_uuids and gpu.gpu_uuid not in gpu_uuids) or (hosts and gpu.host not in hosts):
                 continue
-            counter = Counter()
+            counter = Counter(from_s, to_s)
             xids = 0
             for event in chain(
                 row_events(_rows(conn, gpu.gpu_id, from_s, to_s, counter), from_s, to_s),
@@ -83,7 +86,7 @@ def events_job(
 def _rows(
     conn: sqlite3.Connection, gpu_id: int, from_s: float, to_s: float, counter: Counter
 ) -> Iterator[HealthRow]:
-    """Yield the GPU's rows from the one before the range to its end, counting each."""
+    """Yield the GPU's rows from the one before the range to the one after it, counting each."""
     for ts, *values in conn.execute(_ROWS_SQL, (gpu_id, from_s, to_s)):
         row = HealthRow(ts, values)
         counter.take(row)

@@ -215,7 +215,7 @@ def _gpu(
         }
     health["last_xid"] = newest_xid(
         None if stored is None else stored.last_xid,
-        None if live is None or feed.health is None else feed.health.last_xid(live[1].uuid),
+        None if live is None or feed.health is None else feed.health.known_xid(live[1].uuid),
     )
     health["findings"] = xid_finding(health["last_xid"], ident["last_ts"]) + health["findings"]
     staleness = gpu_staleness(ident["host"], ident["last_ts"], hosts)

@@ -126,6 +126,7 @@ def xid_event(ts: float, code: int) -> Event:
     return Event(ts, "xid", code, xid_text(code))
 
 
+_SPREAD = frozenset({"thermal_violation_ns", "power_violation_ns"})
 _COUNTED = (
     "ecc_corrected_aggregate",
     "ecc_corrected_volatile",
@@ -138,20 +139,39 @@ _COUNTED = (
 
 
 class Counter:
-    """The increases of each counted column over consecutive rows, taken one row at a time."""
+    """The increases of each counted column over the range, taken one row at a time.
 
-    def __init__(self) -> None:
-        self._last: dict[str, int | None] = dict.fromkeys(_COUNTED)
-        self._sum: dict[str, int | None] = dict.fromkeys(_COUNTED)
+    Rows come in time order: the one before the range (if any), those in it, the first after
+    it (if any). An error counter's increase between two rows counts where the later row is in
+    the range. A violation time is spread evenly over the time between its two rows, and the
+    part inside the range counts: a row may be up to ten minutes from the next (the writer's
+    COUNTER_ROW_S), and a range inside that gap gets its share, never more than its length.
+    """
+
+    def __init__(self, from_s: float = float("-inf"), to_s: float = float("inf")) -> None:
+        self._from_s, self._to_s = from_s, to_s
+        self._last: dict[str, tuple[float, int] | None] = dict.fromkeys(_COUNTED)
+        self._sum: dict[str, float | None] = dict.fromkeys(_COUNTED)
 
     def take(self, row: HealthRow) -> None:
-        """Count the row (the first: the row before the range, if any)."""
+        """Count the row."""
+        inside = self._from_s <= row.ts <= self._to_s
         for name in _COUNTED:
             value = row.get(name)
             if value is None:
                 continue
-            self._sum[name] = (self._sum[name] or 0) + _increase(self._last[name], value)
-            self._last[name] = value
+            last = self._last[name]
+            if self._sum[name] is None:
+                self._sum[name] = 0  # known from here on
+            if name in _SPREAD:
+                share = 0.0 if last is None else _overlap(last[0], row.ts, self._from_s, self._to_s)
+                if share or inside:
+                    added = _increase(None if last is None else last[1], value) * share
+                    self._sum[name] = (self._sum[name] or 0) + added
+            elif inside:
+                added = _increase(None if last is None else last[1], value)
+                self._sum[name] = (self._sum[name] or 0) + added
+            self._last[name] = (row.ts, value)
 
     def counts(self, xids: int) -> Counts:
         """Return the totals (an aggregate counter where the GPU keeps one, else volatile)."""
@@ -159,13 +179,17 @@ class Counter:
             xids=xids,
             ecc_corrected=self._first("ecc_corrected_aggregate", "ecc_corrected_volatile"),
             ecc_uncorrected=self._first("ecc_uncorrected_aggregate", "ecc_uncorrected_volatile"),
-            thermal_violation_s=_seconds(self._sum["thermal_violation_ns"]),
-            power_violation_s=_seconds(self._sum["power_violation_ns"]),
-            pcie_replays=self._sum["pcie_replays"],
+            thermal_violation_s=self._seconds("thermal_violation_ns"),
+            power_violation_s=self._seconds("power_violation_ns"),
+            pcie_replays=_whole(self._sum["pcie_replays"]),
         )
 
     def _first(self, *names: str) -> int | None:
-        return next((self._sum[n] for n in names if self._sum[n] is not None), None)
+        return next((_whole(self._sum[n]) for n in names if self._sum[n] is not None), None)
+
+    def _seconds(self, name: str) -> float | None:
+        ns = self._sum[name]
+        return None if ns is None else min(ns / 1e9, max(0.0, self._to_s - self._from_s))
 
 
 def _ecc_uncorrected(row: HealthRow) -> int | None:
@@ -179,5 +203,13 @@ def _increase(before: int | None, after: int | None) -> int:
     return after - before if after >= before else after
 
 
-def _seconds(ns: int | None) -> float | None:
-    return None if ns is None else ns / 1e9
+def _overlap(start_s: float, end_s: float, from_s: float, to_s: float) -> float:
+    """Return the share of [start_s, end_s] inside [from_s, to_s]."""
+    if end_s <= start_s:
+        return 1.0 if from_s <= end_s <= to_s else 0.0
+    inside_s = min(end_s, to_s) - max(start_s, from_s)
+    return max(0.0, inside_s) / (end_s - start_s)
+
+
+def _whole(value: float | None) -> int | None:
+    return None if value is None else int(value)

@@ -37,6 +37,7 @@ class HealthWatch:
     def __init__(self) -> None:
         self._since: dict[str, dict[str, float]] = {}
         self._last_xid: dict[str, XidEvent] = {}
+        self._stored_xid: dict[str, XidEvent] = {}  # the file's newest, learned by the API
 
     def follow(self, tick: Tick, previous: Tick | None) -> None:
         """Take a host's new newest tick (previous: the one it replaces)."""
@@ -46,6 +47,7 @@ class HealthWatch:
                 if reading.uuid not in kept:
                     self._since.pop(reading.uuid, None)
                     self._last_xid.pop(reading.uuid, None)
+                    self._stored_xid.pop(reading.uuid, None)
         for reading in tick.gpus:
             if reading.xid_events:
                 self._last_xid[reading.uuid] = max(reading.xid_events, key=lambda e: e.ts)
@@ -61,16 +63,19 @@ class HealthWatch:
         one that happened before this process started is then in the live answers too."""
         for item in stored:
             uuid = item.gpu.gpu_uuid
-            if item.last_xid is None or uuid not in self._since:
-                continue
-            held = self._last_xid.get(uuid)
-            if held is None or (held.ts, held.code) < item.last_xid:
+            if item.last_xid is not None and uuid in self._since:
                 ts, code = item.last_xid
-                self._last_xid[uuid] = XidEvent(ts, code)
+                self._stored_xid[uuid] = XidEvent(ts, code)
 
     def last_xid(self, gpu_uuid: str) -> XidEvent | None:
-        """Return the GPU's last XID the feed received, None when none since this started."""
+        """Return the GPU's last XID the feed received, None when none since this started
+        (/metrics: dcgm-exporter's DCGM_FI_DEV_XID_ERRORS is what it has seen itself)."""
         return self._last_xid.get(gpu_uuid)
+
+    def known_xid(self, gpu_uuid: str) -> XidEvent | None:
+        """Return the newer of the GPU's last XID the feed received and the file's newest."""
+        known = [x for x in (self._last_xid.get(gpu_uuid), self._stored_xid.get(gpu_uuid)) if x]
+        return max(known, key=lambda xid: (xid.ts, xid.code), default=None)
 
     def held(self, tick: Tick, reading: GpuReading) -> list[HeldFinding]:
         """Return the GPU's findings in its newest reading, each since when it holds."""

@@ -100,9 +100,11 @@ def dcgm_families(
                 value = field.value(gpu)
                 if value is not None:
                     family.add_sample(field.name, labels, value)
+            instances = {}  # one series per GPU instance: its compute instances share it
             for mig in gpu.mig_devices:
-                if mig.gpu_instance_id is None or mig.profile is None:
-                    continue  # no GPU_I_ID or GPU_I_PROFILE: no series of its own to tell apart
+                if mig.gpu_instance_id is not None and mig.profile is not None:
+                    instances.setdefault(mig.gpu_instance_id, mig)
+            for mig in instances.values():  # without GPU_I_ID or GPU_I_PROFILE: none to tell apart
                 mig_labels = {
                     **labels,
                     "GPU_I_PROFILE": mig.profile,

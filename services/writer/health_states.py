@@ -10,7 +10,9 @@
   adds one at once: a finding's start or end, the limiting reasons (so a thermal episode's
   violation time is exact), uncorrected errors, remaps, the link width, the NVLink links.
 - The previous row is read from the file (one key look-up per GPU per batch), in the batch's
-  transaction: nothing is held in memory, a replayed tick at or before it adds nothing.
+  transaction: nothing is held in memory. A tick older than it (a replay after an outage, which
+  can come after the live ticks) is judged against the row that held at its own time, and adds
+  a row where it changed something at once; the same tick again adds nothing.
 """
 
 from __future__ import annotations
@@ -39,6 +41,10 @@ _REASONS = HEALTH_STATE_COLUMNS.index("clocks_event_reasons")
 _INSERT = (
     f"INSERT OR IGNORE INTO health_states (gpu_id, ts, {_COLUMNS})"
     f" VALUES (?, ?, {', '.join('?' for _ in HEALTH_STATE_COLUMNS)})"
+)
+_AT_OR_BEFORE = (
+    f"SELECT ts, {_COLUMNS} FROM health_states WHERE gpu_id = ? AND ts <= ?"
+    " ORDER BY ts DESC LIMIT 1"
 )
 _LAST = f"SELECT ts, {_COLUMNS} FROM health_states WHERE gpu_id = ? ORDER BY ts DESC LIMIT 1"
 
@@ -90,11 +96,25 @@ def store_health_states(
                 row = conn.execute(_LAST, (gpu_id,)).fetchone()
                 last[gpu_id] = None if row is None else (row[0], tuple(row[1:]))
             held = last[gpu_id]
-            if held is None or changed(held[1], held[0], state, tick.ts):
-                rows.append((gpu_id, tick.ts, *state))
+            if held is not None and tick.ts < held[0]:
+                # older than the newest row: a replay after an outage, which may come after the
+                # live ticks. Judged against the row that held at its own time.
+                if _changes_history(conn, gpu_id, tick.ts, state):
+                    conn.execute(_INSERT, (gpu_id, tick.ts, *state))
+                    rows.append(tick.ts)
+            elif held is None or changed(held[1], held[0], state, tick.ts):
+                conn.execute(_INSERT, (gpu_id, tick.ts, *state))
+                rows.append(tick.ts)
                 last[gpu_id] = (tick.ts, state)
-    conn.executemany(_INSERT, rows)
     return len(rows)
+
+
+def _changes_history(conn: sqlite3.Connection, gpu_id: int, ts: float, state: State) -> bool:
+    """Return whether a state at ts differs from the GPU's row at or before ts (none: it does)."""
+    row = conn.execute(_AT_OR_BEFORE, (gpu_id, ts)).fetchone()
+    if row is None:
+        return True
+    return row[0] < ts and _at_once(tuple(row[1:])) != _at_once(state)
 
 
 def _flag(value: bool | None) -> int | None:

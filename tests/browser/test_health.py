@@ -93,7 +93,8 @@ def test_the_same_cases_are_in_the_events_list_and_in_metrics(stack: Stack):
         ]  # fmt: skip
         return float(line.rsplit(" ", 1)[1])
 
-    assert sample("DCGM_FI_DEV_XID_ERRORS", 1) == 13
+    # (DCGM_FI_DEV_XID_ERRORS is the last XID the web saw live, as dcgm-exporter's: the one at
+    # the start may come before the web listens; tests/web/test_dcgm_coverage.py has it)
     assert sample("DCGM_FI_DEV_ROW_REMAP_PENDING", 2) == 1
     assert sample("DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_ROWS", 2) == 2
     assert sample("DCGM_FI_DEV_PCIE_LINK_WIDTH", 3) == 8

@@ -22,6 +22,7 @@ from services.sampler.nvml import GpuReader
 from services.sampler.simulated_nvml import SimulatedNvml
 from services.sampler.ticks import build_tick
 from services.web.app import create_app
+from services.web.event_reads import events_job
 from services.writer.health_states import COUNTER_ROW_S
 from services.writer.store import Store
 from tests.conftest import FakeClock
@@ -234,7 +235,8 @@ async def test_a_range_starting_inside_an_episode_counts_from_the_state_before_i
         (6, "link_downgraded"),
     ]
     [counts] = body["counts"]
-    assert counts["thermal_violation_s"] == 2.0  # 1 s at t2's row, 3 s at t4's
+    # 1 s at t2, 3 s at t4 (t3 stored no row): spread over [t2, t4], the range holds [t3, t4]
+    assert counts["thermal_violation_s"] == 1.0
     assert (counts["xids"], counts["ecc_uncorrected"]) == (0, 2)
 
 
@@ -301,3 +303,36 @@ async def test_a_hot_simulated_gpu_throttles_and_its_episodes_are_events(aiohttp
     counts = {c["gpu_uuid"]: c for c in body["counts"]}
     assert counts[uuids[1]]["thermal_violation_s"] > 60
     assert counts[uuids[0]]["thermal_violation_s"] == 0
+
+
+def test_a_replay_that_arrives_after_the_live_ticks_keeps_its_health_changes(tmp_path):
+    def at(second: int) -> Tick:
+        health = msgspec.structs.replace(
+            BASE,
+            clocks_event_reasons=0x40 if 20 <= second < 30 else 0,
+            ecc_uncorrected_aggregate=1 if second >= 50 else 0,
+        )
+        return Tick(
+            "alpha", "run", second, T0 + second, 1.0, None, None, [reading(UUID, 0, health, [])]
+        )
+
+    in_order, replayed = tmp_path / "in-order", tmp_path / "replayed"
+    write(in_order, [at(k) for k in range(101)])
+    # the writer was down for ticks 1-99: the live tick 100 is stored first, then the replay
+    for batch in ([at(0)], [at(100)], [at(k) for k in range(1, 100)]):
+        write(replayed, batch)
+
+    def told(path: Path) -> tuple[list, int | None]:
+        conn = sqlite3.connect(path)
+        try:
+            read = events_job(T0, T0 + 200, (), ())(conn)
+        finally:
+            conn.close()
+        return [(e.ts - T0, e.kind) for e, _ in read.events], read.gpus[0].counts.ecc_uncorrected
+
+    assert told(replayed) == told(in_order)
+    assert told(replayed) == (
+        [(20, "throttling_started"), (30, "throttling_stopped"), (50, "ecc_uncorrected")],
+        1,
+    )
+    assert health_rows(replayed)[:4] == [0, 20, 30, 50]  # and the live tick's own row, at 100

@@ -159,6 +159,12 @@ async def test_an_xid_stored_before_the_web_started_is_shown_live_too(
     [live] = message["tick"]["gpus"]
     assert live["last_xid"] == xid and live["findings"][0]["kind"] == "xid"
     await ws.close()
+    # /metrics' XID is the one this process saw itself, as dcgm-exporter's: none here
+    metrics = await (await client.get("/metrics")).text()
+    assert not [
+        line for line in metrics.splitlines()
+        if line.startswith("DCGM_FI_DEV_XID_ERRORS{") and UUID_A in line
+    ]  # fmt: skip
 
 
 async def test_a_gpu_only_the_file_knows_keeps_its_limits_and_cuda_version(aiohttp_client, db_path):

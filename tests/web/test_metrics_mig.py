@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import msgspec
 
-from common.messages import Tick
+from common.messages import GpuReading, MigDevice, Tick
 from services.sampler.nvml import GpuReader
 from services.sampler.simulated_nvml import SimulatedNvml
 from services.sampler.ticks import build_tick
@@ -158,3 +158,21 @@ def test_an_instance_without_an_id_or_a_memory_figure_sends_no_series_for_it():
     assert ids == {str(second.gpu_instance_id), str(third.gpu_instance_id)}
     second_lines = [line for line in h100_lines if f'GPU_I_ID="{second.gpu_instance_id}"' in line]
     assert [line.split("{", 1)[0] for line in second_lines] == ["DCGM_FI_PROF_GR_ENGINE_ACTIVE"]
+
+
+def test_compute_instances_of_one_gpu_instance_make_one_series_not_duplicates():
+    # three compute instances (1c.3g.20gb) share GPU instance 1 and its memory
+    migs = [
+        MigDevice(
+            index=i, uuid=f"MIG-{i}", name="NVIDIA A100-SXM4-40GB MIG 1c.3g.20gb",
+            mem_used_bytes=3 << 30, mem_total_bytes=20 << 30,
+            gpu_instance_id=1, compute_instance_id=i, profile="3g.20gb",
+        )
+        for i in range(3)
+    ]  # fmt: skip
+    gpu = GpuReading(index=0, uuid="GPU-a", name="NVIDIA A100-SXM4-40GB", mig_devices=migs)
+    text = exposition(dcgm_families([Tick("h", "run", 1, 1.7e9, 1.0, "550", None, [gpu])]))
+
+    lines = [line for line in text.decode().splitlines() if "GPU_I_ID" in line]
+    assert len(lines) == 2  # FB_USED and FB_FREE of GPU instance 1, once each
+    assert len({line.rsplit(" ", 1)[0] for line in lines}) == 2
