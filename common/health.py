@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from common.messages import GpuHealth, GpuLimits
+from common.messages import GpuHealth, GpuLimits, GpuReading
 
 
 @dataclass(frozen=True)
@@ -173,6 +173,11 @@ def findings(health: GpuHealth | None, limits: GpuLimits | None, busy: bool) -> 
     if links and active is not None and active < links:
         found.append(Finding("nvlink_down", f"NVLink: {active} of {links} links up"))
     return found
+
+
+def reading_findings(reading: GpuReading) -> list[Finding]:
+    """Return the health problems of one reading, its link judged by its own utilization."""
+    return findings(reading.health, reading.limits, is_busy(reading.util_gpu_pct))
 
 
 def _pending_text(rows: int | None) -> str:

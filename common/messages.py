@@ -43,6 +43,7 @@ Text = Annotated[str, msgspec.Meta(max_length=256)]
 Count = Annotated[int, msgspec.Meta(ge=0, le=(1 << 63) - 1)]  # an NVML counter (SQLite's INTEGER)
 ActivityPct = Annotated[float, msgspec.Meta(ge=0, le=100)]  # a GPM activity ratio, in percent
 InstanceId = Annotated[int, msgspec.Meta(ge=0, le=1 << 32)]  # a MIG GPU or compute instance id
+Small = Annotated[int, msgspec.Meta(ge=0, le=64)]  # a PCIe generation or width, a link count
 
 
 class DecodeError(ValueError):
@@ -121,12 +122,12 @@ class GpuHealth(msgspec.Struct, array_like=True, forbid_unknown_fields=True, fro
     retired_pages_sbe: Count | None = None
     retired_pages_dbe: Count | None = None
     retired_pages_pending: bool | None = None
-    pcie_link_gen: Annotated[int, msgspec.Meta(ge=0, le=64)] | None = None
-    pcie_link_width: Annotated[int, msgspec.Meta(ge=0, le=64)] | None = None
+    pcie_link_gen: Small | None = None
+    pcie_link_width: Small | None = None
     pcie_tx_kb_per_s: Count | None = None
     pcie_rx_kb_per_s: Count | None = None
     pcie_replays: Count | None = None
-    nvlink_links_active: Annotated[int, msgspec.Meta(ge=0, le=64)] | None = None
+    nvlink_links_active: Small | None = None
     nvlink_tx_kib: Count | None = None
     nvlink_rx_kib: Count | None = None
     enc_util_pct: Pct | None = None
@@ -155,9 +156,9 @@ class GpuLimits(msgspec.Struct, array_like=True, forbid_unknown_fields=True, fro
     temp_shutdown_c: Celsius | None = None
     temp_max_operating_c: Celsius | None = None
     mem_temp_max_c: Celsius | None = None
-    pcie_max_gen: Annotated[int, msgspec.Meta(ge=0, le=64)] | None = None
-    pcie_max_width: Annotated[int, msgspec.Meta(ge=0, le=64)] | None = None
-    nvlink_links: Annotated[int, msgspec.Meta(ge=0, le=64)] | None = None
+    pcie_max_gen: Small | None = None
+    pcie_max_width: Small | None = None
+    nvlink_links: Small | None = None
     ecc_enabled: bool | None = None
 
 
@@ -166,8 +167,8 @@ class XidEvent(msgspec.Struct, forbid_unknown_fields=True, frozen=True, gc=False
 
     ts: EpochS
     code: Count
-    gpu_instance_id: Annotated[int, msgspec.Meta(ge=0, le=1 << 32)] | None = None
-    compute_instance_id: Annotated[int, msgspec.Meta(ge=0, le=1 << 32)] | None = None
+    gpu_instance_id: InstanceId | None = None
+    compute_instance_id: InstanceId | None = None
 
 
 class GpuReading(msgspec.Struct, forbid_unknown_fields=True, frozen=True, gc=False):

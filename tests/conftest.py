@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import zmq
@@ -41,3 +42,18 @@ class FakeClock:
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
+
+
+def started(nvml: Any, clock: FakeClock, host: str = "testhost") -> Any:
+    """Return a started GpuReader over nvml (a SimulatedNvml) on the fake clock's two clocks."""
+    from services.sampler.nvml import GpuReader
+
+    reader = GpuReader(nvml, monotonic=clock.monotonic, wall=clock.wall, host=host)
+    reader.start()
+    return reader
+
+
+def tick_after(reader: Any, clock: FakeClock, step_s: float = 10.0) -> list[Any]:
+    """Let step_s pass on the clock, read a tick; return its GPU readings."""
+    clock.advance(step_s)
+    return reader.read().gpus

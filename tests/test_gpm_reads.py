@@ -12,6 +12,7 @@ from common.messages import GpuHealth, GpuReading
 from services.sampler.nvml import GpuReader
 from services.sampler.simulated_nvml import SimulatedNvml
 from services.sampler.ticks import build_tick
+from tests.conftest import started, tick_after
 
 # Simulated models by index: 0 GeForce RTX 4090, 1 H100 (GPM), 2 A100, 3 L40S.
 GPUS = 4
@@ -31,12 +32,6 @@ ACTIVITIES = (
 GPM_FIELDS = (*ACTIVITIES, "gpm_pcie_tx_bytes_per_s", "gpm_pcie_rx_bytes_per_s")
 
 
-def started(nvml: SimulatedNvml, clock) -> GpuReader:
-    reader = GpuReader(nvml, monotonic=clock.monotonic)
-    reader.start()
-    return reader
-
-
 def sim(clock, gpus: int = GPUS, **options) -> SimulatedNvml:
     return SimulatedNvml(gpus, host="testhost", clock=clock.wall, **options)
 
@@ -44,11 +39,6 @@ def sim(clock, gpus: int = GPUS, **options) -> SimulatedNvml:
 def gpm(gpu: GpuReading) -> dict[str, float | int | None]:
     assert gpu.error is None and gpu.health is not None
     return {name: getattr(gpu.health, name) for name in GPM_FIELDS}
-
-
-def tick_after(reader: GpuReader, clock) -> list[GpuReading]:
-    clock.advance(TICK_S)
-    return reader.read().gpus
 
 
 def busy_tick(reader: GpuReader, clock, index: int) -> list[GpuReading]:

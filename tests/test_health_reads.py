@@ -12,17 +12,12 @@ from services.sampler.health_reads import SLOW_READ_S
 from services.sampler.nvml import GpuReader, TickReading
 from services.sampler.simulated_nvml import SimulatedNvml
 from services.sampler.ticks import build_tick
+from tests.conftest import started
 
 # Simulated models by index: 0 GeForce RTX 4090, 1 H100 (NVLink, HBM), 2 A100 (NVLink, HBM),
 # 3 L40S.
 GPUS = 4
 ALL_ONES_64 = 2**64 - 1
-
-
-def started(nvml: SimulatedNvml, clock) -> GpuReader:
-    reader = GpuReader(nvml, monotonic=clock.monotonic, wall=clock.wall)
-    reader.start()
-    return reader
 
 
 def sim(clock, **scenarios) -> SimulatedNvml:
@@ -310,3 +305,14 @@ def test_a_health_value_out_of_range_is_null_alone_and_the_rest_of_the_health_st
     assert sent.health.mem_temp_c is None and sent.limits.temp_shutdown_c is None
     assert sent.health.clocks_event_reasons == 0x40  # the throttling is still told
     assert sent.health.ecc_uncorrected_volatile == 3 and sent.limits.pcie_max_gen == 5
+
+
+def test_a_pcie_throughput_nvml_cannot_tell_is_null_not_four_billion(clock):
+    nvml = sim(clock)
+    nvml.report_not_available(0, "nvmlDeviceGetPcieThroughput")
+    reader = started(nvml, clock)
+
+    health = health_of(reader, 0)
+
+    assert (health.pcie_tx_kb_per_s, health.pcie_rx_kb_per_s) == (None, None)
+    assert health_of(reader, 1).pcie_rx_kb_per_s is not None  # the others are read

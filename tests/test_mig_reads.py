@@ -9,10 +9,10 @@ import logging
 import pytest
 
 from common.messages import GpuReading, MigDevice, Tick
-from services.sampler.nvml import GpuReader
 from services.sampler.nvml_values import mig_profile
 from services.sampler.simulated_nvml import SimulatedNvml
 from services.sampler.ticks import build_tick
+from tests.conftest import started, tick_after
 
 # Simulated models by index: 0 GeForce RTX 4090, 1 H100 (GPM), 2 A100, 3 L40S.
 GPUS = 3
@@ -25,17 +25,6 @@ A100_LAYOUT = [(0, "1g.5gb", 9), (1, "2g.10gb", 3), (3, "3g.20gb", 2)]
 
 def sim(clock, cls: type[SimulatedNvml] = SimulatedNvml, **options) -> SimulatedNvml:
     return cls(GPUS, host="testhost", clock=clock.wall, mig_gpus=(H100, A100), **options)
-
-
-def started(nvml: SimulatedNvml, clock) -> GpuReader:
-    reader = GpuReader(nvml, monotonic=clock.monotonic)
-    reader.start()
-    return reader
-
-
-def tick_after(reader: GpuReader, clock) -> list[GpuReading]:
-    clock.advance(TICK_S)
-    return reader.read().gpus
 
 
 def activity(gpu: GpuReading) -> list[float | None]:

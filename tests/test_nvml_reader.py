@@ -19,6 +19,7 @@ from services.sampler.simulated_nvml import (
     SimulatedNvml,
 )
 from services.sampler.ticks import build_tick
+from tests.conftest import started
 
 # Simulated models by index: 0 GeForce RTX 4090 (fan), 1 H100, 2 A100, 3 L40S (passive).
 GPUS = 4
@@ -274,12 +275,6 @@ def test_a_lost_gpu_that_comes_back_is_read_again(reader, sim):
 IDENTITY_CALLS = frozenset(
     {"nvmlDeviceGetHandleByIndex", "nvmlDeviceGetPciInfo", "nvmlDeviceGetUUID", "nvmlDeviceGetName"}
 )
-
-
-def started(nvml: SimulatedNvml, clock, host: str = "testhost") -> GpuReader:
-    gpu_reader = GpuReader(nvml, monotonic=clock.monotonic, host=host)
-    gpu_reader.start()
-    return gpu_reader
 
 
 def assert_in_error(gpu: GpuReading) -> None:

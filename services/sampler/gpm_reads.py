@@ -30,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from services.sampler.nvml_values import mib_per_s_bytes, pct_float
+from services.sampler.nvml_values import mib_per_s_bytes, nvml_function, pct_float
 
 # GpuHealth field <- pynvml's metric id name, and its conversion to the field's unit
 GPM_METRICS: tuple[tuple[str, str, Callable[[float | None], float | int | None]], ...] = (
@@ -129,13 +129,13 @@ class GpmReads:
         """Return a GPU's sampler, or None where it has no GPM (logged once by optional)."""
         nvml = self._nvml
         if not self._available:
-            optional(SUPPORT, self._missing)
+            optional(SUPPORT, self._error(self._nvml.NVML_ERROR_FUNCTION_NOT_FOUND))
             return None
         support = optional(SUPPORT, nvml.nvmlGpmQueryDeviceSupport, handle)
         if support is None:
             return None
         if not support.isSupportedDevice:
-            optional(SUPPORT, self._not_supported)
+            optional(SUPPORT, self._error(nvml.NVML_ERROR_NOT_SUPPORTED))
             return None
         first = optional("GPM samples", nvml.nvmlGpmSampleAlloc)
         second = None if first is None else optional("GPM samples", nvml.nvmlGpmSampleAlloc)
@@ -207,7 +207,7 @@ class GpmReads:
         """Return nvmlGpmMigSampleGet (or a stand-in raising FunctionNotFound) that notes in
         refused an error meaning the GPU's instances cannot be sampled at all."""
         nvml = self._nvml
-        function = getattr(nvml, "nvmlGpmMigSampleGet", None) or self._missing_mig
+        function = nvml_function(nvml, "nvmlGpmMigSampleGet")
 
         def sample_get(handle: Any, instance_id: int, sample: Any) -> Any:
             try:
@@ -290,15 +290,6 @@ class GpmReads:
             raise nvml.NVMLError(code)
 
         return failed
-
-    def _missing(self) -> Any:
-        raise self._nvml.NVMLError(self._nvml.NVML_ERROR_FUNCTION_NOT_FOUND)
-
-    def _not_supported(self) -> Any:
-        raise self._nvml.NVMLError(self._nvml.NVML_ERROR_NOT_SUPPORTED)
-
-    def _missing_mig(self, *_: Any) -> Any:
-        raise self._nvml.NVMLError(self._nvml.NVML_ERROR_FUNCTION_NOT_FOUND)
 
 
 def _codes(nvml: Any, names: tuple[str, ...]) -> frozenset[int]:

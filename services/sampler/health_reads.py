@@ -99,6 +99,7 @@ class HealthReads:
         self._pcie: dict[int, tuple[Any, Any]] = {}  # index: (TX, RX) as last read
         self._due: set[int] = set()  # the GPUs whose slow reads were due this tick
         self._xid_ts: dict[int, float] = {}  # index: the time given to its last XID
+        self._functions: dict[tuple[str, ...], Callable[..., Any]] = {}  # a few names, fixed
         self._xid_sets: dict[int, Any] = {}
         self._pool: ThreadPoolExecutor | None = None
         self._gpm = GpmReads(nvml)
@@ -224,7 +225,10 @@ class HealthReads:
                 )
             ]
             for n, (index, _, _) in enumerate(due):
-                self._pcie[index] = (_result(futures[2 * n]), _result(futures[2 * n + 1]))
+                self._pcie[index] = (
+                    _u32(_result(futures[2 * n])),
+                    _u32(_result(futures[2 * n + 1])),
+                )
         return {index: self._pcie.get(index, (None, None)) for index, _, _ in gpus}
 
     def health(
@@ -232,10 +236,9 @@ class HealthReads:
         index: int,
         handle: Any,
         limits: GpuLimits,
-        pcie: tuple[Any, Any],
         optional: Optional,
     ) -> GpuHealth:
-        """Return one tick's health of GPU index; pcie: (TX, RX), filled in later by pcie()."""
+        """Return one tick's health of GPU index; its PCIe throughput is filled in by pcie()."""
         reasons = optional(
             "clock-event reasons",
             self._function(
@@ -257,8 +260,6 @@ class HealthReads:
             clocks_event_reasons=_u64(reasons),
             pcie_link_gen=_u32(optional("PCIe generation", gen, handle)),
             pcie_link_width=_u32(optional("PCIe width", width, handle)),
-            pcie_tx_kb_per_s=_u32(pcie[0]),
-            pcie_rx_kb_per_s=_u32(pcie[1]),
             enc_util_pct=_pct(enc[0]) if enc is not None else None,
             dec_util_pct=_pct(dec[0]) if dec is not None else None,
             **self._slow_reads(index, handle, limits.nvlink_links or 0, optional),
@@ -398,8 +399,12 @@ class HealthReads:
             self._nvml.nvmlEventSetFree(event_set)
 
     def _function(self, *names: str) -> Callable[..., Any]:
-        """Return the first of NVML's functions by name (nvml_values.nvml_function)."""
-        return nvml_function(self._nvml, *names)
+        """Return the first of NVML's functions by name (nvml_values.nvml_function), looked up
+        once: the per-tick reads ask for the same few."""
+        found = self._functions.get(names)
+        if found is None:
+            found = self._functions[names] = nvml_function(self._nvml, *names)
+        return found
 
 
 def _result(future: Future[Any]) -> Any:

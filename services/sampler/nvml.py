@@ -523,9 +523,7 @@ class GpuReader:
         sm_clock = get("sm_clock_mhz", nvml.nvmlDeviceGetClockInfo, nvml.NVML_CLOCK_SM)
         mem_clock = get("mem_clock_mhz", nvml.nvmlDeviceGetClockInfo, nvml.NVML_CLOCK_MEM)
         limits = self._limits.get(identity.index, _NO_LIMITS)
-        health = self._health.health(
-            identity.index, handle, limits, (None, None), self._optional_for(uuid)
-        )
+        health = self._health.health(identity.index, handle, limits, self._optional_for(uuid))
         if mig_devices:
             mig_devices = self._with_mig_activity(identity, handle, mig_devices)
         self._tick_handles[identity.index] = handle

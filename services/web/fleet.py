@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -62,7 +62,7 @@ class Live:
     ticks: list[Tick]
     received_s: Mapping[str, float]
     error_run: Callable[[str], ErrorRun | None]
-    health: HealthWatch | None = None
+    health: HealthWatch = field(default_factory=HealthWatch)
 
 
 @dataclass(frozen=True)
@@ -215,7 +215,7 @@ def _gpu(
         }
     health["last_xid"] = newest_xid(
         None if stored is None else stored.last_xid,
-        None if live is None or feed.health is None else feed.health.known_xid(live[1].uuid),
+        None if live is None else feed.health.known_xid(live[1].uuid),
     )
     health["findings"] = xid_finding(health["last_xid"], ident["last_ts"]) + health["findings"]
     staleness = gpu_staleness(ident["host"], ident["last_ts"], hosts)
@@ -235,14 +235,13 @@ def _gpu(
     )
 
 
-def live_health(tick: Tick, reading: GpuReading, watch: HealthWatch | None) -> dict[str, Any]:
+def live_health(tick: Tick, reading: GpuReading, watch: HealthWatch) -> dict[str, Any]:
     """Return the health fields of a GPU's shape from its live reading (last_xid apart)."""
-    found = [] if watch is None else watch.held(tick, reading)
     return {
         "cuda_version": tick.cuda_version,
         "health": None if reading.health is None else health_shape(reading.health),
         "limits": limits_shape(reading.limits),
-        "findings": [Finding(f.kind, f.text, f.since_ts) for f in found],
+        "findings": watch.held(tick, reading),
     }
 
 

@@ -15,7 +15,7 @@ from services.web.fleet import live_readings
 from services.web.gpu_reads import read_gpu
 from services.web.keys import CONFIG, FEED, STORE
 from services.web.params import ParamError, check_gpu_uuid
-from services.web.views import package_version
+from services.web.views import page_context
 
 TEMPLATE = "gpu.html"
 
@@ -52,10 +52,7 @@ async def gpu_page(request: web.Request) -> web.Response:
     gpu_uuid = request.match_info["gpu_uuid"]
     gpu = await find_gpu(request, gpu_uuid)
     context = {
-        "simulated": config.source == "simulated",
-        "host_name": config.host_name,
-        "interval_s": config.interval_s,
-        "version": package_version(),
+        **page_context(config),
         "gpu": None if gpu is None else asdict(gpu),
         "asked_uuid": gpu_uuid,
     }

@@ -1,4 +1,4 @@
-"""Read the GPUs the file knows: the listing, each GPU's newest reading, the hosts.
+"""Read the GPUs the file knows: the listing, each GPU's newest reading, the UUIDs and hosts.
 
 Jobs for Store.call(): each reads in the one read transaction the Store opens.
 """
@@ -66,15 +66,6 @@ def gpus_with_latest_job() -> Callable[[sqlite3.Connection], list[GpuLatest]]:
                 since_ts = conn.execute(ERROR_SINCE_SQL, (gpu.gpu_id,)).fetchone()[0]
             answer.append(GpuLatest(gpu, latest, since_ts, last_xid))
         return answer
-
-    return job
-
-
-def known_hosts_job() -> Callable[[sqlite3.Connection], set[str]]:
-    """Return a job reading the host names the file knows."""
-
-    def job(conn: sqlite3.Connection) -> set[str]:
-        return {gpu.host for gpu in read_gpus(conn)}
 
     return job
 

@@ -31,11 +31,6 @@ FINDING_EVENTS: dict[str, tuple[str, str, str]] = {
     ),
     "nvlink_down": ("nvlink_down", "nvlink_restored", "every NVLink link up"),
 }
-EVENT_KINDS: tuple[str, ...] = (
-    "xid",
-    "ecc_uncorrected",
-    *(kind for pair in FINDING_EVENTS.values() for kind in pair[:2]),
-)
 _COLUMN = {name: index for index, name in enumerate(HEALTH_STATE_COLUMNS)}
 _HEALTH_FIELDS = set(GpuHealth.__struct_fields__)
 

@@ -10,25 +10,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 
-from common.health import Finding, findings, is_busy
+from common import health
+from common.health import reading_findings
 from common.messages import GpuReading, Tick, XidEvent
 from services.web.rows import GpuLatest
-
-
-@dataclass(frozen=True)
-class HeldFinding:
-    """A finding and the time of the first tick that showed it (UTC epoch s)."""
-
-    kind: str
-    text: str
-    since_ts: float
-
-
-def busy(reading: GpuReading) -> bool:
-    """Return whether the GPU works hard, which judges its PCIe generation."""
-    return is_busy(reading.util_gpu_pct)
+from services.web.shapes import Finding
 
 
 class HealthWatch:
@@ -36,6 +23,8 @@ class HealthWatch:
 
     def __init__(self) -> None:
         self._since: dict[str, dict[str, float]] = {}
+        # the findings of the newest followed tick, since when each holds: (its ts, findings)
+        self._held: dict[str, tuple[float, list[Finding]]] = {}
         self._last_xid: dict[str, XidEvent] = {}
         self._stored_xid: dict[str, XidEvent] = {}  # the file's newest, learned by the API
 
@@ -46,6 +35,7 @@ class HealthWatch:
             for reading in previous.gpus:
                 if reading.uuid not in kept:
                     self._since.pop(reading.uuid, None)
+                    self._held.pop(reading.uuid, None)
                     self._last_xid.pop(reading.uuid, None)
                     self._stored_xid.pop(reading.uuid, None)
         for reading in tick.gpus:
@@ -55,12 +45,14 @@ class HealthWatch:
                 self._since.setdefault(reading.uuid, {})  # followed, its findings standing
                 continue  # a reading in error tells nothing of its findings
             held = self._since.get(reading.uuid, {})
-            now = {f.kind for f in findings(reading.health, reading.limits, busy(reading))}
-            self._since[reading.uuid] = {kind: held.get(kind, tick.ts) for kind in now}
+            found = reading_findings(reading)
+            since = {f.kind: held.get(f.kind, tick.ts) for f in found}
+            self._since[reading.uuid] = since
+            self._held[reading.uuid] = (tick.ts, _since(found, since, tick.ts))
 
     def learn_stored(self, stored: Iterable[GpuLatest]) -> None:
-        """Take the file's newest XID of each GPU the feed follows, where newer than the feed's:
-        one that happened before this process started is then in the live answers too."""
+        """Take the file's newest XID of each GPU the feed follows (known_xid() picks the newer
+        of it and the feed's): one from before this process started is then live too."""
         for item in stored:
             uuid = item.gpu.gpu_uuid
             if item.last_xid is not None and uuid in self._since:
@@ -77,8 +69,16 @@ class HealthWatch:
         known = [x for x in (self._last_xid.get(gpu_uuid), self._stored_xid.get(gpu_uuid)) if x]
         return max(known, key=lambda xid: (xid.ts, xid.code), default=None)
 
-    def held(self, tick: Tick, reading: GpuReading) -> list[HeldFinding]:
-        """Return the GPU's findings in its newest reading, each since when it holds."""
+    def held(self, tick: Tick, reading: GpuReading) -> list[Finding]:
+        """Return the GPU's findings in its newest reading, each since when it holds (those of
+        the tick follow() took, as it found them; another tick's, found now)."""
+        cached = self._held.get(reading.uuid)
+        if cached is not None and cached[0] == tick.ts and reading.error is None:
+            return cached[1]
         since = self._since.get(reading.uuid, {})
-        found: list[Finding] = findings(reading.health, reading.limits, busy(reading))
-        return [HeldFinding(f.kind, f.text, since.get(f.kind, tick.ts)) for f in found]
+        return _since(reading_findings(reading), since, tick.ts)
+
+
+def _since(found: list[health.Finding], since: dict[str, float], ts: float) -> list[Finding]:
+    """Return the findings as the API shows them, each since when it holds (else since ts)."""
+    return [Finding(f.kind, f.text, since.get(f.kind, ts)) for f in found]

@@ -37,7 +37,7 @@ from common.messages import GpuReading, Tick, XidEvent
 from common.status import WriterStatus
 from services.web.dcgm_fields import COUNTERS, DCGM_FIELDS, MIG_FIELDS, XID
 from services.web.feed import LiveFeed
-from services.web.gpu_reads import known_hosts_job
+from services.web.gpu_reads import known_gpus_job
 from services.web.keys import STORE
 from services.web.params import ParamError, parse_hosts
 from services.web.replies import error_reply
@@ -315,7 +315,7 @@ async def metrics(request: web.Request) -> web.Response:
         except ParamError as error:
             return error_reply(str(error), 400)
         if host not in collector.live_hosts():
-            known = await request.app[STORE].call(known_hosts_job(), set())
+            _, known = await request.app[STORE].call(known_gpus_job(), (set(), set()))
             if host not in known:
                 return error_reply(f"host={host!r} is not a known host", 404)
     # Collected here, not in the thread: the live feed changes its dicts on this loop only.

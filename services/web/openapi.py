@@ -90,7 +90,8 @@ ROUTES: tuple[Route, ...] = (
             ),
             Param(
                 "metric",
-                "Only this metric; may repeat (none: every metric).",
+                "Only this metric; may repeat (none: the twelve of a reading; health metrics"
+                " only when named).",
                 {"enum": list(METRIC_NAMES)},
                 len(METRIC_NAMES),
             ),

@@ -116,28 +116,18 @@ def parse_energy_query(query: MultiMapping[str], now_s: float) -> RangeQuery:
     return RangeQuery(from_s, to_s, hosts=parse_hosts(query.getall("host", [])))
 
 
-@dataclass(frozen=True)
-class EventsQuery:
-    """A checked events request: a range (UTC epoch seconds, from_s < to_s), GPUs and hosts."""
-
-    from_s: float
-    to_s: float
-    gpu_uuids: tuple[str, ...] = ()  # empty: every GPU
-    hosts: tuple[str, ...] = ()  # empty: every host
-
-
-def parse_events_query(query: MultiMapping[str], now_s: float) -> EventsQuery:
+def parse_events_query(query: MultiMapping[str], now_s: float) -> RangeQuery:
     """Return the checked range, GPUs and hosts (each may repeat; none: all).
 
     `to` defaults to now_s and `from` to a day before `to`.
     """
     _only(query, EVENTS_PARAMETERS)
     from_s, to_s = _range(_single(query, ("to", "from")), now_s, DEFAULT_USAGE_RANGE_S)
-    return EventsQuery(
+    return RangeQuery(
         from_s,
         to_s,
-        _gpu_uuids(query.getall("gpu", [])),
-        parse_hosts(query.getall("host", [])),
+        hosts=parse_hosts(query.getall("host", [])),
+        gpu_uuids=_gpu_uuids(query.getall("gpu", [])),
     )
 
 

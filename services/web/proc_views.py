@@ -19,7 +19,7 @@ from services.web.params import (
     parse_usage_query,
 )
 from services.web.process_reads import processes_job, usage_job
-from services.web.replies import error_reply, json_reply
+from services.web.replies import error_reply, json_reply, not_known_reply
 from services.web.rows import ProcessList
 from services.web.shapes import EnergyReply, ProcessesReply, UsageReply, UsageRow
 
@@ -87,13 +87,8 @@ async def unknown_filter(
     if not gpu_uuids and not hosts:
         return None
     uuids, known_hosts = await request.app[STORE].call(known_gpus_job(), (set(), set()))
-    for tick in request.app[FEED].latest_ticks():
-        known_hosts.add(tick.host)
-        uuids.update(reading.uuid for reading in tick.gpus)
-    for uuid in gpu_uuids:
-        if uuid not in uuids:
-            return error_reply(f"gpu={uuid!r} is not a known GPU", 404)
-    for host in hosts:
-        if host not in known_hosts:
-            return error_reply(f"host={host!r} is not a known host", 404)
-    return None
+    return not_known_reply(
+        [uuid for uuid in gpu_uuids if uuid not in uuids],
+        [host for host in hosts if host not in known_hosts],
+        request.app[FEED].latest_ticks(),
+    )

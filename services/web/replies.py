@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import msgspec
 from aiohttp import web
+
+from common.messages import Tick
 
 _ENCODER = msgspec.json.Encoder()
 
@@ -28,3 +30,20 @@ def error_reply(
 ) -> web.Response:
     """Return {"error": message} with the given HTTP status."""
     return json_reply({"error": message}, status, headers)
+
+
+def not_known_reply(
+    missing_uuids: Iterable[str], missing_hosts: Iterable[str], ticks: Iterable[Tick]
+) -> web.Response | None:
+    """Return the 404 for the first GPU or host asked for that the file lacks (missing_*) and
+    the live feed's newest ticks lack too; None when every one is known."""
+    ticks = list(ticks)
+    live_uuids = {reading.uuid for tick in ticks for reading in tick.gpus}
+    for uuid in missing_uuids:
+        if uuid not in live_uuids:
+            return error_reply(f"gpu={uuid!r} is not a known GPU UUID", 404)
+    live_hosts = {tick.host for tick in ticks}
+    for host in missing_hosts:
+        if host not in live_hosts:
+            return error_reply(f"host={host!r} is not a known host", 404)
+    return None

@@ -80,7 +80,7 @@ class Finding(msgspec.Struct):
 
 
 class Xid(msgspec.Struct):
-    """The last XID error of a GPU this web process has received: when, its code, in words."""
+    """A GPU's last XID error, from the live feed or the file: when, its code, in words."""
 
     ts: float
     code: int

@@ -5,11 +5,13 @@ from __future__ import annotations
 import time
 from functools import cache
 from importlib import metadata
+from typing import Any
 
 import aiohttp_jinja2
 import msgspec
 from aiohttp import web
 
+from common.config import Config
 from services.web.buckets import bucket_span, choose_step_s, empty_buckets
 from services.web.fleet import (
     Idleness,
@@ -25,7 +27,7 @@ from services.web.history_reads import history_job
 from services.web.idle_reads import idle_job
 from services.web.keys import CLOCK, CONFIG, COUNTERS, FEED, HUB, IDLE_RUNS, STORE, WRITER
 from services.web.params import ParamError, parse_history_query
-from services.web.replies import error_reply, json_reply
+from services.web.replies import error_reply, json_reply, not_known_reply
 from services.web.rows import GpuLatest, HistoryRows
 from services.web.shapes import GpusReply, Health, HistoryReply, HostsReply, Series
 from services.web.store import StoreError
@@ -44,14 +46,17 @@ def package_version() -> str:
 
 async def index(request: web.Request) -> web.Response:
     """Render the dashboard page; its script fetches the data itself."""
-    config = request.app[CONFIG]
-    context = {
+    return aiohttp_jinja2.render_template("index.html", request, page_context(request.app[CONFIG]))
+
+
+def page_context(config: Config) -> dict[str, Any]:
+    """Return what every page's template is told: simulated or not, the host, the interval."""
+    return {
         "simulated": config.source == "simulated",
         "host_name": config.host_name,
         "interval_s": config.interval_s,
         "version": package_version(),
     }
-    return aiohttp_jinja2.render_template("index.html", request, context)
 
 
 def live(request: web.Request) -> Live:
@@ -109,14 +114,10 @@ async def history(request: web.Request) -> web.Response:
         long=True,
     )
     ticks = request.app[FEED].latest_ticks()
+    unknown = not_known_reply(rows.missing_uuids, rows.missing_hosts, ticks)
+    if unknown is not None:
+        return unknown
     in_feed = live_readings(ticks)
-    unknown = [uuid for uuid in rows.missing_uuids if uuid not in in_feed]
-    if unknown:
-        return error_reply(f"gpu={unknown[0]!r} is not a known GPU UUID", 404)
-    live_hosts = {tick.host for tick in ticks}
-    unknown_hosts = [host for host in rows.missing_hosts if host not in live_hosts]
-    if unknown_hosts:
-        return error_reply(f"host={unknown_hosts[0]!r} is not a known host", 404)
     series = [
         Series(
             item.gpu.gpu_uuid,

@@ -20,7 +20,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Mapping
 
-from common.health import LIMITING_REASONS_MASK, finding_bits, findings, is_busy
+from common.health import LIMITING_REASONS_MASK, finding_bits, reading_findings
 from common.messages import GpuReading, Tick
 from common.schema import HEALTH_STATE_COLUMNS
 
@@ -56,7 +56,7 @@ def state_of(reading: GpuReading) -> State | None:
     health, limits = reading.health, reading.limits
     if reading.error is not None or health is None:
         return None
-    found = findings(health, limits, is_busy(reading.util_gpu_pct))
+    found = reading_findings(reading)
     values = {
         "findings": finding_bits(found),
         "remap_pending": _flag(health.remap_pending),
@@ -82,10 +82,9 @@ def changed(previous: State, previous_ts: float, state: State, ts: float) -> boo
 
 def store_health_states(
     conn: sqlite3.Connection, ticks: list[Tick], gpu_ids: Mapping[str, int]
-) -> int:
+) -> None:
     """Insert the rows the ticks' changes of health make, in the caller's transaction."""
     last: dict[int, tuple[float, State] | None] = {}
-    rows = []
     for tick in ticks:
         for reading in tick.gpus:
             state = state_of(reading)
@@ -101,12 +100,9 @@ def store_health_states(
                 # live ticks. Judged against the row that held at its own time.
                 if _changes_history(conn, gpu_id, tick.ts, state):
                     conn.execute(_INSERT, (gpu_id, tick.ts, *state))
-                    rows.append(tick.ts)
             elif held is None or changed(held[1], held[0], state, tick.ts):
                 conn.execute(_INSERT, (gpu_id, tick.ts, *state))
-                rows.append(tick.ts)
                 last[gpu_id] = (tick.ts, state)
-    return len(rows)
 
 
 def _changes_history(conn: sqlite3.Connection, gpu_id: int, ts: float, state: State) -> bool:

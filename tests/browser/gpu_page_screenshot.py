@@ -12,21 +12,16 @@ page and takes a full-page picture 1400 pixels wide.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from playwright.sync_api import sync_playwright
 
-from services.sampler.nvml import GpuReader
-from services.sampler.procfs import ProcResolver
 from services.sampler.simulated_nvml import SimulatedNvml
 from services.sampler.simulated_procfs import FakeProcTree
-from services.sampler.ticks import build_tick
-from services.writer.store import Store
-from tests.browser.screenshot import _SteppedClock
+from tests.browser.screenshot import SteppedClock, write_history
+from tests.browser.screenshot import main as screenshot_main
 from tests.browser.test_dashboard import CHROMIUM, CHROMIUM_ARGS
 from tests.stack import REPO, Stack
 
@@ -42,7 +37,7 @@ VIEWPORT = {"width": 1400, "height": 1000}
 DEFAULT_OUT = REPO / "docs" / "img" / "gpu-page.png"
 
 
-def simulated(clock: _SteppedClock, tree: FakeProcTree) -> SimulatedNvml:
+def simulated(clock: SteppedClock, tree: FakeProcTree) -> SimulatedNvml:
     """Return the simulated GPUs of the picture, the same as the stack's own settings give."""
     return SimulatedNvml(
         GPU_COUNT,
@@ -52,31 +47,6 @@ def simulated(clock: _SteppedClock, tree: FakeProcTree) -> SimulatedNvml:
         clock=clock,
         proc_tree=tree,
     )
-
-
-def write_history(db_path: Path, proc_folder: Path) -> int:
-    """Store HISTORY_S seconds of simulated ticks ending now; return the ticks written."""
-    clock = _SteppedClock()
-    tree = FakeProcTree(proc_folder)
-    reader = GpuReader(
-        simulated(clock, tree), resolver=ProcResolver(tree.proc_root), wall=clock, monotonic=clock
-    )
-    reader.start()
-    last_s = (time.time() // HISTORY_INTERVAL_S) * HISTORY_INTERVAL_S - HISTORY_INTERVAL_S
-    count = int(HISTORY_S / HISTORY_INTERVAL_S)
-    ticks = []
-    for seq in range(count):
-        clock.now_s = last_s - (count - 1 - seq) * HISTORY_INTERVAL_S
-        ticks.append(
-            build_tick(reader.read(), HOST, "history", seq, clock.now_s, HISTORY_INTERVAL_S)
-        )
-    db_path.parent.mkdir(parents=True, exist_ok=True)
-    store = Store(db_path)
-    try:
-        store.write(ticks)
-    finally:
-        store.close()
-    return len(ticks)
 
 
 def take(out: Path) -> None:
@@ -90,7 +60,10 @@ def take(out: Path) -> None:
             "PCW_INTERVAL_S": "2",
         }
         with Stack(Path(folder), env, supervised=False, programs=()) as stack:
-            write_history(stack.db_path, Path(folder) / "history-proc")
+            write_history(
+                stack.db_path, Path(folder) / "history-proc", simulated, HISTORY_S,
+                HISTORY_INTERVAL_S,
+            )  # fmt: skip
             for name in ("writer", "sampler", "web"):
                 stack.start(name)
             stack.wait_web()
@@ -118,12 +91,7 @@ def take(out: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Parse the arguments and take the screenshot."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    args = parser.parse_args(argv)
-    take(args.out)
-    sys.stdout.write(f"saved {args.out}\n")
-    return 0
+    return screenshot_main(argv, take, DEFAULT_OUT, __doc__)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import argparse
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from playwright.sync_api import sync_playwright
@@ -38,7 +39,7 @@ VIEWPORT = {"width": 1400, "height": 1000}
 DEFAULT_OUT = REPO / "docs" / "screenshot.png"
 
 
-class _SteppedClock:
+class SteppedClock:
     """A wall clock moved by hand through the past."""
 
     def __init__(self) -> None:
@@ -48,27 +49,27 @@ class _SteppedClock:
         return self.now_s
 
 
-def write_history(db_path: Path, proc_folder: Path) -> int:
-    """Store HISTORY_S seconds of simulated ticks ending now; return the ticks written."""
-    clock = _SteppedClock()
+def write_history(
+    db_path: Path,
+    proc_folder: Path,
+    simulated: Callable[[SteppedClock, FakeProcTree], SimulatedNvml],
+    history_s: float = HISTORY_S,
+    interval_s: float = HISTORY_INTERVAL_S,
+) -> int:
+    """Store history_s seconds of ticks ending now of the GPUs simulated(clock, proc tree) gives,
+    read by the sampler's reader on a clock stepped through the past; return the ticks written."""
+    clock = SteppedClock()
     tree = FakeProcTree(proc_folder)
-    nvml = SimulatedNvml(
-        GPU_COUNT,
-        host=HOST,
-        mig_gpus=(MIG_INDEX,),
-        idle_gpus=(IDLE_INDEX,),
-        clock=clock,
-        proc_tree=tree,
+    reader = GpuReader(
+        simulated(clock, tree), resolver=ProcResolver(tree.proc_root), wall=clock, monotonic=clock
     )
-    reader = GpuReader(nvml, resolver=ProcResolver(tree.proc_root), wall=clock, monotonic=clock)
     reader.start()
-    last_s = (time.time() // HISTORY_INTERVAL_S) * HISTORY_INTERVAL_S - HISTORY_INTERVAL_S
-    count = int(HISTORY_S / HISTORY_INTERVAL_S)
+    last_s = (time.time() // interval_s) * interval_s - interval_s
+    count = int(history_s / interval_s)
     ticks = []
     for seq in range(count):
-        clock.now_s = last_s - (count - 1 - seq) * HISTORY_INTERVAL_S
-        readings = reader.read()
-        ticks.append(build_tick(readings, HOST, "history", seq, clock.now_s, HISTORY_INTERVAL_S))
+        clock.now_s = last_s - (count - 1 - seq) * interval_s
+        ticks.append(build_tick(reader.read(), HOST, "history", seq, clock.now_s, interval_s))
     db_path.parent.mkdir(parents=True, exist_ok=True)
     store = Store(db_path)
     try:
@@ -76,6 +77,18 @@ def write_history(db_path: Path, proc_folder: Path) -> int:
     finally:
         store.close()
     return len(ticks)
+
+
+def dashboard_gpus(clock: SteppedClock, tree: FakeProcTree) -> SimulatedNvml:
+    """Return the dashboard picture's simulated GPUs, the same as the stack's settings give."""
+    return SimulatedNvml(
+        GPU_COUNT,
+        host=HOST,
+        mig_gpus=(MIG_INDEX,),
+        idle_gpus=(IDLE_INDEX,),
+        clock=clock,
+        proc_tree=tree,
+    )
 
 
 def take(out: Path) -> None:
@@ -92,7 +105,7 @@ def take(out: Path) -> None:
             "PCW_CURRENCY": "EUR",
         }
         with Stack(Path(folder), env, supervised=False, programs=()) as stack:
-            write_history(stack.db_path, Path(folder) / "history-proc")
+            write_history(stack.db_path, Path(folder) / "history-proc", dashboard_gpus)
             for name in ("writer", "sampler", "web"):
                 stack.start(name)
             stack.wait_web()
@@ -116,10 +129,15 @@ def take(out: Path) -> None:
                 browser.close()
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Parse the arguments and take the screenshot."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+def main(
+    argv: list[str] | None = None,
+    take: Callable[[Path], None] = take,
+    default_out: Path = DEFAULT_OUT,
+    doc: str = __doc__,
+) -> int:
+    """Parse the arguments and take the screenshot (this one, or another script's)."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=default_out)
     args = parser.parse_args(argv)
     take(args.out)
     sys.stdout.write(f"saved {args.out}\n")

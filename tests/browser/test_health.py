@@ -19,6 +19,8 @@ from services.sampler.simulated_nvml import SimulatedNvml
 from tests.browser.test_dashboard import Watch
 from tests.stack import Stack, running_stack
 
+pytestmark = pytest.mark.browser
+
 HOST = "health-in-browser"
 
 

@@ -9,20 +9,15 @@ from urllib.parse import quote
 import pytest
 
 from services.web.app import create_app
-from services.web.headers import SECURITY_HEADERS
 from tests.web.conftest import UUID_A, UUID_B, make_config
 from tests.web.test_auth import GOOD, auth_file, user_line  # noqa: F401 (fixtures)
+from tests.web.test_headers import assert_secured
 from tests.web.test_page_modules import ENTRY_RE, _module_graph
 
 
 @pytest.fixture
 async def client(aiohttp_client, config):
     return await aiohttp_client(create_app(config))
-
-
-def assert_secured(headers) -> None:
-    for name, value in SECURITY_HEADERS.items():
-        assert headers.get(name) == value, name
 
 
 async def test_a_stored_gpu_has_its_page_with_its_own_script(client):

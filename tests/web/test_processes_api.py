@@ -193,7 +193,7 @@ async def test_usage_of_one_gpu_counts_its_processes_alone(usage_client):
         {"c1": 360 / HOUR_S, None: 1140 / HOUR_S}
     )
     missing = await get_json(usage_client, url + "&gpu=GPU-nobody", 404)
-    assert missing["error"] == "gpu='GPU-nobody' is not a known GPU"
+    assert missing["error"] == "gpu='GPU-nobody' is not a known GPU UUID"
 
 
 @pytest.mark.parametrize(

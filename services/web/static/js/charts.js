@@ -79,7 +79,7 @@ function isolated(context) {
   return data[i] && data[i].y !== null && before === null && after === null;
 }
 
-function tickLabel(value) {
+export function tickLabel(value) {
   const date = new Date(value);
   if (date.getHours() === 0 && date.getMinutes() === 0) {
     return date.toLocaleDateString(undefined, { month: 'short', day: 'numeric' });

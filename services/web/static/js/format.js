@@ -118,3 +118,10 @@ export function markPressed(attribute, value) {
     button.setAttribute('aria-pressed', String(active));
   }
 }
+
+/** Show a note element's text, or hide it when there is none. */
+export function setNote(id, text) {
+  const note = document.getElementById(id);
+  note.hidden = !text;
+  note.textContent = text || '';
+}

@@ -1,6 +1,6 @@
 /* The GPU page's charts: one GPU's metrics, a few to a chart, over the chosen range (Chart.js). */
 
-import { AXIS_STEPS, cssVar } from './charts.js';
+import { AXIS_STEPS, cssVar, tickLabel } from './charts.js';
 import { GIB, colourFor, element, formatDuration, formatFull, formatNumber, isNumber, withUnit } from './format.js';
 
 export const NOT_REPORTED = 'not reported by this GPU';
@@ -22,12 +22,8 @@ export const GPU_CHARTS = [
     ],
   },
   {
-    id: 'pipes', title: 'Pipes, occupancy & video engines', unit: '%', digits: 1, min: 0, max: 100,
+    id: 'video', title: 'Video engines', unit: '%', digits: 1, min: 0, max: 100,
     lines: [
-      { metric: 'sm_occupancy_pct', label: 'SM occupancy' },
-      { metric: 'fp16_active_pct', label: 'FP16 pipe active' },
-      { metric: 'fp32_active_pct', label: 'FP32 pipe active' },
-      { metric: 'fp64_active_pct', label: 'FP64 pipe active' },
       { metric: 'enc_util_pct', label: 'Video encoder' },
       { metric: 'dec_util_pct', label: 'Video decoder' },
     ],
@@ -99,14 +95,6 @@ function roundTick(ms, step) {
   // Days counted from a fixed date, so day ticks stay put from one load to the next.
   const day = Math.round(Date.UTC(date.getFullYear(), date.getMonth(), date.getDate()) / 86400e3);
   return day % step.every === 0;
-}
-
-function tickLabel(value) {
-  const date = new Date(value);
-  if (date.getHours() === 0 && date.getMinutes() === 0) {
-    return date.toLocaleDateString(undefined, { month: 'short', day: 'numeric' });
-  }
-  return date.toLocaleTimeString(undefined, { hour: '2-digit', minute: '2-digit' });
 }
 
 /** Return the radius of a point: 0 on a line, 2 when no neighbour is drawn (else it is not seen). */
@@ -240,10 +228,10 @@ function rangeFigures(buckets, points) {
 }
 
 /**
- * Draw one GPU's history answer. asked: the metrics the request named (the others this server
- * does not record). A line with no value in any bucket is left out, with a note, never drawn as 0.
+ * Draw one GPU's history answer. A line with no value in any bucket is left out, with a note,
+ * never drawn as 0.
  */
-export function showHistory(entries, series, range, asked, stepS, intervalS) {
+export function showHistory(entries, series, range, stepS, intervalS) {
   const buckets = series && Array.isArray(series.buckets)
     ? series.buckets.filter((bucket) => bucket && isNumber(bucket.ts)) : [];
   const anyReading = buckets.some((bucket) => bucket.mean);
@@ -251,12 +239,7 @@ export function showHistory(entries, series, range, asked, stepS, intervalS) {
     const datasets = [];
     const stats = [];
     const missing = [];
-    const unrecorded = [];
     def.lines.forEach((line, i) => {
-      if (!asked.includes(line.metric)) {
-        unrecorded.push(line.label);
-        return;
-      }
       const points = pointsOf(buckets, line.metric, line.axis === 'y1' ? 1 : def.scale ?? 1);
       const figures = rangeFigures(buckets, points);
       if (!figures) {
@@ -284,7 +267,6 @@ export function showHistory(entries, series, range, asked, stepS, intervalS) {
     const notes = [];
     if (!anyReading) notes.push('No readings of this GPU in this range.');
     if (missing.length) notes.push(`${missing.join(', ')}: ${NOT_REPORTED}.`);
-    if (unrecorded.length) notes.push(`${unrecorded.join(', ')}: not recorded by this server.`);
     els.note.textContent = notes.join(' ');
     els.note.hidden = notes.length === 0;
     els.card.dataset.lines = String(datasets.length);

@@ -2,11 +2,9 @@
 
 import { fetchJson } from './api.js';
 import { element, formatClock, formatDuration, formatFull, formatNumber, formatWhen, isNumber } from './format.js';
-import { apiDocument, apiUrl, offersRoute, rangeQuery } from './gpu_api.js';
+import { apiUrl, rangeQuery } from './gpu_api.js';
 import { page, rangeWindow } from './gpu_state.js';
 
-const EVENTS_PATH = '/api/v1/events';
-export const EVENTS_UNAVAILABLE = 'Events unavailable: this server does not record GPU events yet.';
 
 // kind -> [what it is, in words; the badge's colour]
 const KINDS = {
@@ -72,15 +70,11 @@ function show({ summary = '', note = '', events = [] }) {
   list.hidden = events.length === 0;
 }
 
-/** Load this GPU's events over the chosen range; say so plainly where the server has none. */
+/** Load this GPU's events over the chosen range. */
 export async function loadEvents() {
   const gen = page.gen;
   const status = document.getElementById('events-status');
   const { fromS, toS } = rangeWindow();
-  if (!offersRoute(await apiDocument(), EVENTS_PATH)) {
-    if (gen === page.gen) show({ note: EVENTS_UNAVAILABLE });
-    return;
-  }
   status.textContent = 'loading…';
   let answer;
   try {
@@ -88,7 +82,7 @@ export async function loadEvents() {
   } catch (error) {
     if (gen !== page.gen) return;
     status.textContent = '';
-    show({ note: error.status === 404 ? EVENTS_UNAVAILABLE : `Events could not be loaded: ${error.message}` });
+    show({ note: `Events could not be loaded: ${error.message}` });
     return;
   }
   if (gen !== page.gen) return;

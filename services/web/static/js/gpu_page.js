@@ -2,14 +2,11 @@
  * pyCudaWatch: one GPU's page (GET gpu/<uuid>), reached from its card on the dashboard.
  *
  * Data flow (URLs relative to the page, one level under the dashboard):
- *   GET api/v1/openapi.json  -> which history metrics and routes this server has: the page asks
- *                               for nothing the server would refuse (no 400, no 404)
  *   GET api/v1/gpus          -> the header: identity, limits, newest reading, health findings
  *                               (shown as the card shows them), asked again every HEADER_POLL_MS
  *   GET api/v1/history       -> the charts, this GPU only, every charted metric at once
- *   GET api/v1/events        -> the event list and the range's counts ("events unavailable"
- *                               where the server has no such route)
- *   GET api/v1/usage         -> the processes that used the GPU over the range (by=process)
+ *   GET api/v1/events        -> the event list and the range's counts
+ *   GET api/v1/usage         -> this GPU's processes over the range (by=process, gpu=<uuid>)
  *   GET api/v1/processes     -> the processes on it now
  * The range (1h ... 30d, 6h by default) is in the URL (?range=) and reloads all but the header.
  * Text from the machine only ever goes through textContent, title attributes or Chart.js labels.
@@ -31,8 +28,8 @@ import { loadEvents } from './gpu_events.js';
 import { loadHeader, placeHealth } from './gpu_header.js';
 import { loadCharts } from './gpu_history.js';
 import { loadProcesses } from './gpu_processes.js';
-import { page, rangeFromUrl } from './gpu_state.js';
-import { RANGES_S } from './state.js';
+import { DEFAULT_RANGE, page } from './gpu_state.js';
+import { RANGES_S, rangeFromUrl } from './state.js';
 
 const HEADER_POLL_MS = 15000;
 const RANGE_REFRESH_MS = 60000;
@@ -74,7 +71,7 @@ function bindControls() {
     button.addEventListener('click', () => chooseRange(button.dataset.range));
   }
   window.addEventListener('popstate', () => {
-    const key = rangeFromUrl();
+    const key = rangeFromUrl(DEFAULT_RANGE);
     if (key === page.rangeKey) return;
     page.rangeKey = key;
     showRange();

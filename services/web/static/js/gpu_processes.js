@@ -1,32 +1,19 @@
 /* The GPU page's processes: who used it over the range (api/v1/usage), and who is on it now. */
 
 import { fetchJson, secondsParam } from './api.js';
-import { element, formatAmount, formatDuration, formatWhen, isNumber } from './format.js';
-import { apiDocument, apiUrl, parameterSchema } from './gpu_api.js';
+import { element, formatAmount, formatDuration, formatWhen, isNumber, setNote } from './format.js';
+import { apiUrl } from './gpu_api.js';
 import { page, rangeWindow } from './gpu_state.js';
 import { sortProcesses, validProcess } from './processes.js';
 import { NOT_VISIBLE_HELP, cell, knownText, processRow } from './tables.js';
 
-const SHARED_NOTE = 'A process name marked "over N GPUs" ran on other GPUs too: its figures add up'
-  + ' all of them, as this server does not split usage by GPU.';
-
-function setNote(id, text) {
-  const note = document.getElementById(id);
-  note.hidden = !text;
-  note.textContent = text || '';
-}
-
-function usageRow(row, split) {
+function usageRow(row) {
   const tr = element('tr', 'usage-row');
   const name = knownText(row.key);
   tr.dataset.key = name ?? '';
   const key = name
     ? cell(name, 'usage-key text-truncate', name)
     : cell('not visible / unknown', 'usage-key na', NOT_VISIBLE_HELP);
-  const others = Array.isArray(row.gpus) ? row.gpus.length - 1 : 0;
-  if (!split && others > 0) {
-    key.append(element('span', 'text-body-secondary ms-1 usage-shared', `· over ${others + 1} GPUs`));
-  }
   tr.append(
     key,
     cell(formatDuration(row.gpu_hours * 3600), 'text-end usage-gpu-time', `${formatAmount(row.gpu_hours)} GPU-hours`),
@@ -38,10 +25,9 @@ function usageRow(row, split) {
 /** List the processes (by name) that used this GPU over the chosen range, most GPU time first. */
 async function loadRangeUsage(gen) {
   const { fromS, toS } = rangeWindow();
-  // A server whose usage takes a gpu answers this GPU's share; else every GPU's rows, filtered.
-  const split = parameterSchema(await apiDocument(), '/api/v1/usage', 'gpu') !== null;
-  const query = new URLSearchParams({ from: secondsParam(fromS), to: secondsParam(toS), by: 'process' });
-  if (split) query.set('gpu', page.uuid);
+  const query = new URLSearchParams({
+    from: secondsParam(fromS), to: secondsParam(toS), by: 'process', gpu: page.uuid,
+  });
   const table = document.getElementById('usage-table');
   let answer;
   try {
@@ -55,10 +41,9 @@ async function loadRangeUsage(gen) {
   if (gen !== page.gen) return;
   const rows = (answer && Array.isArray(answer.rows) ? answer.rows : []).filter((row) => row
     && typeof row === 'object' && isNumber(row.gpu_hours) && Array.isArray(row.gpus) && row.gpus.includes(page.uuid));
-  table.querySelector('tbody').replaceChildren(...rows.map((row) => usageRow(row, split)));
+  table.querySelector('tbody').replaceChildren(...rows.map(usageRow));
   table.hidden = rows.length === 0;
-  const shared = !split && rows.some((row) => row.gpus.length > 1);
-  setNote('usage-note', rows.length ? (shared ? SHARED_NOTE : '') : 'No process held this GPU in this range.');
+  setNote('usage-note', rows.length ? '' : 'No process held this GPU in this range.');
 }
 
 /** List the processes on this GPU at its newest reading, each with since when it runs. */

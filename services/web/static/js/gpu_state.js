@@ -1,20 +1,15 @@
 /* The GPU page's state: which GPU, the chosen range (in the URL), and the window it covers. */
 
 import { positive } from './format.js';
-import { RANGES_S, config } from './state.js';
+import { RANGES_S, config, rangeFromUrl } from './state.js';
 
 export const DEFAULT_RANGE = '6h';
-
-export function rangeFromUrl() {
-  const key = new URLSearchParams(window.location.search).get('range');
-  return Object.prototype.hasOwnProperty.call(RANGES_S, key) ? key : DEFAULT_RANGE;
-}
 
 const gpu = config.gpu && typeof config.gpu === 'object' ? config.gpu : {};
 
 export const page = {
   uuid: String(gpu.gpu_uuid ?? ''),
-  rangeKey: rangeFromUrl(),
+  rangeKey: rangeFromUrl(DEFAULT_RANGE),
   intervalS: positive(config.interval_s, 60),
   gen: 0, // bumped by each range load: an answer for an older range is dropped
 };

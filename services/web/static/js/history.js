@@ -8,8 +8,8 @@ import { RANGES_S, serverNowS, state } from './state.js';
 
 const MAX_API_POINTS = 2000;
 
-function chartWidthPx() {
-  const box = document.querySelector('.chart-box');
+export function chartWidthPx(selector = '.chart-box') {
+  const box = document.querySelector(selector);
   const width = box ? box.clientWidth : 0;
   return width > 0 ? width : 600;
 }
@@ -25,8 +25,8 @@ function validHistory(answer) {
   return answer && isNumber(answer.step_s) && answer.step_s > 0 && Array.isArray(answer.series);
 }
 
-export function showHistoryError(message) {
-  const box = document.getElementById('history-error');
+export function showHistoryError(message, id = 'history-error') {
+  const box = document.getElementById(id);
   box.hidden = !message;
   box.textContent = message ? `History could not be loaded: ${message}` : '';
 }

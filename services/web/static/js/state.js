@@ -50,9 +50,9 @@ function readConfig() {
   }
 }
 
-export function rangeFromUrl() {
+export function rangeFromUrl(fallback = DEFAULT_RANGE) {
   const key = new URLSearchParams(window.location.search).get('range');
-  return Object.prototype.hasOwnProperty.call(RANGES_S, key) ? key : DEFAULT_RANGE;
+  return Object.prototype.hasOwnProperty.call(RANGES_S, key) ? key : fallback;
 }
 
 export function hostFromUrl() {

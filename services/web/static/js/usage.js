@@ -1,7 +1,7 @@
 /* The "who used the GPUs" and energy tables of the chosen range. */
 
 import { fetchJson, oneAtATime, secondsParam } from './api.js';
-import { element, formatAmount, formatClock, formatCost, isNumber, markPressed } from './format.js';
+import { element, formatAmount, formatClock, formatCost, isNumber, markPressed, setNote } from './format.js';
 import { apiGpuOrder, gpuLabel, severalHosts } from './hosts.js';
 import { RANGES_S, serverNowS, state } from './state.js';
 import { NOT_VISIBLE_HELP, cell, knownText } from './tables.js';
@@ -18,12 +18,6 @@ const ENERGY_SOURCES = {
 function rangeWindow() {
   const toS = serverNowS();
   return { fromS: toS - RANGES_S[state.rangeKey], toS };
-}
-
-function setNote(id, text) {
-  const note = document.getElementById(id);
-  note.hidden = !text;
-  note.textContent = text || '';
 }
 
 /** Return the note of a range table whose request failed (404: an older server). */
