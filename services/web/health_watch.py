@@ -51,13 +51,14 @@ class HealthWatch:
             self._held[reading.uuid] = (tick.ts, _since(found, since, tick.ts))
 
     def learn_stored(self, stored: Iterable[GpuLatest]) -> None:
-        """Take the file's newest XID of each GPU the feed follows (known_xid() picks the newer
-        of it and the feed's): one from before this process started is then live too."""
+        """Take the file's newest XID of each GPU (known_xid() picks the newer of it and the
+        feed's): one from before this process started is then live too, also for a GPU whose
+        first tick the feed has not received yet. As many as the file has GPUs; a GPU that
+        leaves its host's ticks is forgotten."""
         for item in stored:
-            uuid = item.gpu.gpu_uuid
-            if item.last_xid is not None and uuid in self._since:
+            if item.last_xid is not None:
                 ts, code = item.last_xid
-                self._stored_xid[uuid] = XidEvent(ts, code)
+                self._stored_xid[item.gpu.gpu_uuid] = XidEvent(ts, code)
 
     def last_xid(self, gpu_uuid: str) -> XidEvent | None:
         """Return the GPU's last XID the feed received, None when none since this started
