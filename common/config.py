@@ -154,6 +154,49 @@ def _label(text: str) -> str:
     return value
 
 
+BUILT_IN_ALERTS = (
+    "gpu_error", "xid", "temperature", "throttling", "ecc", "pcie_link", "host_stale",
+    "writer_degraded", "idle_allocated",
+)  # fmt: skip
+ALERT_SEVERITIES = ("critical", "warning", "info")
+
+
+def _alert_names(text: str) -> frozenset[str]:
+    names = {part.strip() for part in text.split(",") if part.strip()}
+    unknown = sorted(names - set(BUILT_IN_ALERTS))
+    if unknown:
+        raise ValueError(f"comma-separated built-in rules from {', '.join(BUILT_IN_ALERTS)}")
+    return frozenset(names)
+
+
+class NotifyTarget(NamedTuple):
+    """One notification target: the severities it takes and its Apprise URL (a secret)."""
+
+    severities: tuple[str, ...]
+    url: str
+
+
+def _notify_targets(text: str) -> tuple[NotifyTarget, ...]:
+    """Parse whitespace-separated `[severity[,severity]=]URL` entries; never echo a URL."""
+    targets = []
+    for number, entry in enumerate(text.split(), start=1):
+        head, sep, rest = entry.partition("=")
+        tags = tuple(tag.strip().lower() for tag in head.split(",")) if sep else ()
+        if sep and "://" not in head and all(tag in ALERT_SEVERITIES for tag in tags):
+            severities, url = tags, rest
+        elif sep and "://" not in head:
+            raise ValueError(
+                f"entry {number}: {head!r} is not a list of severities"
+                f" ({', '.join(ALERT_SEVERITIES)})"
+            )
+        else:
+            severities, url = ALERT_SEVERITIES, entry
+        if "://" not in url:
+            raise ValueError(f"entry {number} is not a URL such as json://host/path")
+        targets.append(NotifyTarget(severities, url))
+    return tuple(targets)
+
+
 class Setting(NamedTuple):
     """One PCW_* variable: how it is read, who reads it, and its line in the settings reference."""
 
@@ -418,7 +461,7 @@ class Config:
         "PCW_IDLE_UTIL_PCT",
         "5",
         _number(float, 0, 100),
-        (WEB,),
+        (WRITER, WEB),
         "utilization (%) under which a GPU holding memory counts as idle",
     )
     idle_after_s: float = setting(
@@ -531,6 +574,131 @@ class Config:
         "(derived)",
     )
 
+    alerts_off: frozenset[str] = setting(
+        "PCW_ALERTS_OFF",
+        "",
+        _alert_names,
+        (WRITER,),
+        "comma-separated built-in alert rules to turn off: " + ", ".join(BUILT_IN_ALERTS),
+        "(none)",
+    )
+    alert_rules_file: Path | None = setting(
+        "PCW_ALERT_RULES_FILE",
+        "",
+        _optional(_existing("file")),
+        (WRITER,),
+        "a TOML file of your own alert rules (docs/alerts.md); a bad rule stops the writer at"
+        " start with the file, line and problem",
+    )
+    alert_temp_margin_c: float = setting(
+        "PCW_ALERT_TEMP_MARGIN_C",
+        "5",
+        _number(float, 0, 50),
+        (WRITER,),
+        "`temperature` fires this many °C below the GPU's own slowdown temperature",
+    )
+    alert_temp_for_s: float = setting(
+        "PCW_ALERT_TEMP_FOR_S",
+        "300",
+        _number(float, 0, 30 * 86400),
+        (WRITER,),
+        "seconds a GPU stays that hot before `temperature` fires",
+    )
+    alert_throttle_for_s: float = setting(
+        "PCW_ALERT_THROTTLE_FOR_S",
+        "300",
+        _number(float, 0, 30 * 86400),
+        (WRITER,),
+        "seconds of thermal or power-brake throttling before `throttling` fires",
+    )
+    alert_pcie_for_s: float = setting(
+        "PCW_ALERT_PCIE_FOR_S",
+        "600",
+        _number(float, 0, 30 * 86400),
+        (WRITER,),
+        "seconds a PCIe link runs below its maximum (narrower, or slower while busy) before"
+        " `pcie_link` fires",
+    )
+    alert_idle_for_s: float = setting(
+        "PCW_ALERT_IDLE_FOR_S",
+        "21600",
+        _number(float, 0, 30 * 86400),
+        (WRITER,),
+        "seconds a GPU holds memory while idle (under `PCW_IDLE_UTIL_PCT`) before"
+        " `idle_allocated` fires, naming who holds it",
+    )
+    alert_stale_for_s: float = setting(
+        "PCW_ALERT_STALE_FOR_S",
+        "60",
+        _number(float, 0, 30 * 86400),
+        (WRITER,),
+        "seconds a host stays stale (no tick for 3 intervals + 10 s) before `host_stale` fires",
+    )
+    alert_writer_for_s: float = setting(
+        "PCW_ALERT_WRITER_FOR_S",
+        "60",
+        _number(float, 0, 30 * 86400),
+        (WRITER,),
+        "seconds the writer stays degraded (disk full, database unusable, buffer dropping)"
+        " before `writer_degraded` fires",
+    )
+    alert_keep_firing_s: float = setting(
+        "PCW_ALERT_KEEP_FIRING_S",
+        "120",
+        _number(float, 0, 86400),
+        (WRITER,),
+        "seconds a firing alert must be clear without a break before it resolves, so that a"
+        " value hovering at a threshold does not flap",
+    )
+    alert_xid_hold_s: float = setting(
+        "PCW_ALERT_XID_HOLD_S",
+        "3600",
+        _number(float, 1, 30 * 86400),
+        (WRITER,),
+        "seconds after a GPU's last XID of a code before its `xid` alert resolves",
+    )
+    alert_repeat_s: float = setting(
+        "PCW_ALERT_REPEAT_S",
+        "14400",
+        _number(float, 60, 30 * 86400),
+        (WRITER,),
+        "seconds between two notifications of an alert that keeps firing",
+    )
+    notify_urls: tuple[NotifyTarget, ...] = setting(
+        "PCW_NOTIFY_URLS",
+        "",
+        _notify_targets,
+        (WRITER, WEB),
+        "where notifications go: whitespace-separated Apprise URLs (Slack, Discord, Teams,"
+        " Telegram, ntfy, Gotify, Matrix, PagerDuty, `mailtos://`, `json://` webhooks, ...),"
+        " each optionally prefixed with the severities it takes, `critical,warning=URL`. The"
+        " URLs hold secrets: they appear in no log, API answer or page",
+        "(none)",
+    )
+    notify_config: Path | None = setting(
+        "PCW_NOTIFY_CONFIG",
+        "",
+        _optional(_existing("file")),
+        (WRITER, WEB),
+        "an Apprise configuration file (its TEXT or YAML format) of more targets, each tagged"
+        " with the severities it takes",
+    )
+    notify_retry_max_s: float = setting(
+        "PCW_NOTIFY_RETRY_MAX_S",
+        "300",
+        _number(float, 0.1, 86400),
+        (WRITER,),
+        "the longest wait between two tries of a notification whose target is down (the waits"
+        " double from 5 s up to it)",
+    )
+    notify_give_up_s: float = setting(
+        "PCW_NOTIFY_GIVE_UP_S",
+        "86400",
+        _number(float, 1, 30 * 86400),
+        (WRITER,),
+        "seconds a notification is retried before it is given up (counted and shown)",
+    )
+
     @property
     def retention_s(self) -> float:
         """Return the raw-reading retention in seconds."""
@@ -547,12 +715,17 @@ SETTINGS: tuple[tuple[str, str | None, Callable[[str], Any], str], ...] = tuple(
 )
 
 
+# Values that hold secrets: a bad one is named, never shown.
+SECRET_VARIABLES = frozenset({"PCW_NOTIFY_URLS"})
+
+
 def _parse(environ: Mapping[str, str], variable: str, default: str, parser: Callable) -> object:
     text = environ.get(variable, default)
     try:
         return parser(text)
     except ValueError as error:
-        raise ConfigError(variable, text, str(error)) from None
+        shown = "(hidden: it holds secrets)" if variable in SECRET_VARIABLES else text
+        raise ConfigError(variable, shown, str(error)) from None
 
 
 def load_config(environ: Mapping[str, str]) -> Config:

@@ -416,8 +416,96 @@ HEALTH_STATE_COLUMNS: tuple[str, ...] = (
     "pcie_max_width", "pcie_replays", "nvlink_links", "nvlink_links_active",
 )  # fmt: skip
 
+# Version 9: alerts. `alert_states`: every alert now pending or firing (the writer's evaluation,
+# stored in the transaction of the readings it judged). `alert_events`: each alert's transitions
+# (firing, resolved), purged with the readings. `notifications`: the outbox, one row per message
+# (its idempotency key unique), written with the transition that caused it; `deliveries`: one
+# row per message and target, with its tries, until sent or given up. `alert_silences`: an alert,
+# or a rule, host or GPU, silenced until a time (the web process writes these, the user's own
+# actions, and test notifications). The documented view `alerts` is the history.
+_V9 = """
+CREATE TABLE alert_states (
+    alert_key TEXT PRIMARY KEY,
+    rule TEXT NOT NULL,
+    severity TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    host TEXT,
+    gpu_uuid TEXT,
+    gpu_index INTEGER,
+    gpu_name TEXT,
+    state TEXT NOT NULL,
+    since_ts REAL NOT NULL,
+    last_ts REAL NOT NULL,
+    fired_ts REAL,
+    notified_ts REAL,
+    cleared_since_ts REAL,
+    value REAL,
+    message TEXT NOT NULL
+);
+CREATE TABLE alert_events (
+    event_id INTEGER PRIMARY KEY,
+    alert_key TEXT NOT NULL,
+    rule TEXT NOT NULL,
+    severity TEXT NOT NULL,
+    host TEXT,
+    gpu_uuid TEXT,
+    gpu_index INTEGER,
+    gpu_name TEXT,
+    state TEXT NOT NULL,
+    ts REAL NOT NULL,
+    fired_ts REAL NOT NULL,
+    value REAL,
+    message TEXT NOT NULL,
+    UNIQUE (alert_key, state, ts)
+);
+CREATE INDEX alert_events_by_ts ON alert_events (ts);
+CREATE TABLE notifications (
+    notification_id INTEGER PRIMARY KEY,
+    idempotency_key TEXT NOT NULL UNIQUE,
+    kind TEXT NOT NULL,
+    alert_key TEXT,
+    rule TEXT,
+    severity TEXT NOT NULL,
+    host TEXT,
+    gpu_uuid TEXT,
+    title TEXT NOT NULL,
+    body TEXT NOT NULL,
+    reading_ts REAL,
+    created_ts REAL NOT NULL,
+    fanned_out INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX notifications_to_fan_out ON notifications (fanned_out) WHERE fanned_out = 0;
+CREATE TABLE deliveries (
+    notification_id INTEGER NOT NULL REFERENCES notifications (notification_id),
+    target TEXT NOT NULL,
+    target_shown TEXT NOT NULL,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_try_ts REAL NOT NULL,
+    done_ts REAL,
+    last_error TEXT,
+    PRIMARY KEY (notification_id, target)
+) WITHOUT ROWID;
+CREATE INDEX deliveries_due ON deliveries (next_try_ts) WHERE state = 'queued';
+CREATE TABLE alert_silences (
+    silence_id INTEGER PRIMARY KEY,
+    alert_key TEXT,
+    rule TEXT,
+    host TEXT,
+    gpu_uuid TEXT,
+    until_ts REAL NOT NULL,
+    created_ts REAL NOT NULL,
+    created_by TEXT,
+    comment TEXT
+);
+CREATE VIEW alerts AS
+SELECT event_id, ts, state, rule, severity, host, gpu_index, gpu_uuid, gpu_name, fired_ts, value,
+    message
+FROM alert_events;
+"""
+
 # Each entry moves the file from user_version == its position to position + 1. Append only.
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

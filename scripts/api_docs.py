@@ -45,8 +45,8 @@ def _line(text: str) -> str:
     return " ".join(text.split())
 
 
-def _route(path: str, operation: dict[str, Any]) -> list[str]:
-    lines = [f"### GET {path}", "", operation["summary"], ""]
+def _route(path: str, method: str, operation: dict[str, Any]) -> list[str]:
+    lines = [f"### {method.upper()} {path}", "", operation["summary"], ""]
     params = operation.get("parameters", [])
     if params:
         lines += ["| Parameter | Type | Meaning |", "|---|---|---|"]
@@ -55,6 +55,10 @@ def _route(path: str, operation: dict[str, Any]) -> list[str]:
             for param in params
         ]
         lines.append("")
+    body = operation.get("requestBody", {}).get("content", {})
+    if body:
+        shown = ", ".join(f"{type_text(media['schema'])} ({kind})" for kind, media in body.items())
+        lines += [f"Request body: {shown}", ""]
     lines += ["| Status | Body | When |", "|---|---|---|"]
     for status, response in operation["responses"].items():
         content = response.get("content", {})
@@ -96,7 +100,8 @@ def render(document: dict[str, Any]) -> str:
         "",
     ]
     for path, item in document["paths"].items():
-        lines += _route(path, item["get"])
+        for method, operation in item.items():
+            lines += _route(path, method, operation)
     lines += ["## Shapes", ""]
     for name, schema in sorted(document["components"]["schemas"].items()):
         lines += _schema(name, schema)

@@ -173,7 +173,48 @@ BAD_VALUES = [
     ("PCW_WRITER_BUFFER_BYTES", "1000", "an integer from 1048576"),
     ("PCW_WRITER_BUFFER_BYTES", "64MB", "an integer from 1048576"),
     ("PCW_STATUS_ENDPOINT", "/tmp/status.sock", "a ZeroMQ endpoint"),
+    ("PCW_ALERTS_OFF", "xid,hot", "comma-separated built-in rules from gpu_error"),
+    ("PCW_ALERT_RULES_FILE", "/nonexistent/rules.toml", "an existing file"),
+    ("PCW_ALERT_TEMP_MARGIN_C", "51", "a number from 0 to 50"),
+    ("PCW_ALERT_TEMP_FOR_S", "-1", "a number from 0 to 2.592e+06"),
+    ("PCW_ALERT_THROTTLE_FOR_S", "5m", "a number from 0 to 2.592e+06"),
+    ("PCW_ALERT_PCIE_FOR_S", "nan", "a number from 0 to 2.592e+06"),
+    ("PCW_ALERT_IDLE_FOR_S", "-5", "a number from 0 to 2.592e+06"),
+    ("PCW_ALERT_STALE_FOR_S", "soon", "a number from 0 to 2.592e+06"),
+    ("PCW_ALERT_WRITER_FOR_S", "-1", "a number from 0 to 2.592e+06"),
+    ("PCW_ALERT_KEEP_FIRING_S", "86401", "a number from 0 to 86400"),
+    ("PCW_ALERT_XID_HOLD_S", "0", "a number from 1 to 2.592e+06"),
+    ("PCW_ALERT_REPEAT_S", "10", "a number from 60 to 2.592e+06"),
+    ("PCW_NOTIFY_URLS", "hooks.example/x", "entry 1 is not a URL"),
+    ("PCW_NOTIFY_CONFIG", "/nonexistent/apprise.yml", "an existing file"),
+    ("PCW_NOTIFY_RETRY_MAX_S", "0", "a number from 0.1 to 86400"),
+    ("PCW_NOTIFY_GIVE_UP_S", "0", "a number from 1 to 2.592e+06"),
 ]
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["urgent=json://user:s3cret@hooks.example/x", "json:/user:s3cret@hooks.example/x"],
+)
+def test_a_bad_notify_url_is_named_and_its_secret_never_shown(value):
+    with pytest.raises(ConfigError) as caught:
+        load_config({"PCW_NOTIFY_URLS": value})
+
+    message = str(caught.value)
+    assert message.startswith("PCW_NOTIFY_URLS=")
+    assert "entry 1" in message
+    assert "s3cret" not in message
+
+
+def test_notify_urls_take_severities_where_given_and_all_elsewhere():
+    config = load_config(
+        {"PCW_NOTIFY_URLS": "critical,warning=json://a.example/x\n mailto://u:p@b.example"}
+    )
+
+    assert [(t.severities, t.url) for t in config.notify_urls] == [
+        (("critical", "warning"), "json://a.example/x"),
+        (("critical", "warning", "info"), "mailto://u:p@b.example"),
+    ]
 
 
 @pytest.mark.parametrize(("variable", "value", "rule"), BAD_VALUES)
@@ -183,7 +224,8 @@ def test_a_bad_value_names_the_variable_the_value_and_the_rule(variable, value, 
 
     message = str(caught.value)
     assert caught.value.variable == variable
-    assert message.startswith(f"{variable}={value!r}")
+    shown = "'(hidden: it holds secrets)'" if variable == "PCW_NOTIFY_URLS" else repr(value)
+    assert message.startswith(f"{variable}={shown}")
     assert rule in message
 
 

@@ -94,10 +94,13 @@ def test_a_gpu_lost_before_the_start_is_in_error_in_ticks_api_healthz_and_metric
     assert health_status == 200 or health_status >= 500
     assert [(e["gpu_index"], e["gpu_uuid"]) for e in health["gpu_errors"]] == [(1, lost_uuid)]
 
-    # Prometheus gets GPU 0's series and none of GPU 1's
+    # Prometheus gets GPU 0's series and none of GPU 1's, but for its gpu_error alert
     text = metrics.decode()
     assert f'UUID="{devices[0].uuid}"' in text
-    assert lost_uuid not in text and devices[1].pci_bus_id not in text
+    naming_it = [line for line in text.splitlines() if lost_uuid in line]
+    assert devices[1].pci_bus_id not in text
+    assert all(line.startswith("pycudawatch_alert{") for line in naming_it), naming_it
+    assert all('rule="gpu_error"' in line for line in naming_it), naming_it
 
     # the writer stored its errored readings like any other
     rows = stack.query(

@@ -14,7 +14,9 @@ from aiohttp import WSCloseCode, web
 from common.config import Config
 from common.status import status_endpoint
 from services.transport.curve import hub_keys
-from services.web import event_views, gpu_page, proc_views, views
+from services.web import alert_views, event_views, gpu_page, proc_views, views
+from services.web.alert_metrics import AlertCollector
+from services.web.alert_watch import AlertWatch
 from services.web.auth import SignInLimits, basic_auth, load_users
 from services.web.feed import LiveFeed
 from services.web.headers import setup_security_headers
@@ -28,6 +30,7 @@ from services.web.http_errors import (
 from services.web.hub import SEND_QUEUE_SIZE, Hub
 from services.web.idle_reads import IdleRuns
 from services.web.keys import (
+    ALERTS,
     CLOCK,
     CONFIG,
     COUNTERS,
@@ -92,8 +95,13 @@ def create_app(
     app[FEED] = LiveFeed(on_message=hub.publish, clock=clock)
     app[COUNTERS] = Counters()
     app[WRITER] = WriterStatusFeed(config.db_path)
+    app[ALERTS] = AlertWatch(app[STORE], hub.publish, alert_views.configured_targets(config))
     app[COLLECTOR] = PipelineCollector(
-        app[FEED], app[WRITER].current, app[STORE].file_bytes, clock, (ErrorCollector(errors),)
+        app[FEED],
+        app[WRITER].current,
+        app[STORE].file_bytes,
+        clock,
+        (ErrorCollector(errors), AlertCollector(app[ALERTS])),
     )
 
     aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(templates_dir), autoescape=True)
@@ -103,6 +111,7 @@ def create_app(
     app.cleanup_ctx.append(_listening)
     app.cleanup_ctx.append(_watching_staleness)
     app.cleanup_ctx.append(_writer_listening)
+    app.cleanup_ctx.append(_watching_alerts)
     app.on_shutdown.append(_close_websockets)
 
     app.router.add_get("/", views.index, name="index")
@@ -114,6 +123,12 @@ def create_app(
     app.router.add_get("/api/v1/usage", proc_views.usage, name="usage")
     app.router.add_get("/api/v1/energy", proc_views.energy, name="energy")
     app.router.add_get("/api/v1/events", event_views.events, name="events")
+    app.router.add_get("/api/v1/alerts", alert_views.alerts, name="alerts")
+    app.router.add_post("/api/v1/silences", alert_views.silence, name="silences")
+    app.router.add_post("/api/v1/silences/{silence_id}/end", alert_views.end, name="silence_end")
+    app.router.add_post(
+        "/api/v1/notifications/test", alert_views.test_notification, name="notification_test"
+    )
     app.router.add_get("/healthz", views.healthz, name="healthz")
     app.router.add_get(OPENAPI_PATH, openapi, name="openapi")
     app.router.add_get(METRICS_PATH, metrics, name="metrics")
@@ -142,6 +157,14 @@ async def _watching_staleness(app: web.Application) -> AsyncIterator[None]:
     yield
     task.cancel()
     await asyncio.wait([task])  # unlike `await task`, never swallows our own cancel
+
+
+async def _watching_alerts(app: web.Application) -> AsyncIterator[None]:
+    """Tell the websockets when the alerts change while the app runs."""
+    task = asyncio.create_task(app[ALERTS].run(), name="pcw-alert-watch")
+    yield
+    task.cancel()
+    await asyncio.wait([task])
 
 
 async def _writer_listening(app: web.Application) -> AsyncIterator[None]:

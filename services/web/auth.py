@@ -335,6 +335,10 @@ def _unauthorized(request: web.Request) -> web.Response:
     return reply
 
 
+# The signed-in user's name, which a handler may record (who silenced an alert).
+SIGNED_IN_USER = web.RequestKey("pcw_user", str)
+
+
 def basic_auth(
     users: dict[str, PasswordHash],
     limits: SignInLimits = SignInLimits(),
@@ -353,6 +357,7 @@ def basic_auth(
         except SignInRefusedError as error:
             user, refused = None, error
         if user is not None:
+            request[SIGNED_IN_USER] = user
             return await handler(request)
         if request.path == HEALTH_PATH and request.method in (hdrs.METH_GET, hdrs.METH_HEAD):
             response = await handler(request)

@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from common.health import xid_text
+from common.idle import Reading as IdleReading
+from common.idle import flagged, is_idle_allocated
 from common.messages import GpuReading, Tick, XidEvent
 from common.staleness import is_stale, stale_since_ts
 from services.web.health_watch import HealthWatch
 from services.web.hosts import HostState
-from services.web.idle import Reading as IdleReading
-from services.web.idle import flagged, is_idle_allocated
 from services.web.rows import GpuIdle, GpuLatest, ProcessList
 from services.web.shapes import (
     Finding,

@@ -55,10 +55,12 @@ class Hub:
         transport: asyncio.Transport | None,
         peer: str,
         first_message: str,
+        *more: str,
     ) -> None:
-        """Add a prepared websocket; first_message is sent before any later publish()."""
+        """Add a prepared websocket; first_message (then more) is sent before any publish()."""
         client = _Client(ws, transport, peer, asyncio.Queue(maxsize=self._queue_size))
-        client.queue.put_nowait(first_message)
+        for message in (first_message, *more):
+            client.queue.put_nowait(message)
         client.task = asyncio.create_task(self._drain(client), name=f"pcw-ws-send {peer}")
         self._clients[ws] = client
 

@@ -12,9 +12,9 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from common.idle import Coverage, Reading, low_util, run_since, run_since_after
 from common.schema import LIST_KNOWN_PROC_ID
 from services.web.gpu_reads import read_gpus
-from services.web.idle import Coverage, Reading, low_util, run_since, run_since_after
 from services.web.process_reads import read_process_list
 from services.web.rows import GpuIdle, GpuRow, ProcessList
 

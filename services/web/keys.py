@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from common.config import Config
+from services.web.alert_watch import AlertWatch
 from services.web.feed import LiveFeed
 from services.web.hub import Hub
 from services.web.idle_reads import IdleRuns
@@ -32,3 +33,5 @@ COUNTERS = web.AppKey("counters", Counters)
 # The wall clock (UTC epoch s) that judges staleness everywhere in the app; a test may set it.
 CLOCK: web.AppKey[Callable[[], float]] = web.AppKey("clock")
 WRITER = web.AppKey("writer_status", WriterStatusFeed)
+# The newest alerts message for the websockets, kept current by its watch.
+ALERTS = web.AppKey("alerts", AlertWatch)

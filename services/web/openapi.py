@@ -28,7 +28,9 @@ ERRORS = {
     400: "A query parameter is unknown, repeated or out of range; the error names it.",
     401: "Signing in is on and the request is not signed in.",
     403: "The request's origin is not allowed.",
-    404: "The GPU or host asked for is not known.",
+    404: "The GPU, host or silence asked for is not known.",
+    409: "No notification target is set (PCW_NOTIFY_URLS, PCW_NOTIFY_CONFIG).",
+    415: "The body is not JSON (Content-Type: application/json).",
     429: "Too many failed sign-ins from this address; Retry-After says when to try again.",
     500: "A bug: the web process's log has the details.",
     503: "The database is busy, missing or the query would take too long; try again.",
@@ -60,7 +62,8 @@ HOST = Param(
 
 @dataclass(frozen=True)
 class Route:
-    """One GET route: its reply (a shapes type, or a media type for a non-JSON one)."""
+    """One route: its reply (a shapes type, or a media type for a non-JSON one); a POST's
+    JSON body type; path_params: the names in its path, each an integer."""
 
     path: str
     summary: str
@@ -69,6 +72,9 @@ class Route:
     errors: tuple[int, ...] = ()
     media_type: str = "application/json"
     status: int = 200
+    method: str = "get"
+    body: Any = None
+    path_params: tuple[str, ...] = ()
 
 
 ROUTES: tuple[Route, ...] = (
@@ -141,6 +147,50 @@ ROUTES: tuple[Route, ...] = (
         (400, 404),
     ),
     Route(
+        "/api/v1/alerts",
+        "The alerts pending or firing now, their transitions over a range (default: the last"
+        " 7 days; newest first), the silences in force and the notifications' delivery counts.",
+        shapes.AlertsReply,
+        (
+            Param("state", "Only this state.", {"enum": ["pending", "firing", "resolved"]}),
+            FROM,
+            TO,
+            Param("rule", "Only this rule.", {"type": "string", "minLength": 1, "maxLength": 64}),
+            Param(
+                "host",
+                "Only this host.",
+                {"type": "string", "minLength": 1, "maxLength": MAX_HOST_CHARS},
+            ),
+        ),
+        (400,),
+    ),
+    Route(
+        "/api/v1/silences",
+        "Silence an alert (key), or every alert of a rule, host or GPU, for duration_s seconds:"
+        " its notifications are not sent meanwhile. The answer is the stored silence.",
+        shapes.Silence,
+        errors=(400, 403, 415),
+        status=201,
+        method="post",
+        body=shapes.SilenceRequest,
+    ),
+    Route(
+        "/api/v1/silences/{silence_id}/end",
+        "End a silence now.",
+        shapes.SilenceEnded,
+        errors=(400, 403, 404, 415),
+        method="post",
+        path_params=("silence_id",),
+    ),
+    Route(
+        "/api/v1/notifications/test",
+        "Send a test notification to every target (stored, then sent by the writer).",
+        shapes.TestNotificationReply,
+        errors=(403, 409, 415),
+        status=202,
+        method="post",
+    ),
+    Route(
         "/healthz",
         "200 when readings flow and the writer is well, else 503 with the same body.",
         shapes.Health,
@@ -161,7 +211,13 @@ ROUTES: tuple[Route, ...] = (
 )
 REQUIRED = {"/api/v1/processes": ("gpu",)}
 # Types in the document that no route answers directly: the websocket's messages.
-EXTRA_TYPES = (shapes.SnapshotMessage, shapes.TickMessage, shapes.HostsMessage, shapes.Bucket)
+EXTRA_TYPES = (
+    shapes.SnapshotMessage,
+    shapes.TickMessage,
+    shapes.HostsMessage,
+    shapes.AlertsMessage,
+    shapes.Bucket,
+)
 
 
 def _raw_schema(kind: type) -> dict[str, Any]:
@@ -216,15 +272,31 @@ def _operation(route: Route, refs: dict[Any, dict[str, Any]]) -> dict[str, Any]:
         "operationId": route.path.strip("/").replace("/", "_").replace(".", "_") or "root",
         "responses": responses,
     }
-    if route.params:
-        operation["parameters"] = [_parameter(param, route.path) for param in route.params]
+    parameters = [_parameter(param, route.path) for param in route.params]
+    parameters += [
+        {
+            "name": name,
+            "in": "path",
+            "required": True,
+            "description": "The id the server gave it.",
+            "schema": {"type": "integer", "minimum": 0},
+        }
+        for name in route.path_params
+    ]
+    if parameters:
+        operation["parameters"] = parameters
+    if route.method == "post":
+        body_schema = refs[route.body] if route.body is not None else {"type": "object"}
+        operation["requestBody"] = {"required": True, "content": _content(body_schema)}
     return operation
 
 
 def openapi_document(version: str) -> dict[str, Any]:
     """Return the OpenAPI 3.1 document of every route, its schemas generated from the shapes."""
     types = [route.reply for route in ROUTES if route.reply is not None]
+    types += [route.body for route in ROUTES if route.body is not None]
     types += [shapes.ErrorBody, *EXTRA_TYPES]
+    types = list(dict.fromkeys(types))
     refs_list, components = msgspec.json.schema_components(
         types, schema_hook=_raw_schema, ref_template=REF_TEMPLATE
     )
@@ -236,9 +308,16 @@ def openapi_document(version: str) -> dict[str, Any]:
             "version": version,
             "description": "Times are UTC epoch seconds. Every error is a JSON ErrorBody.",
         },
-        "paths": {route.path: {"get": _operation(route, refs)} for route in ROUTES},
+        "paths": _paths(refs),
         "components": {"schemas": components},
     }
+
+
+def _paths(refs: dict[Any, dict[str, Any]]) -> dict[str, Any]:
+    paths: dict[str, Any] = {}
+    for route in ROUTES:
+        paths.setdefault(route.path, {})[route.method] = _operation(route, refs)
+    return paths
 
 
 @cache

@@ -223,3 +223,34 @@ def _metrics(given: list[str]) -> tuple[str, ...]:
 def shown(text: str, limit: int = 40) -> str:
     """Quote user text for an error message, cut to `limit` characters."""
     return repr(text if len(text) <= limit else text[:limit] + "...")
+
+
+ALERTS_PARAMETERS = ("state", "from", "to", "rule", "host")
+ALERT_STATES = ("pending", "firing", "resolved")
+DEFAULT_ALERTS_RANGE_S = 7 * 86400.0
+
+
+@dataclass(frozen=True)
+class AlertsQuery:
+    """A checked alerts request: the range of transitions and the filters (None: any)."""
+
+    from_s: float
+    to_s: float
+    state: str | None
+    rule: str | None
+    host: str | None
+
+
+def parse_alerts_query(query: MultiMapping[str], now_s: float) -> AlertsQuery:
+    """Return the checked range (default: the last 7 days) and filters of /api/v1/alerts."""
+    _only(query, ALERTS_PARAMETERS)
+    single = _single(query, ALERTS_PARAMETERS)
+    from_s, to_s = _range(single, now_s, DEFAULT_ALERTS_RANGE_S)
+    state = single.get("state")
+    if state is not None and state not in ALERT_STATES:
+        raise ParamError(f"state={shown(state)} is not one of {', '.join(ALERT_STATES)}")
+    rule = single.get("rule")
+    if rule is not None and not (0 < len(rule) <= 64 and rule.isprintable()):
+        raise ParamError(f"rule={shown(rule)} is not a rule name (1 to 64 printable characters)")
+    host = parse_hosts([single["host"]])[0] if "host" in single else None
+    return AlertsQuery(from_s, to_s, state, rule, host)

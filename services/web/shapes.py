@@ -379,3 +379,118 @@ class HostsMessage(msgspec.Struct, tag="hosts", tag_field="type"):
     """A websocket message: hosts whose staleness changed between ticks."""
 
     hosts: list[Host]
+
+
+class Alert(msgspec.Struct):
+    """An alert pending or firing now (pending: its condition holds, not yet for its rule's
+    time). key is `rule|subject`; a GPU's alerts carry its identity, a host's its host only;
+    silenced_until_ts: a silence in force covers it (its notifications are not sent)."""
+
+    key: str
+    rule: str
+    severity: Literal["critical", "warning", "info"]
+    state: Literal["pending", "firing"]
+    host: str | None
+    gpu_uuid: str | None
+    gpu_index: int | None
+    gpu_name: str | None
+    since_ts: float
+    fired_ts: float | None
+    last_ts: float
+    value: float | None
+    message: str
+    silenced_until_ts: float | None
+
+
+class AlertEvent(msgspec.Struct):
+    """A stored transition of an alert: it started firing, or resolved, at ts."""
+
+    event_id: int
+    ts: float
+    state: Literal["firing", "resolved"]
+    key: str
+    rule: str
+    severity: Literal["critical", "warning", "info"]
+    host: str | None
+    gpu_uuid: str | None
+    gpu_index: int | None
+    gpu_name: str | None
+    fired_ts: float
+    value: float | None
+    message: str
+
+
+class Silence(msgspec.Struct):
+    """A silence: the alerts it covers (each null field matches any) stay unsent until until_ts."""
+
+    silence_id: int
+    key: str | None
+    rule: str | None
+    host: str | None
+    gpu_uuid: str | None
+    until_ts: float
+    created_ts: float
+    created_by: str | None
+    comment: str | None
+
+
+class Deliveries(msgspec.Struct):
+    """Notifications per target in the file: waiting to be sent (queued), sent, sent after a
+    retry (retried, among sent), given up after PCW_NOTIFY_GIVE_UP_S, silenced; targets: how
+    many targets are set."""
+
+    targets: int
+    queued: int
+    sent: int
+    retried: int
+    given_up: int
+    silenced: int
+
+
+class AlertsReply(msgspec.Struct):
+    """GET /api/v1/alerts: the alerts pending or firing now, the transitions in the range
+    (newest first, at most 1,000: truncated says some went), the silences in force and the
+    notifications' delivery counts."""
+
+    from_ts: float
+    to_ts: float
+    active: list[Alert]
+    events: list[AlertEvent]
+    truncated: bool
+    silences: list[Silence]
+    deliveries: Deliveries
+
+
+class SilenceRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """POST /api/v1/silences: silence one alert (key) or every alert of a rule, host or GPU
+    (at least one of them) for duration_s seconds."""
+
+    duration_s: float
+    key: str | None = None
+    rule: str | None = None
+    host: str | None = None
+    gpu: str | None = None
+    comment: str | None = None
+
+
+class SilenceEnded(msgspec.Struct):
+    """POST /api/v1/silences/{silence_id}/end: the silence, ended now."""
+
+    silence_id: int
+    ended: bool
+
+
+class TestNotificationReply(msgspec.Struct):
+    """POST /api/v1/notifications/test: the stored test message, sent to every target."""
+
+    notification_id: int
+    targets: int
+
+
+class AlertsMessage(msgspec.Struct, tag="alerts", tag_field="type"):
+    """A websocket message, on connect and whenever they change: the alerts pending or firing
+    now, the silences in force and the delivery counts."""
+
+    active: list[Alert]
+    silences: list[Silence]
+    deliveries: Deliveries

@@ -6,7 +6,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import hdrs, web
 
-from services.web.keys import FEED, HUB
+from services.web.keys import ALERTS, FEED, HUB
 from services.web.replies import error_reply
 
 WS_MAX_MESSAGE_BYTES = 4096  # browsers have nothing to say; anything larger closes the socket
@@ -59,7 +59,9 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     await ws.prepare(request)
     hub = request.app[HUB]
     # No await between the snapshot and join(): no tick can fall between them.
-    hub.join(ws, request.transport, request.remote or "?", request.app[FEED].snapshot_message())
+    snapshot = request.app[FEED].snapshot_message()
+    alerts = request.app[ALERTS].message
+    hub.join(ws, request.transport, request.remote or "?", snapshot, *filter(None, [alerts]))
     try:
         async for _message in ws:
             pass

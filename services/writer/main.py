@@ -16,10 +16,16 @@ from common.replay import ReplayError, ReplayRequest
 from common.schedule import AlignedSchedule
 from common.status import WriterStatus, status_endpoint, write_status
 from common.throttle import ThrottledLog
+from services.alerts.engine import Outcome
+from services.alerts.evaluator import Evaluator
+from services.alerts.rule_file import RuleFileError, load_rule_file
+from services.alerts.rules import WRITER_DEGRADED
+from services.alerts.targets import TargetError, load_targets
 from services.transport.curve import CurveSetupError, gate, hub_keys
 from services.transport.wakeup import StopFlag
 from services.writer.batch import PendingBatch, held_bytes
 from services.writer.legacy import LegacyImport
+from services.writer.sender import Sender
 from services.writer.sequences import SequenceTracker
 from services.writer.sources import (
     Source,
@@ -42,6 +48,7 @@ REPEAT_LOG_EVERY_S = 10.0  # malformed messages, dropped ticks: a line of each k
 MAINTENANCE_RETRY_S = 300.0
 STOP_FLUSH_BUDGET_S = 20.0  # within supervisord's stopwaitsecs (30 s)
 MAX_MESSAGES_PER_STEP = 10_000  # so that a flood never starves the flush
+ALERT_CHECK_S = 1.0  # how often the hosts' staleness and the writer's own state are judged
 
 
 class Writer:
@@ -55,8 +62,13 @@ class Writer:
         wall: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         status_feed: StatusPublisher | None = None,
+        alerts: Evaluator | None = None,
+        sender: Sender | None = None,
     ) -> None:
         self.config = config
+        self.alerts = alerts
+        self.sender = sender
+        self.alerts_at = 0.0
         self.status_feed = status_feed
         self.sources = sources
         self.store = store
@@ -186,12 +198,17 @@ class Writer:
         if not len(self.batch) or now < self.retry_at or not (force or self.batch.is_due(now)):
             return False
         ticks = self.batch.peek()
+        positions = self.batch.positions(len(ticks))
         started = time.perf_counter()
         try:
-            rows = self.store.write(ticks, self.batch.positions(len(ticks)))
+            judged = self._evaluate(ticks, positions)
+            rows = self.store.write(ticks, positions, judged)
         except (sqlite3.Error, OSError) as error:
+            if self.alerts is not None:
+                self.alerts.failed()
             self._failed(f"cannot store readings: {error}")
             return False
+        self._alerts_stored(judged)
         self.batch.commit(len(ticks))
         self.stored_ticks += len(ticks)
         self.stored_readings += rows
@@ -220,6 +237,8 @@ class Writer:
             self.maintenance_due = min(self.maintenance_due, self.monotonic() + MAINTENANCE_RETRY_S)
             return False
         self.last_maintenance_ts = self.wall()
+        if self.alerts is not None:
+            self.alerts.loaded = False  # read again: the purge took the alerts of gone hosts
         log.info(
             "purged %d readings older than %.4g days in %.2f s; file %d -> %d bytes (%s)",
             result.rows_deleted,
@@ -229,6 +248,46 @@ class Writer:
             result.bytes_after,
             result.vacuum,
         )
+        return True
+
+    def _evaluate(self, ticks: list[Tick], positions: dict[str, tuple[str, int]]) -> Outcome | None:
+        """Judge the ticks for alerts (raises what reading the stored alerts raises)."""
+        if self.alerts is None:
+            return None
+        if not self.alerts.loaded:
+            states, hosts = self.store.alert_state()
+            cursors = {run: seq for run, (_host, seq) in self.store.positions().items()}
+            self.alerts.load(states, cursors, hosts)
+        return self.alerts.evaluate(ticks, positions)
+
+    def _alerts_stored(self, judged: Outcome | None) -> None:
+        if self.alerts is None:
+            return
+        self.alerts.committed()
+        if judged is not None and judged.notifications and self.sender is not None:
+            self.sender.wake()
+
+    def check_alerts(self) -> bool:
+        """Judge the hosts' staleness and the writer's own state every ALERT_CHECK_S."""
+        now = self.monotonic()
+        if self.alerts is None or not self.alerts.loaded or now < self.alerts_at:
+            return False
+        self.alerts_at = now + ALERT_CHECK_S
+        degraded = self.last_error if self.failures else None
+        judged = self.alerts.check_time(degraded)
+        if not judged:
+            self.alerts.committed()
+            return False
+        try:
+            self.store.write_alerts(judged)
+        except (sqlite3.Error, OSError) as error:
+            log.warning("cannot store alerts yet: %s", error)
+            self.alerts.failed(keep_unsaved=frozenset({WRITER_DEGRADED}))
+            direct = [n for n in judged.notifications if n.alert.rule == WRITER_DEGRADED]
+            if direct and self.sender is not None:
+                self.sender.direct(direct)
+            return True
+        self._alerts_stored(judged)
         return True
 
     def report_status(self, force: bool = False) -> bool:
@@ -279,6 +338,8 @@ class Writer:
         """Run one round: receive until something is due, then flush, maintain, report."""
         now = self.monotonic()
         deadlines = [self.maintenance_due, self.status_at]
+        if self.alerts is not None:
+            deadlines.append(self.alerts_at)
         if self.replay_due is not None:
             deadlines.append(self.replay_due)
         deadlines.extend(
@@ -292,6 +353,7 @@ class Writer:
         self.retry_replays()
         self.restore_connections()
         self.maintain()
+        self.check_alerts()
         self.report_status()
 
     def run(self) -> None:
@@ -313,6 +375,8 @@ class Writer:
         if len(self.batch):
             log.error("stopping with %d ticks not stored: %s", len(self.batch), self.last_error)
         self.report_status(force=True)
+        if self.sender is not None:
+            self.sender.stop()
         self.store.close()
         log.info(
             "writer stopped: %d ticks, %d readings stored", self.stored_ticks, self.stored_readings
@@ -359,6 +423,17 @@ def main() -> int:
     except CurveSetupError as error:
         log.critical("writer cannot start, bad setting: %s", error)
         return 2
+    try:
+        user_rules = (
+            () if config.alert_rules_file is None else load_rule_file(config.alert_rules_file)
+        )
+        targets = load_targets(config.notify_urls, config.notify_config)
+    except RuleFileError as error:
+        log.critical("writer cannot start, bad setting: PCW_ALERT_RULES_FILE: %s", error)
+        return 2
+    except TargetError as error:
+        log.critical("writer cannot start, bad setting: %s", error)
+        return 2
     store = Store(config.db_path, legacy=LegacyImport(config.host_name, config.retention_s))
     try:
         store.open()
@@ -375,7 +450,16 @@ def main() -> int:
         status_feed = StatusPublisher(
             context, status_endpoint(config.status_endpoint, config.db_path)
         )
-        writer = Writer(config, sources, store, status_feed=status_feed)
+        sender = None
+        if len(targets):
+            sender = Sender(
+                config.db_path, targets, config.notify_retry_max_s, config.notify_give_up_s
+            )
+            sender.start()
+        alerts = Evaluator(config, user_rules)
+        writer = Writer(
+            config, sources, store, status_feed=status_feed, alerts=alerts, sender=sender
+        )
         writer.stop.install()
         log.info(
             "writer subscribed to %s, storing in %s, status on %s",

@@ -22,7 +22,9 @@ from common.schema import (
     SchemaTooNewError,
     migrate,
 )
+from services.alerts.engine import AlertState, Outcome
 from services.writer import rollups
+from services.writer.alert_store import load_hosts, load_states, purge_alerts, store_outcome
 from services.writer.health_states import store_health_states
 from services.writer.legacy import LegacyImport
 from services.writer.spans import (
@@ -310,8 +312,14 @@ class Store:
         rows = self._connection().execute("SELECT sampler_id, host, seq FROM positions")
         return {sampler_id: (host, seq) for sampler_id, host, seq in rows}
 
-    def write(self, ticks: list[Tick], positions: dict[str, tuple[str, int]] | None = None) -> int:
-        """Store the ticks and runs' positions in one transaction; return the readings written.
+    def write(
+        self,
+        ticks: list[Tick],
+        positions: dict[str, tuple[str, int]] | None = None,
+        alerts: Outcome | None = None,
+    ) -> int:
+        """Store the ticks, runs' positions and what they changed in the alerts in one
+        transaction; return the readings written.
 
         Raises sqlite3.Error and leaves nothing half-written; the caller keeps the batch.
         """
@@ -338,6 +346,8 @@ class Store:
             store_health_states(conn, ticks, gpu_ids)
             rollups.refresh(conn, ticks, gpu_ids)
             self._store_processes(conn, ticks, gpu_ids)
+            if alerts:
+                store_outcome(conn, alerts)
             if positions:
                 updated_ts = max(tick.ts for tick in ticks)
                 conn.executemany(
@@ -353,6 +363,23 @@ class Store:
         if self.legacy is not None:
             self.legacy.after_write(conn, ticks, gpu_ids)
         return len(rows)
+
+    def write_alerts(self, alerts: Outcome) -> None:
+        """Store alerts judged by time (hosts, the writer) in their own transaction."""
+        conn = self._connection()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            store_outcome(conn, alerts)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    def alert_state(self) -> tuple[list[AlertState], dict[str, float]]:
+        """Return the stored pending and firing alerts, and every host with its interval."""
+        conn = self._connection()
+        return load_states(conn), load_hosts(conn)
 
     def _forget_processes(self) -> None:
         """Drop the in-memory spans and identities; the next write reads them from the file."""
@@ -506,6 +533,7 @@ class Store:
         )
         conn.execute("DELETE FROM gpus WHERE last_ts < ?", (before_ts,))
         conn.execute("DELETE FROM positions WHERE updated_ts < ?", (before_ts,))
+        purge_alerts(conn, before_ts)
         done = self._reclaim(conn, vacuum)
         return PurgeResult(
             deleted, bytes_before, file_bytes(self.db_path), time.monotonic() - started, done

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from playwright.sync_api import sync_playwright
 
+from services.alerts.evaluator import Evaluator
 from services.sampler.nvml import GpuReader
 from services.sampler.procfs import ProcResolver
 from services.sampler.simulated_nvml import SimulatedNvml
@@ -55,9 +56,14 @@ def write_history(
     simulated: Callable[[SteppedClock, FakeProcTree], SimulatedNvml],
     history_s: float = HISTORY_S,
     interval_s: float = HISTORY_INTERVAL_S,
+    host: str = HOST,
+    alerts: Evaluator | None = None,
 ) -> int:
     """Store history_s seconds of ticks ending now of the GPUs simulated(clock, proc tree) gives,
-    read by the sampler's reader on a clock stepped through the past; return the ticks written."""
+    read by the sampler's reader on a clock stepped through the past; return the ticks written.
+
+    With alerts, the ticks are judged by the writer's alert rules and what they fired and
+    resolved is stored with them, as the writer does."""
     clock = SteppedClock()
     tree = FakeProcTree(proc_folder)
     reader = GpuReader(
@@ -69,11 +75,17 @@ def write_history(
     ticks = []
     for seq in range(count):
         clock.now_s = last_s - (count - 1 - seq) * interval_s
-        ticks.append(build_tick(reader.read(), HOST, "history", seq, clock.now_s, interval_s))
+        ticks.append(build_tick(reader.read(), host, "history", seq, clock.now_s, interval_s))
     db_path.parent.mkdir(parents=True, exist_ok=True)
     store = Store(db_path)
     try:
-        store.write(ticks)
+        if alerts is None:
+            store.write(ticks)
+        else:
+            positions = {"history": (host, count - 1)}
+            alerts.load([], {}, {})
+            store.write(ticks, positions, alerts.evaluate(ticks, positions))
+            alerts.committed()
     finally:
         store.close()
     return len(ticks)

@@ -8,8 +8,8 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 
+from common.idle import Reading, low_util, run_since
 from services.web.gpu_reads import read_gpus
-from services.web.idle import Reading, low_util, run_since
 from services.web.idle_reads import READINGS_SQL, RUN_SPANS_SQL, coverages, read_latest
 from services.web.rows import GpuIdle, GpuRow
 

@@ -10,7 +10,7 @@ import pytest
 # Modules that compute on rows and ticks; none may need the Store or a module of SQL to load.
 PURE = (
     "services.web.rows",
-    "services.web.idle",
+    "common.idle",
     "services.web.energy",
     "services.web.usage",
     "services.web.buckets",

@@ -8,12 +8,17 @@
  *   GET api/v1/history         -> chart points, one per server bucket (mean, tooltip shows max)
  *   GET api/v1/processes       -> since when each process runs; the processes at a clicked point
  *   GET api/v1/usage, energy   -> the "who used the GPUs" and energy tables of the chosen range
+ *   GET api/v1/alerts          -> the alerts' history (transitions), asked again when an alert
+ *                                 changes state, and at the start what fires now; POST api/v1/silences, .../end and
+ *                                 api/v1/notifications/test from the alerts section's buttons
  *   WS  ws (snapshot, ticks)   -> each tick's GPUs in the shape api/v1/gpus lists them (one
  *                                 ensureGpu / updateCard reads both): cards and process
  *                                 tables, and points merged into the same
  *                                 buckets, so a page left open for days keeps about as many
  *                                 points as one history answer; each host's stale flag, and
- *                                 {type: hosts} the moment a host goes stale
+ *                                 {type: hosts} the moment a host goes stale, and
+ *                                 {type: alerts}: the alerts firing or pending, the silences
+ *                                 and the delivery counts, after the snapshot and on each change
  * Staleness is the server's word, never judged here: the server has one rule, each host's own
  * interval, and the clock the hosts' ticks arrived by (see takeHostState).
  * An endpoint the server does not have (404) leaves its part of the page saying so; the rest works.
@@ -37,12 +42,22 @@
  *   js/history.js      history requests for the chosen range and after a reconnect
  *   js/point-panel.js  the processes at a clicked chart point
  *   js/usage.js        the usage and energy tables of the chosen range
- *   js/live.js         the websocket: snapshot, ticks, host notices, reconnecting
+ *   js/alerts.js       the alerts messages: the banner of what fires, badges, alerts section
+ *   js/alert_text.js   how alerts read: severity order and colour, where, until when silenced
+ *   js/alert_items.js  a list of alerts updated in place (the banner's, the section's)
+ *   js/alert_silence.js the silence buttons of an alert and the End button of a silence
+ *   js/alert_badges.js each GPU card's alert badge
+ *   js/alert_panel.js  the alerts now, silences, delivery counts and the test notification
+ *   js/alerts_history.js the alerts' transitions by state, range and rule
+ *   js/live.js         the websocket: snapshot, ticks, host notices, alerts, reconnecting
  *   js/controls.js     range, host and grouping buttons, and the URL they keep
  * Relative imports without ?v=: the server has the browser revalidate js/ on every load (ETag),
  * while this entry is cached by its ?v=<hash> URL, so one page never mixes two releases.
  */
 
+import { bindAlertPanel } from './js/alert_panel.js';
+import { startAlerts } from './js/alerts.js';
+import { bindAlertHistory } from './js/alerts_history.js';
 import { oneAtATime } from './js/api.js';
 import { loadGpus, refreshStale } from './js/cards.js';
 import { CHARTS, buildChart, cssVar, queueRender } from './js/charts.js';
@@ -66,6 +81,8 @@ async function start() {
   state.charts = CHARTS.map(buildChart);
   showRange();
   bindControls();
+  bindAlertPanel();
+  bindAlertHistory();
   setConnection('offline');
   connect();
   fillHostSelect();
@@ -77,6 +94,7 @@ async function start() {
     if (!document.hidden && state.tablesMissed) refreshRangeTables();
   });
   loadHosts();
+  startAlerts();
   await loadGpus(false);
   loadRangeTables();
   await loadRange();

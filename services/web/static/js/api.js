@@ -1,4 +1,4 @@
-/* Requests: JSON with the 401 "signed out" notice, time parameters, polls that never overlap. */
+/* Requests: JSON GETs and POSTs with the 401 "signed out" notice, time parameters, polls that never overlap. */
 
 
 const FETCH_TIMEOUT_MS = 120000; // a request the server never answers does not stop the polls
@@ -8,9 +8,23 @@ export function secondsParam(value) {
 }
 
 export async function fetchJson(url, signal) {
-  const response = await fetch(url, {
+  return request(url, {
     signal: signal ?? AbortSignal.timeout(FETCH_TIMEOUT_MS), headers: { Accept: 'application/json' },
   });
+}
+
+/** POST body as JSON; return the answer's JSON, or throw an Error of its `error` text. */
+export async function postJson(url, body) {
+  return request(url, {
+    method: 'POST',
+    signal: AbortSignal.timeout(FETCH_TIMEOUT_MS),
+    headers: { Accept: 'application/json', 'Content-Type': 'application/json' },
+    body: JSON.stringify(body),
+  });
+}
+
+async function request(url, init) {
+  const response = await fetch(url, init);
   // 401: the sign-in this page was opened with is no longer accepted (password changed).
   document.getElementById('auth-alert').hidden = response.status !== 401;
   let body = null;

@@ -1,5 +1,7 @@
-/* The GPU cards: identity, latest reading, health, MIG devices, idle flag; the GPU list poll. */
+/* The GPU cards: identity, latest reading, health, alerts, MIG devices, idle flag; the GPU list poll. */
 
+import { buildAlertBadge, updateAlertBadge } from './alert_badges.js';
+import { cardId } from './alert_text.js';
 import { fetchJson } from './api.js';
 import { datasetFor, growScales, relabelDatasets } from './charts.js';
 import {
@@ -50,6 +52,7 @@ function buildCard(gpu) {
   const column = element('div', 'col');
   const card = element('div', 'card gpu-card h-100');
   card.dataset.gpuUuid = gpu.uuid;
+  card.id = cardId(gpu.uuid); // the alerts link here
   card.dataset.state = 'ok';
   card.style.setProperty('--gpu-color', gpu.colour);
 
@@ -64,7 +67,8 @@ function buildCard(gpu) {
   const pstate = element('span', 'badge text-bg-dark border gpu-pstate', 'P n/a');
   pstate.title = 'Performance state (P0 = fastest, P8 and up = idle)';
   const health = buildHealthBlock();
-  badges.append(health.badge, idleBadge, pstate);
+  const alertBadge = buildAlertBadge();
+  badges.append(alertBadge, health.badge, idleBadge, pstate);
   header.append(element('span', 'gpu-swatch'), index, name, badges);
 
   const body = element('div', 'card-body py-2');
@@ -103,7 +107,7 @@ function buildCard(gpu) {
   return {
     column, card, index, name, pstate, error, util, temp, memory, power, updated, pci,
     fan: fan.value, memUtil: memUtil.value, clocks: clocks.value,
-    idleBadge, idle, mig, processes, health,
+    idleBadge, idle, mig, processes, health, alertBadge,
   };
 }
 
@@ -234,6 +238,7 @@ export function ensureGpu(item) {
     state.gpus.set(uuid, gpu);
     setIdentity(gpu);
     placeCard(gpu);
+    updateAlertBadge(gpu);
     for (const entry of state.charts) datasetFor(entry, gpu);
     return gpu;
   }

@@ -29,6 +29,21 @@ export function element(tag, className, text) {
   return node;
 }
 
+/** Give a <select> one option per name (sorted) after its first, keeping `chosen` selected. */
+export function fillSelect(select, names, chosen) {
+  const wanted = [...names].sort();
+  const have = [...select.options].slice(1).map((option) => option.value);
+  if (wanted.join('\n') !== have.join('\n')) {
+    const options = wanted.map((name) => {
+      const option = element('option', '', name);
+      option.value = name;
+      return option;
+    });
+    select.replaceChildren(select.options[0], ...options);
+  }
+  select.value = chosen ?? '';
+}
+
 const numberFormats = new Map();
 
 export function formatNumber(value, digits, fixed) {

@@ -5,6 +5,7 @@ import { refreshStale } from './cards.js';
 import { relabelDatasets } from './charts.js';
 import {
   element,
+  fillSelect,
   formatDuration,
   formatFull,
   formatWhen,
@@ -124,17 +125,7 @@ export function fillHostSelect() {
   const select = document.getElementById('host-select');
   const names = new Set([...state.hosts.keys(), ...state.serverHosts.keys()]);
   if (state.hostFilter !== null) names.add(state.hostFilter);
-  const wanted = [...names].sort();
-  const have = [...select.options].slice(1).map((option) => option.value);
-  if (wanted.join('\n') !== have.join('\n')) {
-    const options = wanted.map((name) => {
-      const option = element('option', '', name);
-      option.value = name;
-      return option;
-    });
-    select.replaceChildren(select.options[0], ...options);
-  }
-  select.value = state.hostFilter ?? '';
+  fillSelect(select, names, state.hostFilter);
 }
 
 export function setHostError(host, message) {

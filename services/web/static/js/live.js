@@ -1,5 +1,6 @@
-/* The live feed: the websocket's snapshot, ticks and host notices, and reconnecting. */
+/* The live feed: the websocket's snapshot, ticks, host notices and alerts, and reconnecting. */
 
+import { takeAlerts } from './alerts.js';
 import { ensureGpu, loadGpus, refreshStale, updateCard } from './cards.js';
 import { queueRender } from './charts.js';
 import { isNumber } from './format.js';
@@ -81,6 +82,8 @@ function onMessage(socket, event) {
   } else if (message.type === 'hosts' && Array.isArray(message.hosts)) {
     for (const item of message.hosts) takeHostState(item, true);
     refreshStale();
+  } else if (message.type === 'alerts') {
+    takeAlerts(message, true);
   }
 }
 

@@ -39,6 +39,9 @@ export const state = {
   downSinceMs: null,
   reconnectTimer: null,
   renderQueued: false,
+  // The alerts: the newest websocket word on them, and the history's choices.
+  alerts: { active: [], silences: [], deliveries: null, signature: '', live: false },
+  alertHistory: { state: null, rangeKey: '7d', rule: null, gen: 0, rulesSeen: new Set() },
 };
 
 function readConfig() {

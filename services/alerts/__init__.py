@@ -1,0 +1,1 @@
+"""Alerts: built-in and users' own rules over the GPUs' readings."""

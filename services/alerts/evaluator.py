@@ -1,0 +1,226 @@
+"""Judge every tick exactly once, in each sampler run's order, and the hosts and writer by time.
+
+Exactly once, across restarts of any process: the writer stores, with each batch, each sampler
+run's *position* (the highest sequence number with nothing missing below it) and, in the same
+transaction, the evaluation of the ticks up to it. A tick is evaluated when the position passes
+it: a tick that came ahead of a gap waits (held here) until the replay fills the gap or the gap
+is given up, so that the rules see each run's ticks in order. A tick at or below the stored
+position was judged before: skipped. After a writer restart the ticks past the position, held
+then, are asked again by the replay, and judged then. A failed write leaves the evaluator as it
+was (evaluate() changes nothing until committed()).
+
+Host and writer alerts are judged by time (check_time), each time the writer looks.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from common.config import Config
+from common.health import xid_text
+from common.messages import Tick
+from common.staleness import is_stale, stale_after_s
+from services.alerts.engine import AlertState, Engine, Observation, Outcome, Subject
+from services.alerts.rule_file import UserRule
+from services.alerts.rules import (
+    GPU_ERROR,
+    HOST_STALE,
+    WRITER_DEGRADED,
+    XID,
+    check_error,
+    gpu_rules,
+    gpu_subject,
+    rule_specs,
+    where,
+)
+
+log = logging.getLogger(__name__)
+
+MAX_HELD_TICKS = 4096  # per run; past it the oldest is judged out of order (logged)
+WRITER_SUBJECT = Subject("writer")
+
+
+@dataclass
+class Pending:
+    """What an evaluation moves once its transaction commits."""
+
+    outcome: Outcome = field(default_factory=Outcome)
+    cursors: dict[str, int] = field(default_factory=dict)
+    held: dict[str, dict[int, Tick]] = field(default_factory=dict)
+    seen_hosts: dict[str, float] = field(default_factory=dict)
+    carried: Outcome = field(default_factory=Outcome)  # the unsaved outcome it carries
+    timed: bool = False  # judged by time (hosts, writer), not by ticks
+
+
+class Evaluator:
+    """The alert engine fed by the writer's batches."""
+
+    def __init__(
+        self,
+        config: Config,
+        user_rules: tuple[UserRule, ...],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.specs = rule_specs(config, user_rules)
+        self.engine = Engine(self.specs, config.alert_repeat_s, (), clock)
+        self.rules = gpu_rules(config, user_rules)
+        self.cursors: dict[str, int] = {}
+        self.held: dict[str, dict[int, Tick]] = {}
+        self.clock = clock
+        self.hosts: dict[str, float] = {}  # host -> its sampling interval (s)
+        self.last_seen_s: dict[str, float] = {}
+        self.loaded = False
+        self._pending: Pending | None = None
+        # what was judged by time while the file could not be written: stored with the next write
+        self._unsaved = Outcome()
+        self.out_of_order = 0
+
+    def load(
+        self, states: Iterable[AlertState], cursors: dict[str, int], hosts: dict[str, float]
+    ) -> None:
+        """Start from what the file holds: the alerts' states, the runs' positions, the hosts.
+
+        A host the file knows is judged from now: it has its grace anew after a restart.
+        """
+        self.engine.replace_states(states)
+        # read again after a purge: the ticks held past a gap stay, the cursors are the same
+        for run, seq in cursors.items():
+            self.cursors[run] = max(seq, self.cursors.get(run, -1))
+        now_s = self.clock()
+        self.hosts = {**hosts, **{h: i for h, i in self.hosts.items() if h in hosts}}
+        self.last_seen_s = {host: self.last_seen_s.get(host, now_s) for host in self.hosts}
+        self.loaded = True
+
+    def _start(self, timed: bool) -> Pending:
+        unsaved, self._unsaved = self._unsaved, Outcome()
+        outcome = Outcome(
+            dict(unsaved.states), list(unsaved.transitions), list(unsaved.notifications)
+        )
+        return Pending(outcome, dict(self.cursors), self.held, carried=unsaved, timed=timed)
+
+    # -- ticks -------------------------------------------------------------------------------
+
+    def evaluate(self, ticks: list[Tick], positions: dict[str, tuple[str, int]]) -> Outcome:
+        """Judge the ticks of this batch (and those held) that the new positions pass."""
+        pending = self._start(timed=False)
+        pending.held = {run: dict(held) for run, held in self.held.items()}
+        for tick in ticks:
+            cursor = pending.cursors.get(tick.sampler_id, -1)
+            if tick.seq > cursor:
+                pending.held.setdefault(tick.sampler_id, {})[tick.seq] = tick
+            pending.seen_hosts[tick.host] = tick.interval_s
+        for run, held in pending.held.items():
+            position = positions.get(run, (None, None))[1]
+            due = sorted(seq for seq in held if position is not None and seq <= position)
+            if len(held) - len(due) > MAX_HELD_TICKS:
+                overflow = sorted(set(held) - set(due))[: len(held) - len(due) - MAX_HELD_TICKS]
+                due = sorted(due + overflow)
+                self.out_of_order += len(overflow)
+                log.warning(
+                    "judging %d ticks of run %s before a gap is settled", len(overflow), run
+                )
+            for seq in due:
+                self._judge(pending.outcome, held.pop(seq))
+            if due:
+                pending.cursors[run] = max(pending.cursors.get(run, -1), due[-1])
+        for host in pending.seen_hosts:
+            seen = Observation(Subject(host, host=host), False, True, None, f"{host} is back")
+            if HOST_STALE in self.specs:
+                self.engine.observe(pending.outcome, HOST_STALE, seen, self.clock())
+        pending.held = {run: held for run, held in pending.held.items() if held}
+        self._pending = pending
+        return pending.outcome
+
+    def committed(self) -> None:
+        """Take the evaluation just stored as done."""
+        pending, self._pending = self._pending, None
+        if pending is None:
+            return
+        self.engine.apply(pending.outcome)
+        self.cursors, self.held = pending.cursors, pending.held
+        now_s = self.clock()
+        for host, interval_s in pending.seen_hosts.items():
+            self.hosts[host] = interval_s
+            self.last_seen_s[host] = now_s
+
+    def failed(self, keep_unsaved: frozenset[str] = frozenset()) -> None:
+        """Forget the evaluation that could not be stored; it is made again with the readings.
+
+        What was judged by time cannot be made again: its states are kept in memory and it is
+        stored with the next write that succeeds, less the notifications of keep_unsaved's
+        rules, which the caller sends from memory.
+        """
+        pending, self._pending = self._pending, None
+        if pending is None:
+            return
+        if not pending.timed:
+            self._unsaved = pending.carried  # the ticks' part is judged again with them
+            return
+        outcome = pending.outcome
+        self._unsaved = Outcome(
+            dict(outcome.states),
+            list(outcome.transitions),
+            [n for n in outcome.notifications if n.alert.rule not in keep_unsaved],
+        )
+        self.engine.apply(outcome)
+
+    def _judge(self, outcome: Outcome, tick: Tick) -> None:
+        engine = self.engine
+        if tick.error is None:
+            present = {reading.uuid for reading in tick.gpus}
+            engine.gone(outcome, tick.host, present, tick.ts)
+        for reading in tick.gpus:
+            subject = gpu_subject(tick.host, reading)
+            if GPU_ERROR in self.specs:
+                engine.observe(outcome, GPU_ERROR, check_error(tick.host, reading), tick.ts)
+            if XID in self.specs:
+                seen_keys = set()
+                for xid in reading.xid_events:
+                    xid_subject = Subject(
+                        f"{subject.key}/xid{xid.code}",
+                        tick.host,
+                        reading.uuid,
+                        reading.index,
+                        reading.name,
+                    )
+                    seen_keys.add(xid_subject.key)
+                    text = f"{where(tick.host, reading)} reported {xid_text(xid.code)}"
+                    engine.observe(
+                        outcome, XID, Observation(xid_subject, True, False, xid.code, text), tick.ts
+                    )
+                engine.quiet(outcome, XID, subject.key + "/", tick.ts, frozenset(seen_keys))
+            for rule in self.rules:
+                seen = None if reading.error is not None else rule.check(tick.host, reading)
+                if seen is None:
+                    engine.unknown(outcome, rule.name, subject.key)
+                else:
+                    engine.observe(outcome, rule.name, seen, tick.ts)
+
+    # -- time --------------------------------------------------------------------------------
+
+    def check_time(self, degraded: str | None) -> Outcome:
+        """Judge the hosts' staleness and the writer's state now (degraded: why, or None)."""
+        pending = self._start(timed=True)
+        now_s = self.clock()
+        if HOST_STALE in self.specs:
+            for host, interval_s in self.hosts.items():
+                last_s = self.last_seen_s.get(host)
+                if last_s is None or not is_stale(last_s, interval_s, now_s):
+                    continue
+                silent_s = now_s - last_s
+                text = (
+                    f"host {host} has sent nothing for {silent_s:.0f} s"
+                    f" (stale after {stale_after_s(interval_s):.0f} s)"
+                )
+                seen = Observation(Subject(host, host=host), True, False, silent_s, text)
+                self.engine.observe(pending.outcome, HOST_STALE, seen, now_s)
+        if WRITER_DEGRADED in self.specs:
+            active = degraded is not None
+            text = f"the writer is degraded: {degraded}" if active else "writer ok"
+            seen = Observation(WRITER_SUBJECT, active, not active, None, text)
+            self.engine.observe(pending.outcome, WRITER_DEGRADED, seen, now_s)
+        self._pending = pending
+        return pending.outcome

@@ -1,0 +1,94 @@
+/* A list of alerts kept across websocket messages: one item per alert, updated in place, so that
+ * a message each second neither re-announces the list nor takes the focus from its buttons. */
+
+import { buildSilenceControl } from './alert_silence.js';
+import { cardHref, formatMinute, isSilenced, severityColour, whereText } from './alert_text.js';
+import { element, formatFull, isNumber, putText } from './format.js';
+
+function buildItem(detailed) {
+  const item = element('li', 'alert-item d-flex flex-wrap align-items-center gap-2');
+  const severity = element('span', 'badge alert-severity');
+  const stateBadge = element('span', 'badge text-bg-dark border alert-state');
+  stateBadge.hidden = !detailed;
+  const message = element('a', 'alert-message');
+  const where = element('span', 'small text-body-secondary alert-where');
+  where.hidden = !detailed;
+  const when = element('span', 'small text-body-secondary alert-when');
+  when.hidden = !detailed;
+  const silenced = element('span', 'small alert-silenced');
+  const entry = { item, severity, stateBadge, message, where, when, silenced, key: '' };
+  entry.control = buildSilenceControl(() => entry.key);
+  item.append(severity, stateBadge, message, where, when, silenced, entry.control);
+  return entry;
+}
+
+function setClass(node, className) {
+  if (node.className !== className) node.className = className;
+}
+
+function fill(entry, alert) {
+  const { item } = entry;
+  entry.key = alert.key;
+  const silenced = isSilenced(alert);
+  item.dataset.key = alert.key;
+  item.dataset.rule = alert.rule;
+  item.dataset.severity = String(alert.severity);
+  item.dataset.state = String(alert.state);
+  item.dataset.silenced = String(silenced);
+  const colour = silenced ? 'secondary' : severityColour(alert.severity);
+  setClass(entry.severity, `badge alert-severity text-bg-${colour}`);
+  putText(entry.severity, String(alert.severity));
+  entry.severity.title = `rule: ${alert.rule}`;
+  putText(entry.stateBadge, String(alert.state));
+  putText(entry.message, alert.message);
+  const href = cardHref(alert);
+  if (href === null) entry.message.removeAttribute('href');
+  else if (entry.message.getAttribute('href') !== href) entry.message.setAttribute('href', href);
+  entry.message.title = href === null ? '' : 'Show this GPU\'s card';
+  putText(entry.where, whereText(alert));
+  const firing = alert.state === 'firing';
+  const sinceS = firing && isNumber(alert.fired_ts) ? alert.fired_ts : alert.since_ts;
+  putText(entry.when, isNumber(sinceS) ? `${firing ? 'firing' : 'pending'} since ${formatMinute(sinceS * 1000)}` : '');
+  entry.when.title = isNumber(sinceS) ? formatFull(sinceS * 1000) : '';
+  entry.silenced.hidden = !silenced;
+  putText(entry.silenced, silenced ? `silenced until ${formatMinute(alert.silenced_until_ts * 1000)}` : '');
+  entry.silenced.title = silenced ? formatFull(alert.silenced_until_ts * 1000) : '';
+  // Only a firing alert sends notifications to silence; a silenced one shows until when instead.
+  entry.control.hidden = !firing || silenced;
+}
+
+/** Put nodes into list in this order, moving only those out of place; drop the rest. */
+function placeInOrder(list, nodes) {
+  nodes.forEach((node, position) => {
+    const here = list.children[position];
+    if (here !== node) list.insertBefore(node, here || null);
+  });
+  while (list.children.length > nodes.length) list.lastElementChild.remove();
+}
+
+export class AlertList {
+  /** list: the <ul> to fill; detailed: with state, where and since when (the alerts section). */
+  constructor(list, detailed) {
+    this.list = list;
+    this.detailed = detailed;
+    this.entries = new Map(); // alert key -> its item's elements
+  }
+
+  /** Show these alerts, in this order. */
+  show(alerts) {
+    const keys = new Set(alerts.map((alert) => alert.key));
+    for (const key of [...this.entries.keys()]) {
+      if (!keys.has(key)) this.entries.delete(key);
+    }
+    const nodes = alerts.map((alert) => {
+      let entry = this.entries.get(alert.key);
+      if (!entry) {
+        entry = buildItem(this.detailed);
+        this.entries.set(alert.key, entry);
+      }
+      fill(entry, alert);
+      return entry.item;
+    });
+    placeInOrder(this.list, nodes);
+  }
+}
