@@ -186,8 +186,8 @@ def _notify_targets(text: str) -> tuple[NotifyTarget, ...]:
             severities, url = tags, rest
         elif sep and "://" not in head:
             raise ValueError(
-                f"entry {number}: {head!r} is not a list of severities"
-                f" ({', '.join(ALERT_SEVERITIES)})"
+                f"entry {number}: what comes before its first '=' is neither a URL nor a list"
+                f" of severities ({', '.join(ALERT_SEVERITIES)})"
             )
         else:
             severities, url = ALERT_SEVERITIES, entry

@@ -264,3 +264,64 @@ def test_the_alerts_of_a_gpu_its_host_no_longer_reports_resolve(store):
     ]
     with sqlite3.connect(store.db_path) as conn:
         assert conn.execute("SELECT count(*) FROM alert_states").fetchone() == (0,)
+
+
+def test_an_alert_that_keeps_firing_is_told_again_every_repeat_interval(store):
+    evaluator = loaded(store, PCW_ALERT_REPEAT_S="60")
+    for seq in range(0, 130):
+        feed(evaluator, store, [tick(seq, HOT)], seq)
+
+    # fired at 3 s; told again at 63 s and 123 s
+    assert notifications(store.db_path) == [
+        ("firing", "temperature"),
+        ("repeat", "temperature"),
+        ("repeat", "temperature"),
+    ]
+
+
+def test_the_hourly_purge_takes_alert_history_older_than_the_retention(store):
+    evaluator = loaded(store)
+    for seq, temp_c in enumerate([HOT] * 5 + [COOL] * 4):
+        feed(evaluator, store, [tick(seq, temp_c)], seq)
+    assert len(transitions(store.db_path)) == 2
+
+    store.purge(T0 + 5)  # the firing at +3 goes, the resolution at +7 stays
+
+    assert transitions(store.db_path) == [("temperature", "resolved", T0 + 7)]
+
+
+def test_a_host_that_sends_is_not_stale_while_the_file_fails(store):
+    clock = Clock()
+    evaluator = loaded(store, clock)
+    feed(evaluator, store, [tick(0, COOL)], 0)
+    for seq in range(1, 40):  # every write fails: the writer keeps the ticks, the host sends
+        clock.now_s = T0 + seq
+        evaluator.evaluate([tick(seq, COOL)], {"run-a": ("node-1", seq)})
+        evaluator.failed()
+        evaluator.check_time(degraded=None)
+        evaluator.failed()
+
+    assert [s.rule for s in evaluator.engine.states.values()] == []
+
+
+def test_a_tick_held_past_a_gap_of_a_run_that_ended_is_judged(store):
+    evaluator = loaded(store)
+    feed(evaluator, store, [tick(0, COOL, error=None)], 0)
+    lost = Tick(
+        host="node-1",
+        sampler_id="run-a",
+        seq=5,
+        ts=T0 + 5,
+        interval_s=1.0,
+        gpus=[reading(COOL, error="GPU has fallen off the bus")],
+    )
+    feed(evaluator, store, [lost], 0)  # 1-4 missing: held
+    assert transitions(store.db_path) == []
+
+    # the sampler restarted (a new run): nothing will fill the gap of run-a
+    outcome = evaluator.evaluate([], {}, live_runs={"run-b"})
+    store.write_alerts(outcome)
+    evaluator.committed()
+
+    assert [(r, s) for r, s, _ in transitions(store.db_path)] == [("gpu_error", "firing")]
+    assert evaluator.held == {}

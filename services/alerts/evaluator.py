@@ -85,7 +85,14 @@ class Evaluator:
 
         A host the file knows is judged from now: it has its grace anew after a restart.
         """
-        self.engine.replace_states(states)
+        stored = list(states)
+        keys = {state.key for state in stored}
+        timed = [  # judged by time while the file could not be read: kept
+            state
+            for state in self.engine.states.values()
+            if state.rule in (HOST_STALE, WRITER_DEGRADED) and state.key not in keys
+        ]
+        self.engine.replace_states(stored + timed)
         # read again after a purge: the ticks held past a gap stay, the cursors are the same
         for run, seq in cursors.items():
             self.cursors[run] = max(seq, self.cursors.get(run, -1))
@@ -103,10 +110,23 @@ class Evaluator:
 
     # -- ticks -------------------------------------------------------------------------------
 
-    def evaluate(self, ticks: list[Tick], positions: dict[str, tuple[str, int]]) -> Outcome:
-        """Judge the ticks of this batch (and those held) that the new positions pass."""
+    def evaluate(
+        self,
+        ticks: list[Tick],
+        positions: dict[str, tuple[str, int]],
+        live_runs: set[str] | None = None,
+    ) -> Outcome:
+        """Judge the ticks of this batch (and those held) that the new positions pass.
+
+        live_runs: the runs the writer still follows, where known; a held tick of another run
+        (its sampler restarted, its gap given up) is judged now, as nothing will fill its gap.
+        """
         pending = self._start(timed=False)
         pending.held = {run: dict(held) for run, held in self.held.items()}
+        now_s = self.clock()
+        for tick in ticks:  # a host that sends is not stale, whether or not its ticks are stored
+            self.hosts[tick.host] = tick.interval_s
+            self.last_seen_s[tick.host] = now_s
         for tick in ticks:
             cursor = pending.cursors.get(tick.sampler_id, -1)
             if tick.seq > cursor:
@@ -114,6 +134,8 @@ class Evaluator:
             pending.seen_hosts[tick.host] = tick.interval_s
         for run, held in pending.held.items():
             position = positions.get(run, (None, None))[1]
+            if live_runs is not None and run not in live_runs:
+                position = max(held)
             due = sorted(seq for seq in held if position is not None and seq <= position)
             if len(held) - len(due) > MAX_HELD_TICKS:
                 overflow = sorted(set(held) - set(due))[: len(held) - len(due) - MAX_HELD_TICKS]
@@ -141,10 +163,6 @@ class Evaluator:
             return
         self.engine.apply(pending.outcome)
         self.cursors, self.held = pending.cursors, pending.held
-        now_s = self.clock()
-        for host, interval_s in pending.seen_hosts.items():
-            self.hosts[host] = interval_s
-            self.last_seen_s[host] = now_s
 
     def failed(self, keep_unsaved: frozenset[str] = frozenset()) -> None:
         """Forget the evaluation that could not be stored; it is made again with the readings.

@@ -2,9 +2,9 @@
 
 Apprise speaks to Slack, Discord, Teams, Telegram, ntfy, Gotify, Matrix, PagerDuty, e-mail,
 JSON webhooks and many more, each by a URL: this module holds no per-service code. A target is
-known outside this module only by its id (a hash of its URL) and its shown form (Apprise's own
-privacy form of the URL, tokens and passwords starred, without its query): the URL itself,
-which holds the secrets, is in no log line, stored row, API answer or page.
+known outside this module only by its id (a hash of its URL) and its shown form, its service and
+number ("JSON target 2"): the URL itself, which holds the secrets, is in no log line, stored row,
+API answer or page.
 """
 
 from __future__ import annotations
@@ -47,10 +47,15 @@ class Target:
         return severity == TEST_SEVERITY or severity in self.severities
 
 
-def _target(plugin: apprise.NotifyBase, severities: tuple[str, ...]) -> Target:
+def _target(plugin: apprise.NotifyBase, severities: tuple[str, ...], number: int) -> Target:
+    """Make target `number` (its place in PCW_NOTIFY_URLS, then in PCW_NOTIFY_CONFIG).
+
+    It is shown by its service and number alone: a URL's path or host can be its secret (a
+    webhook's token, an ntfy topic, Slack's tokens), which no privacy form can tell apart.
+    """
     target_id = hashlib.sha256(plugin.url().encode()).hexdigest()[:16]
-    shown = plugin.url(privacy=True).split("?", 1)[0]
-    return Target(target_id, shown, severities, plugin)
+    service = str(getattr(plugin, "service_name", "") or type(plugin).__name__)
+    return Target(target_id, f"{service} target {number}", severities, plugin)
 
 
 class Targets:
@@ -91,7 +96,7 @@ def load_targets(entries: tuple[NotifyTarget, ...], config_file: Path | None) ->
             raise TargetError(
                 f"PCW_NOTIFY_URLS entry {number} ({scheme}://...) is not a URL Apprise can send to"
             )
-        targets.append(_target(plugin, entry.severities))
+        targets.append(_target(plugin, entry.severities, number))
     if config_file is not None:
         config = apprise.AppriseConfig()
         if not config.add(str(config_file)):
@@ -106,5 +111,5 @@ def load_targets(entries: tuple[NotifyTarget, ...], config_file: Path | None) ->
         for plugin in servers:
             tags = {str(tag).lower() for tag in plugin.tags}
             severities = tuple(s for s in ALERT_SEVERITIES if s in tags) or ALERT_SEVERITIES
-            targets.append(_target(plugin, severities))
+            targets.append(_target(plugin, severities, len(targets) + 1))
     return Targets(targets)

@@ -76,8 +76,9 @@ def load_hosts(conn: sqlite3.Connection) -> dict[str, float]:
     return {host: float(interval_s) for host, interval_s in rows}
 
 
-def store_outcome(conn: sqlite3.Connection, outcome: Outcome) -> None:
-    """Write an evaluation's states, transitions and notifications (inside a transaction)."""
+def store_outcome(conn: sqlite3.Connection, outcome: Outcome, notify: bool = True) -> None:
+    """Write an evaluation's states, transitions and (notify: there are targets) notifications,
+    inside a transaction."""
     gone = [(key,) for key, state in outcome.states.items() if state is None]
     conn.executemany("DELETE FROM alert_states WHERE alert_key = ?", gone)
     conn.executemany(
@@ -104,6 +105,8 @@ def store_outcome(conn: sqlite3.Connection, outcome: Outcome) -> None:
             for t in outcome.transitions
         ],
     )
+    if not notify:
+        return
     created_ts = time.time()
     conn.executemany(
         _INSERT_NOTIFICATION,

@@ -254,11 +254,15 @@ class Writer:
         """Judge the ticks for alerts (raises what reading the stored alerts raises)."""
         if self.alerts is None:
             return None
-        if not self.alerts.loaded:
+        self._load_alerts()
+        return self.alerts.evaluate(ticks, positions)
+
+    def _load_alerts(self) -> None:
+        """Read the stored alerts and positions into the evaluator, once (raises)."""
+        if self.alerts is not None and not self.alerts.loaded:
             states, hosts = self.store.alert_state()
             cursors = {run: seq for run, (_host, seq) in self.store.positions().items()}
             self.alerts.load(states, cursors, hosts)
-        return self.alerts.evaluate(ticks, positions)
 
     def _alerts_stored(self, judged: Outcome | None) -> None:
         if self.alerts is None:
@@ -268,13 +272,25 @@ class Writer:
             self.sender.wake()
 
     def check_alerts(self) -> bool:
-        """Judge the hosts' staleness and the writer's own state every ALERT_CHECK_S."""
+        """Every ALERT_CHECK_S: judge the ticks held past a gap that was given up since, the
+        hosts' staleness and the writer's own state (also while the file cannot be read)."""
         now = self.monotonic()
-        if self.alerts is None or not self.alerts.loaded or now < self.alerts_at:
+        if self.alerts is None or now < self.alerts_at:
             return False
         self.alerts_at = now + ALERT_CHECK_S
+        try:
+            self._load_alerts()
+        except (sqlite3.Error, OSError) as error:
+            log.debug("cannot read the stored alerts yet: %s", error)
+        if self.alerts.loaded and self.alerts.held:
+            released = self.alerts.evaluate([], self.tracker.positions(), set(self.tracker.runs))
+            self._store_judged(released)
         degraded = self.last_error if self.failures else None
-        judged = self.alerts.check_time(degraded)
+        return self._store_judged(self.alerts.check_time(degraded))
+
+    def _store_judged(self, judged: Outcome) -> bool:
+        """Store alerts judged outside a batch of ticks; on failure keep them (see failed())."""
+        assert self.alerts is not None
         if not judged:
             self.alerts.committed()
             return False
@@ -435,6 +451,7 @@ def main() -> int:
         log.critical("writer cannot start, bad setting: %s", error)
         return 2
     store = Store(config.db_path, legacy=LegacyImport(config.host_name, config.retention_s))
+    store.notify = len(targets) > 0
     try:
         store.open()
     except UnusableDatabaseError as reason:

@@ -46,16 +46,20 @@ _SILENCED = (
 _NEXT_DUE = "SELECT min(next_try_ts) FROM deliveries WHERE state = 'queued'"
 
 
-def fan_out(conn: sqlite3.Connection, targets: Targets, now_ts: float) -> int:
-    """Give each new notification a delivery per target that takes it; return how many."""
+def fan_out(conn: sqlite3.Connection, targets: Targets, now_ts: float, give_up_s: float) -> int:
+    """Give each new notification a delivery per target that takes it; return how many.
+
+    One stored longer ago than give_up_s (before a target was set) goes to none.
+    """
     conn.execute("BEGIN IMMEDIATE")
     try:
         rows = conn.execute(
-            "SELECT notification_id, severity FROM notifications WHERE fanned_out = 0"
+            "SELECT notification_id, severity, created_ts FROM notifications WHERE fanned_out = 0"
         ).fetchall()
         deliveries = [
             (notification_id, target.target_id, target.shown, now_ts)
-            for notification_id, severity in rows
+            for notification_id, severity, created_ts in rows
+            if now_ts - created_ts < give_up_s
             for target in targets.taking(severity)
         ]
         conn.executemany(
@@ -65,7 +69,7 @@ def fan_out(conn: sqlite3.Connection, targets: Targets, now_ts: float) -> int:
         )
         conn.executemany(
             "UPDATE notifications SET fanned_out = 1 WHERE notification_id = ?",
-            [(notification_id,) for notification_id, _ in rows],
+            [(notification_id,) for notification_id, _, _ in rows],
         )
         conn.execute("COMMIT")
     except BaseException:

@@ -102,7 +102,7 @@ class Sender:
         try:
             conn = self._connection()
             self._write_unsettled(conn)
-            outbox.fan_out(conn, self.targets, self.clock())
+            outbox.fan_out(conn, self.targets, self.clock(), self.give_up_s)
             while not self._stopping.is_set():
                 items = [
                     item

@@ -234,6 +234,7 @@ class Store:
         self.db_path = db_path
         self.busy_timeout_ms = busy_timeout_ms
         self.legacy = legacy  # the original pyCudaWatch's table, imported once
+        self.notify = True  # store the alerts' notifications: there are targets to send them to
         self._conn: sqlite3.Connection | None = None
         # What the path, its -wal and -shm were when the connection was opened: a file deleted
         # or replaced under the writer is seen by a change (see _connection).
@@ -347,7 +348,7 @@ class Store:
             rollups.refresh(conn, ticks, gpu_ids)
             self._store_processes(conn, ticks, gpu_ids)
             if alerts:
-                store_outcome(conn, alerts)
+                store_outcome(conn, alerts, self.notify)
             if positions:
                 updated_ts = max(tick.ts for tick in ticks)
                 conn.executemany(
@@ -369,7 +370,7 @@ class Store:
         conn = self._connection()
         conn.execute("BEGIN IMMEDIATE")
         try:
-            store_outcome(conn, alerts)
+            store_outcome(conn, alerts, self.notify)
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
