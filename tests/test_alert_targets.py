@@ -17,7 +17,16 @@ from tests.stack import free_port, run_service, stack_env
 SECRET = "s3cr3t-T0ken"
 
 
-def test_a_target_is_shown_with_its_secrets_starred():
+def step_once(db_path: Path, give_up_s: float, url: str | None = None) -> Sender:
+    """Run one step of a sender with one critical target (by default a port nobody serves)."""
+    url = url or f"json://127.0.0.1:{free_port()}/x"
+    sender = Sender(db_path, load_targets((NotifyTarget(("critical",), url),), None), 1, give_up_s)
+    sender.step()
+    sender.stop()
+    return sender
+
+
+def test_a_target_is_shown_by_its_service_and_number_never_its_url():
     targets = load_targets(
         (
             NotifyTarget(("critical",), f"json://hook:{SECRET}@127.0.0.1:9/x"),
@@ -51,11 +60,7 @@ def test_a_notification_stored_before_any_target_was_set_is_not_sent_late(tmp_pa
         "INSERT INTO notifications (idempotency_key, kind, severity, title, body, created_ts)"
         " VALUES ('pcw-old', 'firing', 'critical', 't', 'b', strftime('%s', 'now') - 7200)"
     )
-    url = f"json://127.0.0.1:{free_port()}/x"
-    sender = Sender(db_path, load_targets((NotifyTarget(("critical",), url),), None), 1, 3600)
-
-    sender.step()
-    sender.stop()
+    step_once(db_path, 3600)
 
     assert conn.execute("SELECT count(*) FROM deliveries").fetchone() == (0,)
     assert conn.execute("SELECT fanned_out FROM notifications").fetchall() == [(1,)]
@@ -135,11 +140,7 @@ def test_a_silenced_alert_is_not_sent(tmp_path: Path):
         "INSERT INTO alert_silences (host, until_ts, created_ts)"
         " VALUES ('h', strftime('%s', 'now') + 600, strftime('%s', 'now'))"
     )
-    url = f"json://127.0.0.1:{free_port()}/x"
-    sender = Sender(db_path, load_targets((NotifyTarget(("critical",), url),), None), 1, 60)
-
-    sender.step()
-    sender.stop()
+    step_once(db_path, 60)
 
     assert conn.execute("SELECT state, attempts FROM deliveries").fetchall() == [("silenced", 0)]
 
