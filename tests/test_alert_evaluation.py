@@ -325,3 +325,65 @@ def test_a_tick_held_past_a_gap_of_a_run_that_ended_is_judged(store):
 
     assert [(r, s) for r, s, _ in transitions(store.db_path)] == [("gpu_error", "firing")]
     assert evaluator.held == {}
+
+
+def test_an_alert_of_a_rule_turned_off_resolves_at_the_next_start(store):
+    first = loaded(store)
+    for seq in range(5):
+        feed(first, store, [tick(seq, HOT)], seq)
+    assert [s for _, s, _ in transitions(store.db_path)] == ["firing"]
+
+    second = loaded(store, Clock(T0 + 10), PCW_ALERTS_OFF="temperature")  # restarted, rule off
+    feed(second, store, [tick(5, HOT)], 5)
+
+    assert [(r, s) for r, s, _ in transitions(store.db_path)] == [
+        ("temperature", "firing"),
+        ("temperature", "resolved"),
+    ]
+    with sqlite3.connect(store.db_path) as conn:
+        assert conn.execute("SELECT count(*) FROM alert_states").fetchone() == (0,)
+
+
+def user_rules(text: str):
+    from services.alerts.rule_file import parse_rules
+
+    return parse_rules(text, "rules.toml")
+
+
+def test_a_user_rule_firing_between_its_values_is_told_again_and_resolves_past_clear(store):
+    rules = user_rules(
+        '[[rule]]\nname = "warm"\nmetric = "temp_c"\nop = ">"\nthreshold = 80\nclear = 70\n'
+    )
+    evaluator = Evaluator(config(PCW_ALERT_REPEAT_S="60", PCW_ALERTS_OFF="temperature"), rules)
+    evaluator.load([], {}, {})
+    temps = [85] + [75] * 70 + [65] * 5  # fires, hovers between clear and threshold, cools
+    for seq, temp_c in enumerate(temps):
+        feed(evaluator, store, [tick(seq, temp_c)], seq)
+
+    assert notifications(store.db_path) == [
+        ("firing", "warm"),
+        ("repeat", "warm"),
+        ("resolved", "warm"),
+    ]
+
+
+def test_a_gpu_a_user_rule_no_longer_watches_resolves(store):
+    watching = user_rules(
+        '[[rule]]\nname = "warm"\nmetric = "temp_c"\nop = ">"\nthreshold = 80\ngpus = ["0"]\n'
+    )
+    evaluator = Evaluator(config(PCW_ALERTS_OFF="temperature"), watching)
+    evaluator.load([], {}, {})
+    feed(evaluator, store, [tick(0, 85)], 0)
+    narrowed = user_rules(
+        '[[rule]]\nname = "warm"\nmetric = "temp_c"\nop = ">"\nthreshold = 80\ngpus = ["7"]\n'
+    )
+    restarted = Evaluator(config(PCW_ALERTS_OFF="temperature"), narrowed)
+    states, hosts = store.alert_state()
+    restarted.load(states, {"run-a": 0}, hosts)
+    for seq in range(1, 5):
+        feed(restarted, store, [tick(seq, 85)], seq)
+
+    assert [(r, s) for r, s, _ in transitions(store.db_path)] == [
+        ("warm", "firing"),
+        ("warm", "resolved"),
+    ]

@@ -616,3 +616,19 @@ def test_render_never_raises_and_fills_only_whole_placeholders(template, value):
 def test_a_built_in_alert_s_name_is_refused_for_each_built_in():
     for name in BUILT_IN_NAMES:
         assert "built-in alert" in str(problem_of(rule_text(rule_name=name)))
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        "threshold = " + "9" * 5000,  # past Python's digit limit: tomllib raises ValueError
+        'threshold = 1\ngpus = ["' + "9" * 5000 + '"]',  # an index no GPU has, nor int() takes
+    ],
+)
+def test_an_absurd_number_is_a_rule_file_error_not_a_crash(extra):
+    text = f'[[rule]]\nname = "a"\nmetric = "temp_c"\nop = ">"\n{extra}\n'
+
+    with pytest.raises(RuleFileError) as caught:
+        parse_rules(text, "rules.toml")
+
+    assert str(caught.value).startswith("rules.toml")

@@ -109,6 +109,12 @@ class Outcome:
     def __bool__(self) -> bool:
         return bool(self.states)
 
+    def merge(self, other: Outcome) -> None:
+        """Add another outcome's changes after this one's."""
+        self.states.update(other.states)
+        self.transitions += other.transitions
+        self.notifications += other.notifications
+
 
 def alert_key(rule: str, subject_key: str) -> str:
     """Return the key of the alert of rule on subject."""
@@ -194,8 +200,10 @@ class Engine:
                 state, cleared_since_ts=since_ts, value=seen.value, message=seen.message
             )
             self._resolve_if_due(outcome, spec, state, ts)
-        else:
-            outcome.states[key] = replace(state, cleared_since_ts=None)
+        else:  # between the firing and the clearing value: still firing
+            state = replace(state, cleared_since_ts=None)
+            outcome.states[key] = state
+            self._repeat(outcome, state, ts)
 
     def unknown(self, outcome: Outcome, rule: str, subject_key: str) -> None:
         """Take a reading that cannot tell: a pending alert starts its wait again."""
@@ -222,6 +230,21 @@ class Engine:
                 self._resolve(outcome, replace(state, cleared_since_ts=state.last_ts), ts)
             else:
                 self._repeat(outcome, state, ts)
+
+    def forget_rules_not_in(self, specs: Mapping[str, RuleSpec], ts: float) -> Outcome:
+        """Resolve (and drop) the alerts of rules no longer configured: turned off, or taken out
+        of the rule file; nothing else would ever judge them. Applied to the engine at once."""
+        outcome = Outcome()
+        for state in list(self.states.values()):
+            if state.rule in specs:
+                continue
+            if state.state == "pending":
+                outcome.states[state.key] = None
+            else:
+                text = f"{state.message} (rule {state.rule} is no longer configured)"
+                self._resolve(outcome, replace(state, message=text, cleared_since_ts=ts), ts)
+        self.apply(outcome)
+        return outcome
 
     def gone(self, outcome: Outcome, host: str, present: set[str], ts: float) -> None:
         """Resolve the alerts of a host's GPUs that its tick no longer holds (replaced, or known

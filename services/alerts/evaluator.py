@@ -93,6 +93,7 @@ class Evaluator:
             if state.rule in (HOST_STALE, WRITER_DEGRADED) and state.key not in keys
         ]
         self.engine.replace_states(stored + timed)
+        self._unsaved.merge(self.engine.forget_rules_not_in(self.specs, self.clock()))
         # read again after a purge: the ticks held past a gap stay, the cursors are the same
         for run, seq in cursors.items():
             self.cursors[run] = max(seq, self.cursors.get(run, -1))

@@ -193,6 +193,8 @@ def parse_rules(text: str, source: str) -> tuple[UserRule, ...]:
         raise _syntax_error(str(exc), text, source) from None
     except RecursionError:
         raise RuleFileError(source, None, "invalid TOML: nested too deeply") from None
+    except ValueError as exc:  # an integer past Python's digit limit, among others
+        raise RuleFileError(source, None, f"invalid TOML: {exc}") from None
     layout = _Layout.scan(text)
     problems: list[RuleFileError] = []
 
@@ -405,13 +407,18 @@ def _check_hosts(value: object) -> tuple[str, ...]:
     return tuple(str(pattern) for pattern in patterns)
 
 
+MAX_GPU_INDEX = 1023  # as a reading's index (common.messages)
+
+
 def _check_gpus(value: object) -> tuple[str, ...]:
     entries = _strings(value, 'GPU indexes or UUID patterns, e.g. ["0", "GPU-1234*"]')
     gpus = []
     for entry in entries:
         # an index written as a number is what users type: gpus = [0, 1]
-        if isinstance(entry, int) and not isinstance(entry, bool) and entry >= 0:
+        if isinstance(entry, int) and not isinstance(entry, bool) and 0 <= entry <= MAX_GPU_INDEX:
             gpus.append(str(entry))
+        elif isinstance(entry, str) and _is_index(entry) and int(entry[:9]) > MAX_GPU_INDEX:
+            raise _BadValueError(f"GPU index {_shown(entry)} is past {MAX_GPU_INDEX}")
         elif isinstance(entry, str) and entry:
             gpus.append(entry)
         else:

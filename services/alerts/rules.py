@@ -209,8 +209,9 @@ def user_check(rule: UserRule) -> GpuCheck:
     column = METRIC_NAMES.index(rule.metric)
 
     def check(host: str, reading: GpuReading) -> Observation | None:
-        if not rule.matches(host, reading.index, reading.uuid):
-            return None
+        if not rule.matches(host, reading.index, reading.uuid):  # (no longer) watched: clear
+            text = f"{where(host, reading)} is not watched by rule {rule.name}"
+            return Observation(gpu_subject(host, reading), False, True, None, text)
         value = reading.metric_values()[column]
         if value is None:
             return None

@@ -30,10 +30,11 @@ _DELIVERIES = (
     " coalesce(sum(state = 'sent' AND attempts > 1), 0), coalesce(sum(state = 'given_up'), 0),"
     " coalesce(sum(state = 'silenced'), 0) FROM deliveries"
 )
-# What changes when any of the above does: compared each second to tell the websockets.
+# What changes when any of the above does, a firing alert's newest reading (its value and text)
+# included: compared each second to tell the websockets.
 _VERSION = (
     "SELECT (SELECT coalesce(max(event_id), 0) FROM alert_events),"
-    " (SELECT count(*) FROM alert_states), (SELECT coalesce(sum(since_ts), 0) FROM alert_states),"
+    " (SELECT count(*) FROM alert_states), (SELECT coalesce(sum(last_ts), 0) FROM alert_states),"
     " (SELECT count(*) FROM alert_silences WHERE until_ts > ?),"
     " (SELECT coalesce(max(silence_id), 0) FROM alert_silences),"
     " (SELECT count(*) FROM deliveries), (SELECT count(*) FROM deliveries WHERE state = 'queued')"

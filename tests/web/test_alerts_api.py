@@ -273,3 +273,19 @@ async def test_a_silence_id_that_is_not_a_plain_number_is_a_400(client, silence_
 
     assert response.status == 400
     assert (await response.json())["error"]
+
+
+async def test_a_firing_alerts_new_reading_reaches_the_websockets(client, db_path):
+    watch = client.app[ALERTS]
+    assert await watch.look()
+    assert not await watch.look()  # nothing changed
+
+    with sqlite3.connect(db_path) as conn:
+        conn.execute(
+            "UPDATE alert_states SET last_ts = last_ts + 60, value = 93,"
+            " message = 'GPU 0 of alpha is at 93 °C' WHERE alert_key = ?",
+            (HOT.key,),
+        )
+
+    assert await watch.look()
+    assert "GPU 0 of alpha is at 93 °C" in (watch.message or "")

@@ -1,5 +1,6 @@
 /* The live feed: the websocket's snapshot, ticks, host notices and alerts, and reconnecting. */
 
+import { loadAlertHistory } from './alerts_history.js';
 import { takeAlerts } from './alerts.js';
 import { ensureGpu, loadGpus, refreshStale, updateCard } from './cards.js';
 import { queueRender } from './charts.js';
@@ -77,6 +78,7 @@ function onMessage(socket, event) {
     if (!state.gpusLoaded) loadGpus(false); // the first try found the server down
     if (!state.history && !state.historyPending) loadRange();
     else if (reconnected && state.history) fillMissed(lastLiveTs);
+    if (reconnected) loadAlertHistory(); // alerts may have fired and resolved while away
   } else if (message.type === 'tick') {
     takeTick(message.tick, true, message.host_state);
   } else if (message.type === 'hosts' && Array.isArray(message.hosts)) {
