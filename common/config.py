@@ -306,7 +306,21 @@ class Config:
         "1440",
         _number(int, 1, 10_000_000),
         (SAMPLER,),
-        "ticks the sampler keeps to replay to a writer that missed them (a day at 60 s)",
+        "ticks the sampler keeps to replay to a writer that missed them (a day at 60 s), as"
+        " long as they fit in `PCW_REPLAY_BYTES`",
+    )
+    replay_bytes: int = setting(
+        "PCW_REPLAY_BYTES",
+        "16777216",
+        _number(int, 1_048_576, 1 << 40),
+        (SAMPLER,),
+        "memory the sampler's replay buffer may hold (at least 1 MiB), counted as the bytes of"
+        " the messages it would replay: it keeps the newest ticks that fit, at most"
+        " `PCW_REPLAY_TICKS` of them, and the oldest goes first. A writer that asks for a tick"
+        " that has left it counts that tick as lost. 16 MiB holds all 1,440 ticks of 8 GPUs"
+        " (about 6 KB each with a process per GPU), or about 390 ticks of 64 GPUs (about 43 KB"
+        " each): 6.5 hours at 60 s",
+        "16777216 (16 MiB)",
     )
     subscribe: tuple[str, ...] = setting(
         "PCW_SUBSCRIBE",
@@ -561,6 +575,28 @@ class Config:
         " 1 MiB); past it the oldest ticks are dropped and counted. 64 MiB holds about 850 ticks"
         " of 64 GPUs with their process lists, or 5,400 ticks of 8 GPUs (90 minutes at 1 s)",
         "67108864 (64 MiB)",
+    )
+    writer_cache_bytes: int = setting(
+        "PCW_WRITER_CACHE_BYTES",
+        "4194304",
+        _number(int, 1_048_576, 1 << 40),
+        (WRITER,),
+        "the most the writer's SQLite connection keeps of the file's pages in memory (at least"
+        " 1 MiB; SQLite's own default is 2,000 KiB): the pages of the indexes each batch of"
+        " ticks updates stay cached, and the cache grows only up to this",
+        "4194304 (4 MiB)",
+    )
+    reader_cache_bytes: int = setting(
+        "PCW_READER_CACHE_BYTES",
+        "2097152",
+        _number(int, 1_048_576, 1 << 40),
+        (WEB,),
+        "the most each web reader thread's SQLite connection keeps of the file's pages in"
+        " memory (at least 1 MiB; SQLite's own default is 2,000 KiB). The web process holds up"
+        " to (`PCW_LIVE_READERS` +"
+        " `PCW_RANGE_READERS`) times this: 8 MiB at the defaults (2 + 2 readers of 2 MiB);"
+        " with the writer's `PCW_WRITER_CACHE_BYTES`, at most 12 MiB of page cache for the stack",
+        "2097152 (2 MiB)",
     )
     status_endpoint: str = setting(
         "PCW_STATUS_ENDPOINT",

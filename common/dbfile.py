@@ -1,5 +1,6 @@
 """The SQLite file on disk: its size, which the writer logs and the web reports, and which
-file a path names now, so that both notice when it is deleted or replaced under them."""
+file a path names now, so that both notice when it is deleted or replaced under them; and the
+page cache each of their connections may hold."""
 
 from __future__ import annotations
 
@@ -33,3 +34,12 @@ def file_identity(path: Path) -> FileIdentity | None:
 def journal_paths(db_path: Path) -> tuple[Path, Path]:
     """Return the paths of the file's write-ahead log and its shared-memory index."""
     return db_path.with_name(db_path.name + "-wal"), db_path.with_name(db_path.name + "-shm")
+
+
+def cache_size_pragma(cache_bytes: int) -> str:
+    """Return the PRAGMA that bounds a connection's page cache to cache_bytes (whole KiB).
+
+    A negative cache_size is SQLite's size in KiB, whatever the page size; a positive one would
+    count pages.
+    """
+    return f"PRAGMA cache_size = {-(int(cache_bytes) // 1024)}"

@@ -43,6 +43,8 @@ ROWS = [
     "RSS of the whole stack (supervisord + 3)",
     "disk per stored reading, 8-GPU file",
     "disk per stored reading, 64-GPU file",
+    "replay buffer held, 64-GPU ticks",
+    "RSS of a sampler with a full replay buffer, 64-GPU ticks",
     "bytes written per hourly purge, 8-GPU file",
     "bytes written per hourly purge, 64-GPU file",
 ]

@@ -69,6 +69,28 @@ def test_good_values_are_parsed_with_their_types():
     assert config.log_level == "DEBUG"
 
 
+def test_memory_bounds_default_to_their_mebibytes_and_take_bytes():
+    defaults = load_config({})
+    config = load_config(
+        {
+            "PCW_REPLAY_BYTES": "1048576",
+            "PCW_WRITER_CACHE_BYTES": " 33554432 ",
+            "PCW_READER_CACHE_BYTES": "2097152",
+        }
+    )
+
+    assert (
+        defaults.replay_bytes,
+        defaults.writer_cache_bytes,
+        defaults.reader_cache_bytes,
+    ) == (16 << 20, 4 << 20, 2 << 20)
+    assert (config.replay_bytes, config.writer_cache_bytes, config.reader_cache_bytes) == (
+        1 << 20,
+        32 << 20,
+        2 << 20,
+    )
+
+
 def test_subscribe_defaults_to_the_pub_endpoint():
     config = load_config({"PCW_PUB_ENDPOINT": "tcp://10.0.0.5:7000"})
 
@@ -130,6 +152,8 @@ BAD_VALUES = [
     ("PCW_PUB_ENDPOINT", "tcp://127.0.0.1:65535", "port 1-65534"),  # replay takes port + 1
     ("PCW_REPLAY_TICKS", "0", "an integer from 1 to "),
     ("PCW_REPLAY_TICKS", "1e3", "an integer from 1 to "),
+    ("PCW_REPLAY_BYTES", "1048575", "an integer from 1048576"),
+    ("PCW_REPLAY_BYTES", "16MiB", "an integer from 1048576"),
     ("PCW_SUBSCRIBE", " , ", "comma-separated list of ZeroMQ endpoints"),
     ("PCW_SUBSCRIBE", "tcp://a:1,udp://b:2", "ZeroMQ endpoint"),
     ("PCW_WEB_HOST", "", "a non-empty name without spaces"),
@@ -172,6 +196,10 @@ BAD_VALUES = [
     ("PCW_SIGN_IN_CLIENTS", "0", "an integer from 1 to 1000000"),
     ("PCW_WRITER_BUFFER_BYTES", "1000", "an integer from 1048576"),
     ("PCW_WRITER_BUFFER_BYTES", "64MB", "an integer from 1048576"),
+    ("PCW_WRITER_CACHE_BYTES", "0", "an integer from 1048576"),
+    ("PCW_WRITER_CACHE_BYTES", "8MB", "an integer from 1048576"),
+    ("PCW_READER_CACHE_BYTES", "-4194304", "an integer from 1048576"),
+    ("PCW_READER_CACHE_BYTES", "4e6", "an integer from 1048576"),
     ("PCW_STATUS_ENDPOINT", "/tmp/status.sock", "a ZeroMQ endpoint"),
     ("PCW_ALERTS_OFF", "xid,hot", "comma-separated built-in rules from gpu_error"),
     ("PCW_ALERT_RULES_FILE", "/nonexistent/rules.toml", "an existing file"),

@@ -18,7 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from common.config import load_config
-from common.messages import GpuReading, Tick
+from common.messages import GpuProcess, GpuReading, Tick
 from common.replay import (
     END_TOPIC,
     MAX_TICKS_PER_REPLY,
@@ -256,6 +256,115 @@ def test_the_buffer_of_another_run_or_an_empty_one_sends_only_the_end():
     assert seqs == [] and end == ReplayEnd(ReplayRequest("old-run", 0, 9), RUN, 0, 0, 9)
     seqs, end = answered(ReplayBuffer(RUN, 5), ReplayRequest(RUN, 0, 9))
     assert seqs == [] and (end.sent, end.held_from_seq, end.held_to_seq) == (0, None, None)
+
+
+def large_tick(seq: int, gpus: int = 64) -> Tick:
+    """Return a tick of `gpus` GPUs with a process each; every seq below 128 has the same size."""
+    readings = [
+        GpuReading(
+            index=index,
+            uuid=f"GPU-{index:04d}",
+            name="NVIDIA H100 80GB HBM3",
+            util_gpu_pct=seq % 101,
+            processes=[GpuProcess(pid=1000 + index, name="python", cmdline="python train.py")],
+        )
+        for index in range(gpus)
+    ]
+    return Tick(
+        host=HOST,
+        sampler_id=RUN,
+        seq=seq,
+        ts=1_700_000_000.0 + seq,
+        interval_s=1.0,
+        gpus=readings,
+    )
+
+
+def frame_bytes(frames: list[bytes]) -> int:
+    return sum(len(frame) for frame in frames)
+
+
+def test_a_byte_bound_keeps_only_the_newest_ticks_that_fit():
+    tick_bytes = frame_bytes(large_tick(0).to_frames())
+    assert tick_bytes > 10_000  # 64 GPUs with a process each
+    max_bytes = 10 * tick_bytes + tick_bytes // 2  # room for ten and a half ticks
+    buffer = ReplayBuffer(RUN, 10_000, max_bytes)
+    for seq in range(64):
+        frames = large_tick(seq).to_frames()
+        assert frame_bytes(frames) == tick_bytes
+        buffer.add(seq, frames)
+        assert buffer.held_bytes <= max_bytes, seq
+        assert buffer.held_bytes == len(buffer) * tick_bytes, seq
+        assert buffer.held() == (max(0, seq - 9), seq)
+    assert (len(buffer), buffer.held_bytes) == (10, 10 * tick_bytes)
+    assert buffer.describe() == f"up to 10,000 ticks / {max_bytes / 2**20:.1f} MiB"
+
+
+def test_the_tick_bound_still_holds_under_a_byte_bound_that_is_not_reached():
+    buffer = ReplayBuffer(RUN, 5, 1 << 30)
+    for seq in range(64):
+        buffer.add(seq, large_tick(seq).to_frames())
+    assert buffer.held() == (59, 63)
+    assert buffer.held_bytes == 5 * frame_bytes(large_tick(0).to_frames())
+    assert buffer.describe() == "up to 5 ticks / 1,024 MiB"
+    assert ReplayBuffer(RUN, 1440).describe() == "up to 1,440 ticks"  # no byte bound
+
+
+def test_a_byte_bound_of_exactly_one_tick_holds_the_newest_tick():
+    tick_bytes = frame_bytes(large_tick(0).to_frames())
+    buffer = ReplayBuffer(RUN, 100, tick_bytes)
+    for seq in range(3):
+        buffer.add(seq, large_tick(seq).to_frames())
+        assert (buffer.held(), buffer.held_bytes) == ((seq, seq), tick_bytes)
+    assert buffer.too_large == 0
+
+
+def test_a_replay_of_ticks_the_byte_bound_evicted_sends_what_is_still_held():
+    tick_bytes = frame_bytes(large_tick(0).to_frames())
+    buffer = ReplayBuffer(RUN, 10_000, 10 * tick_bytes)
+    for seq in range(64):
+        buffer.add(seq, large_tick(seq).to_frames())
+    seqs, end = answered(buffer, ReplayRequest(RUN, 40, 60))  # 40-53 have left it
+    assert seqs == list(range(54, 61))
+    assert end == ReplayEnd(ReplayRequest(RUN, 40, 60), RUN, 7, 54, 63)
+    seqs, end = answered(buffer, ReplayRequest(RUN, 0, 53))  # all of it has left
+    assert (seqs, end.sent, end.held_from_seq, end.held_to_seq) == ([], 0, 54, 63)
+
+
+def test_a_writer_counts_what_the_byte_bound_evicted_as_lost_and_gets_the_rest(link, caplog):
+    tick_bytes = frame_bytes(large_tick(0).to_frames())
+    buffer = ReplayBuffer(RUN, 10_000, 10 * tick_bytes)
+    for seq in range(64):
+        buffer.add(seq, large_tick(seq).to_frames())
+    rig = link(buffer)
+    rig.see(0, 63)  # asks 1-62; the buffer holds 54-63
+    with caplog.at_level(logging.WARNING, logger="services.writer.sequences"):
+        assert rig.round() == 1
+    assert rig.asked == [(1, 62)]
+    assert rig.tracker.outstanding(RUN, 0, 63) == []
+    assert (rig.tracker.gaps, rig.tracker.lost_ticks) == (1, 53)  # 1-53; 54-62 replayed
+    assert caplog.messages == [
+        "gap of 53 tick(s) from host h1 (run run-1, seq 1-53) cannot be filled: "
+        "it has left the sampler's replay buffer"
+    ]
+    assert rig.source.pending == {}
+
+
+def test_a_tick_larger_than_the_byte_bound_empties_the_buffer_and_is_logged_once(caplog):
+    small_bytes = frame_bytes(tick(0).to_frames())
+    buffer = ReplayBuffer(RUN, 100, 20 * small_bytes)
+    for seq in range(5):
+        buffer.add(seq, tick(seq).to_frames())
+    with caplog.at_level(logging.WARNING, logger="services.sampler.replay"):
+        buffer.add(5, large_tick(5).to_frames())  # over the bound on its own
+        assert (buffer.held(), buffer.held_bytes) == ((None, None), 0)
+        buffer.add(6, tick(6).to_frames())
+        assert buffer.held() == (6, 6)  # no older tick behind a hole
+        buffer.add(7, large_tick(7).to_frames())
+    assert buffer.too_large == 2
+    assert len(caplog.messages) == 1
+    assert caplog.messages[0].startswith("tick 5 (")
+    assert "larger than the replay buffer (PCW_REPLAY_BYTES=" in caplog.messages[0]
 
 
 def test_a_bad_request_gets_no_answer_and_is_counted(caplog):

@@ -21,7 +21,7 @@ from services.web.health import HealthInputs, assess
 from services.writer.batch import PendingBatch, held_bytes
 from services.writer.main import MAX_BATCH_AGE_S, MAX_BATCH_ROWS, RETRY_BACKOFF_S, Writer
 from services.writer.sources import open_source
-from services.writer.store import Store, file_bytes
+from services.writer.store import Store, connect, file_bytes
 from tests.stack import free_port
 
 HOUR_S = 3600.0
@@ -329,6 +329,25 @@ def test_store_write_is_idempotent(tmp_path):
         "SELECT count(*), count(DISTINCT gpu_id || '/' || ts) FROM samples"
     ).fetchone() == (10, 10)
     conn.close()
+
+
+def cache_size(conn: sqlite3.Connection) -> int:
+    return conn.execute("PRAGMA cache_size").fetchone()[0]
+
+
+def test_the_writers_connection_holds_the_page_cache_its_setting_gives(tmp_path):
+    defaults = load_config({})
+    conn = connect(tmp_path / "default.db")
+    assert cache_size(conn) == -(defaults.writer_cache_bytes // 1024) == -4096  # 4 MiB in KiB
+    conn.close()
+    config = load_config({"PCW_WRITER_CACHE_BYTES": str(3 * 1024 * 1024 + 1000)})
+    store = Store(tmp_path / "x.db", cache_bytes=config.writer_cache_bytes)
+    store.open()
+    assert cache_size(store._connection()) == -(config.writer_cache_bytes // 1024) == -3072
+    (tmp_path / "x.db").unlink()  # replaced under the writer: the connection opened anew
+    store.write(ticks(1, 1_700_000_000.0))
+    assert cache_size(store._connection()) == -3072
+    store.close()
 
 
 # -- malformed messages -------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from common.config import Config, startup_config
 from common.replay import replay_endpoint
 from common.schedule import AlignedSchedule
 from services.sampler.nvml import GpuReader, NvmlUnavailableError, load_nvml, process_resolver
-from services.sampler.replay import ReplayBuffer, serve_pending
+from services.sampler.replay import MIB, ReplayBuffer, serve_pending
 from services.sampler.ticks import build_tick
 from services.transport.curve import (
     CurveSetupError,
@@ -39,6 +39,14 @@ START_WAIT_S = 5.0  # the longest the first tick waits for a first subscriber
 SUBSCRIBE = 1  # the first byte of an XPUB subscription message (0: unsubscription)
 SUBSCRIPTION_MAX_BYTES = 256  # ours are b"\x01pcw.tick"; a larger one drops its connection
 STATS_EVERY_S = 3600.0
+
+
+def _span(seconds: float) -> str:
+    """Return a duration in seconds in the largest unit that keeps it readable."""
+    for unit_s, unit in ((86400, "d"), (3600, "h"), (60, "min")):
+        if seconds >= unit_s:
+            return f"{seconds / unit_s:.3g} {unit}"
+    return f"{seconds:.3g} s"
 
 
 def _cpu_s() -> float:
@@ -58,7 +66,7 @@ class Sampler:
         self.replayer = replayer
         self.schedule = AlignedSchedule(config.interval_s)
         self.sampler_id = uuid.uuid4().hex[:16]
-        self.replay = ReplayBuffer(self.sampler_id, config.replay_ticks)
+        self.replay = ReplayBuffer(self.sampler_id, config.replay_ticks, config.replay_bytes)
         self.seq = 0
         self.stop = StopFlag()
         self._poller = zmq.Poller()
@@ -145,10 +153,12 @@ class Sampler:
         cpu_s = _cpu_s()
         per_tick_ms = 1000 * (cpu_s - self._stats_since_cpu_s) / self._stats_since_ticks
         log.info(
-            "published %d ticks (seq %d), %.2f ms CPU per tick",
+            "published %d ticks (seq %d), %.2f ms CPU per tick; replay holds %d ticks (%.1f MiB)",
             self._stats_since_ticks,
             self.seq,
             per_tick_ms,
+            len(self.replay),
+            self.replay.held_bytes / MIB,
         )
         self._stats_since_cpu_s, self._stats_since_ticks = cpu_s, 0
         self._stats_at = time.monotonic() + STATS_EVERY_S
@@ -239,6 +249,12 @@ def main() -> int:
             config.interval_s,
             config.source,
             "plain text" if keys is None else "CURVE",
+        )
+        log.info(
+            "replay keeps %s, whichever is reached first (%s at %g s if the ticks fit)",
+            sampler.replay.describe(),
+            _span(config.replay_ticks * config.interval_s),
+            config.interval_s,
         )
         sampler.run()
         reader.close()

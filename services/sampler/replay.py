@@ -11,19 +11,62 @@ from common.replay import MAX_TICKS_PER_REPLY, ReplayEnd, ReplayError, decode_re
 
 log = logging.getLogger(__name__)
 
+MIB = 1 << 20
+
 
 class ReplayBuffer:
-    """The last `capacity` ticks of this sampler run, as the frames that were published."""
+    """The newest ticks of this sampler run, as the frames that were published.
 
-    def __init__(self, sampler_id: str, capacity: int) -> None:
+    Bounded twice: at most `capacity` ticks, whose frames take at most `max_bytes` bytes
+    together (None: no bound in bytes); the oldest goes first. The bytes counted are the
+    frames' own, what a replay sends; Python's objects add a few hundred bytes per tick.
+    """
+
+    def __init__(self, sampler_id: str, capacity: int, max_bytes: int | None = None) -> None:
         self.sampler_id = sampler_id
-        self._ticks: deque[tuple[int, list[bytes]]] = deque(maxlen=capacity)
+        self.capacity = capacity
+        self.max_bytes = max_bytes
+        # (seq, frames, their bytes); sequence numbers consecutive, the oldest first
+        self._ticks: deque[tuple[int, list[bytes], int]] = deque()
+        self.held_bytes = 0
+        self.too_large = 0  # ticks larger than max_bytes on their own: never held
         self.requests = 0
         self.bad_requests = 0
 
+    def describe(self) -> str:
+        """Return the bound in words: "up to N ticks / X MiB"."""
+        if self.max_bytes is None:
+            return f"up to {self.capacity:,} ticks"
+        mib = f"{self.max_bytes / MIB:,.1f}".removesuffix(".0")
+        return f"up to {self.capacity:,} ticks / {mib} MiB"
+
     def add(self, seq: int, frames: list[bytes]) -> None:
-        """Keep a published tick; the oldest falls out when full."""
-        self._ticks.append((seq, frames))
+        """Keep a published tick; the oldest fall out until both bounds hold."""
+        size_bytes = sum(len(frame) for frame in frames)
+        if self.max_bytes is not None and size_bytes > self.max_bytes:
+            # Older ticks are dropped too: what is held stays the newest ticks, with no hole.
+            self._ticks.clear()
+            self.held_bytes = 0
+            self.too_large += 1
+            if self.too_large == 1:
+                log.warning(
+                    "tick %d (%d bytes) is larger than the replay buffer (PCW_REPLAY_BYTES=%d):"
+                    " it cannot be replayed",
+                    seq,
+                    size_bytes,
+                    self.max_bytes,
+                )
+            return
+        self._ticks.append((seq, frames, size_bytes))
+        self.held_bytes += size_bytes
+        while len(self._ticks) > self.capacity or (
+            self.max_bytes is not None and self.held_bytes > self.max_bytes
+        ):
+            self.held_bytes -= self._ticks.popleft()[2]
+
+    def __len__(self) -> int:
+        """Return how many ticks are held."""
+        return len(self._ticks)
 
     def held(self) -> tuple[int | None, int | None]:
         """Return the first and last sequence numbers held (None, None when empty)."""

@@ -88,6 +88,7 @@ def create_app(
         time_limit_s=query_time_limit_s,
         live=LaneLimits(config.live_readers, config.live_read_queue),
         ranges=LaneLimits(config.range_readers, config.range_read_queue),
+        cache_bytes=config.reader_cache_bytes,
     )
     app[IDLE_RUNS] = IdleRuns()
     app[HUB] = hub

@@ -1,6 +1,8 @@
 """Own the web process's connections to the SQLite file: read-only, off the event loop.
 
-- A connection per reader thread, opened `mode=ro` (the web process never writes the file).
+- A connection per reader thread, opened `mode=ro` (the web process never writes the file),
+  its page cache bounded to cache_bytes (PCW_READER_CACHE_BYTES): the process holds up to
+  (live + range readers) x cache_bytes of pages.
 - Each call, `store.call(job, empty, long=...)`, runs job(conn) in one read transaction (one
   snapshot) under a time limit enforced by SQLite's progress handler.
 - Two lanes of reader threads: the live view's (key look-ups, milliseconds) and range reads
@@ -29,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from common.dbfile import FileIdentity, database_bytes, file_identity
+from common.dbfile import FileIdentity, cache_size_pragma, database_bytes, file_identity
 from common.schema import SCHEMA_VERSION, schema_version
 
 logger = logging.getLogger(__name__)
@@ -41,6 +43,7 @@ LIVE_READERS = 2
 LIVE_READ_QUEUE = 64
 RANGE_READERS = 2
 RANGE_READ_QUEUE = 8
+CACHE_BYTES = 2 << 20  # per reader thread: PCW_READER_CACHE_BYTES's default
 DURATION_WEIGHT = 0.2  # of the newest call in a lane's moving mean duration
 
 T = TypeVar("T")
@@ -123,8 +126,10 @@ class Store:
         time_limit_s: float = QUERY_TIME_LIMIT_S,
         live: LaneLimits = LaneLimits(LIVE_READERS, LIVE_READ_QUEUE),
         ranges: LaneLimits = LaneLimits(RANGE_READERS, RANGE_READ_QUEUE),
+        cache_bytes: int = CACHE_BYTES,
     ) -> None:
         self._db_path = db_path
+        self._cache_bytes = cache_bytes
         self._uri = db_path.resolve().as_uri() + "?mode=ro"
         self._time_limit_s = time_limit_s
         self._live = _Lane("live", live, time_limit_s)
@@ -242,6 +247,7 @@ class Store:
             isolation_level=None,  # autocommit: transactions are explicit, reads never linger
             check_same_thread=False,  # used by one worker; closed by close() after they stop
         )
+        conn.execute(cache_size_pragma(self._cache_bytes))  # touches no page of the file
 
         def over_time() -> int:
             if self._closing or time.monotonic() > state.deadline:

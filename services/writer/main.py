@@ -450,7 +450,11 @@ def main() -> int:
     except TargetError as error:
         log.critical("writer cannot start, bad setting: %s", error)
         return 2
-    store = Store(config.db_path, legacy=LegacyImport(config.host_name, config.retention_s))
+    store = Store(
+        config.db_path,
+        legacy=LegacyImport(config.host_name, config.retention_s),
+        cache_bytes=config.writer_cache_bytes,
+    )
     store.notify = len(targets) > 0
     try:
         store.open()

@@ -14,7 +14,13 @@ from pathlib import Path
 import msgspec
 from msgspec.structs import asdict
 
-from common.dbfile import FileIdentity, database_bytes, file_identity, journal_paths
+from common.dbfile import (
+    FileIdentity,
+    cache_size_pragma,
+    database_bytes,
+    file_identity,
+    journal_paths,
+)
 from common.messages import GpuReading, Tick
 from common.metrics import METRIC_NAMES
 from common.schema import (
@@ -40,6 +46,7 @@ from services.writer.spans import (
 log = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_MS = 5000
+CACHE_BYTES = 4 << 20  # PCW_WRITER_CACHE_BYTES's default
 
 _INSERT_SAMPLE = (
     f"INSERT OR IGNORE INTO samples (gpu_id, ts, error, {', '.join(METRIC_NAMES)}) "
@@ -161,17 +168,21 @@ def file_bytes(db_path: Path) -> int:
     return database_bytes(db_path) or 0
 
 
-def connect(db_path: Path, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> sqlite3.Connection:
+def connect(
+    db_path: Path, busy_timeout_ms: int = BUSY_TIMEOUT_MS, cache_bytes: int = CACHE_BYTES
+) -> sqlite3.Connection:
     """Open the file for writing in autocommit mode with the writer's pragmas, migrated.
 
     synchronous=NORMAL in WAL mode: a power cut can lose the last commits but never corrupts
     the file; FULL would fsync every batch for no gain a monitor needs. busy_timeout_ms is how
     long a write waits for another connection's lock before it fails with "database is locked".
+    cache_bytes bounds the connection's page cache (PCW_WRITER_CACHE_BYTES).
     """
     db_path.parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(db_path, isolation_level=None, check_same_thread=False)
     try:
         conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        conn.execute(cache_size_pragma(cache_bytes))
         migrate(conn)
         conn.execute("PRAGMA synchronous = NORMAL")
     except BaseException:
@@ -230,9 +241,11 @@ class Store:
         db_path: Path,
         busy_timeout_ms: int = BUSY_TIMEOUT_MS,
         legacy: LegacyImport | None = None,
+        cache_bytes: int = CACHE_BYTES,
     ) -> None:
         self.db_path = db_path
         self.busy_timeout_ms = busy_timeout_ms
+        self.cache_bytes = cache_bytes
         self.legacy = legacy  # the original pyCudaWatch's table, imported once
         self.notify = True  # store the alerts' notifications: there are targets to send them to
         self._conn: sqlite3.Connection | None = None
@@ -275,7 +288,7 @@ class Store:
         if self._identities and file_identity(self.db_path) != self._identities[0]:
             self._reopen()
         if self._conn is None:
-            self._conn = connect(self.db_path, self.busy_timeout_ms)
+            self._conn = connect(self.db_path, self.busy_timeout_ms, self.cache_bytes)
             paths = (self.db_path, *journal_paths(self.db_path))
             self._identities = [file_identity(path) for path in paths]
         return self._conn

@@ -8,6 +8,9 @@ what that program imports from outside the project, and waits.
 
 Disk: the generated files' size (with WAL, after a checkpoint) per stored reading, against the
 pages of the raw `samples` table alone (SQLite's dbstat).
+
+Replay buffer: a sampler's replay buffer filled with 64-GPU ticks, bytes held and RSS under the
+byte bound against the count-only bound of before, on the same ticks (tests/bench/replay_memory.py).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from pathlib import Path
 
 import aiohttp
 
+from tests.bench import replay_memory
 from tests.bench.databases import Generated, bytes_per_reading
 from tests.bench.procs import bench_env, memory_bytes
 from tests.bench.settings import Sizes
@@ -50,7 +54,8 @@ Memory = dict[str, tuple[int, int]]  # (RSS, PSS) in bytes by process
 
 
 def run(sizes: Sizes, files: list[Generated], work: Path, report: Report) -> None:
-    """Measure the stack's memory against the floors, then the files' bytes per reading."""
+    """Measure the stack's memory against the floors, the files' bytes per reading, then the
+    replay buffer's memory under both bounds."""
     with floors() as floor_memory:
         stack, floor = stack_memory(sizes, work, floor_memory)
     for program in PROGRAMS:
@@ -92,6 +97,7 @@ def run(sizes: Sizes, files: list[Generated], work: Path, report: Report) -> Non
                 whole < READING_LIMIT_BYTES,
             )
         )
+    replay_memory.run(sizes.replay_gpus, sizes.replay_ticks, sizes.replay_bytes, work, report)
 
 
 def stack_memory(

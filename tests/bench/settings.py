@@ -53,6 +53,9 @@ class Sizes:
     sampler_run_s: float
     cron_runs: int
     footprint_warmup_s: float
+    replay_gpus: int  # per tick fed to the replay buffer
+    replay_ticks: int  # fed, and the buffer's bound in ticks
+    replay_bytes: int  # the buffer's bound in bytes
 
 
 FULL = Sizes(
@@ -73,6 +76,9 @@ FULL = Sizes(
     sampler_run_s=20.0,
     cron_runs=20,
     footprint_warmup_s=5.0,
+    replay_gpus=64,
+    replay_ticks=1440,  # PCW_REPLAY_TICKS's default
+    replay_bytes=16 << 20,  # PCW_REPLAY_BYTES's default
 )
 
 # The same sizes as FULL where a small run is as quick; smaller everywhere else.
@@ -92,4 +98,6 @@ SMOKE = replace(
     sampler_run_s=2.0,
     cron_runs=2,
     footprint_warmup_s=1.0,
+    replay_ticks=60,
+    replay_bytes=1 << 20,  # the least allowed; 60 ticks of 64 GPUs are 2.6 MB
 )

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+import threading
 from pathlib import Path
 
 import pytest
@@ -61,3 +63,36 @@ async def test_gpus_answer_while_20_long_reads_run_and_the_next_long_read_is_503
     assert [answer.status for answer in answers] == [200] * LONG_READS
     metrics = await (await client.get("/metrics")).text()
     assert 'pycudawatch_http_errors_total{kind="busy"} 3.0' in metrics
+
+
+@pytest.mark.parametrize(
+    ("settings", "cache_kib"),
+    [({}, 2048), ({"PCW_READER_CACHE_BYTES": str(5 * 1024 * 1024 + 1)}, 5120)],
+)
+async def test_every_reader_connection_holds_the_page_cache_its_setting_gives(
+    aiohttp_client, long_db, settings, cache_kib
+):
+    config = make_config(long_db, PCW_LIVE_READERS="3", PCW_RANGE_READERS="2", **settings)
+    client = await aiohttp_client(create_app(config))
+    store = client.app[STORE]
+    readers = {False: config.live_readers, True: config.range_readers}
+    # every reader of a lane waits for the others, so each job runs in its own thread
+    barriers = {long: threading.Barrier(count) for long, count in readers.items()}
+
+    def read_back(long: bool) -> tuple[int, int]:
+        def job(conn: sqlite3.Connection) -> tuple[int, int]:
+            barriers[long].wait(timeout=10)
+            return threading.get_ident(), conn.execute("PRAGMA cache_size").fetchone()[0]
+
+        return job
+
+    answers = await asyncio.gather(
+        *(
+            store.call(read_back(long), (0, 0), long=long)
+            for long, count in readers.items()
+            for _ in range(count)
+        )
+    )
+    assert len({thread for thread, _ in answers}) == 5
+    assert [size for _, size in answers] == [-(config.reader_cache_bytes // 1024)] * 5
+    assert config.reader_cache_bytes // 1024 == cache_kib

@@ -49,6 +49,9 @@
  *   js/alert_badges.js each GPU card's alert badge
  *   js/alert_panel.js  the alerts now, silences, delivery counts and the test notification
  *   js/alerts_history.js the alerts' transitions by state, range and rule
+ *   js/problems.js     the problems strip: GPUs in error, stale hosts, throttled and idle GPUs,
+ *                      each a link to its card or host, and their count in the page title
+ *   js/conn_badge.js   the navbar's badge: live, stale since when, reconnecting or offline
  *   js/live.js         the websocket: snapshot, ticks, host notices, alerts, reconnecting
  *   js/controls.js     range, host and grouping buttons, and the URL they keep
  * Relative imports without ?v=: the server has the browser revalidate js/ on every load (ETag),
@@ -61,10 +64,11 @@ import { bindAlertHistory } from './js/alerts_history.js';
 import { oneAtATime } from './js/api.js';
 import { loadGpus, refreshStale } from './js/cards.js';
 import { CHARTS, buildChart, cssVar, queueRender } from './js/charts.js';
+import { setConnection } from './js/conn_badge.js';
 import { bindControls, showRange } from './js/controls.js';
 import { loadRange } from './js/history.js';
 import { fillHostSelect, loadHosts } from './js/hosts.js';
-import { connect, setConnection } from './js/live.js';
+import { connect } from './js/live.js';
 import { config, state } from './js/state.js';
 import { loadRangeTables, refreshRangeTables } from './js/usage.js';
 

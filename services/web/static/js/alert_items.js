@@ -2,8 +2,10 @@
  * a message each second neither re-announces the list nor takes the focus from its buttons. */
 
 import { buildSilenceControl } from './alert_silence.js';
-import { cardHref, formatMinute, isSilenced, severityColour, whereText } from './alert_text.js';
-import { element, formatFull, isNumber, putText } from './format.js';
+import { cardHref, isSilenced, severityColour, whereText } from './alert_text.js';
+import {
+  element, formatFull, formatMinute, isNumber, placeInOrder, putText,
+} from './format.js';
 
 function buildItem(detailed) {
   const item = element('li', 'alert-item d-flex flex-wrap align-items-center gap-2');
@@ -55,15 +57,6 @@ function fill(entry, alert) {
   entry.silenced.title = silenced ? formatFull(alert.silenced_until_ts * 1000) : '';
   // Only a firing alert sends notifications to silence; a silenced one shows until when instead.
   entry.control.hidden = !firing || silenced;
-}
-
-/** Put nodes into list in this order, moving only those out of place; drop the rest. */
-function placeInOrder(list, nodes) {
-  nodes.forEach((node, position) => {
-    const here = list.children[position];
-    if (here !== node) list.insertBefore(node, here || null);
-  });
-  while (list.children.length > nodes.length) list.lastElementChild.remove();
 }
 
 export class AlertList {

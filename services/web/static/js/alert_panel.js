@@ -4,8 +4,8 @@
 import { postJson } from './api.js';
 import { AlertList } from './alert_items.js';
 import { buildEndButton } from './alert_silence.js';
-import { formatMinute, plural, whereText, worstFirst } from './alert_text.js';
-import { element, formatFull, isNumber, putText } from './format.js';
+import { plural, whereText, worstFirst } from './alert_text.js';
+import { element, formatFull, formatMinute, isNumber, putText } from './format.js';
 import { state } from './state.js';
 
 const DELIVERY_COUNTS = [

@@ -67,15 +67,6 @@ export function cardId(uuid) {
   return `gpu-${uuid}`;
 }
 
-/** Return a time to the minute: "14:05" today, else with its date. */
-export function formatMinute(ms) {
-  const date = new Date(ms);
-  if (date.toDateString() === new Date().toDateString()) {
-    return date.toLocaleTimeString(undefined, { hour: '2-digit', minute: '2-digit' });
-  }
-  return date.toLocaleString(undefined, { month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit' });
-}
-
 export function plural(count, word) {
   return `${count} ${word}${count === 1 ? '' : 's'}`;
 }

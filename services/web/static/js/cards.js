@@ -4,6 +4,7 @@ import { buildAlertBadge, updateAlertBadge } from './alert_badges.js';
 import { cardId } from './alert_text.js';
 import { fetchJson } from './api.js';
 import { datasetFor, growScales, relabelDatasets } from './charts.js';
+import { refreshConnBadge } from './conn_badge.js';
 import {
   colourFor,
   element,
@@ -21,6 +22,7 @@ import {
 import { buildHealthBlock, updateHealth } from './health.js';
 import { showHistoryError } from './history.js';
 import { apiGpuOrder, ensureHost, hostStale, refreshHostState, takeHostState } from './hosts.js';
+import { refreshProblems } from './problems.js';
 import { buildProcessBlock, renderProcesses, updateProcesses, validProcess } from './processes.js';
 import { serverNowS, state } from './state.js';
 import { cell, knownText, tableHead } from './tables.js';
@@ -232,7 +234,7 @@ export function ensureGpu(item) {
       name: String(identity.name ?? uuid), pci: identity.pci ?? null,
       colour: colourFor(state.gpus.size), hidden: false, lastTs: null, error: null,
       stale: false, // the server's word on this GPU alone (its host's is in serverHosts)
-      processes: undefined, since: new Map(), sinceAsked: false, idle: null,
+      processes: undefined, since: new Map(), sinceAsked: false, idle: null, findings: [],
     };
     gpu.els = buildCard(gpu);
     state.gpus.set(uuid, gpu);
@@ -335,6 +337,8 @@ export function refreshStale() {
     renderProcesses(gpu); // a no-op unless the local day changed under a silent host
   }
   for (const host of state.hosts.keys()) refreshHostState(host);
+  refreshProblems();
+  refreshConnBadge();
 }
 
 export async function loadGpus(quiet) {

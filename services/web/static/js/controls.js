@@ -1,11 +1,13 @@
 /* Range, host and usage grouping buttons, and the page URL that keeps the choices. */
 
 import { queueRender, showDatasets } from './charts.js';
+import { refreshConnBadge, setConnection } from './conn_badge.js';
 import { markPressed } from './format.js';
 import { loadRange } from './history.js';
 import { fillHostSelect } from './hosts.js';
-import { connect, setConnection } from './live.js';
+import { connect } from './live.js';
 import { closePointPanel } from './point-panel.js';
+import { refreshProblems } from './problems.js';
 import { RANGES_S, hostFromUrl, hostShown, rangeFromUrl, state } from './state.js';
 import { USAGE_BY, loadRangeTables, loadUsage } from './usage.js';
 
@@ -39,6 +41,8 @@ function chooseHost(host) {
 function applyHostFilter() {
   for (const [host, entry] of state.hosts) entry.section.hidden = !hostShown(host);
   fillHostSelect();
+  refreshProblems();
+  refreshConnBadge();
   showDatasets();
   const panel = document.getElementById('point-panel');
   const pointGpu = state.gpus.get(panel.dataset.gpuUuid);

@@ -84,6 +84,15 @@ export function formatWhen(ms) {
   return date.toLocaleString(undefined, { month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit' });
 }
 
+/** Return a time to the minute: "14:05" today, else with its date. */
+export function formatMinute(ms) {
+  const date = new Date(ms);
+  if (date.toDateString() === new Date().toDateString()) {
+    return date.toLocaleTimeString(undefined, { hour: '2-digit', minute: '2-digit' });
+  }
+  return date.toLocaleString(undefined, { month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit' });
+}
+
 export function colourFor(position) {
   if (position < PALETTE.length) return PALETTE[position];
   const hue = Math.round((position * 137.508) % 360); // golden angle: far from its neighbours
@@ -132,6 +141,15 @@ export function markPressed(attribute, value) {
     button.classList.toggle('active', active);
     button.setAttribute('aria-pressed', String(active));
   }
+}
+
+/** Put nodes into list in this order, moving only those out of place; drop the rest. */
+export function placeInOrder(list, nodes) {
+  nodes.forEach((node, position) => {
+    const here = list.children[position];
+    if (here !== node) list.insertBefore(node, here || null);
+  });
+  while (list.children.length > nodes.length) list.lastElementChild.remove();
 }
 
 /** Show a note element's text, or hide it when there is none. */

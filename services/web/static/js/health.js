@@ -35,6 +35,7 @@ export function updateHealth(gpu, entry) {
   const findings = Array.isArray(entry.findings)
     ? entry.findings.filter((finding) => finding && typeof finding === 'object')
     : [];
+  gpu.findings = findings; // the problems strip reads them
   const known = Boolean(entry.health) || findings.length > 0;
   const signature = JSON.stringify([known, findings.map(findingText)]);
   if (signature === block.signature) return;

@@ -19,6 +19,7 @@ export function ensureHost(host) {
   let entry = state.hosts.get(host);
   if (entry) return entry;
   const section = element('section', 'host-group mb-3');
+  section.id = hostSectionId(host); // the problems strip links here
   section.dataset.host = host;
   section.dataset.stale = 'false';
   section.hidden = !hostShown(host);
@@ -45,6 +46,16 @@ export function ensureHost(host) {
   return entry;
 }
 
+/** Return the id of a host's section on this page. */
+export function hostSectionId(host) {
+  return `host-${host}`;
+}
+
+/** Return every host this page or the server knows of. */
+export function knownHosts() {
+  return new Set([...state.hosts.keys(), ...state.serverHosts.keys()]);
+}
+
 /** Return whether this page or the server knows of more than one host. */
 export function severalHosts() {
   return state.hosts.size > 1 || state.serverHosts.size > 1;
@@ -63,6 +74,14 @@ function hostSeenHereS(host) {
     if (gpu.host === host && gpu.lastTs !== null && (newest === null || gpu.lastTs > newest)) newest = gpu.lastTs;
   }
   return newest;
+}
+
+/** Return the newest reading time of a host (epoch s), the page's or the server's, or null. */
+export function hostLastSeenS(host) {
+  const hereS = hostSeenHereS(host);
+  const server = state.serverHosts.get(host);
+  const serverS = server ? server.lastSeenS : null;
+  return hereS === null || (serverS !== null && serverS > hereS) ? serverS : hereS;
 }
 
 /**
@@ -103,9 +122,7 @@ export function refreshHostState(host) {
   const entry = state.hosts.get(host);
   if (!entry) return;
   const server = state.serverHosts.get(host);
-  const hereS = hostSeenHereS(host);
-  const serverS = server ? server.lastSeenS : null;
-  const lastSeenS = hereS === null || (serverS !== null && serverS > hereS) ? serverS : hereS;
+  const lastSeenS = hostLastSeenS(host);
   const stale = hostStale(host);
   entry.staleNow = stale;
   entry.section.dataset.stale = String(stale);
@@ -123,7 +140,7 @@ export function refreshHostState(host) {
 
 export function fillHostSelect() {
   const select = document.getElementById('host-select');
-  const names = new Set([...state.hosts.keys(), ...state.serverHosts.keys()]);
+  const names = knownHosts();
   if (state.hostFilter !== null) names.add(state.hostFilter);
   fillSelect(select, names, state.hostFilter);
 }

@@ -4,9 +4,11 @@ import { loadAlertHistory } from './alerts_history.js';
 import { takeAlerts } from './alerts.js';
 import { ensureGpu, loadGpus, refreshStale, updateCard } from './cards.js';
 import { queueRender } from './charts.js';
+import { refreshConnBadge, setConnection } from './conn_badge.js';
 import { isNumber } from './format.js';
 import { fillMissed, loadRange } from './history.js';
 import { refreshHostState, setHostError, takeHostState } from './hosts.js';
+import { refreshProblems } from './problems.js';
 import { RING_TICKS, mergeTickIntoCharts } from './series.js';
 import { state } from './state.js';
 
@@ -37,6 +39,8 @@ function takeTick(tick, live, hostState) {
     updateCard(gpu, item.latest, tick.ts, item);
   }
   refreshHostState(tick.host);
+  refreshProblems();
+  refreshConnBadge();
   // A snapshot after a reconnect repeats the tick seen last: count each tick once.
   const hostTs = state.hostTickTs.get(tick.host);
   if (hostTs !== undefined && tick.ts <= hostTs) return;
@@ -45,14 +49,6 @@ function takeTick(tick, live, hostState) {
   if (state.ring.length > RING_TICKS) state.ring.splice(0, state.ring.length - RING_TICKS);
   mergeTickIntoCharts(tick);
   queueRender();
-}
-
-export function setConnection(name) {
-  const badge = document.getElementById('conn-badge');
-  const styles = { live: 'text-bg-success', reconnecting: 'text-bg-warning', offline: 'text-bg-danger' };
-  badge.dataset.state = name;
-  badge.textContent = name;
-  badge.className = `badge ${styles[name]}`;
 }
 
 function onMessage(socket, event) {

@@ -34,6 +34,7 @@ export const state = {
   hostTickTs: new Map(), // host -> newest tick timestamp taken into the charts
   lastLiveTs: null, // newest tick timestamp merged into the charts
   ws: null,
+  connection: 'offline', // the live feed's socket: live (open), reconnecting or offline
   everConnected: false,
   attempts: 0,
   downSinceMs: null,
