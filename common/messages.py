@@ -25,6 +25,9 @@ import msgspec
 from common.metrics import CORE_METRIC_NAMES, HEALTH_METRIC_NAMES
 
 TOPIC = b"pcw.tick"
+# What a storing subscriber (the writer) subscribes to as well as TOPIC; nothing is published on
+# it. The sampler's first tick waits for it, so that the tick reaches the file, not only the web.
+STORING_TOPIC = b"pcw.store"
 SCHEMA_VERSION = 4
 ACCEPTED_VERSIONS = (1, 2, 3, 4)
 MAX_MESSAGE_BYTES = 1 << 20  # also the socket's ZMQ_MAXMSGSIZE: larger frames are dropped

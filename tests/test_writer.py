@@ -14,7 +14,7 @@ import pytest
 import zmq
 
 from common.config import load_config
-from common.messages import TOPIC, GpuHealth, GpuReading, Tick
+from common.messages import STORING_TOPIC, TOPIC, GpuHealth, GpuReading, Tick
 from common.metrics import CORE_METRIC_NAMES, HEALTH_METRIC_NAMES
 from common.status import read_status
 from services.web.health import HealthInputs, assess
@@ -102,7 +102,11 @@ class Rig:
             self.config, [self.source], self.store, wall=clock.wall, monotonic=clock.monotonic
         )
         assert self.publisher.poll(int(DELIVERY_TIMEOUT_S * 1000)), "the writer never subscribed"
-        assert self.publisher.recv() == b"\x01" + TOPIC
+        # the ticks' topic, and the one that tells a sampler a writer is here (either first)
+        assert self.publisher.poll(int(DELIVERY_TIMEOUT_S * 1000))
+        first = self.publisher.recv()
+        assert self.publisher.poll(int(DELIVERY_TIMEOUT_S * 1000))
+        assert {first, self.publisher.recv()} == {b"\x01" + TOPIC, b"\x01" + STORING_TOPIC}
 
     def close(self) -> None:
         self.store.close()

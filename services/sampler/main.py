@@ -1,7 +1,8 @@
 """The sampler process: read every GPU on an aligned schedule and publish one tick each time.
 
-The first tick is read and published at start, as soon as a subscriber (the writer, the web, a
-hub) has subscribed, or after START_WAIT_S without one, so that a new user sees a reading within
+The first tick is read and published at start, as soon as a storing subscriber (the writer, a
+hub's writer: it subscribes to STORING_TOPIC as well) has subscribed, or after START_WAIT_S
+without one, so that a new user sees a reading within
 seconds rather than at the first aligned slot; the ticks after it keep the aligned schedule. The
 publishing socket is an XPUB for that: it hands the sampler each new subscription, which a PUB
 socket keeps to itself (a tick published before a subscription reaches libzmq is dropped for that
@@ -19,6 +20,7 @@ import uuid
 import zmq
 
 from common.config import Config, startup_config
+from common.messages import STORING_TOPIC
 from common.replay import replay_endpoint
 from common.schedule import AlignedSchedule
 from services.sampler.nvml import GpuReader, NvmlUnavailableError, load_nvml, process_resolver
@@ -73,6 +75,7 @@ class Sampler:
         self._poller.register(replayer, zmq.POLLIN)
         self._poller.register(publisher, zmq.POLLIN)  # subscriptions
         self.subscribed = False
+        self.storing = False  # a writer has subscribed (STORING_TOPIC)
         self.stop.register(self._poller)
         self._stats_since_cpu_s = _cpu_s()
         self._stats_since_ticks = 0
@@ -93,18 +96,19 @@ class Sampler:
         """
         _, slot_deadline = self.schedule.next_tick()
         deadline = min(time.monotonic() + START_WAIT_S, slot_deadline)
-        if self._wait(deadline, until_subscribed=True) and time.monotonic() < slot_deadline:
+        if self._wait(deadline, until_storing=True) and time.monotonic() < slot_deadline:
             self.tick(self.schedule.now())
 
-    def _wait(self, deadline: float, until_subscribed: bool = False) -> bool:
+    def _wait(self, deadline: float, until_storing: bool = False) -> bool:
         """Answer replay requests and take subscriptions until the monotonic deadline.
 
-        With until_subscribed, return as soon as a subscriber has subscribed. Return False when
-        asked to stop.
+        With until_storing, return as soon as a storing subscriber (a writer) has subscribed: a
+        tick published before it subscribed would reach the web alone. Return False when asked
+        to stop.
         """
         while not self.stop.stopping:
             remaining_s = deadline - time.monotonic()
-            if remaining_s <= 0 or (until_subscribed and self.subscribed):
+            if remaining_s <= 0 or (until_storing and self.storing):
                 return True
             for polled, _ in self._poller.poll(remaining_s * 1000):
                 if polled is self.replayer:
@@ -124,6 +128,7 @@ class Sampler:
                 return
             if message[:1] == bytes([SUBSCRIBE]):
                 self.subscribed = True
+                self.storing = self.storing or message[1:] == STORING_TOPIC
 
     def tick(self, tick_ts: float) -> None:
         """Read every GPU and publish one message with one timestamp."""

@@ -20,7 +20,6 @@ from services.alerts.engine import Outcome
 from services.alerts.evaluator import Evaluator
 from services.alerts.rule_file import RuleFileError, load_rule_file
 from services.alerts.rules import WRITER_DEGRADED
-from services.alerts.targets import TargetError, load_targets
 from services.transport.curve import CurveSetupError, gate, hub_keys
 from services.transport.wakeup import StopFlag
 from services.writer.batch import PendingBatch, held_bytes
@@ -443,19 +442,25 @@ def main() -> int:
         user_rules = (
             () if config.alert_rules_file is None else load_rule_file(config.alert_rules_file)
         )
-        targets = load_targets(config.notify_urls, config.notify_config)
     except RuleFileError as error:
         log.critical("writer cannot start, bad setting: PCW_ALERT_RULES_FILE: %s", error)
         return 2
-    except TargetError as error:
-        log.critical("writer cannot start, bad setting: %s", error)
-        return 2
+    targets = None
+    if config.notify_urls or config.notify_config is not None:
+        # Apprise and its plugins load only here: a writer without targets starts as fast
+        from services.alerts.targets import TargetError, load_targets
+
+        try:
+            targets = load_targets(config.notify_urls, config.notify_config)
+        except TargetError as error:
+            log.critical("writer cannot start, bad setting: %s", error)
+            return 2
     store = Store(
         config.db_path,
         legacy=LegacyImport(config.host_name, config.retention_s),
         cache_bytes=config.writer_cache_bytes,
     )
-    store.notify = len(targets) > 0
+    store.notify = targets is not None and len(targets) > 0
     try:
         store.open()
     except UnusableDatabaseError as reason:
@@ -472,7 +477,7 @@ def main() -> int:
             context, status_endpoint(config.status_endpoint, config.db_path)
         )
         sender = None
-        if len(targets):
+        if targets is not None and len(targets):
             sender = Sender(
                 config.db_path, targets, config.notify_retry_max_s, config.notify_give_up_s
             )

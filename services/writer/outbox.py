@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import sqlite3
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from services.alerts.targets import Targets
+if TYPE_CHECKING:  # apprise loads only where targets are set
+    from services.alerts.targets import Targets
 
 
 @dataclass(frozen=True)

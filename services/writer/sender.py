@@ -21,12 +21,15 @@ import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from services.alerts.engine import Notification
-from services.alerts.targets import Targets
 from services.alerts.text import body, title
 from services.writer import outbox
 from services.writer.store import connect
+
+if TYPE_CHECKING:  # apprise loads only where targets are set
+    from services.alerts.targets import Targets
 
 log = logging.getLogger(__name__)
 

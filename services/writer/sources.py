@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import zmq
 from zmq.utils.monitor import parse_monitor_message
 
-from common.messages import TOPIC
+from common.messages import STORING_TOPIC, TOPIC
 from common.replay import (
     END_TOPIC,
     MAX_TICKS_PER_REPLY,
@@ -116,6 +116,7 @@ class Source:
 def open_source(context: zmq.Context, endpoint: str, keys: HubKeys | None = None) -> Source:
     """Connect a SUB to a sampler's ticks and a DEALER to its replay socket (CURVE with keys)."""
     subscriber = hub_socket(context, zmq.SUB, keys, topic=TOPIC, receive_queue=RECEIVE_QUEUE)
+    subscriber.setsockopt(zmq.SUBSCRIBE, STORING_TOPIC)  # tells the sampler a writer is here
     replayer = hub_socket(context, zmq.DEALER, keys, receive_queue=RECEIVE_QUEUE)
     replayer.setsockopt(zmq.SNDHWM, 100)
     watches = [watch(subscriber, endpoint), watch(replayer, replay_endpoint(endpoint))]
