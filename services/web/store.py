@@ -1,6 +1,7 @@
 """Own the web process's connections to the SQLite file: read-only, off the event loop.
 
-- A connection per reader thread, opened `mode=ro` (the web process never writes the file),
+- A connection per reader thread, opened `mode=ro` (the web process writes only a user's own
+  actions on alerts, each on a connection of its own: services/web/alert_writes.py),
   its page cache bounded to cache_bytes (PCW_READER_CACHE_BYTES): the process holds up to
   (live + range readers) x cache_bytes of pages.
 - Each call, `store.call(job, empty, long=...)`, runs job(conn) in one read transaction (one
