@@ -566,6 +566,16 @@ class Config:
         "client addresses whose failures are remembered (about 300 bytes each); the one seen"
         " longest ago is forgotten first",
     )
+    ws_send_buffer_bytes: int = setting(
+        "PCW_WS_SEND_BUFFER_BYTES",
+        "1048576",
+        _number(int, 65_536, 1 << 30),
+        (WEB,),
+        "live messages a websocket client may leave unread (at least 64 KiB); a client with more"
+        " than this unsent when the next message comes is closed with code 1013 (try again"
+        " later) and its page reconnects. 1 MiB is about 3,000 GPUs' readings",
+        "1048576 (1 MiB)",
+    )
     writer_buffer_bytes: int = setting(
         "PCW_WRITER_BUFFER_BYTES",
         "67108864",
@@ -597,6 +607,17 @@ class Config:
         " `PCW_RANGE_READERS`) times this: 8 MiB at the defaults (2 + 2 readers of 2 MiB);"
         " with the writer's `PCW_WRITER_CACHE_BYTES`, at most 12 MiB of page cache for the stack",
         "2097152 (2 MiB)",
+    )
+    history_cache_bytes: int = setting(
+        "PCW_HISTORY_CACHE_BYTES",
+        "16777216",
+        _number(int, 0, 1 << 40),
+        (WEB,),
+        "the most the web process keeps of history buckets that can no longer change (0: none),"
+        " so that a long range reads only its newest buckets again. A 30-day chart of 64 GPUs"
+        " in 500 points of the four charted metrics holds about 5 MB; the least recently"
+        " asked is dropped first",
+        "16777216 (16 MiB)",
     )
     status_endpoint: str = setting(
         "PCW_STATUS_ENDPOINT",

@@ -77,15 +77,24 @@ CREATE TABLE positions (
 
 # Rollups: per GPU and aligned bucket of `level` seconds, the row count and, per metric, the sum,
 # count of non-null values and maximum, so that a mean over any union of buckets is exact.
-ROLLUP_LEVELS_S: tuple[int, ...] = (60, 600, 1800, 3600, 7200)
+ROLLUP_LEVELS_S: tuple[int, ...] = (60, 300, 600, 1800, 3600, 7200)
+# Levels kept only for GPUs sampled at most this often (seconds): the 300 s level (version 10)
+# makes a 24-hour chart of a fast GPU one key look-up per bucket, for ~5 B a reading at 10 s;
+# at a slower interval the 60 s level already has few rows per 300 s bucket.
+ROLLUP_MAX_INTERVAL_S: dict[int, float] = {300: 30.0}
 
 
 def rollup_levels_for(interval_s: float) -> tuple[int, ...]:
     """Return the rollup levels (seconds) kept for a GPU sampled every interval_s.
 
     A level no coarser than the sampling would hold one reading per bucket: it is not kept.
+    Each level kept tiles the next one kept, so it is refreshed from the one below it.
     """
-    return tuple(level_s for level_s in ROLLUP_LEVELS_S if level_s > interval_s)
+    return tuple(
+        level_s
+        for level_s in ROLLUP_LEVELS_S
+        if level_s > interval_s and interval_s <= ROLLUP_MAX_INTERVAL_S.get(level_s, level_s)
+    )
 
 
 def rollup_table(level_s: int) -> str:
@@ -504,8 +513,119 @@ SELECT event_id, ts, state, rule, severity, host, gpu_index, gpu_uuid, gpu_name,
 FROM alert_events;
 """
 
+# Version 10: the 300 s rollup level, kept for GPUs sampled every 30 s or faster
+# (ROLLUP_MAX_INTERVAL_S), filled from their 60 s level (whose buckets tile it, so the sums are
+# exact). The SQL is generated from the literal list below (every metric of version 8 and its
+# column type), frozen like the text above.
+_V10_METRICS: tuple[tuple[str, str], ...] = (
+    ("util_gpu_pct", "INTEGER"), ("util_mem_pct", "INTEGER"), ("mem_used_bytes", "INTEGER"),
+    ("mem_total_bytes", "INTEGER"), ("temp_c", "INTEGER"), ("power_w", "REAL"),
+    ("power_limit_w", "REAL"), ("energy_j", "REAL"), ("fan_pct", "INTEGER"),
+    ("sm_clock_mhz", "INTEGER"), ("mem_clock_mhz", "INTEGER"), ("pstate", "INTEGER"),
+    ("enc_util_pct", "INTEGER"), ("dec_util_pct", "INTEGER"), ("mem_temp_c", "INTEGER"),
+    ("pcie_tx_kb_per_s", "INTEGER"), ("pcie_rx_kb_per_s", "INTEGER"),
+    ("gr_engine_active_pct", "INTEGER"), ("sm_active_pct", "INTEGER"),
+    ("tensor_active_pct", "INTEGER"), ("dram_active_pct", "INTEGER"),
+)  # fmt: skip
+_V10 = (
+    "CREATE TABLE rollup_300 (\n    gpu_id INTEGER NOT NULL,\n    ts REAL NOT NULL,\n"
+    "    n INTEGER NOT NULL,\n"
+    + "".join(
+        f"    {name}_sum {kind}, {name}_n INTEGER NOT NULL DEFAULT 0, {name}_max {kind},\n"
+        for name, kind in _V10_METRICS
+    )
+    + "    PRIMARY KEY (gpu_id, ts)\n) WITHOUT ROWID;\n"
+    + "INSERT INTO rollup_300 (gpu_id, ts, n"
+    + "".join(f", {name}_sum, {name}_n, {name}_max" for name, _ in _V10_METRICS)
+    + ") SELECT r.gpu_id, CAST(r.ts / 300 AS INTEGER) * 300.0 AS bucket, sum(r.n)"
+    + "".join(
+        f", sum(r.{name}_sum), sum(r.{name}_n), max(r.{name}_max)" for name, _ in _V10_METRICS
+    )
+    + " FROM rollup_60 AS r JOIN gpus AS g ON g.gpu_id = r.gpu_id WHERE g.interval_s <= 30"
+    + " GROUP BY r.gpu_id, bucket;\n"
+)
+
+# Version 11: per-GPU energy buckets, so that /api/v1/energy sums a few rows per GPU and walks
+# only the readings at its range's edges (services/writer/energy_buckets.py keeps them; the rules
+# are common/energy_pairs.py's and the `energy` view's). A bucket [ts, ts + level_s) holds the
+# energy up to each of its readings from the reading before it (which may be in an earlier
+# bucket), by source, and the gaps that decided its power pairs under the interval it was made
+# with (counted_gap_max_s, skipped_gap_min_s): a reader whose interval falls between them may use
+# it; last_ts, its newest reading, lets the writer extend it by newer readings rather than
+# recompute it. A row per GPU and bucket holding any reading. The 300 s level is filled here from
+# the raw readings with the `energy` view's window functions, the coarser ones from the level
+# below, whose buckets tile them.
+ENERGY_BUCKET_LEVELS_S: tuple[int, ...] = (300, 3600, 86400)
+_V11_COLUMNS = (
+    "level_s, gpu_id, ts, counter_j, counter_pairs, power_j, power_pairs, counted_gap_max_s,"
+    " skipped_gap_min_s, last_ts"
+)
+_V11 = (
+    """
+CREATE TABLE energy_buckets (
+    level_s INTEGER NOT NULL,
+    gpu_id INTEGER NOT NULL,
+    ts REAL NOT NULL,
+    counter_j REAL NOT NULL,
+    counter_pairs INTEGER NOT NULL,
+    power_j REAL NOT NULL,
+    power_pairs INTEGER NOT NULL,
+    counted_gap_max_s REAL,
+    skipped_gap_min_s REAL,
+    last_ts REAL NOT NULL,
+    PRIMARY KEY (level_s, gpu_id, ts)
+) WITHOUT ROWID;
+INSERT INTO energy_buckets ("""
+    + _V11_COLUMNS
+    + """)
+SELECT 300, gpu_id, bucket, total(counter_j), count(counter_j), total(power_j), count(power_j),
+    max(counted_gap_s), min(skipped_gap_s), max(ts)
+FROM (
+    SELECT gpu_id, ts,
+        (CAST(ts / 300 AS INTEGER) - (CAST(ts / 300 AS INTEGER) * 300.0 > ts)) * 300.0 AS bucket,
+        CASE WHEN counter THEN
+            CASE WHEN energy_j >= prev_energy_j THEN energy_j - prev_energy_j ELSE energy_j END
+        END AS counter_j,
+        CASE WHEN power AND ts - prev_ts <= max_gap_s THEN
+            (coalesce(power_w, prev_power_w) + coalesce(prev_power_w, power_w)) / 2.0
+            * (ts - prev_ts)
+        END AS power_j,
+        CASE WHEN power AND ts - prev_ts <= max_gap_s THEN ts - prev_ts END AS counted_gap_s,
+        CASE WHEN power AND ts - prev_ts > max_gap_s THEN ts - prev_ts END AS skipped_gap_s
+    FROM (
+        SELECT x.*, 2.0 * coalesce(g.interval_s, 60) AS max_gap_s,
+            x.error IS NULL AND x.prev_ts IS NOT NULL AND x.energy_j IS NOT NULL
+                AND x.prev_energy_j IS NOT NULL AS counter,
+            x.error IS NULL AND x.prev_ts IS NOT NULL
+                AND (x.energy_j IS NULL OR x.prev_energy_j IS NULL)
+                AND x.prev_ts = x.prev_any_ts
+                AND coalesce(x.power_w, x.prev_power_w) IS NOT NULL AS power
+        FROM (
+            SELECT gpu_id, ts, error, energy_j, power_w,
+                lag(ts) OVER ok AS prev_ts, lag(energy_j) OVER ok AS prev_energy_j,
+                lag(power_w) OVER ok AS prev_power_w, lag(ts) OVER every AS prev_any_ts
+            FROM samples
+            WINDOW ok AS (PARTITION BY gpu_id, error IS NULL ORDER BY ts),
+                every AS (PARTITION BY gpu_id ORDER BY ts)
+        ) AS x
+        JOIN gpus AS g ON g.gpu_id = x.gpu_id
+    )
+)
+GROUP BY gpu_id, bucket;
+"""
+    + "".join(
+        f"INSERT INTO energy_buckets ({_V11_COLUMNS})\n"
+        f"SELECT {level_s}, gpu_id,"
+        f" (CAST(ts / {level_s} AS INTEGER) - (CAST(ts / {level_s} AS INTEGER) * {level_s}.0 > ts))"
+        f" * {level_s}.0 AS bucket, total(counter_j), sum(counter_pairs), total(power_j),"
+        " sum(power_pairs), max(counted_gap_max_s), min(skipped_gap_min_s), max(last_ts)\n"
+        f"FROM energy_buckets WHERE level_s = {finer_s} GROUP BY gpu_id, bucket;\n"
+        for finer_s, level_s in ((300, 3600), (3600, 86400))
+    )
+)
+
 # Each entry moves the file from user_version == its position to position + 1. Append only.
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

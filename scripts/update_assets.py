@@ -1,16 +1,22 @@
 """Fetch the dashboard's vendored browser assets from the npm registry, pinned and verified.
 
-Usage: python scripts/update_assets.py [--check] [--dest DIR]
+Usage: python scripts/update_assets.py [--check] [--build] [--dest DIR]
 
 Each pinned package tarball is downloaded from https://registry.npmjs.org only; its sha512 is
 checked against both the pin below and the registry's own `dist.integrity`. Only the files the
 page needs, plus the package's licence, are taken from the tarball (read as bytes, never
-extracted by path) into services/web/static/vendor/<package>/, byte for byte as published. Each
-served .js/.css gets a gzip copy (`<file>.gz`, level 9, no timestamp, so reruns are identical)
-for precompressed serving. Files in a package folder that the pins no longer name are removed.
+extracted by path) into services/web/static/vendor/<package>/, byte for byte as published but
+for a script's last-line `//# sourceMappingURL=` comment: no .map is shipped, and a browser's
+developer tools would ask for it and get a 404. Each served .js/.css gets a gzip copy
+(`<file>.gz`, level 9, no timestamp, so reruns are identical) for precompressed serving. Files
+in a package folder that the pins no longer name are removed.
+
+Then it builds services/web/static/dist/ from those files and the page's own sources (see
+scripts/asset_build.py): Bootstrap purged of the rules no page uses, and the page's modules
+minified. --build does only that step, offline: run it after changing a template or a script.
 
 --check downloads and verifies the same way but writes nothing: exit status 1 when a file on
-disk differs from what the pins produce (or is missing), 0 when all match.
+disk differs from what the pins and the build produce (or is missing), 0 when all match.
 
 To move a pin: change `version`, set `integrity` to the registry's `dist.integrity` for it
 (https://registry.npmjs.org/<name>/<version>), rerun, and look at the page.
@@ -31,8 +37,13 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from asset_build import build_differences, built_files, write_build
+
 REGISTRY = "https://registry.npmjs.org"
-DEFAULT_DEST = Path(__file__).resolve().parent.parent / "services" / "web" / "static" / "vendor"
+STATIC = Path(__file__).resolve().parent.parent / "services" / "web" / "static"
+DEFAULT_DEST = STATIC / "vendor"
+BUILD_DEST = STATIC / "dist"
+SOURCE_MAP_PREFIX = b"//# sourceMappingURL="
 TIMEOUT_S = 60.0
 MAX_TARBALL_BYTES = 32 << 20
 COMPRESSED_SUFFIXES = (".js", ".css")
@@ -167,11 +178,19 @@ def extract(package: Package, tarball: bytes) -> dict[str, bytes]:
             handle = archive.extractfile(info) if info.isfile() else None
             if handle is None:
                 raise AssetError(f"{package.name}: {info.name} is not a regular file")
-            found[name] = handle.read()
+            found[name] = without_source_map(name, handle.read())
     missing = sorted(set(wanted.values()) - found.keys())
     if missing:
         raise AssetError(f"{package.name}@{package.version}: tarball lacks {', '.join(missing)}")
     return found
+
+
+def without_source_map(name: str, data: bytes) -> bytes:
+    """Return a script without its last-line source-map comment (the .map is not shipped)."""
+    if not name.endswith(".js"):
+        return data
+    body, _, last = data.rstrip(b"\n").rpartition(b"\n")
+    return body + b"\n" if last.startswith(SOURCE_MAP_PREFIX) else data
 
 
 def with_compressed(files: dict[str, bytes]) -> dict[str, bytes]:
@@ -232,19 +251,30 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dest", type=Path, default=DEFAULT_DEST, help="the vendor folder")
     parser.add_argument("--check", action="store_true", help="compare only, write nothing")
+    parser.add_argument(
+        "--build", action="store_true", help="only build static/dist/ from the files on disk"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    try:
-        folders = planned_files(PACKAGES)
-    except (AssetError, OSError, tarfile.TarError, ValueError) as error:
-        log.error("assets not updated: %s", error)
-        return 1
+    changed: list[str] = []
+    if not args.build:
+        try:
+            folders = planned_files(PACKAGES)
+        except (AssetError, OSError, tarfile.TarError, ValueError) as error:
+            log.error("assets not updated: %s", error)
+            return 1
+        if args.check:
+            changed += differences(args.dest, folders)
+        else:
+            write(args.dest, folders)
+    built = built_files()
     if args.check:
-        changed = differences(args.dest, folders)
+        changed += build_differences(BUILD_DEST, built)
         for path in changed:
-            log.error("differs from the pins: %s", path)
+            log.error("differs from the pins or the build: %s", path)
         return 1 if changed else 0
-    write(args.dest, folders)
+    write_build(BUILD_DEST, built)
+    log.info("built %s (%d files)", BUILD_DEST, len(built))
     return 0
 
 

@@ -47,6 +47,10 @@ ROWS = [
     "RSS of a sampler with a full replay buffer, 64-GPU ticks",
     "bytes written per hourly purge, 8-GPU file",
     "bytes written per hourly purge, 64-GPU file",
+    "fleet view, 6 GPUs on 2 hosts: navigation -> last row drawn, median",
+    "fleet view, 6 GPUs on 2 hosts: main-thread CPU until the last row drawn, median",
+    "fleet view, 6 GPUs on 2 hosts: main-thread CPU per live tick of a host, median",
+    "fleet view, 6 GPUs on 2 hosts: main-thread CPU per live tick of a host, worst",
 ]
 
 

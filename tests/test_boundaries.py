@@ -314,9 +314,9 @@ def test_refresh_returns_the_buckets_it_wrote(tmp_path):
     store.close()
     conn = sqlite3.connect(path, isolation_level=None)
     gpu_ids = dict(conn.execute("SELECT gpu_uuid, gpu_id FROM gpus").fetchall())
-    # 6 GPUs x (2 buckets of 60 s + 1 of each of the 4 coarser levels)
-    assert refresh(conn, ticks, gpu_ids) == 6 * (2 + 4)
-    assert refresh(conn, ticks[:3], gpu_ids) == 6 * 5  # one tick of each host: one bucket each
+    # 6 GPUs x (2 buckets of 60 s + 1 of each of the 5 coarser levels, 300 s included)
+    assert refresh(conn, ticks, gpu_ids) == 6 * (2 + 5)
+    assert refresh(conn, ticks[:3], gpu_ids) == 6 * 6  # one tick of each host: one bucket each
     conn.close()
 
 

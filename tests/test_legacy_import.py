@@ -100,10 +100,10 @@ def test_the_original_history_is_imported_once_and_shown(tmp_path):
         )
         assert body["step_s"] == 60
         (series,) = body["series"]
-        counted = [b for b in series["buckets"] if b["count"]]
-        assert [b["count"] for b in counted] == [1] * LEGACY_ROWS
-        assert [b["mean"]["util_gpu_pct"] for b in counted] == [row[2] for row in rows]
-        assert [b["mean"]["temp_c"] for b in counted] == [row[5] for row in rows]
+        counted = [k for k, count in enumerate(series["count"]) if count]
+        assert [series["count"][k] for k in counted] == [1] * LEGACY_ROWS
+        assert [series["mean"]["util_gpu_pct"][k] for k in counted] == [row[2] for row in rows]
+        assert [series["mean"]["temp_c"][k] for k in counted] == [row[5] for row in rows]
     first_logs = stack.log_path.read_text(errors="replace")
     assert first_logs.count("imported 90 readings of the original pyCudaWatch") == 1, first_logs
     conn = sqlite3.connect(stack.db_path)

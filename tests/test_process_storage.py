@@ -272,3 +272,18 @@ def test_a_day_of_eight_long_running_processes_adds_under_a_fifth_to_the_file(tm
         f" +{100 * growth:.2f}%"
     )
     assert growth < 0.20
+
+
+def test_jobs_coming_and_going_leave_the_writer_only_the_running_ones_in_memory(tmp_path):
+    """A host that runs job after job for months: the writer remembers the running ones only."""
+    path = tmp_path / "db"
+    store = Store(path)
+    for k in range(200):  # a new short job every tick, beside one that runs throughout
+        store.write([tick(at(k), [proc(1), proc(1000 + k)])])
+    assert len(store._proc_ids) == 2  # the long job and the newest one, not 201 identities
+    store.write([tick(at(200), [proc(1), proc(1199)])])  # still running: its identity again
+    store.close()
+    rows = spans(path)
+    assert [row for row in rows if row[1] == 1] == [(0, 1, "compute", at(0), at(200), GIB)]
+    assert [row for row in rows if row[1] == 1199] == [(0, 1199, "compute", at(199), at(200), GIB)]
+    assert len({row[1] for row in rows}) == 201

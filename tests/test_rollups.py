@@ -10,8 +10,8 @@ import pytest
 
 from common.messages import GpuReading, Tick
 from common.metrics import METRIC_NAMES
-from common.schema import ROLLUP_LEVELS_S, rollup_levels_for, rollup_table
-from services.web.history_reads import history_json_sql, history_sql, rollup_level
+from common.schema import MIGRATIONS, ROLLUP_LEVELS_S, rollup_levels_for, rollup_table
+from services.web.history_reads import columns_sql, history_json_sql, history_sql, rollup_level
 from services.writer.store import Store
 
 INTERVAL_S = 10.0
@@ -118,7 +118,7 @@ def _same(mine: tuple, theirs: tuple) -> bool:
 def test_history_from_rollups_equals_history_from_raw_rows(db_path):
     conn = _connect(db_path)
     low_s, high_s = START_TS - 3600, START_TS + 8 * 3600
-    for step_s in (60, 120, 600, 1200, 1800, 3600, 7200, 10800):
+    for step_s in (60, 120, 300, 600, 900, 1200, 1800, 3600, 7200, 10800):
         level_s = rollup_level(step_s, INTERVAL_S)
         assert level_s is not None and step_s % level_s == 0
         last_bucket = int(high_s // step_s)
@@ -134,12 +134,16 @@ def test_history_from_rollups_equals_history_from_raw_rows(db_path):
 
 def test_the_level_is_the_coarsest_that_tiles_the_step_and_is_kept():
     assert rollup_levels_for(60) == (600, 1800, 3600, 7200)
-    assert rollup_levels_for(10) == (60, 600, 1800, 3600, 7200)
+    assert rollup_levels_for(10) == (60, 300, 600, 1800, 3600, 7200)
+    assert rollup_levels_for(30) == (60, 300, 600, 1800, 3600, 7200)
+    assert rollup_levels_for(45) == (60, 600, 1800, 3600, 7200)  # 300 s only at <= 30 s
+    assert rollup_level(300, 10) == 300  # a 24-hour chart of a 10 s GPU: one look-up a bucket
+    assert rollup_level(300, 45) == 60
     assert rollup_level(7200, 60) == 7200
     assert rollup_level(10800, 60) == 3600  # 7200 does not tile 10800 s buckets
     assert rollup_level(1800, 60) == 1800
     assert rollup_level(1200, 60) == 600
-    assert rollup_level(900, 10) == 60  # 600 does not tile 900 s buckets
+    assert rollup_level(900, 10) == 300  # 600 does not tile 900 s buckets; 300 does
     assert rollup_level(300, 60) is None  # no level finer than 600 s is kept at 60 s
     assert rollup_level(30, 10) is None
     assert rollup_level(3600, None) is None
@@ -147,10 +151,11 @@ def test_the_level_is_the_coarsest_that_tiles_the_step_and_is_kept():
 
 @pytest.mark.parametrize("level_s", [None, *ROLLUP_LEVELS_S])
 @pytest.mark.parametrize("grouped", [True, False])
-def test_history_query_is_a_key_range_search(db_path, level_s, grouped):
+@pytest.mark.parametrize("make_sql", [history_json_sql, columns_sql])
+def test_history_query_is_a_key_range_search(db_path, level_s, grouped, make_sql):
     conn = _connect(db_path)
     step_s = (level_s or 60) * (2 if grouped else 1)
-    sql = history_json_sql(METRIC_NAMES, level_s, step_s)  # what the web runs
+    sql = make_sql(METRIC_NAMES, level_s, step_s)  # what the web runs (rows, columns)
     plan = " ".join(
         row[-1] for row in conn.execute("EXPLAIN QUERY PLAN " + sql, (step_s, 10, 1, 0, 1e10, 0))
     )
@@ -161,3 +166,23 @@ def test_history_query_is_a_key_range_search(db_path, level_s, grouped):
         assert f"SEARCH {table} USING PRIMARY KEY (gpu_id=? AND ts>? AND ts<?)" in plan
         assert "SEARCH b USING AUTOMATIC COVERING INDEX (bucket=?)" in plan
     assert f"SCAN {table}" not in plan
+
+
+def test_version_10_fills_the_300_s_level_of_an_older_file_exactly(db_path, tmp_path):
+    """A file written before the 300 s level gets it from its 60 s level: the same rows the
+    writer keeps now (which the test above checks against the raw readings)."""
+    columns = ", ".join(f"{m}_sum, {m}_n, {m}_max" for m in METRIC_NAMES)
+    query = f"SELECT gpu_id, ts, n, {columns} FROM rollup_300 ORDER BY gpu_id, ts"
+    kept = _connect(db_path).execute(query).fetchall()
+    old = tmp_path / "old.db"
+    source = _connect(db_path)
+    source.backup(copy := sqlite3.connect(old))
+    source.close()
+    copy.execute("DROP TABLE rollup_300")
+    copy.executescript(MIGRATIONS[9])  # version 10, run on a file as version 9 left it
+    migrated = copy.execute(query).fetchall()
+    copy.close()
+    assert len(migrated) == len(kept) > 0
+    for mine, theirs in zip(migrated, kept, strict=True):
+        assert mine[:3] == theirs[:3]
+        assert _same(mine[3:], theirs[3:])

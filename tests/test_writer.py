@@ -236,6 +236,54 @@ def test_batch_peek_takes_whole_ticks_up_to_the_row_limit_and_commit_forgets_the
     assert batch.peek(max_rows=1) == [sent[2]]  # at least one tick, even past the limit
 
 
+def test_batch_holds_at_most_one_batch_decoded_and_the_rest_as_messages():
+    batch = PendingBatch(max_rows=10, max_age_s=0.5, max_bytes=1 << 30)
+    sent = ticks(12, 1_700_000_000.0, gpus=2)  # 24 readings: more than two batches
+    decoded_seen = []
+    for tick in sent:
+        frames = tick.to_frames()
+        batch.add(tick, now_s=0.0, size_bytes=held_bytes(frames), frames=frames)
+        decoded_seen.append(batch.decoded_rows)
+    assert max(decoded_seen) == batch.max_rows  # one batch decoded, the other 14 readings not
+    assert batch.rows == 24
+    assert batch.bytes == sum(held_bytes(tick.to_frames()) for tick in sent)  # as if decoded
+
+    stored: list[Tick] = []
+    while len(batch):
+        taken = batch.peek()
+        assert batch.decoded_rows <= batch.max_rows
+        stored += taken
+        batch.commit(len(taken))
+        # a tick arriving now goes behind the held messages, and is kept as one too
+        assert batch.decoded_rows <= batch.max_rows
+    assert stored == sent  # every tick, in order, decoded again exactly as sent
+    assert (batch.rows, batch.bytes, batch.decoded_rows) == (0, 0, 0)
+
+
+def test_a_burst_of_several_batches_is_stored_whole_with_one_batch_decoded_at_a_time(rig, clock):
+    r = rig()
+    per_batch = MAX_BATCH_ROWS // 64
+    sent = ticks(3 * per_batch + 5, 1_700_000_000.0, gpus=64)  # over three batches' readings
+    locker = r.lock()  # held first, as through an outage: every tick arrives before a flush
+    r.publish(*sent)
+    assert r.writer.batch.rows == 64 * len(sent)
+    assert r.writer.batch.decoded_rows <= MAX_BATCH_ROWS
+    clock.advance(MAX_BATCH_AGE_S)
+    assert not r.writer.flush()
+    assert r.writer.batch.decoded_rows <= MAX_BATCH_ROWS
+
+    locker.execute("ROLLBACK")
+    locker.close()
+    clock.advance(RETRY_BACKOFF_S[0])
+    flushes = 0
+    while r.writer.flush():
+        flushes += 1
+        assert r.writer.batch.decoded_rows <= MAX_BATCH_ROWS
+    assert flushes == 4  # one batch at a time
+    assert r.rows() == expected_rows(sent)
+    assert r.writer.status().dropped_ticks == 0
+
+
 # -- flushing -----------------------------------------------------------------------------------
 
 

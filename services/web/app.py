@@ -20,6 +20,7 @@ from services.web.alert_watch import AlertWatch
 from services.web.auth import SignInLimits, basic_auth, load_users
 from services.web.feed import LiveFeed
 from services.web.headers import setup_security_headers
+from services.web.history_cache import HISTORY_CACHE, HistoryCache
 from services.web.http_errors import (
     ERRORS,
     ErrorCollector,
@@ -27,7 +28,7 @@ from services.web.http_errors import (
     ServerLog,
     setup_server_errors,
 )
-from services.web.hub import SEND_QUEUE_SIZE, Hub
+from services.web.hub import Hub
 from services.web.idle_reads import IdleRuns
 from services.web.keys import (
     ALERTS,
@@ -44,6 +45,7 @@ from services.web.keys import (
 from services.web.metrics import COLLECTOR, METRICS_PATH, PipelineCollector, metrics
 from services.web.middlewares import compress_and_cache, json_errors
 from services.web.openapi import OPENAPI_PATH, openapi
+from services.web.page_assets import module_preloads
 from services.web.stale_watch import StaleWatch
 from services.web.store import QUERY_TIME_LIMIT_S, LaneLimits, Store
 from services.web.websocket import websocket
@@ -60,7 +62,6 @@ def create_app(
     templates_dir: Path = TEMPLATES_DIR,
     static_dir: Path = STATIC_DIR,
     query_time_limit_s: float = QUERY_TIME_LIMIT_S,
-    send_queue_size: int = SEND_QUEUE_SIZE,
     clock: Callable[[], float] = time.time,
 ) -> web.Application:
     """Return the web application for `config`; nothing is opened until it starts.
@@ -81,7 +82,7 @@ def create_app(
     setup_security_headers(app)
     setup_server_errors(app)
     app[ERRORS] = errors
-    hub = Hub(queue_size=send_queue_size)
+    hub = Hub(buffer_bytes=config.ws_send_buffer_bytes)
     app[CONFIG] = config
     app[STORE] = Store(
         config.db_path,
@@ -91,6 +92,7 @@ def create_app(
         cache_bytes=config.reader_cache_bytes,
     )
     app[IDLE_RUNS] = IdleRuns()
+    app[HISTORY_CACHE] = HistoryCache(config.history_cache_bytes)
     app[HUB] = hub
     app[CLOCK] = clock
     app[FEED] = LiveFeed(on_message=hub.publish, clock=clock)
@@ -105,7 +107,8 @@ def create_app(
         (ErrorCollector(errors), AlertCollector(app[ALERTS])),
     )
 
-    aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(templates_dir), autoescape=True)
+    env = aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(templates_dir), autoescape=True)
+    env.globals["module_preloads"] = module_preloads  # for the <head> macros in _parts.html
     app[aiohttp_jinja2.static_root_key] = "/static"
 
     app.cleanup_ctx.append(_reading)

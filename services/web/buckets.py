@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 DAY_S = 86400
@@ -71,3 +72,14 @@ def empty_buckets(first_bucket: int, bucket_count: int, step_s: int) -> list[dic
         {"ts": (first_bucket + offset) * step_s, "count": 0, "mean": None, "max": None}
         for offset in range(bucket_count)
     ]
+
+
+def empty_columns(
+    metrics: Sequence[str], bucket_count: int
+) -> tuple[list[int], dict[str, list[None]]]:
+    """Return the columns of a GPU with no reading in the range: counts 0, every value null.
+
+    The same shape as history_reads.columns_sql gives: (counts, {metric: [null...]}), the
+    second serving as both the means and the maxima.
+    """
+    return [0] * bucket_count, {name: [None] * bucket_count for name in metrics}

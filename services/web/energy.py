@@ -10,6 +10,9 @@ as the `energy` view, common.schema). A reading in error adds nothing. The count
 a gap and across error ticks (against the previous error-free reading), being a measure of what
 was really used: a counter that reads the same after an outage adds nothing.
 
+The walk is common.energy_pairs.integrate (the writer's energy buckets count with it too); the
+reads are services/web/energy_reads.py's.
+
 source per GPU: "counter" (every pair from the counter), "power" (every pair from power),
 "mixed" (some of each), "none" (no pair could say: kwh and cost are null).
 cost = kWh x PCW_ENERGY_PRICE_PER_KWH, null without a price.
@@ -21,55 +24,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from common.schema import ENERGY_MAX_GAP_INTERVALS
+from common.energy_pairs import EnergySums, integrate
+
+__all__ = ["EnergySums", "GpuEnergy", "energy_report", "integrate"]
 
 J_PER_KWH = 3_600_000.0
-
-
-@dataclass(frozen=True)
-class EnergySums:
-    """Joules and pairs of readings counted, by source."""
-
-    counter_j: float = 0.0
-    counter_pairs: int = 0
-    power_j: float = 0.0
-    power_pairs: int = 0
-
-
-def integrate(
-    readings: Iterable[tuple[float, float | None, float | None, str | None]], interval_s: float
-) -> EnergySums:
-    """Add up the energy between readings (ts, energy_j, power_w, error), in ts order.
-
-    A reading in error adds nothing and no power is integrated into or out of it; the counter's
-    increase is taken against the previous error-free reading, across error ticks and gaps.
-    The same rules as the `energy` view (common.schema), in Python: SQLite's window functions
-    took ten times as long as this loop over the same rows.
-    """
-    counter_j = power_j = 0.0
-    counter_pairs = power_pairs = 0
-    max_gap_s = ENERGY_MAX_GAP_INTERVALS * interval_s
-    prev_any_ts = prev_ts = prev_energy_j = prev_power_w = None
-    for ts, energy_j, power_w, error in readings:
-        if error is not None:
-            prev_any_ts = ts
-            continue
-        if prev_ts is not None:
-            if energy_j is not None and prev_energy_j is not None:
-                counter_j += energy_j - prev_energy_j if energy_j >= prev_energy_j else energy_j
-                counter_pairs += 1
-            elif (
-                prev_any_ts == prev_ts
-                and ts - prev_ts <= max_gap_s
-                and (power_w is not None or prev_power_w is not None)
-            ):
-                now_w = power_w if power_w is not None else prev_power_w
-                before_w = prev_power_w if prev_power_w is not None else power_w
-                power_j += (now_w + before_w) / 2 * (ts - prev_ts)  # type: ignore[operator]
-                power_pairs += 1
-        prev_any_ts = prev_ts = ts
-        prev_energy_j, prev_power_w = energy_j, power_w
-    return EnergySums(counter_j, counter_pairs, power_j, power_pairs)
 
 
 @dataclass(frozen=True)

@@ -5,13 +5,17 @@ A job for Store.call() (a range read: long=True), and the SQL it runs.
 
 from __future__ import annotations
 
+import math
 import sqlite3
 from collections.abc import Callable, Sequence
 
-from common.metrics import METRIC_NAMES
+import msgspec
+
+from common.metrics import METRIC_NAMES, METRICS
 from common.schema import rollup_levels_for, rollup_table
 from services.web.gpu_reads import read_gpus
-from services.web.rows import GpuBuckets, HistoryRows
+from services.web.history_cache import CacheKey, Columns, HistoryCache
+from services.web.rows import GpuBuckets, GpuColumns, GpuRow, HistoryRows
 
 
 def history_sql(metrics: Sequence[str], level_s: int | None = None) -> str:
@@ -43,6 +47,26 @@ def history_sql(metrics: Sequence[str], level_s: int | None = None) -> str:
     )
 
 
+def _bucket_source(
+    metrics: Sequence[str], level_s: int | None, step_s: int
+) -> tuple[str, str, dict[str, str], dict[str, str]]:
+    """Return the WITH clause, the join and each metric's mean and max expression of a bucket.
+
+    Where a rollup row is a bucket (level_s == step_s), each bucket is one key look-up on the
+    rollup table; else the buckets are history_sql's grouping, joined by bucket number.
+    """
+    if level_s is not None and level_s == step_s:
+        source = f"LEFT JOIN {rollup_table(level_s)} AS b ON b.gpu_id = ?3 AND b.ts = slots.k * ?1"
+        mean_of = {name: f"CAST(b.{name}_sum AS REAL) / b.{name}_n" for name in metrics}
+        max_of = {name: f"b.{name}_max" for name in metrics}
+        return "", source, mean_of, max_of
+    columns = ", ".join(f"c{i}" for i in range(2 * len(metrics)))
+    mean_of = {name: f"b.c{2 * i}" for i, name in enumerate(metrics)}
+    max_of = {name: f"b.c{2 * i + 1}" for i, name in enumerate(metrics)}
+    with_clause = f", b(bucket, n, {columns}) AS ({history_sql(metrics, level_s)})"
+    return with_clause, "LEFT JOIN b ON b.bucket = slots.k", mean_of, max_of
+
+
 def history_json_sql(metrics: Sequence[str], level_s: int | None, step_s: int) -> str:
     """Return the query that answers one GPU's buckets as the API's JSON array, built by SQLite.
 
@@ -52,17 +76,7 @@ def history_json_sql(metrics: Sequence[str], level_s: int | None, step_s: int) -
     buckets come from history_sql. Building the JSON in SQLite's C code takes a few ms where
     Python dicts took tens. Parameters: step_s, last bucket, gpu_id, low_s, high_s, first bucket.
     """
-    if level_s is not None and level_s == step_s:
-        source = f"LEFT JOIN {rollup_table(level_s)} AS b ON b.gpu_id = ?3 AND b.ts = slots.k * ?1"
-        mean_of = {name: f"CAST(b.{name}_sum AS REAL) / b.{name}_n" for name in metrics}
-        max_of = {name: f"b.{name}_max" for name in metrics}
-        with_clause = ""
-    else:
-        columns = ", ".join(f"c{i}" for i in range(2 * len(metrics)))
-        source = "LEFT JOIN b ON b.bucket = slots.k"
-        mean_of = {name: f"b.c{2 * i}" for i, name in enumerate(metrics)}
-        max_of = {name: f"b.c{2 * i + 1}" for i, name in enumerate(metrics)}
-        with_clause = f", b(bucket, n, {columns}) AS ({history_sql(metrics, level_s)})"
+    with_clause, source, mean_of, max_of = _bucket_source(metrics, level_s, step_s)
     mean = ", ".join(f"'{name}', {mean_of[name]}" for name in metrics)
     top = ", ".join(f"'{name}', {max_of[name]}" for name in metrics)
     return (
@@ -71,6 +85,40 @@ def history_json_sql(metrics: Sequence[str], level_s: int | None, step_s: int) -
         "SELECT json_group_array(json_object('ts', slots.k * ?1, 'count', coalesce(b.n, 0), "
         f"'mean', CASE WHEN b.n IS NULL THEN NULL ELSE json_object({mean}) END, "
         f"'max', CASE WHEN b.n IS NULL THEN NULL ELSE json_object({top}) END)) "
+        f"FROM slots {source} WHERE ?4 < ?5"
+    )
+
+
+# Decimals a mean keeps in the columns shape, by the metric's stored type: a mean of whole
+# percents, degrees, MHz or bytes is shown whole; watts and joules to the hundredth. The old
+# rows shape printed 15 digits, most of the answer's bytes and none of its meaning.
+MEAN_DECIMALS = {metric.name: 0 if metric.sql_type == "INTEGER" else 2 for metric in METRICS}
+
+
+def _rounded(expr: str, name: str) -> str:
+    """Return expr rounded to what metric `name` carries (SQLite's round: half away from 0)."""
+    if MEAN_DECIMALS[name] == 0:
+        return f"CAST(round({expr}) AS INTEGER)"
+    return f"round({expr}, {MEAN_DECIMALS[name]})"
+
+
+def columns_sql(metrics: Sequence[str], level_s: int | None, step_s: int) -> str:
+    """Return the query that answers one GPU's buckets as three JSON columns, built by SQLite.
+
+    The same buckets, gaps and values as history_json_sql, one array per statistic: the reading
+    counts (0 in a gap), then {metric: [mean per bucket]} and {metric: [max per bucket]}, null
+    where the bucket holds no value of the metric; means rounded (MEAN_DECIMALS). The arrays
+    follow the bucket numbers first..last in order. Parameters as history_json_sql's.
+    """
+    with_clause, source, mean_of, max_of = _bucket_source(metrics, level_s, step_s)
+    mean = ", ".join(
+        f"'{name}', json_group_array({_rounded(mean_of[name], name)})" for name in metrics
+    )
+    top = ", ".join(f"'{name}', json_group_array({max_of[name]})" for name in metrics)
+    return (
+        "WITH RECURSIVE slots(k) AS (SELECT ?6 UNION ALL SELECT k + 1 FROM slots WHERE k < ?2)"
+        f"{with_clause} "
+        f"SELECT json_group_array(coalesce(b.n, 0)), json_object({mean}), json_object({top}) "
         f"FROM slots {source} WHERE ?4 < ?5"
     )
 
@@ -98,12 +146,16 @@ def history_job(
     step_s: int,
     metrics: Sequence[str],
     hosts: Sequence[str] = (),
+    columns: bool = True,
+    cache: HistoryCache | None = None,
 ) -> Callable[[sqlite3.Connection], HistoryRows]:
     """Return a job reading the buckets first_bucket.. (each step_s seconds) of the named GPUs.
 
     Whole buckets are read, so a bucket's value never depends on where the range cut it.
     With no UUIDs, every GPU whose first..last reading overlaps the buckets is chosen.
     With hosts, only GPUs of those hosts are chosen (both given: the named GPUs of those hosts).
+    As columns (GpuColumns, encoded here, on the reader thread) or rows (GpuBuckets); columns
+    come through `cache` when given (read_columns).
     """
     last_bucket = first_bucket + bucket_count - 1
     low_s, high_s = first_bucket * step_s, (last_bucket + 1) * step_s
@@ -121,11 +173,110 @@ def history_job(
         missing_hosts = [host for host in hosts if host not in stored_hosts]
         if hosts:
             chosen = [gpu for gpu in chosen if gpu.host in hosts]
-        series = []
+        series: list[GpuBuckets | GpuColumns] = []
         for gpu in chosen:
-            sql = history_json_sql(metrics, rollup_level(step_s, gpu.interval_s), step_s)
+            level_s = rollup_level(step_s, gpu.interval_s)
             params = (step_s, last_bucket, gpu.gpu_id, low_s, high_s, first_bucket)
-            series.append(GpuBuckets(gpu, conn.execute(sql, params).fetchone()[0]))
+            if columns:
+                read = read_columns(
+                    conn, gpu, level_s, step_s, first_bucket, last_bucket, metrics, cache
+                )
+                series.append(
+                    GpuColumns(
+                        gpu,
+                        _ENCODE(read.counts),
+                        _ENCODE(read.means),
+                        _ENCODE(read.maxima),
+                    )
+                )
+            else:
+                sql = history_json_sql(metrics, level_s, step_s)
+                series.append(GpuBuckets(gpu, conn.execute(sql, params).fetchone()[0]))
         return HistoryRows(series, missing, missing_hosts)
 
     return job
+
+
+_ENCODE = msgspec.json.Encoder().encode
+_DECODE_COUNTS = msgspec.json.Decoder(list[int]).decode
+_DECODE_VALUES = msgspec.json.Decoder(dict[str, list[float | int | None]]).decode
+
+
+def _columns_from_sql(
+    conn: sqlite3.Connection,
+    gpu_id: int,
+    level_s: int | None,
+    step_s: int,
+    first_bucket: int,
+    last_bucket: int,
+    metrics: Sequence[str],
+) -> Columns:
+    """Return buckets first..last of one GPU, read with columns_sql."""
+    params = (
+        step_s,
+        last_bucket,
+        gpu_id,
+        first_bucket * step_s,
+        (last_bucket + 1) * step_s,
+        first_bucket,
+    )
+    counts, means, maxima = conn.execute(columns_sql(metrics, level_s, step_s), params).fetchone()
+    return Columns(
+        first_bucket, _DECODE_COUNTS(counts), _DECODE_VALUES(means), _DECODE_VALUES(maxima)
+    )
+
+
+def readings_in_sql(level_s: int | None) -> str:
+    """Return the query counting a GPU's readings in [?2, ?3), from the table its buckets come
+    from: what validates a cached stretch of closed buckets (history_cache)."""
+    if level_s is None:
+        return "SELECT count(*) FROM samples WHERE gpu_id = ?1 AND ts >= ?2 AND ts < ?3"
+    return (
+        f"SELECT total(n) FROM {rollup_table(level_s)} WHERE gpu_id = ?1 AND ts >= ?2 AND ts < ?3"
+    )
+
+
+def read_columns(
+    conn: sqlite3.Connection,
+    gpu: GpuRow,
+    level_s: int | None,
+    step_s: int,
+    first_bucket: int,
+    last_bucket: int,
+    metrics: Sequence[str],
+    cache: HistoryCache | None,
+) -> Columns:
+    """Return buckets first..last of one GPU as columns, reading only what the cache lacks.
+
+    The buckets before the one that holds the GPU's newest reading are closed and are kept in
+    the cache. A cached stretch is used when the readings the file counts in it are still its
+    counts' sum (a late or purged reading changes that); then only the buckets after it (the
+    open edge) are read.
+    """
+    if cache is None:
+        return _columns_from_sql(
+            conn, gpu.gpu_id, level_s, step_s, first_bucket, last_bucket, metrics
+        )
+    key: CacheKey = (gpu.gpu_id, step_s, level_s, tuple(metrics))
+    closed_end = max(first_bucket, min(last_bucket + 1, math.floor(gpu.last_ts / step_s)))
+    held = cache.get(key)
+    if held is not None and held.first <= first_bucket < held.end:
+        hit_end = min(closed_end, held.end)
+        cached = held.slice(first_bucket, hit_end)
+        counted = conn.execute(
+            readings_in_sql(level_s), (gpu.gpu_id, first_bucket * step_s, hit_end * step_s)
+        ).fetchone()[0]
+        if hit_end > first_bucket and int(counted) == sum(cached.counts):
+            if hit_end > last_bucket:
+                return cached
+            edge = _columns_from_sql(
+                conn, gpu.gpu_id, level_s, step_s, hit_end, last_bucket, metrics
+            )
+            whole = cached.then(edge)
+            if closed_end > held.end:
+                cache.put(key, whole.slice(first_bucket, closed_end))
+            return whole
+    whole = _columns_from_sql(conn, gpu.gpu_id, level_s, step_s, first_bucket, last_bucket, metrics)
+    if closed_end > first_bucket:
+        cache.put(key, whole.slice(first_bucket, closed_end))
+    return whole

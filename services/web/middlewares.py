@@ -21,13 +21,15 @@ COMPRESS_MIN_BYTES = 1024
 # answer, which would hold every websocket and request of the event loop meanwhile.
 COMPRESS_IN_THREAD_BYTES = 64 * 1024
 STATIC_PREFIX = "/static/"
-# A day, then revalidated with the ETag aiohttp sends: a new release's page asks for its assets
-# with a new ?v=, and url('static', filename=...) in a template adds a hash of the file.
-STATIC_CACHE_CONTROL = "public, max-age=86400"
-# The page's ES modules: app.js imports them by relative URLs, which carry no ?v=, so the browser
-# asks again on every load (a 304 while the ETag matches): a new entry never meets an old module.
-STATIC_MODULES_PREFIX = "/static/js/"
-STATIC_MODULES_CACHE_CONTROL = "no-cache"
+# Asked for by a versioned URL: url('static', filename=...) in a template adds ?v=<hash of the
+# file>, and the built modules import each other with ?v=<build version> (scripts/asset_build.py),
+# so a changed file always comes by a new URL and one URL's bytes never change: kept a year,
+# never revalidated.
+STATIC_VERSIONED_CACHE_CONTROL = "public, max-age=31536000, immutable"
+STATIC_VERSION_PARAM = "v"
+# Any other static URL (the readable modules, which import each other without ?v=) is asked
+# again on every load, a 304 while the ETag matches: a new entry never meets an old module.
+STATIC_CACHE_CONTROL = "no-cache"
 COMPRESSIBLE_TYPES = frozenset(
     ("application/json", "text/html", "text/plain", "text/css", "text/javascript")
 )
@@ -89,11 +91,11 @@ async def compress_and_cache(request: web.Request, handler: Handler) -> web.Stre
     accepts_gzip = "gzip" in request.headers.get(hdrs.ACCEPT_ENCODING, "").lower()
     if request.path.startswith(STATIC_PREFIX):
         if isinstance(response, web.FileResponse) and not await _static_file_exists(request):
-            # aiohttp would answer an empty 404 when it opens the file; cached for a day here
+            # aiohttp would answer an empty 404 when it opens the file, with the cache header
             raise web.HTTPNotFound()
         response.headers[hdrs.CACHE_CONTROL] = (
-            STATIC_MODULES_CACHE_CONTROL
-            if request.path.startswith(STATIC_MODULES_PREFIX)
+            STATIC_VERSIONED_CACHE_CONTROL
+            if request.query.get(STATIC_VERSION_PARAM)
             else STATIC_CACHE_CONTROL
         )
         if (

@@ -17,7 +17,7 @@ from aiohttp import web
 from common.messages import MAX_EPOCH_S, MAX_HOST_CHARS, MAX_UUID_CHARS
 from common.metrics import METRIC_NAMES
 from services.web import shapes
-from services.web.params import MAX_GPUS, MAX_HOSTS, MAX_POINTS
+from services.web.params import HISTORY_SHAPES, MAX_GPUS, MAX_HOSTS, MAX_POINTS
 from services.web.usage import USAGE_KEYS
 from services.web.views import package_version
 
@@ -75,6 +75,7 @@ class Route:
     method: str = "get"
     body: Any = None
     path_params: tuple[str, ...] = ()
+    also: Any = None  # another reply shape a parameter asks for (the deprecated history rows)
 
 
 ROUTES: tuple[Route, ...] = (
@@ -82,8 +83,10 @@ ROUTES: tuple[Route, ...] = (
     Route("/api/v1/hosts", "Every host: when last seen, and whether stale.", shapes.HostsReply),
     Route(
         "/api/v1/history",
-        "Bucketed series (mean and max per metric) of the asked GPUs over a range.",
-        shapes.HistoryReply,
+        "Bucketed series (mean and max per metric) of the asked GPUs over a range, as columns"
+        " (HistoryColumnsReply), or with shape=rows one object per bucket (HistoryReply,"
+        " deprecated: kept for one release).",
+        shapes.HistoryColumnsReply,
         (
             GPUS,
             HOST,
@@ -101,8 +104,15 @@ ROUTES: tuple[Route, ...] = (
                 {"enum": list(METRIC_NAMES)},
                 len(METRIC_NAMES),
             ),
+            Param(
+                "shape",
+                "columns (default): one array per statistic; rows: one object per bucket"
+                " (deprecated).",
+                {"enum": list(HISTORY_SHAPES)},
+            ),
         ),
         (400, 404),
+        also=shapes.HistoryReply,
     ),
     Route(
         "/api/v1/processes",
@@ -221,9 +231,10 @@ EXTRA_TYPES = (
 
 
 def _raw_schema(kind: type) -> dict[str, Any]:
-    """Describe msgspec.Raw: only the history's buckets, JSON already encoded by SQLite."""
+    """Describe msgspec.Raw: nothing here; each Raw field's Meta in shapes says what it holds
+    (the history's JSON, already encoded by SQLite)."""
     if kind is msgspec.Raw:
-        return {"type": "array", "items": {"$ref": REF_TEMPLATE.format(name="Bucket")}}
+        return {}
     raise NotImplementedError(kind)
 
 
@@ -247,8 +258,10 @@ def _content(ref: dict[str, Any]) -> dict[str, Any]:
 
 def _operation(route: Route, refs: dict[Any, dict[str, Any]]) -> dict[str, Any]:
     error_ref = refs[shapes.ErrorBody]
-    if route.reply is not None:
-        body: dict[str, Any] = _content(refs[route.reply])
+    if route.also is not None:
+        body: dict[str, Any] = _content({"anyOf": [refs[route.reply], refs[route.also]]})
+    elif route.reply is not None:
+        body = _content(refs[route.reply])
     elif route.path == OPENAPI_PATH:
         body = _content({"type": "object"})
     elif route.media_type:
@@ -295,6 +308,7 @@ def openapi_document(version: str) -> dict[str, Any]:
     """Return the OpenAPI 3.1 document of every route, its schemas generated from the shapes."""
     types = [route.reply for route in ROUTES if route.reply is not None]
     types += [route.body for route in ROUTES if route.body is not None]
+    types += [route.also for route in ROUTES if route.also is not None]
     types += [shapes.ErrorBody, *EXTRA_TYPES]
     types = list(dict.fromkeys(types))
     refs_list, components = msgspec.json.schema_components(

@@ -24,7 +24,10 @@ MAX_POINTS = 2000
 MAX_GPUS = 1024
 MAX_HOSTS = 1024
 
-HISTORY_PARAMETERS = ("gpu", "host", "from", "to", "points", "metric")
+HISTORY_PARAMETERS = ("gpu", "host", "from", "to", "points", "metric", "shape")
+# The history's answer: columns (the default), or one object per bucket as before version 10
+# of the schema (deprecated: kept one release for scripts that read it).
+HISTORY_SHAPES = ("columns", "rows")
 PROCESSES_PARAMETERS = ("gpu", "at")
 USAGE_PARAMETERS = ("from", "to", "by", "gpu")
 ENERGY_PARAMETERS = ("from", "to", "host")
@@ -47,6 +50,7 @@ class HistoryQuery:
     points: int
     metrics: tuple[str, ...]
     hosts: tuple[str, ...] = ()  # empty: every host; else only the GPUs of these hosts
+    shape: str = "columns"  # one of HISTORY_SHAPES
 
 
 @dataclass(frozen=True)
@@ -66,9 +70,12 @@ def parse_history_query(query: MultiMapping[str], now_s: float) -> HistoryQuery:
     `to` defaults to now_s and `from` to an hour before `to`.
     """
     _only(query, HISTORY_PARAMETERS)
-    single = _single(query, ("from", "to", "points"))
+    single = _single(query, ("from", "to", "points", "shape"))
     from_s, to_s = _range(single, now_s, DEFAULT_RANGE_S)
     points = _points(single)
+    shape = single.get("shape", HISTORY_SHAPES[0])
+    if shape not in HISTORY_SHAPES:
+        raise ParamError(f"shape={shown(shape)} is not one of {', '.join(HISTORY_SHAPES)}")
     return HistoryQuery(
         gpu_uuids=_gpu_uuids(query.getall("gpu", [])),
         from_s=from_s,
@@ -76,6 +83,7 @@ def parse_history_query(query: MultiMapping[str], now_s: float) -> HistoryQuery:
         points=points,
         metrics=_metrics(query.getall("metric", [])),
         hosts=parse_hosts(query.getall("host", [])),
+        shape=shape,
     )
 
 

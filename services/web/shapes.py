@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -169,16 +169,61 @@ class Series(msgspec.Struct):
     host: str
     gpu_index: int
     gpu_name: str
-    buckets: msgspec.Raw  # a JSON array of Bucket, encoded by SQLite (the document says so)
+    # a JSON array of Bucket, encoded by SQLite
+    buckets: Annotated[
+        msgspec.Raw,
+        msgspec.Meta(
+            extra_json_schema={"type": "array", "items": {"$ref": "#/components/schemas/Bucket"}}
+        ),
+    ]
 
 
 class HistoryReply(msgspec.Struct):
-    """GET /api/v1/history."""
+    """GET /api/v1/history?shape=rows: one object per bucket (deprecated, kept for a release)."""
 
     from_: float = msgspec.field(name="from")
     to: float
     step_s: int
     series: list[Series]
+
+
+_COUNTS_SCHEMA = {"type": "array", "items": {"type": "integer"}}
+_VALUES_SCHEMA = {
+    "type": "object",
+    "additionalProperties": {
+        "type": "array",
+        "items": {"anyOf": [{"type": "number"}, {"type": "null"}]},
+    },
+}
+
+
+class ColumnSeries(msgspec.Struct):
+    """One GPU's buckets as columns, each array in the order of HistoryColumnsReply.ts.
+
+    count: readings per bucket (0: a gap). mean and max: {metric: [value per bucket]}, null
+    where the bucket holds no value of the metric (every metric in a gap). A mean is rounded to
+    what the metric carries: whole numbers for integer metrics (%, C, MHz, bytes, kB/s), two
+    decimals for watts and joules. The arrays are encoded by SQLite.
+    """
+
+    gpu_uuid: str
+    host: str
+    gpu_index: int
+    gpu_name: str
+    count: Annotated[msgspec.Raw, msgspec.Meta(extra_json_schema=_COUNTS_SCHEMA)]
+    mean: Annotated[msgspec.Raw, msgspec.Meta(extra_json_schema=_VALUES_SCHEMA)]
+    max: Annotated[msgspec.Raw, msgspec.Meta(extra_json_schema=_VALUES_SCHEMA)]
+
+
+class HistoryColumnsReply(msgspec.Struct):
+    """GET /api/v1/history: the bucket starts once (`ts`, UTC epoch seconds, step_s apart),
+    then each GPU's columns."""
+
+    from_: float = msgspec.field(name="from")
+    to: float
+    step_s: int
+    ts: list[int]
+    series: list[ColumnSeries]
 
 
 class ProcessesReply(msgspec.Struct):

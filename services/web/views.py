@@ -12,7 +12,7 @@ import msgspec
 from aiohttp import web
 
 from common.config import Config
-from services.web.buckets import bucket_span, choose_step_s, empty_buckets
+from services.web.buckets import bucket_span, choose_step_s, empty_buckets, empty_columns
 from services.web.fleet import (
     Idleness,
     Live,
@@ -23,13 +23,23 @@ from services.web.fleet import (
 )
 from services.web.gpu_reads import gpus_with_latest_job
 from services.web.health import HealthInputs, assess, current_gpu_errors
+from services.web.history_cache import HISTORY_CACHE
 from services.web.history_reads import history_job
 from services.web.idle_reads import idle_job
 from services.web.keys import CLOCK, CONFIG, COUNTERS, FEED, HUB, IDLE_RUNS, STORE, WRITER
-from services.web.params import ParamError, parse_history_query
+from services.web.params import HistoryQuery, ParamError, parse_history_query
 from services.web.replies import error_reply, json_reply, not_known_reply
-from services.web.rows import GpuLatest, HistoryRows
-from services.web.shapes import GpusReply, Health, HistoryReply, HostsReply, Series
+from services.web.rows import GpuBuckets, GpuColumns, GpuLatest, HistoryRows
+from services.web.shapes import (
+    ColumnSeries,
+    GpusReply,
+    Health,
+    HistoryColumnsReply,
+    HistoryReply,
+    HostsReply,
+    Series,
+)
+from services.web.skeleton import skeleton
 from services.web.store import StoreError
 
 PACKAGE = "pycudawatch"
@@ -45,8 +55,9 @@ def package_version() -> str:
 
 
 async def index(request: web.Request) -> web.Response:
-    """Render the dashboard page; its script fetches the data itself."""
-    return aiohttp_jinja2.render_template("index.html", request, page_context(request.app[CONFIG]))
+    """Render the dashboard page with its cards' places; its script fetches the data itself."""
+    context = {**page_context(request.app[CONFIG]), "skeleton": await skeleton(request)}
+    return aiohttp_jinja2.render_template("index.html", request, context)
 
 
 def page_context(config: Config) -> dict[str, Any]:
@@ -99,16 +110,29 @@ async def hosts(request: web.Request) -> web.Response:
 
 
 async def history(request: web.Request) -> web.Response:
-    """Answer the bucketed series of the asked GPUs between `from` and `to` (epoch seconds)."""
+    """Answer the bucketed series of the asked GPUs between `from` and `to` (epoch seconds).
+
+    As columns (HistoryColumnsReply), or with shape=rows one object per bucket (HistoryReply,
+    deprecated). SQLite builds each GPU's arrays on a range-read thread; the reply only places
+    them (msgspec.Raw), and a large body is gzipped off the event loop (middlewares).
+    """
     try:
         query = parse_history_query(request.query, now_s=time.time())
     except ParamError as error:
         return error_reply(str(error), 400)
+    columns = query.shape == "columns"
     step_s = choose_step_s(query.from_s, query.to_s, query.points)
     first_bucket, bucket_count = bucket_span(query.from_s, query.to_s, step_s)
     rows = await request.app[STORE].call(
         history_job(
-            query.gpu_uuids, first_bucket, bucket_count, step_s, query.metrics, query.hosts
+            query.gpu_uuids,
+            first_bucket,
+            bucket_count,
+            step_s,
+            query.metrics,
+            query.hosts,
+            columns=columns,
+            cache=request.app[HISTORY_CACHE],
         ),
         HistoryRows([], list(query.gpu_uuids), list(query.hosts)),
         long=True,
@@ -118,6 +142,21 @@ async def history(request: web.Request) -> web.Response:
     if unknown is not None:
         return unknown
     in_feed = live_readings(ticks)
+    # GPUs the live feed knows but the file does not hold yet: no history, so all gaps.
+    low_s, high_s = first_bucket * step_s, (first_bucket + bucket_count) * step_s
+    listed = {item.gpu.gpu_uuid for item in rows.series}
+    wanted = rows.missing_uuids if query.gpu_uuids else list(in_feed)
+    live_only: list[tuple[str, str, int, str]] = []
+    for uuid in wanted:
+        tick, reading = in_feed[uuid]
+        if query.hosts and tick.host not in query.hosts:
+            continue
+        if uuid not in listed and (query.gpu_uuids or low_s <= tick.ts < high_s):
+            live_only.append((uuid, tick.host, reading.index, reading.name))
+    if columns:
+        return json_reply(
+            _columns_reply(query, step_s, first_bucket, bucket_count, rows, live_only)
+        )
     series = [
         Series(
             item.gpu.gpu_uuid,
@@ -127,24 +166,47 @@ async def history(request: web.Request) -> web.Response:
             msgspec.Raw(item.buckets_json.encode()),
         )
         for item in rows.series
+        if isinstance(item, GpuBuckets)
     ]
-    # GPUs the live feed knows but the file does not hold yet: no history, so all gaps.
-    low_s, high_s = first_bucket * step_s, (first_bucket + bucket_count) * step_s
-    listed = {entry.gpu_uuid for entry in series}
-    wanted = rows.missing_uuids if query.gpu_uuids else list(in_feed)
-    gaps: msgspec.Raw | None = None  # the same for every such GPU: encoded once
-    for uuid in wanted:
-        tick, reading = in_feed[uuid]
-        if query.hosts and tick.host not in query.hosts:
-            continue
-        if uuid not in listed and (query.gpu_uuids or low_s <= tick.ts < high_s):
-            if gaps is None:
-                gaps = msgspec.Raw(
-                    msgspec.json.encode(empty_buckets(first_bucket, bucket_count, step_s))
-                )
-            series.append(Series(uuid, tick.host, reading.index, reading.name, gaps))
+    if live_only:  # the same for every such GPU: encoded once
+        gaps = msgspec.Raw(msgspec.json.encode(empty_buckets(first_bucket, bucket_count, step_s)))
+        series.extend(Series(*identity, gaps) for identity in live_only)
     series.sort(key=lambda entry: (entry.host, entry.gpu_index, entry.gpu_uuid))
     return json_reply(HistoryReply(query.from_s, query.to_s, step_s, series))
+
+
+def _columns_reply(
+    query: HistoryQuery,
+    step_s: int,
+    first_bucket: int,
+    bucket_count: int,
+    rows: HistoryRows,
+    live_only: list[tuple[str, str, int, str]],
+) -> HistoryColumnsReply:
+    """Return the columns answer: SQLite's arrays as they are, gaps for the live-only GPUs."""
+    series = [
+        ColumnSeries(
+            item.gpu.gpu_uuid,
+            item.gpu.host,
+            item.gpu.gpu_index,
+            item.gpu.gpu_name,
+            msgspec.Raw(item.counts_json),
+            msgspec.Raw(item.means_json),
+            msgspec.Raw(item.maxima_json),
+        )
+        for item in rows.series
+        if isinstance(item, GpuColumns)
+    ]
+    if live_only:  # the same for every such GPU: encoded once
+        counts, values = empty_columns(query.metrics, bucket_count)
+        zeros, nulls = (
+            msgspec.Raw(msgspec.json.encode(counts)),
+            msgspec.Raw(msgspec.json.encode(values)),
+        )
+        series.extend(ColumnSeries(*identity, zeros, nulls, nulls) for identity in live_only)
+    series.sort(key=lambda entry: (entry.host, entry.gpu_index, entry.gpu_uuid))
+    ts = [(first_bucket + offset) * step_s for offset in range(bucket_count)]
+    return HistoryColumnsReply(query.from_s, query.to_s, step_s, ts, series)
 
 
 async def healthz(request: web.Request) -> web.Response:

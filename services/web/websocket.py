@@ -66,5 +66,5 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         async for _message in ws:
             pass
     finally:
-        await hub.leave(ws)
+        hub.leave(ws)
     return ws

@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import operator
 import sqlite3
 from collections.abc import Mapping
 
@@ -36,7 +37,32 @@ _SLOW_COLUMNS = (
     "pcie_replays",
     "pcie_link_gen",
 )
-_SLOW = tuple(name in _SLOW_COLUMNS for name in HEALTH_STATE_COLUMNS)
+_FAST_VALUES = operator.itemgetter(
+    *(index for index, name in enumerate(HEALTH_STATE_COLUMNS) if name not in _SLOW_COLUMNS)
+)
+_COUNTER_NAMES = HEALTH_STATE_COLUMNS[1:10]  # clocks_event_reasons .. remapped_rows_uncorrectable
+_COUNTERS_TO_REMAP = operator.attrgetter(*_COUNTER_NAMES)
+_LIMIT_VALUES = operator.attrgetter("pcie_max_gen", "pcie_max_width", "nvlink_links")
+_NO_LIMITS = (None, None, None)
+# The order state_of() builds its tuple in; importing fails if the schema's columns change.
+_STATE_ORDER = (
+    "findings",
+    *_COUNTER_NAMES,
+    "remap_pending",
+    "remap_failure",
+    "retired_pages_sbe",
+    "retired_pages_dbe",
+    "retired_pages_pending",
+    "pcie_link_gen",
+    "pcie_link_width",
+    "pcie_max_gen",
+    "pcie_max_width",
+    "pcie_replays",
+    "nvlink_links",
+    "nvlink_links_active",
+)
+if _STATE_ORDER != HEALTH_STATE_COLUMNS:
+    raise ImportError("services.writer.health_states: state_of() no longer matches the schema")
 _REASONS = HEALTH_STATE_COLUMNS.index("clocks_event_reasons")
 _INSERT = (
     f"INSERT OR IGNORE INTO health_states (gpu_id, ts, {_COLUMNS})"
@@ -56,36 +82,35 @@ def state_of(reading: GpuReading) -> State | None:
     health, limits = reading.health, reading.limits
     if reading.error is not None or health is None:
         return None
-    found = reading_findings(reading)
-    values = {
-        "findings": finding_bits(found),
-        "remap_pending": _flag(health.remap_pending),
-        "remap_failure": _flag(health.remap_failure),
-        "retired_pages_pending": _flag(health.retired_pages_pending),
-        "pcie_max_gen": None if limits is None else limits.pcie_max_gen,
-        "pcie_max_width": None if limits is None else limits.pcie_max_width,
-        "nvlink_links": None if limits is None else limits.nvlink_links,
-    }
-    return tuple(
-        values[name] if name in values else getattr(health, name) for name in HEALTH_STATE_COLUMNS
+    # HEALTH_STATE_COLUMNS's order, spelled out: one tuple per reading, no loop over names
+    # (the writer does this for every reading of every tick; _STATE_ORDER checks the order).
+    limit_values = _NO_LIMITS if limits is None else _LIMIT_VALUES(limits)
+    return (
+        finding_bits(reading_findings(reading)),
+        *_COUNTERS_TO_REMAP(health),
+        _flag(health.remap_pending),
+        _flag(health.remap_failure),
+        health.retired_pages_sbe,
+        health.retired_pages_dbe,
+        _flag(health.retired_pages_pending),
+        health.pcie_link_gen,
+        health.pcie_link_width,
+        limit_values[0],
+        limit_values[1],
+        health.pcie_replays,
+        limit_values[2],
+        health.nvlink_links_active,
     )
-
-
-def changed(previous: State, previous_ts: float, state: State, ts: float) -> bool:
-    """Return whether a reading at ts with this state is stored after the row (previous_ts)."""
-    if ts <= previous_ts:
-        return False  # a replay, or older than what is stored
-    if _at_once(previous) != _at_once(state):
-        return True
-    return previous != state and ts - previous_ts >= COUNTER_ROW_S
 
 
 def store_health_states(
     conn: sqlite3.Connection, ticks: list[Tick], gpu_ids: Mapping[str, int]
 ) -> None:
     """Insert the rows the ticks' changes of health make, in the caller's transaction."""
-    last: dict[int, tuple[float, State] | None] = {}
+    # per GPU: its newest row's time, state and the part of it stored at once (_at_once)
+    last: dict[int, tuple[float, State, State] | None] = {}
     for tick in ticks:
+        ts = tick.ts
         for reading in tick.gpus:
             state = state_of(reading)
             if state is None:
@@ -93,16 +118,26 @@ def store_health_states(
             gpu_id = gpu_ids[reading.uuid]
             if gpu_id not in last:
                 row = conn.execute(_LAST, (gpu_id,)).fetchone()
-                last[gpu_id] = None if row is None else (row[0], tuple(row[1:]))
+                if row is None:
+                    last[gpu_id] = None
+                else:
+                    stored = tuple(row[1:])
+                    last[gpu_id] = (row[0], stored, _at_once(stored))
             held = last[gpu_id]
-            if held is not None and tick.ts < held[0]:
+            if held is None:
+                conn.execute(_INSERT, (gpu_id, ts, *state))
+                last[gpu_id] = (ts, state, _at_once(state))
+            elif ts < held[0]:
                 # older than the newest row: a replay after an outage, which may come after the
                 # live ticks. Judged against the row that held at its own time.
-                if _changes_history(conn, gpu_id, tick.ts, state):
-                    conn.execute(_INSERT, (gpu_id, tick.ts, *state))
-            elif held is None or changed(held[1], held[0], state, tick.ts):
-                conn.execute(_INSERT, (gpu_id, tick.ts, *state))
-                last[gpu_id] = (tick.ts, state)
+                if _changes_history(conn, gpu_id, ts, state):
+                    conn.execute(_INSERT, (gpu_id, ts, *state))
+            elif ts > held[0] and state != held[1]:
+                # a change stored at once, or a slow counter's after COUNTER_ROW_S
+                at_once = _at_once(state)
+                if at_once != held[2] or ts - held[0] >= COUNTER_ROW_S:
+                    conn.execute(_INSERT, (gpu_id, ts, *state))
+                    last[gpu_id] = (ts, state, at_once)
 
 
 def _changes_history(conn: sqlite3.Connection, gpu_id: int, ts: float, state: State) -> bool:
@@ -119,6 +154,5 @@ def _flag(value: bool | None) -> int | None:
 
 def _at_once(state: State) -> State:
     """Return the part of a state whose change is stored at once."""
-    kept = tuple(value for value, slow in zip(state, _SLOW, strict=True) if not slow)
     reasons = state[_REASONS]
-    return (*kept, None if reasons is None else reasons & LIMITING_REASONS_MASK)
+    return (*_FAST_VALUES(state), None if reasons is None else reasons & LIMITING_REASONS_MASK)

@@ -141,7 +141,10 @@ class Writer:
         return taken > 0
 
     def accept(self, frames: list[bytes], source: Source | None = None) -> bool:
-        """Decode one tick into the batch; ask for any gap it reveals; drop it if malformed."""
+        """Decode one tick into the batch; ask for any gap it reveals; drop it if malformed.
+
+        Past one batch held decoded, the batch keeps the tick as its message (see batch.py).
+        """
         try:
             tick = Tick.from_frames(frames)
         except DecodeError as error:
@@ -149,7 +152,7 @@ class Writer:
             return False
         gap = self.tracker.observe(tick.sampler_id, tick.host, tick.seq)
         position = self.tracker.runs[tick.sampler_id].position
-        dropped = self.batch.add(tick, self.monotonic(), position, held_bytes(frames))
+        dropped = self.batch.add(tick, self.monotonic(), position, held_bytes(frames), frames)
         if dropped:
             self._dropped(dropped)
         if gap and source is not None:

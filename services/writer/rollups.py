@@ -8,14 +8,17 @@ replayed or duplicated reading can never be counted twice.
 from __future__ import annotations
 
 import math
+import operator
 import sqlite3
 from collections.abc import Iterable
 
 from common.messages import Tick
 from common.metrics import METRIC_NAMES
 from common.schema import ROLLUP_LEVELS_S, rollup_levels_for, rollup_table
+from services.writer import energy_buckets
 
 RAW = "samples"
+_UUID = operator.attrgetter("uuid")
 
 
 def _columns() -> str:
@@ -50,18 +53,29 @@ _REFRESH = {
 def touched_buckets(
     ticks: Iterable[Tick], gpu_ids: dict[str, int]
 ) -> dict[int, set[tuple[str, int, float]]]:
-    """Return, per level, the (source table, gpu_id, bucket start) that the ticks changed."""
-    touched: dict[int, set[tuple[str, int, float]]] = {level: set() for level in ROLLUP_LEVELS_S}
-    seen: set[tuple[int, float, tuple[str, ...]]] = set()
+    """Return, per level, the (source table, gpu_id, bucket start) that the ticks changed.
+
+    Per tick, not per reading: ticks of the same GPUs and interval are grouped, and each group's
+    buckets come from its time span (every bucket from the first tick's to the last's) when the
+    span has no more buckets than the group has ticks, as for consecutive ticks; otherwise
+    (replayed ticks far apart) from each tick's own time. A bucket of the span that holds no
+    reading is recomputed to nothing, which changes nothing.
+    """
+    groups: dict[tuple[float, tuple[str, ...]], list[float]] = {}
     for tick in ticks:
-        uuids = tuple(gpu.uuid for gpu in tick.gpus)
+        groups.setdefault((tick.interval_s, tuple(map(_UUID, tick.gpus))), []).append(tick.ts)
+    touched: dict[int, set[tuple[str, int, float]]] = {level: set() for level in ROLLUP_LEVELS_S}
+    for (interval_s, uuids), stamps in groups.items():
+        ids = [gpu_ids[uuid] for uuid in uuids]
+        first_ts, last_ts = min(stamps), max(stamps)
         source = RAW
-        for level_s in rollup_levels_for(tick.interval_s):
-            bucket_ts = float(math.floor(tick.ts / level_s) * level_s)
-            key = (level_s, bucket_ts, uuids)
-            if key not in seen:  # consecutive ticks mostly fall in the same buckets
-                seen.add(key)
-                touched[level_s].update((source, gpu_ids[uuid], bucket_ts) for uuid in uuids)
+        for level_s in rollup_levels_for(interval_s):
+            first, last = math.floor(first_ts / level_s), math.floor(last_ts / level_s)
+            if last - first < len(stamps):
+                starts = {float(k * level_s) for k in range(first, last + 1)}
+            else:
+                starts = {float(math.floor(ts / level_s) * level_s) for ts in stamps}
+            touched[level_s].update((source, gpu_id, start) for gpu_id in ids for start in starts)
             source = rollup_table(level_s)
     return touched
 
@@ -76,6 +90,7 @@ def refresh(conn: sqlite3.Connection, ticks: list[Tick], gpu_ids: dict[str, int]
         for source, params in by_source.items():
             conn.executemany(_REFRESH[level_s, source], params)
             written += len(params)
+    energy_buckets.refresh(conn, ticks, gpu_ids)  # the energy buckets, with the rollups
     return written
 
 
@@ -98,6 +113,7 @@ def purge(
         bucket_ts = float(math.floor(before_ts / level_s) * level_s)
         if bucket_ts < before_ts:
             conn.execute(_REFRESH[level_s, RAW], (gpu_id, bucket_ts))
+    energy_buckets.purge(conn, gpu_id, interval_s, before_ts)
 
 
 def refresh_times(
@@ -115,4 +131,5 @@ def refresh_times(
         conn.executemany(_REFRESH[level_s, source], [(gpu_id, bucket) for bucket in buckets])
         written += len(buckets)
         source = rollup_table(level_s)
+    energy_buckets.refresh_times(conn, gpu_id, interval_s, times)
     return written

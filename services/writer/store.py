@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import operator
 import os
 import sqlite3
 import time
@@ -44,6 +45,7 @@ from services.writer.spans import (
 )
 
 log = logging.getLogger(__name__)
+_UUID = operator.attrgetter("uuid")
 
 BUSY_TIMEOUT_MS = 5000
 CACHE_BYTES = 4 << 20  # PCW_WRITER_CACHE_BYTES's default
@@ -259,6 +261,7 @@ class Store:
         # both rebuilt from the file after a failed write or a purge.
         self._open_spans = OpenSpans()
         self._proc_ids: dict[tuple[str, Identity], int] = {}
+        self._proc_ids_used: dict[tuple[str, Identity], int] = {}  # by the batch being stored
 
     def open(self) -> None:
         """Open, create or migrate the file now, as the writer starts.
@@ -398,13 +401,14 @@ class Store:
     def _forget_processes(self) -> None:
         """Drop the in-memory spans and identities; the next write reads them from the file."""
         self._open_spans = OpenSpans()
-        self._proc_ids = {}
+        self._proc_ids, self._proc_ids_used = {}, {}
 
     def _store_processes(
         self, conn: sqlite3.Connection, ticks: list[Tick], gpu_ids: dict[str, int]
     ) -> None:
         """Extend or start the process spans of every GPU of the ticks whose list is known."""
         writes = _SpanWrites()
+        self._proc_ids_used = {}
         for tick in ticks:
             for gpu in tick.gpus:
                 if gpu.processes is None:
@@ -426,16 +430,21 @@ class Store:
                     self._place_older(conn, gpu_id, key, used, tick.ts, tick.interval_s)
                 self._load_open_spans(conn, gpu_id)
         writes.flush(conn)
+        # Keep only the identities this batch used (the processes running now): a cache of
+        # every process ever seen would grow for as long as jobs come and go.
+        self._proc_ids, self._proc_ids_used = self._proc_ids_used, {}
 
     def _proc_id(self, conn: sqlite3.Connection, host: str, identity: Identity, ts: float) -> int:
         """Return the proc_id of a process identity of a host, recording it when new."""
-        proc_id = self._proc_ids.get((host, identity))
+        key = (host, identity)
+        proc_id = self._proc_ids.get(key)
         if proc_id is None:
             row = conn.execute(_FIND_IDENTITY, (host, *identity)).fetchone()
             if row is None:
                 row = conn.execute(_INSERT_IDENTITY, (host, *identity, ts)).fetchone()
             proc_id = row[0]
-            self._proc_ids[(host, identity)] = proc_id
+            self._proc_ids[key] = proc_id
+        self._proc_ids_used[key] = proc_id
         return proc_id
 
     def _load_open_spans(self, conn: sqlite3.Connection, gpu_id: int) -> None:
@@ -475,15 +484,28 @@ class Store:
 
     @staticmethod
     def _upsert_gpus(conn: sqlite3.Connection, ticks: list[Tick]) -> dict[str, int]:
-        """Record each GPU of the batch once, with its newest identity; return uuid -> gpu_id."""
+        """Record each GPU of the batch once, with its newest identity; return uuid -> gpu_id.
+
+        Per tick, not per reading: ticks of the same GPUs (a host's, tick after tick) are
+        grouped first; a GPU's newest reading is that of its newest tick, the last sent of equals.
+        """
+        # per list of GPUs: the earliest time, and the newest tick as (ts, its order, tick)
+        groups: dict[tuple[str, ...], tuple[float, tuple[float, int, Tick]]] = {}
+        for order, tick in enumerate(ticks):
+            uuids = tuple(map(_UUID, tick.gpus))
+            held = groups.get(uuids)
+            if held is None:
+                groups[uuids] = (tick.ts, (tick.ts, order, tick))
+            else:
+                groups[uuids] = (min(held[0], tick.ts), max(held[1], (tick.ts, order, tick)))
         first_ts: dict[str, float] = {}
-        newest: dict[str, tuple[Tick, GpuReading]] = {}
-        for tick in ticks:
-            for gpu in tick.gpus:
-                first_ts[gpu.uuid] = min(first_ts.get(gpu.uuid, tick.ts), tick.ts)
-                current = newest.get(gpu.uuid)
-                if current is None or tick.ts >= current[0].ts:
-                    newest[gpu.uuid] = (tick, gpu)
+        newest: dict[str, tuple[float, int, Tick, GpuReading]] = {}
+        for uuids, (earliest_ts, (ts, order, tick)) in groups.items():
+            for gpu_place, uuid in enumerate(uuids):
+                first_ts[uuid] = min(first_ts.get(uuid, earliest_ts), earliest_ts)
+                current = newest.get(uuid)
+                if current is None or (ts, order) >= current[:2]:
+                    newest[uuid] = (ts, order, tick, tick.gpus[gpu_place])
         return {
             uuid: conn.execute(
                 _UPSERT_GPU,
@@ -501,7 +523,7 @@ class Store:
                     None if gpu.limits is None else _LIMITS_JSON.encode(asdict(gpu.limits)),
                 ),
             ).fetchone()[0]
-            for uuid, (tick, gpu) in newest.items()
+            for uuid, (_ts, _order, tick, gpu) in newest.items()
         }
 
     def purge(self, before_ts: float, vacuum: str = "incremental") -> PurgeResult:

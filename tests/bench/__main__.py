@@ -23,7 +23,19 @@ from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
-from tests.bench import cost, databases, footprint, history, ingest, live, maintenance
+from tests.bench import (
+    cost,
+    databases,
+    energy,
+    fleet_render,
+    footprint,
+    history,
+    ingest,
+    lighthouse,
+    live,
+    maintenance,
+    soak,
+)
 from tests.bench.settings import DEFAULT_CACHE, FULL, SMOKE, Sizes
 from tests.bench.table import (
     FAILED_VALUE,
@@ -36,8 +48,20 @@ from tests.bench.table import (
 
 log = logging.getLogger("tests.bench")
 
-SECTIONS = ("generator", "history", "ingest", "live", "cost", "footprint", "maintenance")
-NEEDS_FILES = frozenset({"generator", "history", "footprint", "maintenance"})
+SECTIONS = (
+    "generator",
+    "history",
+    "energy",
+    "ingest",
+    "live",
+    "cost",
+    "footprint",
+    "maintenance",
+    "lighthouse",
+    "soak",
+    "fleet",
+)
+NEEDS_FILES = frozenset({"generator", "history", "energy", "footprint", "maintenance"})
 TIME_LIMIT_S = {True: 300, False: 3 * 3600}  # smoke, full: the whole run, then it stops
 FAILED_STATUS = 1  # a figure could not be measured (or the run went past its time limit)
 MISSED_STATUS = 3  # full run: every figure measured, at least one target missed
@@ -93,11 +117,15 @@ def run_sections(args: argparse.Namespace, sizes: Sizes, work: Path, report: Rep
             report.add(row) for row in databases.generator_rows(sizes, files, work)
         ],
         "history": lambda: history.run(sizes, files, work, report),
+        "energy": lambda: energy.run(sizes, files, work, report),
         "ingest": lambda: ingest.run(sizes, work, report),
         "live": lambda: live.run(sizes, work, report),
         "cost": lambda: cost.run(sizes, work, report),
         "footprint": lambda: footprint.run(sizes, files, work, report),
         "maintenance": lambda: maintenance.run(sizes, files, work, report),
+        "lighthouse": lambda: lighthouse.run(sizes, work, report, args.cache),
+        "soak": lambda: soak.run(sizes.smoke, work, report),
+        "fleet": lambda: fleet_render.run(sizes, work, report),
     }
     for name in args.sections:
         started = time.monotonic()

@@ -319,9 +319,11 @@ def test_badge_follows_the_web_process_and_the_page_fills_the_gap(browser: Brows
         step_s = truth["step_s"]
         expected = {
             series["gpu_uuid"]: {
-                bucket["ts"]: bucket["mean"]["util_gpu_pct"]
-                for bucket in series["buckets"]
-                if bucket["ts"] + step_s <= fill_sent_s - 3 and bucket["mean"]
+                ts: mean
+                for ts, count, mean in zip(
+                    truth["ts"], series["count"], series["mean"]["util_gpu_pct"], strict=True
+                )
+                if ts + step_s <= fill_sent_s - 3 and count
             }
             for series in truth["series"]
         }

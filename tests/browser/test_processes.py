@@ -39,7 +39,7 @@ CARD_PROCESSES_JS = """() => [...document.querySelectorAll('.gpu-card')].map((ca
   uuid: card.dataset.gpuUuid,
   index: Number(card.querySelector('.gpu-index').textContent.replace('GPU ', '')),
   ts: Number(card.dataset.ts),
-  rows: [...card.querySelectorAll('.process-table tbody tr')].map(rowData),
+  rows: [...card.querySelectorAll('.process-table tbody tr.process-row')].map(rowData),
 }))"""
 ROW_DATA_JS = """const rowData = (row) => ({
   pid: Number(row.dataset.pid),
@@ -202,6 +202,8 @@ def test_a_process_name_with_html_shows_as_text(page: Page, stack: Stack, watch:
 
 def test_clicking_a_chart_point_shows_that_times_processes(page: Page, stack: Stack, watch):
     open_page(page, stack)
+    # In view, as for a person about to click it: a chart off the screen is not redrawn per tick.
+    page.locator("#chart-mem").scroll_into_view_if_needed()
     # A point of a complete bucket of the memory chart, drawn 10 px or more from other lines'.
     target = page.wait_for_function(
         """() => {
@@ -246,7 +248,7 @@ def test_clicking_a_chart_point_shows_that_times_processes(page: Page, stack: St
     assert float(panel.get_attribute("data-ts") or 0) == pytest.approx(truth["ts"])
     shown = page.evaluate(
         f"() => {{ {ROW_DATA_JS} return [...document.querySelectorAll("
-        "'#point-table tbody tr')].map(rowData); }"
+        "'#point-table tbody tr.process-row')].map(rowData); }"
     )
     assert sorted(row["pid"] for row in shown) == sorted(p["pid"] for p in truth["processes"])
     index = api(stack, "/api/v1/gpus")["gpus"]

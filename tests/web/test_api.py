@@ -102,9 +102,10 @@ async def test_simulated_source_is_said_plainly(aiohttp_client, db_path):
     assert (await (await client.get("/api/v1/gpus")).json())["simulated"] is True
 
 
-async def test_history_shape_and_hand_computed_buckets(client):
+async def test_the_deprecated_rows_shape_still_answers_one_object_per_bucket(client):
     response = await client.get(
-        "/api/v1/history", params={"from": str(T0), "to": str(T0 + 300), "points": "5"}
+        "/api/v1/history",
+        params={"from": str(T0), "to": str(T0 + 300), "points": "5", "shape": "rows"},
     )
     assert response.status == 200
     body = await response.json()
@@ -139,19 +140,67 @@ async def test_history_shape_and_hand_computed_buckets(client):
     assert counts_b == [0, 0, 1, 0, 0]
 
 
-async def test_history_reads_whole_aligned_buckets(client):
+async def test_history_shape_and_hand_computed_buckets(client):
+    response = await client.get(
+        "/api/v1/history", params={"from": str(T0), "to": str(T0 + 300), "points": "5"}
+    )
+    assert response.status == 200
+    body = await response.json()
+    assert set(body) == {"from", "to", "step_s", "ts", "series"}
+    assert (body["from"], body["to"], body["step_s"]) == (T0, T0 + 300, 60)
+    assert body["ts"] == [T0 + 60 * k for k in range(5)]  # the bucket starts, once
+    # C's readings are all long before the range, so it is not among "all GPUs"
+    assert [s["gpu_uuid"] for s in body["series"]] == [UUID_A, UUID_B]
+    series_a = body["series"][0]
+    assert {k: v for k, v in series_a.items() if k not in ("count", "mean", "max")} == {
+        "gpu_uuid": UUID_A,
+        "host": "alpha",
+        "gpu_index": 0,
+        "gpu_name": "NVIDIA Test GPU",
+    }
+    assert series_a["count"] == [3, 0, 2, 1, 1]  # the errored row counts
+    mean, top = series_a["mean"], series_a["max"]
+    assert set(mean) == set(top) == set(CORE_METRIC_NAMES)
+    assert mean["util_gpu_pct"] == [15, None, 45, 0, 100]  # a zero stays a zero; the gap: null
+    assert top["util_gpu_pct"] == [20, None, 60, 0, 100]  # T0+299.5 in, T0+300 out
+    assert mean["temp_c"][0] == 51 and top["temp_c"][0] == 52
+    assert mean["power_w"][0] == 105.25 and top["power_w"][0] == 110.5
+    assert mean["mem_used_bytes"][0] == 2000 and top["mem_used_bytes"][0] == 3000
+    assert mean["fan_pct"] == [None, None, 40, None, None]  # null in every row: null, never 0
+    assert all(values[1] is None for values in (*mean.values(), *top.values()))  # the gap
+    assert body["series"][1]["count"] == [0, 0, 1, 0, 0]
+
+
+async def test_history_means_are_rounded_to_what_the_metric_carries(client):
+    """A mean of whole percents is whole (half away from zero); watts keep two decimals."""
     response = await client.get(
         "/api/v1/history",
         params={"gpu": UUID_A, "from": str(T0 + 30), "to": str(T0 + 330), "points": "5"},
     )
     body = await response.json()
     assert body["step_s"] == 120  # 60 s would need 6 aligned buckets
-    buckets = body["series"][0]["buckets"]
-    assert [b["ts"] for b in buckets] == [T0 - 60 + 120 * k for k in range(4)]
-    assert buckets[0]["count"] == 4  # T0-10 lies before `from` but inside the first bucket
+    assert body["ts"] == [T0 - 60 + 120 * k for k in range(4)]
+    (series,) = body["series"]
+    assert series["count"][0] == 4  # T0-10 lies before `from` but inside the first bucket
+    assert series["mean"]["util_gpu_pct"][0] == round((99 + 10 + 20) / 3) == 43
+    assert isinstance(series["mean"]["util_gpu_pct"][0], int)
+    assert series["max"]["util_gpu_pct"][0] == 99
+    assert series["max"]["util_gpu_pct"][3] == 77
+    rows = await client.get(
+        "/api/v1/history",
+        params={
+            "gpu": UUID_A,
+            "from": str(T0 + 30),
+            "to": str(T0 + 330),
+            "points": "5",
+            "shape": "rows",
+        },
+    )
+    buckets = (await rows.json())["series"][0]["buckets"]
     assert buckets[0]["mean"]["util_gpu_pct"] == pytest.approx((99 + 10 + 20) / 3)
-    assert buckets[0]["max"]["util_gpu_pct"] == 99
-    assert buckets[3]["max"]["util_gpu_pct"] == 77
+    for k, bucket in enumerate(buckets):
+        if bucket["mean"] is not None and bucket["mean"]["power_w"] is not None:
+            assert series["mean"]["power_w"][k] == round(bucket["mean"]["power_w"], 2)
 
 
 async def test_history_of_named_gpus_and_metrics(client):
@@ -170,8 +219,12 @@ async def test_history_of_named_gpus_and_metrics(client):
     )
     body = await response.json()
     assert [s["gpu_uuid"] for s in body["series"]] == [UUID_A, UUID_C]
-    assert body["series"][0]["buckets"][0]["mean"] == {"util_gpu_pct": 15.0, "temp_c": 51.0}
-    assert all(b["count"] == 0 for b in body["series"][1]["buckets"])  # named: shown, all gaps
+    first = body["series"][0]
+    assert list(first["mean"]) == ["util_gpu_pct", "temp_c"]  # in the order of METRIC_NAMES
+    assert (first["mean"]["util_gpu_pct"][0], first["mean"]["temp_c"][0]) == (15, 51)
+    named = body["series"][1]  # named: shown, all gaps
+    assert named["count"] == [0] * 5
+    assert named["mean"] == named["max"] == {"util_gpu_pct": [None] * 5, "temp_c": [None] * 5}
 
 
 @pytest.mark.parametrize(
@@ -194,13 +247,16 @@ async def test_history_never_returns_more_buckets_than_points(client, from_s, to
     )
     assert response.status == 200
     body = await response.json()
-    buckets = body["series"][0]["buckets"]
-    assert 1 <= len(buckets) <= points
+    starts = body["ts"]
+    assert 1 <= len(starts) <= points
+    (series,) = body["series"]
+    assert len(series["count"]) == len(starts)
+    assert all(len(values) == len(starts) for values in series["mean"].values())
     step_s = body["step_s"]
-    assert buckets[0]["ts"] <= from_s < buckets[0]["ts"] + step_s
-    assert buckets[-1]["ts"] < to_s <= buckets[-1]["ts"] + step_s
-    assert all(b["ts"] % step_s == 0 for b in buckets)
-    assert all(b2["ts"] - b1["ts"] == step_s for b1, b2 in itertools.pairwise(buckets))
+    assert starts[0] <= from_s < starts[0] + step_s
+    assert starts[-1] < to_s <= starts[-1] + step_s
+    assert all(ts % step_s == 0 for ts in starts)
+    assert all(b - a == step_s for a, b in itertools.pairwise(starts))
 
 
 async def test_history_defaults_to_the_last_hour_in_500_points(client):
@@ -246,6 +302,9 @@ BAD_HISTORY_QUERIES = [
     ("metric=", "metric"),
     ("form=1", "form"),
     ("gpus=x", "gpus"),
+    ("shape=table", "shape"),
+    ("shape=", "shape"),
+    ("shape=rows&shape=columns", "shape"),
 ]
 
 
@@ -424,7 +483,7 @@ async def test_static_files_are_cached_and_gzipped(aiohttp_client, config, tmp_p
 
     response = await client.get("/static/app.js")
     assert response.status == 200
-    assert response.headers["Cache-Control"] == "public, max-age=86400"
+    assert response.headers["Cache-Control"] == "no-cache"  # no ?v=: revalidated each time
     assert response.headers["Content-Encoding"] == "gzip"  # compressed on the fly
     assert await response.text() == script
 

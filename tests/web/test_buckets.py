@@ -14,8 +14,9 @@ from services.web.buckets import (
     bucket_span,
     choose_step_s,
     empty_buckets,
+    empty_columns,
 )
-from services.web.history_reads import history_json_sql
+from services.web.history_reads import columns_sql, history_json_sql
 from services.web.params import MAX_EPOCH_S, MAX_POINTS
 from tests.web.conftest import add_gpu, add_sample, create_db
 
@@ -85,3 +86,26 @@ def test_history_json_marks_gaps_and_keeps_order(tmp_path):
     assert [b for b in buckets if b["count"] == 0] == [
         e for e in empty_buckets(10, 4, 60) if e["ts"] in (660, 780)
     ]
+
+
+def test_history_columns_mark_gaps_keep_order_and_round(tmp_path):
+    conn = create_db(tmp_path / "gpu_stats.db")
+    add_gpu(conn, 1, "GPU-a", "h", 0, 600.0, 779.0)
+    add_sample(conn, 1, 600.0, util_gpu_pct=1, power_w=100.004)  # bucket 10: util 1 and 2
+    add_sample(conn, 1, 630.0, util_gpu_pct=2, power_w=100.0)
+    add_sample(conn, 1, 720.0, util_gpu_pct=0, fan_pct=7)  # bucket 12; 11 and 13 are gaps
+    sql = columns_sql(("util_gpu_pct", "fan_pct", "power_w"), None, 60)
+    counts, means, maxima = conn.execute(sql, (60, 13, 1, 600.0, 840.0, 10)).fetchone()
+    assert json.loads(counts) == [2, 0, 1, 0]
+    assert json.loads(means) == {
+        "util_gpu_pct": [2, None, 0, None],  # 1.5 rounds half away from zero
+        "fan_pct": [None, None, 7, None],
+        "power_w": [100.0, None, None, None],  # 100.002 to the hundredth
+    }
+    assert json.loads(maxima) == {
+        "util_gpu_pct": [2, None, 0, None],
+        "fan_pct": [None, None, 7, None],
+        "power_w": [100.004, None, None, None],
+    }
+    zeros, nulls = empty_columns(("util_gpu_pct", "fan_pct"), 4)
+    assert zeros == [0] * 4 and nulls == {"util_gpu_pct": [None] * 4, "fan_pct": [None] * 4}

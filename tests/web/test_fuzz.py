@@ -268,10 +268,16 @@ def check_answer(method: str, path: str, status: int, content_type: str, body: b
 def check_history(answer: dict) -> None:
     assert 0 <= answer["from"] < answer["to"] <= MAX_EPOCH_S
     step_s = answer["step_s"]
+    if "ts" not in answer:  # shape=rows
+        for series in answer["series"]:
+            buckets = series["buckets"]
+            assert 1 <= len(buckets) <= MAX_POINTS
+            assert all(bucket["ts"] % step_s == 0 for bucket in buckets)
+        return
+    assert 1 <= len(answer["ts"]) <= MAX_POINTS
+    assert all(ts % step_s == 0 for ts in answer["ts"])
     for series in answer["series"]:
-        buckets = series["buckets"]
-        assert 1 <= len(buckets) <= MAX_POINTS
-        assert all(bucket["ts"] % step_s == 0 for bucket in buckets)
+        assert len(series["count"]) == len(answer["ts"])
 
 
 def test_no_request_makes_the_web_process_fail(served):

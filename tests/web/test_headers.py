@@ -24,7 +24,7 @@ def assert_secured(headers) -> None:
     [
         ("/", 200),
         ("/static/app.js", 200),
-        ("/static/vendor/bootstrap/bootstrap.min.css", 200),
+        ("/static/dist/bootstrap.css", 200),
         ("/api/v1/gpus", 200),
         ("/api/v1/history?metric=nope", 400),
         ("/no/such/page", 404),

@@ -13,9 +13,9 @@ from services.web.app import create_app
 from services.web.keys import STORE
 from tests.web.conftest import T0, UUID_A, UUID_B, add_gpu, create_db, make_config, wait_until
 
-READINGS_PER_GPU = 60_000  # an energy read over all of them takes a good part of a second
+READINGS_PER_GPU = 60_000  # a history read of all of them from the raw rows takes ~0.2 s
 LONG_READS = 20
-LONG_URL = "/api/v1/energy?from=0"
+LONG_URL = f"/api/v1/history?from={T0}&to={T0 + READINGS_PER_GPU}"
 
 
 @pytest.fixture
@@ -38,7 +38,13 @@ def long_db(tmp_path: Path) -> Path:
 @pytest.fixture
 async def client(aiohttp_client, long_db):
     # room for exactly LONG_READS range reads: 2 running, the rest waiting
-    config = make_config(long_db, PCW_RANGE_READERS="2", PCW_RANGE_READ_QUEUE=str(LONG_READS - 2))
+    # and no history cache: each read reads the file again, as different ranges would
+    config = make_config(
+        long_db,
+        PCW_RANGE_READERS="2",
+        PCW_RANGE_READ_QUEUE=str(LONG_READS - 2),
+        PCW_HISTORY_CACHE_BYTES="0",
+    )
     return await aiohttp_client(create_app(config))
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from dataclasses import replace
 
 import aiohttp
 import msgspec
@@ -85,13 +86,14 @@ async def test_a_live_gpu_shows_before_the_writer_flushes(live_client, publisher
     assert [g["host"] for g in gpus] == sorted(g["host"] for g in gpus)
     history = await live_client.get("/api/v1/history", params={"gpu": "GPU-live-alpha-1"})
     assert history.status == 200
-    assert all(b["count"] == 0 for b in (await history.json())["series"][0]["buckets"])
+    assert set((await history.json())["series"][0]["count"]) == {0}
 
 
 async def test_a_stalled_client_is_dropped_and_the_others_go_on(
     aiohttp_client, live_config, publisher
 ):
-    app = create_app(live_config, send_queue_size=2)
+    small = replace(live_config, ws_send_buffer_bytes=65_536)
+    app = create_app(small)
     client = await aiohttp_client(app)
     pub = publisher[0]
     await feed_connected(app, pub)

@@ -70,7 +70,10 @@ async def history(client, from_s: float, to_s: float, points: int) -> tuple[int,
     assert response.status == 200, await response.text()
     body = await response.json()
     (series,) = body["series"]
-    return body["step_s"], series["buckets"]
+    buckets = [
+        {"ts": ts, "count": count} for ts, count in zip(body["ts"], series["count"], strict=True)
+    ]
+    return body["step_s"], buckets
 
 
 # points that make the history read each rollup level: 1 bucket of 2 h, 2 of 1 h, 4 of 30 min,

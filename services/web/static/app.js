@@ -69,6 +69,7 @@ import { bindControls, showRange } from './js/controls.js';
 import { loadRange } from './js/history.js';
 import { fillHostSelect, loadHosts } from './js/hosts.js';
 import { connect } from './js/live.js';
+import { startPage } from './js/fleet.js';
 import { config, state } from './js/state.js';
 import { loadRangeTables, refreshRangeTables } from './js/usage.js';
 
@@ -104,4 +105,4 @@ async function start() {
   await loadRange();
 }
 
-start();
+startPage(start); // the cards view (start) or, for many GPUs, the fleet view

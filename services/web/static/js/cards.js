@@ -61,8 +61,13 @@ function buildCard(gpu) {
   const header = element('div', 'card-header d-flex align-items-center gap-2');
   const index = element('span', 'badge text-bg-secondary gpu-index');
   // The name leads to the GPU's own page (relative: the dashboard may be mounted under a path).
-  const name = element('a', 'gpu-name text-truncate fw-semibold');
+  const name = element('a', 'gpu-name fw-semibold');
   name.href = `gpu/${encodeURIComponent(gpu.uuid)}`;
+  // Each card is a heading of its own (under its host's), so a screen reader can go card by card.
+  const heading = element('h3', 'gpu-heading mb-0');
+  heading.append(name);
+  const staleBadge = element('span', 'badge gpu-stale-badge', 'stale');
+  staleBadge.hidden = true;
   const badges = element('span', 'ms-auto d-flex gap-1');
   const idleBadge = element('span', 'badge text-bg-warning idle-badge', 'idle but allocated');
   idleBadge.hidden = true;
@@ -70,8 +75,8 @@ function buildCard(gpu) {
   pstate.title = 'Performance state (P0 = fastest, P8 and up = idle)';
   const health = buildHealthBlock();
   const alertBadge = buildAlertBadge();
-  badges.append(alertBadge, health.badge, idleBadge, pstate);
-  header.append(element('span', 'gpu-swatch'), index, name, badges);
+  badges.append(staleBadge, alertBadge, health.badge, idleBadge, pstate);
+  header.append(element('span', 'gpu-swatch'), index, heading, badges);
 
   const body = element('div', 'card-body py-2');
   const error = element('div', 'alert alert-danger py-1 px-2 mb-2 small gpu-error');
@@ -97,7 +102,9 @@ function buildCard(gpu) {
   idle.hidden = true;
   const mig = buildMigBlock();
   const processes = buildProcessBlock();
-  body.append(error, health.list, idle, top, memory.block, power.block, grid, mig.block, processes.block);
+  const details = buildDetails();
+  body.append(error, health.list, idle, top, memory.block, power.block, grid, mig.block, processes.block,
+    details.block);
 
   const footer = element('div', 'card-footer small text-body-secondary d-flex gap-2');
   const updated = element('span', 'gpu-updated', 'no reading yet');
@@ -109,8 +116,27 @@ function buildCard(gpu) {
   return {
     column, card, index, name, pstate, error, util, temp, memory, power, updated, pci,
     fan: fan.value, memUtil: memUtil.value, clocks: clocks.value,
-    idleBadge, idle, mig, processes, health, alertBadge,
+    idleBadge, idle, mig, processes, health, alertBadge, staleBadge, details,
   };
+}
+
+/**
+ * Return the card's "more" disclosure: what the header's and footer's tooltips say (UUID, PCI
+ * bus, the exact time of the last reading, what a P-state means), for a keyboard or a phone.
+ */
+function buildDetails() {
+  const block = element('details', 'gpu-details small mt-2');
+  block.append(element('summary', 'gpu-details-summary', 'More about this GPU'));
+  const list = element('dl', 'gpu-details-list mb-0');
+  const facts = {};
+  for (const [key, label] of [['uuid', 'UUID'], ['pci', 'PCI bus'], ['reading', 'Last reading'],
+    ['pstate', 'P-state']]) {
+    facts[key] = element('dd', '', '—');
+    list.append(element('dt', '', label), facts[key]);
+  }
+  facts.pstate.textContent = 'P0 = fastest, P8 and up = idle';
+  block.append(list);
+  return { block, facts };
 }
 
 function buildMigBlock() {
@@ -205,8 +231,11 @@ function updateIdle(gpu, idle) {
 function setIdentity(gpu) {
   const els = gpu.els;
   els.index.textContent = `GPU ${gpu.index}`;
-  els.name.textContent = gpu.name;
+  els.name.textContent = gpu.name || gpu.uuid; // a lost GPU may have no name: never an empty link
   els.name.title = gpu.name;
+  els.details.facts.uuid.textContent = gpu.uuid;
+  els.details.facts.pci.textContent = gpu.pci || 'unknown';
+  els.processes.wrap.setAttribute('aria-label', `Processes on GPU ${gpu.index} of ${gpu.host}`);
   els.pci.textContent = gpu.pci || '';
   els.pci.title = gpu.pci ? `PCI bus ${gpu.pci} · ${gpu.uuid}` : gpu.uuid;
 }
@@ -304,6 +333,7 @@ export function updateCard(gpu, reading, tsS, lists) {
   els.card.dataset.ts = String(tsS);
   els.updated.textContent = `updated ${formatClock(tsS * 1000)}`;
   els.updated.title = formatFull(tsS * 1000);
+  els.details.facts.reading.textContent = formatFull(tsS * 1000);
   if (state.lastTickTs === null || tsS > state.lastTickTs) {
     state.lastTickTs = tsS;
     document.getElementById('last-update').textContent = `last reading ${formatClock(tsS * 1000)}`;
@@ -326,6 +356,7 @@ function refreshCardState(gpu) {
     cardState = 'stale';
   }
   gpu.els.card.dataset.state = cardState;
+  gpu.els.staleBadge.hidden = cardState !== 'stale'; // marked in words and a border, not faded
   if (cardState === 'stale') {
     gpu.els.updated.textContent = `no reading for ${formatDuration(serverNowS() - gpu.lastTs)}`;
   }

@@ -1,8 +1,10 @@
 /* The four history charts (Chart.js): datasets per GPU, round time ticks, tooltips, drawing. */
 
-import { GIB, formatDuration, formatFull, formatNumber, isNumber, withUnit } from './format.js';
+import {
+  GIB, dateFormat, element, formatDuration, formatFull, formatNumber, isNumber, withUnit,
+} from './format.js';
 import { gpuOrder } from './hosts.js';
-import { showPointProcesses } from './point-panel.js';
+import { refreshPointPicker, showPointProcesses } from './point-panel.js';
 import { dropOlderThan } from './series.js';
 import { RANGES_S, hostShown, serverNowS, state } from './state.js';
 
@@ -44,6 +46,7 @@ export function relabelDatasets() {
       }
     }
   }
+  refreshGpuToggles();
   queueRender();
 }
 
@@ -67,24 +70,43 @@ export function datasetFor(entry, gpu) {
   });
   if (at < 0) datasets.push(dataset);
   else datasets.splice(at, 0, dataset);
+  refreshGpuToggles();
   queueRender();
   return dataset;
 }
 
-function isolated(context) {
-  const data = context.dataset.data;
-  const i = context.dataIndex;
-  const before = i > 0 ? data[i - 1].y : null;
-  const after = i < data.length - 1 ? data[i + 1].y : null;
-  return data[i] && data[i].y !== null && before === null && after === null;
-}
+/**
+ * Draw a dot at each point with no drawn neighbour (a bucket between gaps: no line shows it).
+ * A plugin rather than a scriptable point radius: a function option makes Chart.js resolve
+ * every point's options one by one on each redraw, most of a redraw's time on a phone.
+ */
+const isolatedDots = {
+  id: 'pcwIsolatedDots',
+  afterDatasetsDraw(chart) {
+    const { ctx } = chart;
+    chart.data.datasets.forEach((dataset, index) => {
+      if (!chart.isDatasetVisible(index)) return;
+      const data = dataset.data;
+      const points = chart.getDatasetMeta(index).data;
+      ctx.fillStyle = dataset.borderColor;
+      for (let i = 0; i < data.length; i += 1) {
+        const lone = data[i].y !== null && (i === 0 || data[i - 1].y === null)
+          && (i === data.length - 1 || data[i + 1].y === null);
+        if (!lone || !points[i] || points[i].skip) continue;
+        ctx.beginPath();
+        ctx.arc(points[i].x, points[i].y, 2, 0, 2 * Math.PI);
+        ctx.fill();
+      }
+    });
+  },
+};
 
+// Cached formatters: toLocale*String builds one a call, and Chart.js asks for each tick's label
+// several times a redraw (most of a phone's main-thread time before).
 export function tickLabel(value) {
   const date = new Date(value);
-  if (date.getHours() === 0 && date.getMinutes() === 0) {
-    return date.toLocaleDateString(undefined, { month: 'short', day: 'numeric' });
-  }
-  return date.toLocaleTimeString(undefined, { hour: '2-digit', minute: '2-digit' });
+  const midnight = date.getHours() === 0 && date.getMinutes() === 0;
+  return dateFormat(midnight ? 'day' : 'minute').format(date);
 }
 
 /** Return the first local time at or after minMs that is a whole number of `every` units. */
@@ -157,7 +179,141 @@ export function showDatasets() {
       entry.chart.setDatasetVisibility(index, shown);
     });
   }
+  refreshGpuToggles();
   queueRender();
+}
+
+/**
+ * The legends' toggles as real buttons, one a GPU of the shown hosts (aria-pressed: its lines
+ * drawn): the canvas legends take a click only. Buttons stay in place while only their state
+ * changes, so the keyboard's focus stays on the one just pressed.
+ */
+function refreshGpuToggles() {
+  const box = document.getElementById('gpu-toggles');
+  if (!box) return;
+  refreshPointPicker(); // its list of GPUs is the same
+  const gpus = [...state.gpus.values()].filter((gpu) => hostShown(gpu.host)).sort(gpuOrder);
+  const have = new Map([...box.children].map((button) => [button.dataset.gpuUuid, button]));
+  const buttons = gpus.map((gpu) => {
+    let button = have.get(gpu.uuid);
+    if (!button) {
+      button = element('button', 'btn btn-sm btn-outline-secondary gpu-toggle');
+      button.type = 'button';
+      button.dataset.gpuUuid = gpu.uuid;
+      button.append(element('span', 'gpu-toggle-swatch'), element('span', 'gpu-toggle-label'));
+      button.firstChild.style.setProperty('--gpu-color', gpu.colour);
+      button.addEventListener('click', () => toggleGpu(gpu.uuid));
+    }
+    const label = chartLabel(gpu);
+    if (button.lastChild.textContent !== label) button.lastChild.textContent = label;
+    button.setAttribute('aria-pressed', String(!gpu.hidden));
+    button.title = `${gpu.name}: lines ${gpu.hidden ? 'off' : 'on'} in the four charts`;
+    return button;
+  });
+  buttons.forEach((button, position) => {
+    if (box.children[position] !== button) box.insertBefore(button, box.children[position] || null);
+  });
+  for (const [uuid, button] of have) {
+    if (!buttons.includes(button)) {
+      if (button === document.activeElement) {
+        box.tabIndex = -1; // the keyboard stays in the group, not on the page's body
+        box.focus();
+      }
+      button.remove();
+      have.delete(uuid);
+    }
+  }
+}
+
+let pickerStepS = null; // the bucket width the point picker was last fitted to
+
+const TABLE_ROWS_MAX = 500; // the newest buckets a chart's table lists (a 30-day range has 2,000)
+const TABLE_REFRESH_MS = 5000; // an open table follows the live ticks this often at most
+
+/** Show or hide a chart's table of its buckets (its text alternative); button: its toggle. */
+export function toggleChartTable(button) {
+  const box = document.getElementById(button.getAttribute('aria-controls'));
+  const open = box.hidden;
+  box.hidden = !open;
+  button.setAttribute('aria-expanded', String(open));
+  button.textContent = open ? 'Hide table' : 'Table';
+  if (open) {
+    box.dataset.builtMs = '0';
+    fillChartTable(box, button.dataset.chart);
+  }
+}
+
+/**
+ * Fill a chart's table: a row a bucket (newest first), a column a drawn GPU, each cell the mean
+ * and, where higher, the maximum, in the chart's unit: what the tooltip says at each point.
+ */
+function fillChartTable(box, chartId) {
+  const entry = state.charts.find((candidate) => candidate.def.id === chartId);
+  if (!entry) return;
+  box.dataset.builtMs = String(Date.now());
+  const def = entry.def;
+  const datasets = entry.chart.data.datasets.filter((dataset) => !dataset.hidden && datasetShown(dataset));
+  const byTime = new Map();
+  datasets.forEach((dataset, column) => {
+    for (const point of dataset.data) {
+      if (!point || !isNumber(point.x) || point.y === null) continue;
+      if (!byTime.has(point.x)) byTime.set(point.x, new Array(datasets.length).fill(null));
+      byTime.get(point.x)[column] = point;
+    }
+  });
+  const allTimes = [...byTime.keys()].sort((a, b) => b - a);
+  const times = allTimes.slice(0, TABLE_ROWS_MAX);
+  const table = element('table', 'table table-sm small mb-0 num-table chart-table');
+  const caption = element('caption', 'visually-hidden',
+    `${document.getElementById(`${chartId}-title`)?.textContent ?? def.id}: one row a bucket, newest first`);
+  const head = element('tr');
+  const timeHead = element('th', '', 'Time');
+  timeHead.scope = 'col';
+  head.append(timeHead);
+  for (const dataset of datasets) {
+    const th = element('th', 'text-end', dataset.label);
+    th.scope = 'col';
+    th.title = dataset.pcwName || '';
+    head.append(th);
+  }
+  const thead = element('thead');
+  thead.append(head);
+  const tbody = element('tbody');
+  for (const time of times) {
+    const row = element('tr');
+    const th = element('th', 'chart-table-time', formatFull(time));
+    th.scope = 'row';
+    row.append(th);
+    for (const point of byTime.get(time)) {
+      let text = point ? withUnit(point.y, def.unit, def.digits) : '—';
+      if (point && isNumber(point.max) && isNumber(point.y) && point.max - point.y > 1e-9) {
+        text += ` (max ${withUnit(point.max, def.unit, def.digits)})`;
+      }
+      row.append(element('td', 'text-end', text));
+    }
+    tbody.append(row);
+  }
+  table.append(caption, thead, tbody);
+  if (!times.length) {
+    box.replaceChildren(element('p', 'small text-body-secondary mb-0', 'No readings in this range.'));
+    return;
+  }
+  const parts = [table];
+  if (allTimes.length > times.length) {
+    parts.push(element('p', 'small text-body-secondary mb-0',
+      `The newest ${times.length} of the ${allTimes.length} buckets are listed.`));
+  }
+  box.replaceChildren(...parts);
+}
+
+/** Refill the open tables after a redraw, each at most every TABLE_REFRESH_MS. */
+function refreshChartTables() {
+  for (const box of document.querySelectorAll('.chart-table-box:not([hidden])')) {
+    if (Date.now() - Number(box.dataset.builtMs || 0) < TABLE_REFRESH_MS) continue;
+    const chartId = box.id.replace(/-table-box$/, '');
+    // The table is refilled in place: a keyboard user reading it keeps the box's focus.
+    fillChartTable(box, chartId);
+  }
 }
 
 function datasetShown(dataset) {
@@ -184,7 +340,7 @@ function onChartClick(event, elements, chart) {
   const dataset = chart.data.datasets[hit.datasetIndex];
   const point = dataset.data[hit.index];
   if (!point || !isNumber(point.x)) return;
-  showPointProcesses(dataset.pcwUuid, point.x / 1000);
+  showPointProcesses(dataset.pcwUuid, point.x / 1000, document.getElementById('point-show'));
 }
 
 export function buildChart(def) {
@@ -193,6 +349,7 @@ export function buildChart(def) {
   const chart = new window.Chart(canvas, {
     type: 'line',
     data: { datasets: [] },
+    plugins: [isolatedDots],
     options: {
       animation: false, // a page left open redraws every tick: keep it cheap
       maintainAspectRatio: false,
@@ -203,7 +360,7 @@ export function buildChart(def) {
       onClick: onChartClick,
       elements: {
         line: { borderWidth: 1.5, tension: 0 },
-        point: { radius: (context) => (isolated(context) ? 2 : 0), hitRadius: 6, hoverRadius: 3 },
+        point: { radius: 0, hitRadius: 6, hoverRadius: 3 }, // lone points: isolatedDots
       },
       scales: {
         x: {
@@ -240,6 +397,7 @@ export function buildChart(def) {
       },
     },
   });
+  visibility.observe(canvas);
   return { def, chart };
 }
 
@@ -283,6 +441,33 @@ function render() {
     const x = entry.chart.options.scales.x;
     x.min = minMs;
     x.max = maxMs;
-    entry.chart.update('none');
+    const drawn = entry.chart.scales.x;
+    const newSpan = !drawn || Math.abs(drawn.max - drawn.min - spanMs) > 1;
+    if (onScreen.has(entry.chart.canvas) || newSpan) entry.chart.update('none');
+  }
+  refreshChartTables();
+  const stepS = state.history ? state.history.stepS : null;
+  if (stepS !== pickerStepS) { // the loaded range's buckets are the picker's steps
+    pickerStepS = stepS;
+    refreshPointPicker();
   }
 }
+
+/*
+ * A chart off the screen is not redrawn at each tick (on a phone the charts are screens below
+ * the cards, and these redraws were most of the page's main-thread time); a new range still
+ * redraws it. One coming into view is redrawn at once, before a click on it can land.
+ */
+const onScreen = new WeakSet();
+const visibility = new IntersectionObserver((entries) => {
+  let shown = false;
+  for (const entry of entries) {
+    if (entry.isIntersecting) {
+      shown = shown || !onScreen.has(entry.target);
+      onScreen.add(entry.target);
+    } else {
+      onScreen.delete(entry.target);
+    }
+  }
+  if (shown) render();
+}, { rootMargin: '100px' });

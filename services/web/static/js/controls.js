@@ -1,12 +1,12 @@
 /* Range, host and usage grouping buttons, and the page URL that keeps the choices. */
 
-import { queueRender, showDatasets } from './charts.js';
+import { queueRender, showDatasets, toggleChartTable } from './charts.js';
 import { refreshConnBadge, setConnection } from './conn_badge.js';
-import { markPressed } from './format.js';
+import { markPressed, namedScrollArea } from './format.js';
 import { loadRange } from './history.js';
 import { fillHostSelect } from './hosts.js';
 import { connect } from './live.js';
-import { closePointPanel } from './point-panel.js';
+import { bindPointPanel, closePointPanel, refreshPointPicker } from './point-panel.js';
 import { refreshProblems } from './problems.js';
 import { RANGES_S, hostFromUrl, hostShown, rangeFromUrl, state } from './state.js';
 import { USAGE_BY, loadRangeTables, loadUsage } from './usage.js';
@@ -23,7 +23,7 @@ function chooseRange(key) {
   window.history.pushState({ range: key }, '', url);
   showRange();
   queueRender();
-  loadRange();
+  loadRange().then(refreshPointPicker);
   loadRangeTables();
 }
 
@@ -67,6 +67,11 @@ export function bindControls() {
   const select = document.getElementById('host-select');
   select.addEventListener('change', () => chooseHost(select.value || null));
   document.getElementById('point-close').addEventListener('click', closePointPanel);
+  bindPointPanel();
+  for (const button of document.querySelectorAll('.chart-table-toggle')) {
+    button.addEventListener('click', () => toggleChartTable(button));
+  }
+  for (const box of document.querySelectorAll('[data-scroll-label]')) namedScrollArea(box, box.dataset.scrollLabel);
   window.addEventListener('popstate', () => {
     const key = rangeFromUrl();
     const host = hostFromUrl();

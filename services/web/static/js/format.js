@@ -59,15 +59,35 @@ export function withUnit(value, unit, digits) {
   return isNumber(value) ? `${formatNumber(value, digits)} ${unit}` : 'n/a';
 }
 
+// Date formats made once, at first use: toLocale*String builds a new formatter each call, which
+// a redraw of cards, tables and tooltips does thousands of times.
+const dateFormats = new Map();
+const DATE_OPTIONS = {
+  clock: { hour: '2-digit', minute: '2-digit', second: '2-digit' },
+  full: {
+    year: 'numeric', month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit', second: '2-digit',
+  },
+  minute: { hour: '2-digit', minute: '2-digit' },
+  dayMinute: { month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit' },
+  day: { month: 'short', day: 'numeric' },
+};
+
+/** Return the browser's formatter of one of DATE_OPTIONS' kinds. */
+export function dateFormat(kind) {
+  let format = dateFormats.get(kind);
+  if (!format) {
+    format = new Intl.DateTimeFormat(undefined, DATE_OPTIONS[kind]);
+    dateFormats.set(kind, format);
+  }
+  return format;
+}
+
 export function formatClock(ms) {
-  return new Date(ms).toLocaleTimeString(undefined, { hour: '2-digit', minute: '2-digit', second: '2-digit' });
+  return dateFormat('clock').format(new Date(ms));
 }
 
 export function formatFull(ms) {
-  return new Date(ms).toLocaleString(undefined, {
-    year: 'numeric', month: 'short', day: 'numeric',
-    hour: '2-digit', minute: '2-digit', second: '2-digit',
-  });
+  return dateFormat('full').format(new Date(ms));
 }
 
 export function formatDuration(seconds) {
@@ -81,16 +101,14 @@ export function formatDuration(seconds) {
 export function formatWhen(ms) {
   const date = new Date(ms);
   if (date.toDateString() === new Date().toDateString()) return formatClock(ms);
-  return date.toLocaleString(undefined, { month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit' });
+  return dateFormat('dayMinute').format(date);
 }
 
 /** Return a time to the minute: "14:05" today, else with its date. */
 export function formatMinute(ms) {
   const date = new Date(ms);
-  if (date.toDateString() === new Date().toDateString()) {
-    return date.toLocaleTimeString(undefined, { hour: '2-digit', minute: '2-digit' });
-  }
-  return date.toLocaleString(undefined, { month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit' });
+  if (date.toDateString() === new Date().toDateString()) return dateFormat('minute').format(date);
+  return dateFormat('dayMinute').format(date);
 }
 
 export function colourFor(position) {
@@ -157,4 +175,32 @@ export function setNote(id, text) {
   const note = document.getElementById(id);
   note.hidden = !text;
   note.textContent = text || '';
+}
+
+/* Scroll areas: named for a screen reader, and a tab stop only while they do scroll. */
+const scrollAreas = typeof ResizeObserver === 'function'
+  ? new ResizeObserver((entries) => {
+    for (const entry of entries) {
+      const box = entry.target.closest('[data-scroll-area]') || entry.target;
+      const scrolls = box.scrollWidth > box.clientWidth + 1 || box.scrollHeight > box.clientHeight + 1;
+      if (scrolls) box.tabIndex = 0;
+      else box.removeAttribute('tabindex');
+    }
+  })
+  : null;
+
+/**
+ * Make box a named region (role=region, aria-label) that a keyboard can reach and scroll while
+ * its content is wider or taller than it: re-judged whenever the box or its first child resizes.
+ */
+export function namedScrollArea(box, label) {
+  box.setAttribute('role', 'region');
+  box.setAttribute('aria-label', label);
+  box.dataset.scrollArea = '';
+  if (!scrollAreas) {
+    box.tabIndex = 0;
+    return;
+  }
+  scrollAreas.observe(box);
+  if (box.firstElementChild) scrollAreas.observe(box.firstElementChild);
 }

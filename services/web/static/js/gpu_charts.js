@@ -136,23 +136,100 @@ function chartCard(def) {
   const card = element('div', 'card h-100 gpu-chart');
   card.dataset.chart = def.id;
   const titleId = `gpu-chart-${def.id}-title`;
-  const head = element('h3', 'card-header py-2 small fw-semibold mb-0', chartTitle(def));
-  head.id = titleId;
+  const head = element('div', 'card-header py-2 d-flex align-items-center gap-2');
+  const title = element('h3', 'h6 small fw-semibold mb-0 me-auto', chartTitle(def));
+  title.id = titleId;
+  // The chart's text alternative: its buckets as a table, opened by this button.
+  const tableBox = element('div', 'chart-table-box');
+  tableBox.id = `gpu-chart-${def.id}-table-box`;
+  tableBox.setAttribute('role', 'region');
+  tableBox.setAttribute('aria-label', `${def.title}, as a table`);
+  tableBox.tabIndex = 0;
+  tableBox.hidden = true;
+  const toggle = element('button', 'btn btn-sm btn-outline-secondary py-0 chart-table-toggle', 'Table');
+  toggle.type = 'button';
+  toggle.setAttribute('aria-expanded', 'false');
+  toggle.setAttribute('aria-controls', tableBox.id);
+  head.append(title, toggle);
   const body = element('div', 'card-body p-2');
   const box = element('div', 'chart-box');
   const canvas = element('canvas');
   canvas.id = `gpu-chart-${def.id}`;
   canvas.setAttribute('role', 'img');
   box.append(canvas);
+  // The legend's toggles as buttons: a keyboard switches a line off and on too.
+  const lines = element('div', 'gpu-toggles mt-1 chart-lines');
+  lines.setAttribute('role', 'group');
+  lines.setAttribute('aria-label', `${def.title}: lines drawn`);
   const stats = element('ul', 'list-unstyled small mb-0 mt-1 chart-stats');
   stats.setAttribute('aria-label', `${def.title}: figures over the range`);
   const note = element('p', 'small text-body-secondary mb-0 mt-1 chart-note');
   note.hidden = true;
-  body.append(box, stats, note);
+  body.append(box, lines, tableBox, stats, note);
   card.setAttribute('aria-labelledby', titleId);
   card.append(head, body);
   column.append(card);
-  return { column, card, box, canvas, stats, note };
+  return { column, card, box, canvas, stats, note, toggle, tableBox, lines };
+}
+
+/** Fill a chart's table: a row a bucket (newest first), a column a line drawn, mean (max). */
+function fillTable(entry) {
+  const { def, chart, els } = entry;
+  const datasets = chart.data.datasets.filter((dataset, i) => chart.isDatasetVisible(i));
+  const table = element('table', 'table table-sm small mb-0 num-table chart-table');
+  table.append(element('caption', 'visually-hidden', `${def.title}: one row a bucket, newest first`));
+  const head = element('tr');
+  for (const label of ['Time', ...datasets.map((dataset) => dataset.label)]) {
+    const th = element('th', label === 'Time' ? '' : 'text-end', label);
+    th.scope = 'col';
+    head.append(th);
+  }
+  const thead = element('thead');
+  thead.append(head);
+  const tbody = element('tbody');
+  const count = datasets.length ? datasets[0].data.length : 0;
+  for (let i = count - 1; i >= 0; i -= 1) {
+    if (!datasets.some((dataset) => isNumber(dataset.data[i]?.y))) continue;
+    const row = element('tr');
+    const th = element('th', 'chart-table-time', formatFull(datasets[0].data[i].x));
+    th.scope = 'row';
+    row.append(th);
+    for (const dataset of datasets) {
+      const point = dataset.data[i];
+      let text = point && isNumber(point.y) ? lineValueText(def, dataset.pcwLine, point.y) : '—';
+      if (point && isNumber(point.max) && isNumber(point.y) && point.max - point.y > 1e-9) {
+        text += ` (max ${lineValueText(def, dataset.pcwLine, point.max)})`;
+      }
+      row.append(element('td', 'text-end', text));
+    }
+    tbody.append(row);
+  }
+  table.append(thead, tbody);
+  els.tableBox.replaceChildren(tbody.children.length
+    ? table : element('p', 'small text-body-secondary mb-0', 'No readings in this range.'));
+}
+
+/** Give a chart one toggle button a line, pressed while the line is drawn. */
+function fillLineButtons(entry) {
+  const { chart, els } = entry;
+  const focused = els.lines.contains(document.activeElement) ? document.activeElement.dataset.line : null;
+  els.lines.replaceChildren(...chart.data.datasets.map((dataset, i) => {
+    const button = element('button', 'btn btn-sm btn-outline-secondary gpu-toggle');
+    button.type = 'button';
+    button.dataset.line = dataset.pcwMetric;
+    const swatch = element('span', 'gpu-toggle-swatch');
+    swatch.style.setProperty('--gpu-color', dataset.borderColor);
+    button.append(swatch, element('span', 'gpu-toggle-label', dataset.label));
+    button.setAttribute('aria-pressed', String(chart.isDatasetVisible(i)));
+    button.addEventListener('click', () => {
+      chart.setDatasetVisibility(i, !chart.isDatasetVisible(i));
+      chart.update('none');
+      fillLineButtons(entry);
+      if (!els.tableBox.hidden) fillTable(entry);
+    });
+    return button;
+  }));
+  if (focused) els.lines.querySelector(`[data-line="${CSS.escape(focused)}"]`)?.focus();
 }
 
 /** Build every chart, empty, into the container; return their entries. */
@@ -202,7 +279,21 @@ export function buildGpuCharts(container, rangeKey) {
         },
       },
     });
-    return { def, chart, els, view };
+    const entry = { def, chart, els, view };
+    // The canvas legend's own click keeps its buttons in step.
+    const legendClick = window.Chart.defaults.plugins.legend.onClick;
+    chart.options.plugins.legend.onClick = function onLegend(event, item, legend) {
+      legendClick.call(this, event, item, legend);
+      fillLineButtons(entry);
+    };
+    els.toggle.addEventListener('click', () => {
+      const open = els.tableBox.hidden;
+      els.tableBox.hidden = !open;
+      els.toggle.setAttribute('aria-expanded', String(open));
+      els.toggle.textContent = open ? 'Hide table' : 'Table';
+      if (open) fillTable(entry);
+    });
+    return entry;
   });
 }
 
@@ -235,7 +326,8 @@ export function showHistory(entries, series, range, stepS, intervalS) {
   const buckets = series && Array.isArray(series.buckets)
     ? series.buckets.filter((bucket) => bucket && isNumber(bucket.ts)) : [];
   const anyReading = buckets.some((bucket) => bucket.mean);
-  for (const { def, chart, els, view } of entries) {
+  for (const entry of entries) {
+    const { def, chart, els, view } = entry;
     const datasets = [];
     const stats = [];
     const missing = [];
@@ -263,6 +355,8 @@ export function showHistory(entries, series, range, stepS, intervalS) {
     chart.options.scales.x.min = range.fromS * 1000;
     chart.options.scales.x.max = range.toS * 1000;
     chart.update('none');
+    fillLineButtons(entry);
+    if (!els.tableBox.hidden) fillTable(entry);
     els.stats.replaceChildren(...stats);
     const notes = [];
     if (!anyReading) notes.push('No readings of this GPU in this range.');

@@ -15,6 +15,30 @@ function historyUrl(metrics, range, points) {
   return apiUrl('api/v1/history', query);
 }
 
+/**
+ * Return this GPU's series of a columns answer as the buckets showHistory draws:
+ * {buckets: [{ts, count, mean: {metric: value}, max: {metric: value}}]}, mean and max null in
+ * a gap; null when the answer does not hold the GPU.
+ */
+export function bucketsOf(answer, uuid) {
+  if (!answer || !Array.isArray(answer.ts) || !Array.isArray(answer.series)) return null;
+  const item = answer.series.find((series) => series && series.gpu_uuid === uuid);
+  if (!item || !Array.isArray(item.count)) return null;
+  const metrics = Object.keys(item.mean || {});
+  const value = (values, metric, k) => (values && Array.isArray(values[metric]) ? values[metric][k] ?? null : null);
+  const buckets = answer.ts.map((ts, k) => {
+    if (!(item.count[k] > 0)) return { ts, count: 0, mean: null, max: null };
+    const mean = {};
+    const max = {};
+    for (const metric of metrics) {
+      mean[metric] = value(item.mean, metric, k);
+      max[metric] = value(item.max, metric, k);
+    }
+    return { ts, count: item.count[k], mean, max };
+  });
+  return { buckets };
+}
+
 function setStatus(text) {
   document.getElementById('charts-status').textContent = text;
 }
@@ -35,8 +59,7 @@ export async function loadCharts(entries) {
     return;
   }
   if (gen !== page.gen) return;
-  const series = answer && Array.isArray(answer.series)
-    ? answer.series.find((item) => item && item.gpu_uuid === page.uuid) : null;
+  const series = bucketsOf(answer, page.uuid);
   showHistoryError('', 'charts-error');
   setStatus(showHistory(entries, series, range, answer ? answer.step_s : 0, page.intervalS));
 }

@@ -5,7 +5,9 @@ import { element, formatAmount, formatDuration, formatWhen, isNumber, setNote } 
 import { apiUrl } from './gpu_api.js';
 import { page, rangeWindow } from './gpu_state.js';
 import { sortProcesses, validProcess } from './processes.js';
-import { NOT_VISIBLE_HELP, cell, knownText, processRow } from './tables.js';
+import { NOT_VISIBLE_HELP, cell, knownText, replaceProcessRows } from './tables.js';
+
+const openDetails = new Set(); // the PIDs whose details rows are open
 
 function usageRow(row) {
   const tr = element('tr', 'usage-row');
@@ -67,8 +69,8 @@ async function loadNow(gen) {
     return;
   }
   const processes = sortProcesses(answer.processes.filter(validProcess));
-  table.querySelector('tbody').replaceChildren(...processes.map((proc) => processRow(proc,
-    isNumber(proc.since_ts) ? { sinceS: proc.since_ts, exact: true } : null)));
+  replaceProcessRows(table.querySelector('tbody'), processes,
+    (proc) => (isNumber(proc.since_ts) ? { sinceS: proc.since_ts, exact: true } : null), openDetails);
   table.hidden = processes.length === 0;
   setNote('now-processes-note', processes.length ? '' : 'No process is on this GPU now.');
 }

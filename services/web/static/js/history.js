@@ -21,8 +21,10 @@ function historyUrl(fromS, toS, points) {
   return `api/v1/history?${query}`;
 }
 
+/** The columns answer (the server's default): bucket starts once, then each GPU's arrays. */
 function validHistory(answer) {
-  return answer && isNumber(answer.step_s) && answer.step_s > 0 && Array.isArray(answer.series);
+  return answer && isNumber(answer.step_s) && answer.step_s > 0 && Array.isArray(answer.ts)
+    && Array.isArray(answer.series);
 }
 
 export function showHistoryError(message, id = 'history-error') {

@@ -64,7 +64,8 @@ export function severalHosts() {
 /** Show the host headings when there are several hosts, and always on a stale host. */
 function refreshHostTitles() {
   const several = severalHosts();
-  for (const entry of state.hosts.values()) entry.title.hidden = !several && !entry.staleNow;
+  // One host's heading is still heard (the GPUs' headings sit under it), only not seen.
+  for (const entry of state.hosts.values()) entry.title.classList.toggle('visually-hidden', !several && !entry.staleNow);
 }
 
 /** Return the newest reading time of a host that this page has seen, or null. */

@@ -10,10 +10,9 @@ import { fillMissed, loadRange } from './history.js';
 import { refreshHostState, setHostError, takeHostState } from './hosts.js';
 import { refreshProblems } from './problems.js';
 import { RING_TICKS, mergeTickIntoCharts } from './series.js';
+import { nextReconnect, openLiveSocket } from './socket.js';
 import { state } from './state.js';
 
-const BACKOFF_FIRST_MS = 500;
-const BACKOFF_MAX_MS = 15000;
 const OFFLINE_AFTER_MS = 60000; // reconnecting for longer than this shows "offline"
 const CLOCK_SKEW_MIN_S = 2; // server clock differences below this are latency, not skew
 
@@ -96,29 +95,20 @@ function onClose(socket) {
 
 function scheduleReconnect() {
   window.clearTimeout(state.reconnectTimer);
-  const baseMs = Math.min(BACKOFF_MAX_MS, BACKOFF_FIRST_MS * 2 ** state.attempts);
-  state.attempts = Math.min(state.attempts + 1, 30);
-  const delayMs = baseMs / 2 + Math.random() * (baseMs / 2); // jitter: browsers do not reconnect in step
+  const { delayMs, attempts } = nextReconnect(state.attempts);
+  state.attempts = attempts;
   state.reconnectTimer = window.setTimeout(connect, delayMs);
 }
 
 export function connect() {
   window.clearTimeout(state.reconnectTimer);
-  const url = new URL('ws', document.baseURI);
-  url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
-  url.search = '';
-  url.hash = '';
-  let socket;
-  try {
-    socket = new WebSocket(url.href);
-  } catch (error) {
-    scheduleReconnect();
-    return;
-  }
-  state.ws = socket;
-  socket.addEventListener('open', () => {
-    if (socket === state.ws) setConnection('live');
+  const socket = openLiveSocket({
+    open: (opened) => {
+      if (opened === state.ws) setConnection('live');
+    },
+    message: onMessage,
+    close: onClose,
+    failed: scheduleReconnect,
   });
-  socket.addEventListener('message', (event) => onMessage(socket, event));
-  socket.addEventListener('close', () => onClose(socket));
+  if (socket !== null) state.ws = socket;
 }

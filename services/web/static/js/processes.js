@@ -1,13 +1,9 @@
 /* Each card's process table, and since when each process runs (api/v1/processes). */
 
 import { fetchJson } from './api.js';
-import { element, isNumber, memoryText } from './format.js';
-import { processRow, tableHead } from './tables.js';
+import { element, isNumber, memoryText, namedScrollArea } from './format.js';
+import { PROCESS_COLUMNS, replaceProcessRows, tableHead } from './tables.js';
 
-const PROCESS_COLUMNS = [
-  ['PID', 'text-end'], ['User', ''], ['Name', ''], ['Command line', ''], ['Container', ''],
-  ['Memory', 'text-end'], ['Since', ''],
-];
 
 export function buildProcessBlock() {
   const block = element('div', 'mt-2 gpu-processes');
@@ -22,8 +18,9 @@ export function buildProcessBlock() {
   const tbody = element('tbody');
   table.append(tbody);
   wrap.append(table);
+  namedScrollArea(wrap, 'Processes'); // the card names its GPU here (setIdentity)
   block.append(head, note, wrap);
-  return { block, count, note, table, tbody, signature: null };
+  return { block, count, note, wrap, table, tbody, signature: null, open: new Set() };
 }
 
 export function validProcess(proc) {
@@ -94,7 +91,7 @@ export function renderProcesses(gpu) {
   els.note.hidden = processes.length > 0;
   els.note.textContent = processes.length ? '' : 'no processes';
   els.table.hidden = processes.length === 0;
-  els.tbody.replaceChildren(...processes.map((proc) => processRow(proc, gpu.since.get(proc.pid))));
+  replaceProcessRows(els.tbody, processes, (proc) => gpu.since.get(proc.pid), els.open);
 }
 
 /** Ask the server since when the processes that were already running when the page opened run. */

@@ -67,32 +67,46 @@ export function mergeTickIntoCharts(tick) {
   }
 }
 
-function pointFromBucket(bucket, def) {
-  const mean = bucket.mean ? scaled(bucket.mean[def.metric], def) : null;
-  const max = bucket.max ? scaled(bucket.max[def.metric], def) : null;
-  return { x: bucket.ts * 1000, y: mean, max };
+/** The chart points of one GPU's columns (an answer's series) for buckets 0..end-1. */
+function pointsFromColumns(starts, series, end, def) {
+  const means = series.mean && Array.isArray(series.mean[def.metric]) ? series.mean[def.metric] : [];
+  const maxima = series.max && Array.isArray(series.max[def.metric]) ? series.max[def.metric] : [];
+  const points = new Array(end);
+  for (let k = 0; k < end; k += 1) {
+    points[k] = { x: starts[k] * 1000, y: scaled(means[k], def), max: scaled(maxima[k], def) };
+  }
+  return points;
+}
+
+/** Return how many leading buckets to draw: those closed at requestNowS, less the gaps at the end. */
+function closedBuckets(starts, counts, stepS, requestNowS) {
+  let end = 0;
+  while (end < starts.length && isNumber(starts[end]) && starts[end] + stepS <= requestNowS) end += 1;
+  while (end > 0 && !(counts[end - 1] > 0)) end -= 1;
+  return end;
 }
 
 /**
- * Put a history answer into the charts. Buckets from cutS on replace what the charts hold
+ * Put a history answer (columns: `ts` once, per GPU `count`, `mean` and `max` arrays) into the
+ * charts. Buckets from cutS on replace what the charts hold
  * (cutS null: everything). The bucket still filling at requestNowS and the empty buckets at
  * the end are left out: live ticks (and the recent ones in the ring) fill them instead, so no
  * reading is counted twice and the newest point keeps moving.
  */
 export function applyHistory(answer, cutS, requestNowS) {
   const stepS = answer.step_s;
+  const starts = answer.ts;
   const seen = new Set();
   for (const series of answer.series) {
     const gpu = ensureGpu(series);
-    if (!gpu || !Array.isArray(series.buckets)) continue;
+    if (!gpu || !Array.isArray(series.count)) continue;
     seen.add(gpu.uuid);
-    const buckets = series.buckets.filter((bucket) => isNumber(bucket.ts) && bucket.ts + stepS <= requestNowS);
-    while (buckets.length && !buckets[buckets.length - 1].mean) buckets.pop();
-    const liveFromS = buckets.length ? buckets[buckets.length - 1].ts + stepS : (cutS ?? answer.from);
+    const end = closedBuckets(starts, series.count, stepS, requestNowS);
+    const liveFromS = end ? starts[end - 1] + stepS : (cutS ?? answer.from);
     for (const entry of state.charts) {
       const dataset = datasetFor(entry, gpu);
       const kept = cutS === null ? [] : dataset.data.filter((point) => point.x < cutS * 1000);
-      dataset.data = kept.concat(buckets.map((bucket) => pointFromBucket(bucket, entry.def)));
+      dataset.data = kept.concat(pointsFromColumns(starts, series, end, entry.def));
       dataset.pcwLiveFromS = liveFromS;
     }
   }
