@@ -111,6 +111,9 @@ def test_the_fleet_view_is_chosen_by_itself_and_kept_in_the_url(
     assert page.locator("tr.fleet-gpu").count() == GPUS
     current = page.locator("#view-toggle a[aria-current='page']")
     assert current.inner_text() == "Fleet"
+    # the page's link to the charts leads to the fleet's table and range instead, not nowhere
+    assert page.locator(".page-nav a[href='#history']").count() == 0
+    assert page.locator(".page-nav a[href='#fleet']").inner_text() == "Fleet and time range"
     # The toggle switches to the cards, and the URL keeps that choice over a reload.
     page.locator("#view-toggle a[data-view='cards']").click()
     page.wait_for_selector(".gpu-card", state="attached", timeout=LOAD_TIMEOUT_MS)

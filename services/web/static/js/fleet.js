@@ -344,6 +344,12 @@ async function startFleet(answer) {
   for (const id of ['gpu-cards', 'host-select']) document.getElementById(id).hidden = true;
   const charts = document.getElementById('history-title');
   if (charts) charts.closest('section').hidden = true;
+  // The page's own link to the charts and their range buttons leads to the fleet's instead.
+  const toCharts = document.querySelector('.page-nav a[href="#history"]');
+  if (toCharts) {
+    toCharts.href = '#fleet';
+    toCharts.textContent = 'Fleet and time range';
+  }
   const section = document.getElementById('fleet');
   buildSection(section);
   section.hidden = false;
