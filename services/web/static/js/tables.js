@@ -135,7 +135,8 @@ export function processRows(proc, since, open) {
   const isOpen = open.has(proc.pid);
   detail.hidden = !isOpen;
   const more = element('td', 'process-more');
-  const button = element('button', 'btn btn-sm btn-link p-0 process-more-button', 'Details');
+  // A disclosure triangle, narrow enough for a card's table; its label names the process.
+  const button = element('button', 'btn btn-sm btn-link p-0 process-more-button', isOpen ? '▾' : '▸');
   button.type = 'button';
   button.setAttribute('aria-expanded', String(isOpen));
   button.setAttribute('aria-controls', detail.id);
@@ -144,6 +145,7 @@ export function processRows(proc, since, open) {
     const opening = detail.hidden;
     detail.hidden = !opening;
     button.setAttribute('aria-expanded', String(opening));
+    button.textContent = opening ? '▾' : '▸';
     if (opening) open.add(proc.pid);
     else open.delete(proc.pid);
   });
