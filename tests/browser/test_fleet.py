@@ -83,6 +83,24 @@ def number(text: str) -> float:
     return float(found.group().replace(",", ""))
 
 
+def filtered(page: Page, box, text: str) -> None:
+    """Type text into the filter box; wait until the page has taken it (it is in the URL) and
+    drawn the rows (in the next frame after that)."""
+    box.fill(text)
+    page.wait_for_function(
+        "(text) => (new URLSearchParams(location.search).get('q') || '') === text",
+        arg=text.strip().lower(),
+    )
+    drawn(page)
+
+
+def drawn(page: Page) -> None:
+    """Wait two frames: what the page queued for its next frame (a sort, a filter) is drawn."""
+    page.evaluate(
+        "() => new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)))"
+    )
+
+
 def visible_rows(page: Page) -> list[dict]:
     """Return the rows shown, in page order: host, index, util (None: n/a), group host."""
     return page.evaluate(
@@ -178,6 +196,7 @@ def test_a_heading_button_sorts_and_says_so(page: Page, fleet: Fleet, watch: Wat
     assert util_head.get_attribute("aria-sort") is None
     assert page.locator("th.fleet-h-host").get_attribute("aria-sort") == "ascending"
     util_head.get_by_role("button").click()
+    drawn(page)
     assert util_head.get_attribute("aria-sort") == "descending"
     assert page.locator("th.fleet-h-host").get_attribute("aria-sort") is None
     rows = visible_rows(page)
@@ -189,6 +208,7 @@ def test_a_heading_button_sorts_and_says_so(page: Page, fleet: Fleet, watch: Wat
     means = [sum(utils) / len(utils) for utils in by_host.values()]
     assert means == sorted(means, reverse=True)  # and the busiest hosts first
     util_head.get_by_role("button").click()
+    drawn(page)
     assert util_head.get_attribute("aria-sort") == "ascending"
     first_group = visible_rows(page)[:GPUS_PER_HOST]
     utils = [number(row["util"]) for row in first_group]
@@ -196,6 +216,7 @@ def test_a_heading_button_sorts_and_says_so(page: Page, fleet: Fleet, watch: Wat
     # From the keyboard: Tab reaches the buttons, Enter sorts.
     page.locator("th.fleet-h-temp button").focus()
     page.keyboard.press("Enter")
+    drawn(page)
     assert page.locator("th.fleet-h-temp").get_attribute("aria-sort") == "descending"
     temps = [number(row["temp"]) for row in visible_rows(page)[:GPUS_PER_HOST]]
     assert temps == sorted(temps, reverse=True)
@@ -207,13 +228,12 @@ def test_the_filter_keeps_the_matching_rows_and_is_in_the_url(
 ):
     open_fleet(page, fleet)
     box = page.get_by_label("Filter GPUs by host, GPU, model, health or holder")
-    box.fill("host07")
-    page.wait_for_function("() => new URLSearchParams(location.search).get('q') === 'host07'")
+    filtered(page, box, "host07")
     rows = visible_rows(page)
     assert len(rows) == GPUS_PER_HOST and {row["host"] for row in rows} == {"host07"}
     assert page.locator("tr.fleet-host[data-host='host07'] .fleet-t-gpu").inner_text() == "8 GPUs"
     model = rows[0]["model"]
-    box.fill(model)
+    filtered(page, box, model)
     rows = visible_rows(page)
     expected = [gpu for gpu in api(fleet, "/api/v1/gpus")["gpus"] if gpu["gpu_name"] == model]
     assert len(rows) == len(expected) and {row["model"] for row in rows} == {model}
@@ -222,10 +242,10 @@ def test_the_filter_keeps_the_matching_rows_and_is_in_the_url(
     assert page.locator("tr.fleet-host[data-host='host00'] .fleet-t-gpu").inner_text() == (
         f"{shown} of {GPUS_PER_HOST} GPUs"
     )
-    box.fill("no such gpu anywhere")
+    filtered(page, box, "no such gpu anywhere")
     assert visible_rows(page) == []
     assert page.locator(".fleet-empty").is_visible()
-    box.fill("")
+    filtered(page, box, "")
     assert len(visible_rows(page)) == GPUS
     # The filter in the URL is the filter of a page opened from it.
     open_fleet(page, fleet, "?view=fleet&q=host31")
