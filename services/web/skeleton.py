@@ -57,8 +57,20 @@ def group(gpus: list[tuple[str, int, str]], host_shown: str | None) -> list[Skel
     return shown
 
 
-async def skeleton(request: web.Request) -> list[SkeletonHost]:
-    """Return the places of the cards the page will show (empty when no GPU is known yet)."""
+@dataclass(frozen=True)
+class FirstPaint:
+    """What the page is served with: the cards' places, or the fleet view's (fleet: True)."""
+
+    hosts: list[SkeletonHost]
+    fleet: bool
+
+
+async def first_paint(request: web.Request) -> FirstPaint:
+    """Return the places of the cards the page will show, or that it shows the fleet view.
+
+    In the fleet view the page is served with the fleet's place already taken (and the cards'
+    and the charts' sections hidden), so that the table coming in moves nothing below it.
+    """
     gpus = [
         (tick.host, reading.index, reading.name)
         for tick in request.app[FEED].latest_ticks()
@@ -71,5 +83,5 @@ async def skeleton(request: web.Request) -> list[SkeletonHost]:
     gpus.extend((row.host, row.gpu_index, row.gpu_name) for row in rows)
     view = request.query.get("view")
     if view == "fleet" or (view != "cards" and len({gpu[:2] for gpu in gpus}) >= FLEET_MIN_GPUS):
-        return []
-    return group(gpus, request.query.get("host") or None)
+        return FirstPaint([], fleet=True)
+    return FirstPaint(group(gpus, request.query.get("host") or None), fleet=False)

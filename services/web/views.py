@@ -39,7 +39,7 @@ from services.web.shapes import (
     HostsReply,
     Series,
 )
-from services.web.skeleton import skeleton
+from services.web.skeleton import first_paint
 from services.web.store import StoreError
 
 PACKAGE = "pycudawatch"
@@ -56,7 +56,12 @@ def package_version() -> str:
 
 async def index(request: web.Request) -> web.Response:
     """Render the dashboard page with its cards' places; its script fetches the data itself."""
-    context = {**page_context(request.app[CONFIG]), "skeleton": await skeleton(request)}
+    paint = await first_paint(request)
+    context = {
+        **page_context(request.app[CONFIG]),
+        "skeleton": paint.hosts,
+        "fleet_view": paint.fleet,
+    }
     return aiohttp_jinja2.render_template("index.html", request, context)
 
 

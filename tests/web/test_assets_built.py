@@ -18,6 +18,10 @@ from tests.web.conftest import create_db, feed_connected, make_config, make_tick
 
 ROOT = Path(__file__).resolve().parents[2]
 SKELETON_RE = re.compile(r'class="card skeleton-card')
+FLEET_TOGGLE_SHOWN = '<nav id="view-toggle" class="fleet-toggle mb-3" aria-label="Dashboard view">'
+HISTORY_HIDDEN = (
+    '<section id="history" aria-labelledby="history-title" class="mt-4 page-part" hidden>'
+)
 LINK_RE = re.compile(r'<(?:link|script)[^>]+(?:href|src)="(/static/[^"?]+)')
 
 
@@ -150,5 +154,12 @@ async def test_live_gpus_have_their_places_and_a_fleet_has_none(
     while SKELETON_RE.findall(await (await client.get("/")).text()):
         assert time.monotonic() < deadline, "the fleet still got cards' places"
         await asyncio.sleep(0.05)
+    # ... but the fleet's place, with the cards and the charts hidden, so that nothing moves
+    page = await (await client.get("/")).text()
+    assert '<section id="fleet" aria-labelledby="fleet-title" class="fleet-place">' in page
+    assert '<section id="gpu-cards" aria-label="GPUs" hidden>' in page
+    assert FLEET_TOGGLE_SHOWN in page and HISTORY_HIDDEN in page
+    assert 'aria-label="Host shown" hidden>' in page  # the navbar's height is the fleet's
     page = await (await client.get("/?view=cards&host=delta")).text()
     assert len(SKELETON_RE.findall(page)) == 17
+    assert 'class="fleet-place"' not in page and FLEET_TOGGLE_SHOWN in page  # either view

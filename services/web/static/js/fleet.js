@@ -92,7 +92,14 @@ export async function startPage(startCards) {
   }
   document.body.dataset.view = view;
   showToggle(view);
-  if (view === 'cards') return startCards();
+  if (view === 'cards') {
+    // The server may have served the fleet's places (it counted the GPUs a moment before).
+    for (const id of ['gpu-cards', 'history', 'host-select']) document.getElementById(id).hidden = false;
+    const place = document.getElementById('fleet');
+    place.hidden = true;
+    place.classList.remove('fleet-place');
+    return startCards();
+  }
   return startFleet(answer);
 }
 
