@@ -8,7 +8,6 @@ of buckets would differ from the walk over the same readings.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -110,10 +109,3 @@ def integrate(readings: Iterable[Reading], interval_s: float) -> EnergySums:
     return EnergySums(
         counter_j, counter_pairs, power_j, power_pairs, counted_gap_max_s, skipped_gap_min_s
     )
-
-
-def bucket_start(ts: float, level_s: int) -> float:
-    """Return the start of the level's bucket holding ts: start <= ts < start + level_s exactly
-    as SQLite compares them (ts / level_s may round up to the next whole number)."""
-    start = float(math.floor(ts / level_s) * level_s)
-    return start - level_s if start > ts else start

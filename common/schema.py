@@ -23,6 +23,7 @@ Each migration is frozen SQL text: a change is a new migration, never an edit.
 
 from __future__ import annotations
 
+import math
 import sqlite3
 
 # The migrations, frozen: each is the literal SQL that a released version ran, and is never
@@ -100,6 +101,13 @@ def rollup_levels_for(interval_s: float) -> tuple[int, ...]:
 def rollup_table(level_s: int) -> str:
     """Return the table name of a rollup level."""
     return f"rollup_{level_s}"
+
+
+def bucket_start(ts: float, level_s: int) -> float:
+    """Return the start of the level's bucket holding ts: start <= ts < start + level_s exactly
+    as SQLite compares them (ts / level_s may round up to the next whole number)."""
+    start = float(math.floor(ts / level_s) * level_s)
+    return start - level_s if start > ts else start
 
 
 # per metric: <name>_sum, <name>_n (non-null count), <name>_max; n is the row count.

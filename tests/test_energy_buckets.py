@@ -19,9 +19,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from common.energy_pairs import bucket_start
 from common.messages import GpuReading, Tick
-from common.schema import _V11, ENERGY_BUCKET_LEVELS_S, _statements
+from common.schema import _V11, ENERGY_BUCKET_LEVELS_S, _statements, bucket_start
 from services.web.energy import GpuEnergy
 from services.web.energy_reads import energy_job, full_walk_job, plan_range
 from services.writer.store import Store
@@ -155,6 +154,15 @@ picks = st.lists(
 )
 
 
+def assert_buckets_answer_as_the_walk(conn: sqlite3.Connection, history, chosen) -> None:
+    """Each chosen range of the history: the buckets' answer is the full walk's."""
+    for from_s, to_s in ranges_of(history, chosen):
+        assert_same(
+            answer(conn, energy_job(from_s, to_s, ())),
+            answer(conn, full_walk_job(from_s, to_s, ())),
+        )
+
+
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(history=histories(), chosen=picks)
 def test_bucket_answers_equal_the_full_walk(tmp_path_factory, history, chosen):
@@ -162,11 +170,7 @@ def test_bucket_answers_equal_the_full_walk(tmp_path_factory, history, chosen):
     write_history(path, history)
     conn = sqlite3.connect(path, isolation_level=None)
     try:
-        for from_s, to_s in ranges_of(history, chosen):
-            assert_same(
-                answer(conn, energy_job(from_s, to_s, ())),
-                answer(conn, full_walk_job(from_s, to_s, ())),
-            )
+        assert_buckets_answer_as_the_walk(conn, history, chosen)
     finally:
         conn.close()
 
@@ -182,11 +186,7 @@ def test_buckets_the_migration_fills_answer_as_the_walk(tmp_path_factory, histor
         conn.execute("DROP TABLE energy_buckets")
         for statement in _statements(_V11):
             conn.execute(statement)
-        for from_s, to_s in ranges_of(history, chosen):
-            assert_same(
-                answer(conn, energy_job(from_s, to_s, ())),
-                answer(conn, full_walk_job(from_s, to_s, ())),
-            )
+        assert_buckets_answer_as_the_walk(conn, history, chosen)
     finally:
         conn.close()
 

@@ -37,9 +37,9 @@ from services.transport.wakeup import StopFlag
 log = logging.getLogger("services.sampler")
 
 PUB_LINGER_MS = 1000  # long enough to hand the last tick over, short enough to never hang
-START_WAIT_S = 5.0  # the longest the first tick waits for a first subscriber
+START_WAIT_S = 5.0  # the longest the first tick waits for a writer to subscribe
 SUBSCRIBE = 1  # the first byte of an XPUB subscription message (0: unsubscription)
-SUBSCRIPTION_MAX_BYTES = 256  # ours are b"\x01pcw.tick"; a larger one drops its connection
+SUBSCRIPTION_MAX_BYTES = 256  # ours are b"\x01pcw.tick" and b"\x01pcw.store"; larger: dropped
 STATS_EVERY_S = 3600.0
 
 
@@ -74,7 +74,6 @@ class Sampler:
         self._poller = zmq.Poller()
         self._poller.register(replayer, zmq.POLLIN)
         self._poller.register(publisher, zmq.POLLIN)  # subscriptions
-        self.subscribed = False
         self.storing = False  # a writer has subscribed (STORING_TOPIC)
         self.stop.register(self._poller)
         self._stats_since_cpu_s = _cpu_s()
@@ -127,7 +126,6 @@ class Sampler:
             except zmq.Again:
                 return
             if message[:1] == bytes([SUBSCRIBE]):
-                self.subscribed = True
                 self.storing = self.storing or message[1:] == STORING_TOPIC
 
     def tick(self, tick_ts: float) -> None:

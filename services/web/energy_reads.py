@@ -21,10 +21,6 @@ from services.web.energy import GpuEnergy
 from services.web.gpu_reads import read_gpus
 from services.web.rows import GpuRow
 
-# kept under their old names: the SQL of the walk
-ENERGY_READINGS_SQL = READINGS_SQL
-ENERGY_BEFORE_SQL = BEFORE_SQL
-
 # One level's whole buckets in [?, ?) of every GPU: the GPU table drives the join (CROSS JOIN
 # keeps SQLite from reordering it), so each GPU is one range of the (level_s, gpu_id, ts) key.
 _SEGMENT_SQL = (

@@ -17,8 +17,9 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-# What one cached value costs, roughly: a list slot (8 B) and, for a float, its object (24 B).
-VALUE_BYTES = 24
+# What one cached value may cost: a list slot (8 B) and the largest boxed number it holds (a float
+# is 24 B, an int of 2**30 or more such as a memory size 32 B), so that the bound holds in bytes.
+VALUE_BYTES = 40
 ENTRY_OVERHEAD_BYTES = 512
 
 # (gpu_id, step_s, rollup level or None for the raw rows, metrics)

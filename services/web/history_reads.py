@@ -236,6 +236,16 @@ def readings_in_sql(level_s: int | None) -> str:
     )
 
 
+def _still_counts(
+    conn: sqlite3.Connection, gpu_id: int, level_s: int | None, step_s: int, cached: Columns
+) -> bool:
+    """Return whether the file still counts the cached buckets' readings (none late or gone)."""
+    counted = conn.execute(
+        readings_in_sql(level_s), (gpu_id, cached.first * step_s, cached.end * step_s)
+    ).fetchone()[0]
+    return int(counted) == sum(cached.counts)
+
+
 def read_columns(
     conn: sqlite3.Connection,
     gpu: GpuRow,
@@ -263,10 +273,7 @@ def read_columns(
     if held is not None and held.first <= first_bucket < held.end:
         hit_end = min(closed_end, held.end)
         cached = held.slice(first_bucket, hit_end)
-        counted = conn.execute(
-            readings_in_sql(level_s), (gpu.gpu_id, first_bucket * step_s, hit_end * step_s)
-        ).fetchone()[0]
-        if hit_end > first_bucket and int(counted) == sum(cached.counts):
+        if hit_end > first_bucket and _still_counts(conn, gpu.gpu_id, level_s, step_s, cached):
             if hit_end > last_bucket:
                 return cached
             edge = _columns_from_sql(

@@ -17,9 +17,9 @@ import itertools
 import sqlite3
 from collections.abc import Iterable
 
-from common.energy_pairs import BEFORE_SQL, READINGS_SQL, EnergySums, bucket_start, integrate
+from common.energy_pairs import BEFORE_SQL, READINGS_SQL, EnergySums, integrate
 from common.messages import Tick
-from common.schema import ENERGY_BUCKET_LEVELS_S
+from common.schema import ENERGY_BUCKET_LEVELS_S, bucket_start
 
 FINE_S = ENERGY_BUCKET_LEVELS_S[0]
 # A GPU whose interval the file does not hold: as services.web.rows.DEFAULT_INTERVAL_S. Which

@@ -21,8 +21,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from common.messages import Tick
-from common.schema import ROLLUP_LEVELS_S
-from services.writer import rollups
+from common.schema import ROLLUP_LEVELS_S, bucket_start
+from services.writer import energy_buckets, rollups
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ def import_rows(
             else:
                 imported += 1
                 first_ts, last_ts = min(first_ts, ts), max(last_ts, ts)
-                buckets.add(float(math.floor(ts / finest_s) * finest_s))
+                buckets.add(bucket_start(ts, finest_s))
                 yield gpu_id, ts, _whole(util), _whole(used), _whole(total), _whole(temp)
 
     conn.executemany(_INSERT, readings())
@@ -122,6 +122,7 @@ def import_rows(
             "UPDATE gpus SET first_ts = min(first_ts, ?) WHERE gpu_id = ?", (first_ts, gpu_id)
         )
         rollups.refresh_times(conn, gpu_id, interval_s, buckets)
+        energy_buckets.refresh_times(conn, gpu_id, interval_s, buckets)
     conn.execute(_RECORD, (LEGACY_TABLE, gpu_uuid, imported, too_old + unreadable, time.time()))
     return ImportResult(
         imported,

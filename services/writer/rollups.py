@@ -7,15 +7,13 @@ replayed or duplicated reading can never be counted twice.
 
 from __future__ import annotations
 
-import math
 import operator
 import sqlite3
 from collections.abc import Iterable
 
 from common.messages import Tick
 from common.metrics import METRIC_NAMES
-from common.schema import ROLLUP_LEVELS_S, rollup_levels_for, rollup_table
-from services.writer import energy_buckets
+from common.schema import ROLLUP_LEVELS_S, bucket_start, rollup_levels_for, rollup_table
 
 RAW = "samples"
 _UUID = operator.attrgetter("uuid")
@@ -56,10 +54,7 @@ def touched_buckets(
     """Return, per level, the (source table, gpu_id, bucket start) that the ticks changed.
 
     Per tick, not per reading: ticks of the same GPUs and interval are grouped, and each group's
-    buckets come from its time span (every bucket from the first tick's to the last's) when the
-    span has no more buckets than the group has ticks, as for consecutive ticks; otherwise
-    (replayed ticks far apart) from each tick's own time. A bucket of the span that holds no
-    reading is recomputed to nothing, which changes nothing.
+    bucket starts are taken once for all its GPUs.
     """
     groups: dict[tuple[float, tuple[str, ...]], list[float]] = {}
     for tick in ticks:
@@ -67,14 +62,9 @@ def touched_buckets(
     touched: dict[int, set[tuple[str, int, float]]] = {level: set() for level in ROLLUP_LEVELS_S}
     for (interval_s, uuids), stamps in groups.items():
         ids = [gpu_ids[uuid] for uuid in uuids]
-        first_ts, last_ts = min(stamps), max(stamps)
         source = RAW
         for level_s in rollup_levels_for(interval_s):
-            first, last = math.floor(first_ts / level_s), math.floor(last_ts / level_s)
-            if last - first < len(stamps):
-                starts = {float(k * level_s) for k in range(first, last + 1)}
-            else:
-                starts = {float(math.floor(ts / level_s) * level_s) for ts in stamps}
+            starts = {bucket_start(ts, level_s) for ts in stamps}
             touched[level_s].update((source, gpu_id, start) for gpu_id in ids for start in starts)
             source = rollup_table(level_s)
     return touched
@@ -90,7 +80,6 @@ def refresh(conn: sqlite3.Connection, ticks: list[Tick], gpu_ids: dict[str, int]
         for source, params in by_source.items():
             conn.executemany(_REFRESH[level_s, source], params)
             written += len(params)
-    energy_buckets.refresh(conn, ticks, gpu_ids)  # the energy buckets, with the rollups
     return written
 
 
@@ -110,10 +99,9 @@ def purge(
     # A GPU never given an interval (a file from before version 3) has no rollups to recompute.
     levels = rollup_levels_for(interval_s) if interval_s is not None else ()
     for level_s in levels:
-        bucket_ts = float(math.floor(before_ts / level_s) * level_s)
+        bucket_ts = bucket_start(before_ts, level_s)
         if bucket_ts < before_ts:
             conn.execute(_REFRESH[level_s, RAW], (gpu_id, bucket_ts))
-    energy_buckets.purge(conn, gpu_id, interval_s, before_ts)
 
 
 def refresh_times(
@@ -127,9 +115,8 @@ def refresh_times(
     source = RAW
     times = list(stamps)
     for level_s in rollup_levels_for(interval_s):
-        buckets = sorted({float(math.floor(ts / level_s) * level_s) for ts in times})
+        buckets = sorted({bucket_start(ts, level_s) for ts in times})
         conn.executemany(_REFRESH[level_s, source], [(gpu_id, bucket) for bucket in buckets])
         written += len(buckets)
         source = rollup_table(level_s)
-    energy_buckets.refresh_times(conn, gpu_id, interval_s, times)
     return written

@@ -30,7 +30,7 @@ from common.schema import (
     migrate,
 )
 from services.alerts.engine import AlertState, Outcome
-from services.writer import rollups
+from services.writer import energy_buckets, rollups
 from services.writer.alert_store import load_hosts, load_states, purge_alerts, store_outcome
 from services.writer.health_states import store_health_states
 from services.writer.legacy import LegacyImport
@@ -362,6 +362,7 @@ class Store:
             )  # fmt: skip
             store_health_states(conn, ticks, gpu_ids)
             rollups.refresh(conn, ticks, gpu_ids)
+            energy_buckets.refresh(conn, ticks, gpu_ids)
             self._store_processes(conn, ticks, gpu_ids)
             if alerts:
                 store_outcome(conn, alerts, self.notify)
@@ -430,9 +431,14 @@ class Store:
                     self._place_older(conn, gpu_id, key, used, tick.ts, tick.interval_s)
                 self._load_open_spans(conn, gpu_id)
         writes.flush(conn)
-        # Keep only the identities this batch used (the processes running now): a cache of
-        # every process ever seen would grow for as long as jobs come and go.
-        self._proc_ids, self._proc_ids_used = self._proc_ids_used, {}
+        # Of the hosts whose lists this batch holds, keep only the identities it used (the
+        # processes running now): a cache of every process ever seen would grow for as long as
+        # jobs come and go. Another host's (a slower one, in a hub) stay until its next batch.
+        listed = {
+            tick.host for tick in ticks if any(gpu.processes is not None for gpu in tick.gpus)
+        }
+        kept = {key: pid for key, pid in self._proc_ids.items() if key[0] not in listed}
+        self._proc_ids, self._proc_ids_used = kept | self._proc_ids_used, {}
 
     def _proc_id(self, conn: sqlite3.Connection, host: str, identity: Identity, ts: float) -> int:
         """Return the proc_id of a process identity of a host, recording it when new."""
@@ -544,6 +550,7 @@ class Store:
                 ).rowcount
                 if gone:  # else its rollups hold nothing older, and the edge bucket is right
                     rollups.purge(conn, gpu_id, interval_s, before_ts)
+                    energy_buckets.purge(conn, gpu_id, interval_s, before_ts)
                 deleted += gone
                 # A span goes with its last tick; one that ends inside the retention is kept whole.
                 conn.execute(

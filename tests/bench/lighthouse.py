@@ -25,7 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,81 +114,34 @@ def add_rows(
 ) -> None:
     """Add the page's rows: medians now against the baseline's medians."""
     label = f"lighthouse {page} page, {form}, median of {runs}"
-
-    def figure(name: str) -> tuple[float, float | None]:
-        value = median([getattr(item, name) for item in now])
-        base = median([getattr(item, name) for item in before]) if before else None
-        return value, base
-
-    def ratio(value: float, base: float | None) -> str:
-        if base is None:
-            return "-"
-        return f"{value / base:.2f}x" if base else "-"
-
-    performance, base = figure("performance")
     goal = PERFORMANCE_TARGETS.get((page, form))
-    report.add(
-        Row(
-            f"{label}: performance",
-            f"{performance:.0f}",
-            "-" if base is None else f"{base:.0f}",
-            ratio(performance, base),
-            "-" if goal is None else f">= {goal}",
-            None if goal is None else performance >= goal,
-        )
-    )
-    accessibility, base = figure("accessibility")
-    report.add(
-        Row(
-            f"{label}: accessibility",
-            f"{accessibility:.0f}",
-            "-" if base is None else f"{base:.0f}",
-            ratio(accessibility, base),
-            "100",
-            accessibility >= 100,
-        )
-    )
-    cls, base = figure("cls")
-    report.add(
-        Row(
-            f"{label}: layout shift (CLS)",
-            f"{cls:.3f}",
-            "-" if base is None else f"{base:.3f}",
-            ratio(cls, base),
-            f"< {CLS_LIMIT}",
-            cls < CLS_LIMIT,
-        )
-    )
-    tbt, base = figure("tbt_ms")
-    report.add(
-        Row(
-            f"{label}: total blocking time",
-            f"{tbt:.0f} ms",
-            "-" if base is None else f"{base:.0f} ms",
-            ratio(tbt, base),
-        )
-    )
-    elements, base = figure("dom_elements")
-    report.add(
-        Row(
-            f"{label}: DOM elements",
-            f"{elements:.0f}",
-            "-" if base is None else f"{base:.0f}",
-            ratio(elements, base),
-        )
-    )
-    longest, base = figure("longest_task_ms")
     live_mobile = (page, form) == ("live", "mobile")
-    report.add(
-        Row(
-            f"{label}: longest main-thread task",
-            f"{longest:.0f} ms",
-            "-" if base is None else f"{base:.0f} ms",
-            ratio(longest, base),
-            f"<= {LONG_TASK_MS:.0f} ms" if live_mobile else "-",
-            longest <= LONG_TASK_MS if live_mobile else None,
+    # (Audit field, row name, value format, target text, whether a value meets it; None: none)
+    figures: list[tuple[str, str, str, str, Callable[[float], bool] | None]] = [
+        ("performance", "performance", "{:.0f}", "-" if goal is None else f">= {goal}",
+         None if goal is None else lambda value: value >= goal),
+        ("accessibility", "accessibility", "{:.0f}", "100", lambda value: value >= 100),
+        ("cls", "layout shift (CLS)", "{:.3f}", f"< {CLS_LIMIT}",
+         lambda value: value < CLS_LIMIT),
+        ("tbt_ms", "total blocking time", "{:.0f} ms", "-", None),
+        ("dom_elements", "DOM elements", "{:.0f}", "-", None),
+        ("longest_task_ms", "longest main-thread task", "{:.0f} ms",
+         f"<= {LONG_TASK_MS:.0f} ms" if live_mobile else "-",
+         (lambda value: value <= LONG_TASK_MS) if live_mobile else None),
+    ]  # fmt: skip
+    for field, name, shown, target, meets in figures:
+        value = median([getattr(item, field) for item in now])
+        base = median([getattr(item, field) for item in before]) if before else None
+        report.add(
+            Row(
+                f"{label}: {name}",
+                shown.format(value),
+                "-" if base is None else shown.format(base),
+                f"{value / base:.2f}x" if base else "-",
+                target,
+                None if meets is None else meets(value),
+            )
         )
-    )
 
 
 def install() -> None:

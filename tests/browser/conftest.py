@@ -6,6 +6,6 @@ get them by name without redefining them.
 
 from __future__ import annotations
 
-from tests.browser.test_dashboard import browser, page, playwright, watch
+from tests.browser.test_dashboard import browser, page, playwright, viewport, watch
 
-__all__ = ["browser", "page", "playwright", "watch"]
+__all__ = ["browser", "page", "playwright", "viewport", "watch"]

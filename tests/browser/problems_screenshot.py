@@ -19,11 +19,10 @@ from playwright.sync_api import sync_playwright
 
 from tests.browser.screenshot import main as screenshot_main
 from tests.browser.test_dashboard import CHROMIUM, CHROMIUM_ARGS
+from tests.browser.test_problems import problems_env
 from tests.stack import REPO, running_stack
 
 HOST = "gpu-node-7"
-GPU_COUNT = 3
-HOT, LOST, IDLE = 0, 1, 2
 DEFAULT_OUT = REPO / "docs" / "img" / "problems-desktop.png"
 SCREENS = {
     "desktop": {"viewport": {"width": 1400, "height": 900}, "device_scale_factor": 1},
@@ -39,15 +38,7 @@ SCREENS = {
 def take(out: Path) -> None:
     """Run the stack and save the desktop picture to out, the phone's beside it."""
     with tempfile.TemporaryDirectory(prefix="pcw-screenshot-") as folder:
-        env = {
-            "PCW_HOST_NAME": HOST,
-            "PCW_SIM_GPUS": str(GPU_COUNT),
-            "PCW_SIM_HOT_GPUS": str(HOT),
-            "PCW_SIM_LOST_GPUS": str(LOST),
-            "PCW_SIM_IDLE_GPUS": str(IDLE),
-            "PCW_IDLE_AFTER_S": "1",
-            "PCW_INTERVAL_S": "1",
-        }
+        env = problems_env(HOST)
         with (
             running_stack(Path(folder), env, ticks=3) as stack,
             sync_playwright() as driver,

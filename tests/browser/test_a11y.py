@@ -25,14 +25,14 @@ from playwright.sync_api import Browser, Page
 
 from tests.bench.generate import fast_host_ticks, write_ticks
 from tests.browser.test_dashboard import Watch
+from tests.browser.test_problems import GPU_COUNT, HOT, problems_env
 from tests.stack import Stack, running_stack
 
 pytestmark = pytest.mark.browser
 
 AXE_JS = Path(__file__).resolve().parent / "axe" / "node_modules" / "axe-core" / "axe.min.js"
 WIDTHS_PX = (390, 1920)
-LIVE_GPUS = 3
-HOT, LOST, IDLE = 0, 1, 2
+LIVE_GPUS = GPU_COUNT
 HISTORY_HOSTS = 2
 HISTORY_GPUS = 4
 HISTORY_DAYS = 30
@@ -79,15 +79,7 @@ def assert_accessible(page: Page, where: str) -> None:
 
 @pytest.fixture(scope="module")
 def live_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    env = {
-        "PCW_HOST_NAME": "a11y-live",
-        "PCW_SIM_GPUS": str(LIVE_GPUS),
-        "PCW_SIM_HOT_GPUS": str(HOT),
-        "PCW_SIM_LOST_GPUS": str(LOST),
-        "PCW_SIM_IDLE_GPUS": str(IDLE),
-        "PCW_IDLE_AFTER_S": "1",
-        "PCW_INTERVAL_S": "1",
-    }
+    env = problems_env("a11y-live")
     with running_stack(tmp_path_factory.mktemp("a11y-live"), env, ticks=3) as running:
         yield running
 

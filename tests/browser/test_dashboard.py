@@ -160,8 +160,14 @@ def watch() -> Watch:
 
 
 @pytest.fixture
-def page(browser: Browser, watch: Watch) -> Iterator[Page]:
-    context = browser.new_context(viewport=VIEWPORT)
+def viewport() -> dict[str, int]:
+    """The page's size; a module that needs another defines its own `viewport` fixture."""
+    return VIEWPORT
+
+
+@pytest.fixture
+def page(browser: Browser, watch: Watch, viewport: dict[str, int]) -> Iterator[Page]:
+    context = browser.new_context(viewport=viewport)
     opened = context.new_page()
     watch.attach(opened)
     yield opened

@@ -41,12 +41,8 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
 
 
 @pytest.fixture
-def page(browser: Browser, watch: Watch) -> Iterator[Page]:
-    context = browser.new_context(viewport=VIEWPORT)
-    opened = context.new_page()
-    watch.attach(opened)
-    yield opened
-    context.close()
+def viewport() -> dict[str, int]:
+    return VIEWPORT
 
 
 def api(fleet: Fleet, path: str) -> dict:
@@ -339,7 +335,7 @@ def test_a_live_tick_changes_the_row_its_host_totals_and_the_heatmap(
     assert head.locator(".fleet-t-holders").inner_text() == "1 holder"
     assert int(page.locator("#fleet-heatmap").get_attribute("data-drawn")) > before_draws
     # The holder's name is found by the filter.
-    page.get_by_label("Filter GPUs by host, GPU, model, health or holder").fill("alice")
+    filtered(page, page.get_by_label("Filter GPUs by host, GPU, model, health or holder"), "alice")
     rows = visible_rows(page)
     assert [(row["host"], row["index"]) for row in rows] == [("host05", 3)]
     fleet.util_pct.clear()
@@ -375,7 +371,9 @@ def test_the_fleet_view_breaks_no_accessibility_rule(
         open_fleet(page, fleet)
         page.wait_for_selector("#fleet-heatmap[data-buckets]", state="attached")
         page.locator("th.fleet-h-power button").click()
-        page.get_by_label("Filter GPUs by host, GPU, model, health or holder").fill("host0")
+        filtered(
+            page, page.get_by_label("Filter GPUs by host, GPU, model, health or holder"), "host0"
+        )
         assert_accessible(page, f"fleet view at {width_px} px")
     finally:
         context.close()

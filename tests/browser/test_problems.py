@@ -76,10 +76,12 @@ def throttled_host(prefix: str) -> str:
     raise LookupError(f"no simulated host stays throttled for {THROTTLED_FOR_S} s from now")
 
 
-@pytest.fixture
-def problem_stack(tmp_path: Path) -> Iterator[Stack]:
-    env = {
-        "PCW_HOST_NAME": throttled_host("problems"),
+def problems_env(host: str) -> dict[str, str]:
+    """Return the settings of a stack with every kind of problem: GPU HOT hot (it throttles
+    under load), GPU LOST lost (a GPU in error), GPU IDLE held idle by a process, ticking every
+    second. The accessibility test and the README's pictures run the same stack."""
+    return {
+        "PCW_HOST_NAME": host,
         "PCW_SIM_GPUS": str(GPU_COUNT),
         "PCW_SIM_HOT_GPUS": str(HOT),
         "PCW_SIM_LOST_GPUS": str(LOST),
@@ -87,6 +89,11 @@ def problem_stack(tmp_path: Path) -> Iterator[Stack]:
         "PCW_IDLE_AFTER_S": "1",
         "PCW_INTERVAL_S": "1",
     }
+
+
+@pytest.fixture
+def problem_stack(tmp_path: Path) -> Iterator[Stack]:
+    env = problems_env(throttled_host("problems"))
     with running_stack(tmp_path, env, ticks=3) as running:
         yield running
 

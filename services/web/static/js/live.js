@@ -50,15 +50,8 @@ function takeTick(tick, live, hostState) {
   queueRender();
 }
 
-function onMessage(socket, event) {
+function onMessage(socket, message) {
   if (socket !== state.ws) return;
-  let message;
-  try {
-    message = JSON.parse(event.data);
-  } catch (error) {
-    return;
-  }
-  if (!message || typeof message !== 'object') return;
   if (message.type === 'snapshot' && Array.isArray(message.ticks)) {
     const reconnected = state.everConnected;
     const lastLiveTs = state.lastLiveTs; // before the snapshot moves it

@@ -7,8 +7,9 @@ const BACKOFF_MAX_MS = 15000;
 const MAX_ATTEMPTS = 30;
 
 // Open the live websocket; the handlers get the socket they belong to, so that a caller can
-// ignore an old one. Returns the socket, or null when the browser refused to open it (failed()
-// is then called: try again later).
+// ignore an old one, and message() gets each message as a parsed object (one that is not JSON,
+// or not an object, is dropped here). Returns the socket, or null when the browser refused to
+// open it (failed() is then called: try again later).
 export function openLiveSocket({ open, message, close, failed }) {
   const url = new URL('ws', document.baseURI);
   url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
@@ -22,7 +23,15 @@ export function openLiveSocket({ open, message, close, failed }) {
     return null;
   }
   socket.addEventListener('open', () => open(socket));
-  socket.addEventListener('message', (event) => message(socket, event));
+  socket.addEventListener('message', (event) => {
+    let parsed;
+    try {
+      parsed = JSON.parse(event.data);
+    } catch (error) {
+      return;
+    }
+    if (parsed && typeof parsed === 'object') message(socket, parsed);
+  });
   socket.addEventListener('close', () => close(socket));
   return socket;
 }

@@ -1,4 +1,4 @@
-import{element,formatNumber,isNumber,putText}from'./format.js?v=be30fc0059bc7a53';import{COLUMNS,filterText,gib,healthOf,holdersText,hostKey,hostTotals,rowOrder,}from'./fleet_rows.js?v=be30fc0059bc7a53';const SORT_LABEL={1:'ascending','-1':'descending'};export function gpuHref(uuid){return `gpu/${encodeURIComponent(uuid)}`;}
+import{element,formatNumber,isNumber,putText}from'./format.js?v=28e8a41f4bbe9465';import{COLUMNS,filterText,gib,healthOf,holdersText,hostKey,hostTotals,rowOrder,}from'./fleet_rows.js?v=28e8a41f4bbe9465';const SORT_LABEL={1:'ascending','-1':'descending'};export function gpuHref(uuid){return `gpu/${encodeURIComponent(uuid)}`;}
 function pct(value){return isNumber(value)?`${formatNumber(value, 0)} %`:'n/a';}
 function memText(used,total){if(!isNumber(used)||!isNumber(total)||total<=0)return'n/a';return `${formatNumber(gib(used), 1, true)} / ${formatNumber(gib(total), 0)} GiB`;}
 function powerText(power,limit){if(!isNumber(power))return'n/a';return isNumber(limit)&&limit>0?`${formatNumber(power, 0)} / ${formatNumber(limit, 0)} W`:`${formatNumber(power, 0)} W`;}

@@ -1,3 +1,4 @@
 const BACKOFF_FIRST_MS=500;const BACKOFF_MAX_MS=15000;const MAX_ATTEMPTS=30;export function openLiveSocket({open,message,close,failed}){const url=new URL('ws',document.baseURI);url.protocol=url.protocol==='https:'?'wss:':'ws:';url.search='';url.hash='';let socket;try{socket=new WebSocket(url.href);}catch(error){failed();return null;}
-socket.addEventListener('open',()=>open(socket));socket.addEventListener('message',(event)=>message(socket,event));socket.addEventListener('close',()=>close(socket));return socket;}
+socket.addEventListener('open',()=>open(socket));socket.addEventListener('message',(event)=>{let parsed;try{parsed=JSON.parse(event.data);}catch(error){return;}
+if(parsed&&typeof parsed==='object')message(socket,parsed);});socket.addEventListener('close',()=>close(socket));return socket;}
 export function nextReconnect(attempts){const baseMs=Math.min(BACKOFF_MAX_MS,BACKOFF_FIRST_MS*2**attempts);return{delayMs:baseMs/2+Math.random()*(baseMs/2),attempts:Math.min(attempts+1,MAX_ATTEMPTS)};}
