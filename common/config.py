@@ -315,11 +315,11 @@ class Config:
         _number(int, 1_048_576, 1 << 40),
         (SAMPLER,),
         "memory the sampler's replay buffer may hold (at least 1 MiB), counted as the bytes of"
-        " the messages it would replay: it keeps the newest ticks that fit, at most"
-        " `PCW_REPLAY_TICKS` of them, and the oldest goes first. A writer that asks for a tick"
-        " that has left it counts that tick as lost. 16 MiB holds all 1,440 ticks of 8 GPUs"
-        " (about 6 KB each with a process per GPU), or about 390 ticks of 64 GPUs (about 43 KB"
-        " each): 6.5 hours at 60 s",
+        " the ticks it keeps, each compressed against the run's first tick: it keeps the newest"
+        " ticks that fit, at most `PCW_REPLAY_TICKS` of them, and the oldest goes first. A"
+        " writer that asks for a tick that has left it counts that tick as lost. 16 MiB holds"
+        " all 1,440 ticks of 8 GPUs (about 0.4 KB each kept, 5 KB sent, with a process per"
+        " GPU) or of 64 GPUs (about 11.5 KB kept, 44 KB sent): a day at 60 s",
         "16777216 (16 MiB)",
     )
     subscribe: tuple[str, ...] = setting(
@@ -528,6 +528,15 @@ class Config:
         (WEB,),
         "range reads that may wait for one of those; past that, 503 with `Retry-After`",
     )
+    history_readers: int = setting(
+        "PCW_HISTORY_READERS",
+        "2",
+        _number(int, 1, 64),
+        (WEB,),
+        "range-read threads one history answer may share its GPUs between (at most"
+        " `PCW_RANGE_READERS`); each of those takes one of the range reads above, and only"
+        " while one is free: a busy lane reads the answer on fewer",
+    )
     sign_in_at_once: int = setting(
         "PCW_SIGN_IN_AT_ONCE",
         "2",
@@ -598,15 +607,17 @@ class Config:
     )
     reader_cache_bytes: int = setting(
         "PCW_READER_CACHE_BYTES",
-        "2097152",
+        "1048576",
         _number(int, 1_048_576, 1 << 40),
         (WEB,),
         "the most each web reader thread's SQLite connection keeps of the file's pages in"
-        " memory (at least 1 MiB; SQLite's own default is 2,000 KiB). The web process holds up"
-        " to (`PCW_LIVE_READERS` +"
-        " `PCW_RANGE_READERS`) times this: 8 MiB at the defaults (2 + 2 readers of 2 MiB);"
-        " with the writer's `PCW_WRITER_CACHE_BYTES`, at most 12 MiB of page cache for the stack",
-        "2097152 (2 MiB)",
+        " memory (at least 1 MiB; SQLite's own default is 2,000 KiB). SQLite empties a reader's"
+        " cache at each read once the writer has committed since its last one (every tick),"
+        " so the cache serves only the pages one read reads twice. The web process holds up"
+        " to (`PCW_LIVE_READERS` + `PCW_RANGE_READERS`) times this: 4 MiB at the defaults"
+        " (2 + 2 readers of 1 MiB); with the writer's `PCW_WRITER_CACHE_BYTES`, at most 8 MiB"
+        " of page cache for the stack",
+        "1048576 (1 MiB)",
     )
     history_cache_bytes: int = setting(
         "PCW_HISTORY_CACHE_BYTES",
@@ -615,7 +626,7 @@ class Config:
         (WEB,),
         "the most the web process keeps of history buckets that can no longer change (0: none),"
         " so that a long range reads only its newest buckets again. A 30-day chart of 64 GPUs"
-        " in 500 points of the four charted metrics holds about 5 MB; the least recently"
+        " in 500 points of the four charted metrics holds about 2 MB; the least recently"
         " asked is dropped first",
         "16777216 (16 MiB)",
     )

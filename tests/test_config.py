@@ -83,7 +83,7 @@ def test_memory_bounds_default_to_their_mebibytes_and_take_bytes():
         defaults.replay_bytes,
         defaults.writer_cache_bytes,
         defaults.reader_cache_bytes,
-    ) == (16 << 20, 4 << 20, 2 << 20)
+    ) == (16 << 20, 4 << 20, 1 << 20)
     assert (config.replay_bytes, config.writer_cache_bytes, config.reader_cache_bytes) == (
         1 << 20,
         32 << 20,
@@ -189,6 +189,7 @@ BAD_VALUES = [
     ("PCW_LIVE_READ_QUEUE", "-1", "an integer from 0 to 100000"),
     ("PCW_RANGE_READERS", "65", "an integer from 1 to 64"),
     ("PCW_RANGE_READ_QUEUE", "lots", "an integer from 0 to 100000"),
+    ("PCW_HISTORY_READERS", "0", "an integer from 1 to 64"),
     ("PCW_SIGN_IN_AT_ONCE", "0", "an integer from 1 to 64"),
     ("PCW_SIGN_IN_QUEUE", "-1", "an integer from 0 to 10000"),
     ("PCW_SIGN_IN_FAILURES", "many", "an integer from 1 to 1000000"),

@@ -30,7 +30,7 @@ from common.replay import (
     decode_request,
     replay_endpoint,
 )
-from services.sampler.replay import ReplayBuffer, serve_pending
+from services.sampler.replay import ReplayBuffer, TickPacker, serve_pending
 from services.writer.main import Writer
 from services.writer.sequences import SequenceTracker
 from services.writer.sources import (
@@ -284,20 +284,54 @@ def frame_bytes(frames: list[bytes]) -> int:
     return sum(len(frame) for frame in frames)
 
 
+def large_sizes(count: int = 64) -> list[int]:
+    """Return the packed bytes of large_tick(seq), seq from 0, in a buffer that began with them."""
+    packer = TickPacker()
+    return [packer.packed_bytes(large_tick(seq).to_frames()) for seq in range(count)]
+
+
+def room_for_ten_large_ticks() -> int:
+    """Return a byte bound that holds any ten consecutive large ticks of seq below 64, never
+    eleven."""
+    sizes = large_sizes()
+    ten = max(sum(sizes[first : first + 10]) for first in range(len(sizes) - 9))
+    assert ten < min(sum(sizes[first : first + 11]) for first in range(len(sizes) - 10))
+    return ten
+
+
+def test_the_buffer_keeps_ticks_compressed_and_replays_them_unchanged():
+    sent = [large_tick(seq).to_frames() for seq in range(10)] + [tick(10).to_frames()]
+    buffer, packer = ReplayBuffer(RUN, 100), TickPacker()
+    for seq, frames in enumerate(sent):
+        buffer.add(seq, frames)
+    assert buffer.held_bytes == sum(packer.packed_bytes(frames) for frames in sent)
+    assert buffer.held_bytes * 10 < sum(frame_bytes(frames) for frames in sent)
+    *replayed, _ = buffer.answer(ReplayRequest(RUN, 0, 10).to_frames())
+    assert replayed == sent
+
+
+def test_ticks_unlike_the_first_are_still_kept_and_replayed_unchanged():
+    sent = [tick(0).to_frames(), tick(1, sampler_id="other").to_frames()]
+    sent += [large_tick(seq).to_frames() for seq in range(2, 5)]
+    sent += [Tick(host=HOST, sampler_id=RUN, seq=5, ts=1.0, interval_s=1.0, gpus=[]).to_frames()]
+    buffer = ReplayBuffer(RUN, 100)
+    for seq, frames in enumerate(sent):
+        buffer.add(seq, frames)
+    *replayed, _ = buffer.answer(ReplayRequest(RUN, 0, 5).to_frames())
+    assert replayed == sent
+
+
 def test_a_byte_bound_keeps_only_the_newest_ticks_that_fit():
-    tick_bytes = frame_bytes(large_tick(0).to_frames())
-    assert tick_bytes > 10_000  # 64 GPUs with a process each
-    max_bytes = 10 * tick_bytes + tick_bytes // 2  # room for ten and a half ticks
+    sizes = large_sizes()
+    max_bytes = room_for_ten_large_ticks()
     buffer = ReplayBuffer(RUN, 10_000, max_bytes)
     for seq in range(64):
-        frames = large_tick(seq).to_frames()
-        assert frame_bytes(frames) == tick_bytes
-        buffer.add(seq, frames)
-        assert buffer.held_bytes <= max_bytes, seq
-        assert buffer.held_bytes == len(buffer) * tick_bytes, seq
-        assert buffer.held() == (max(0, seq - 9), seq)
-    assert (len(buffer), buffer.held_bytes) == (10, 10 * tick_bytes)
-    assert buffer.describe() == f"up to 10,000 ticks / {max_bytes / 2**20:.1f} MiB"
+        buffer.add(seq, large_tick(seq).to_frames())
+        first = max(0, seq - 9)
+        assert buffer.held() == (first, seq)
+        assert buffer.held_bytes == sum(sizes[first : seq + 1]) <= max_bytes, seq
+    assert len(buffer) == 10
+    assert ReplayBuffer(RUN, 10_000, 11 << 19).describe() == "up to 10,000 ticks / 5.5 MiB"
 
 
 def test_the_tick_bound_still_holds_under_a_byte_bound_that_is_not_reached():
@@ -305,23 +339,22 @@ def test_the_tick_bound_still_holds_under_a_byte_bound_that_is_not_reached():
     for seq in range(64):
         buffer.add(seq, large_tick(seq).to_frames())
     assert buffer.held() == (59, 63)
-    assert buffer.held_bytes == 5 * frame_bytes(large_tick(0).to_frames())
+    assert buffer.held_bytes == sum(large_sizes()[59:])
     assert buffer.describe() == "up to 5 ticks / 1,024 MiB"
     assert ReplayBuffer(RUN, 1440).describe() == "up to 1,440 ticks"  # no byte bound
 
 
 def test_a_byte_bound_of_exactly_one_tick_holds_the_newest_tick():
-    tick_bytes = frame_bytes(large_tick(0).to_frames())
-    buffer = ReplayBuffer(RUN, 100, tick_bytes)
+    sizes = large_sizes(3)
+    buffer = ReplayBuffer(RUN, 100, max(sizes))
     for seq in range(3):
         buffer.add(seq, large_tick(seq).to_frames())
-        assert (buffer.held(), buffer.held_bytes) == ((seq, seq), tick_bytes)
+        assert (buffer.held(), buffer.held_bytes) == ((seq, seq), sizes[seq])
     assert buffer.too_large == 0
 
 
 def test_a_replay_of_ticks_the_byte_bound_evicted_sends_what_is_still_held():
-    tick_bytes = frame_bytes(large_tick(0).to_frames())
-    buffer = ReplayBuffer(RUN, 10_000, 10 * tick_bytes)
+    buffer = ReplayBuffer(RUN, 10_000, room_for_ten_large_ticks())
     for seq in range(64):
         buffer.add(seq, large_tick(seq).to_frames())
     seqs, end = answered(buffer, ReplayRequest(RUN, 40, 60))  # 40-53 have left it
@@ -332,8 +365,7 @@ def test_a_replay_of_ticks_the_byte_bound_evicted_sends_what_is_still_held():
 
 
 def test_a_writer_counts_what_the_byte_bound_evicted_as_lost_and_gets_the_rest(link, caplog):
-    tick_bytes = frame_bytes(large_tick(0).to_frames())
-    buffer = ReplayBuffer(RUN, 10_000, 10 * tick_bytes)
+    buffer = ReplayBuffer(RUN, 10_000, room_for_ten_large_ticks())
     for seq in range(64):
         buffer.add(seq, large_tick(seq).to_frames())
     rig = link(buffer)
@@ -351,8 +383,11 @@ def test_a_writer_counts_what_the_byte_bound_evicted_as_lost_and_gets_the_rest(l
 
 
 def test_a_tick_larger_than_the_byte_bound_empties_the_buffer_and_is_logged_once(caplog):
-    small_bytes = frame_bytes(tick(0).to_frames())
-    buffer = ReplayBuffer(RUN, 100, 20 * small_bytes)
+    packer = TickPacker()
+    small_bytes = packer.packed_bytes(tick(0).to_frames())  # the first tick: the dictionary
+    max_bytes = min(packer.packed_bytes(large_tick(seq).to_frames()) for seq in (5, 7)) - 1
+    assert 2 * small_bytes < max_bytes  # small ticks fit, large ones do not
+    buffer = ReplayBuffer(RUN, 100, max_bytes)
     for seq in range(5):
         buffer.add(seq, tick(seq).to_frames())
     with caplog.at_level(logging.WARNING, logger="services.sampler.replay"):

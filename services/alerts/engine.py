@@ -98,6 +98,16 @@ class Notification:
     alert: AlertState
 
 
+@dataclass(frozen=True)
+class _Held:
+    """An active reading that only moves an alert's newest reading: its state before it, the
+    reading's time, and how to see it (its Observation, message and all), made when needed."""
+
+    state: AlertState
+    ts: float
+    seen: Callable[[], Observation]
+
+
 @dataclass
 class Outcome:
     """What an evaluation changes: new states (None: gone), transitions, notifications."""
@@ -105,6 +115,9 @@ class Outcome:
     states: dict[str, AlertState | None] = field(default_factory=dict)
     transitions: list[Transition] = field(default_factory=list)
     notifications: list[Notification] = field(default_factory=list)
+    # While an evaluation runs: alerts whose newest active reading is held, not yet applied to
+    # their state in `states` (see Engine.hold_active); none once it has returned.
+    held: dict[str, _Held] = field(default_factory=dict, repr=False, compare=False)
 
     def __bool__(self) -> bool:
         return bool(self.states)
@@ -125,6 +138,26 @@ def notification_key(alert: AlertState, kind: str, ts: float) -> str:
     """Return a notification's idempotency key: the same for the same alert, kind and time."""
     digest = hashlib.sha256(f"{alert.key}|{kind}|{ts!r}".encode()).hexdigest()
     return f"pcw-{digest[:24]}"
+
+
+def _seen_again(
+    state: AlertState, ts: float, seen: Observation, cleared_since_ts: float | None
+) -> AlertState:
+    """Return the state with a newer active reading: replace(state, last_ts=ts, value=...,
+    message=..., cleared_since_ts=...), spelled out (it runs for every such reading)."""
+    return AlertState(
+        state.rule,
+        state.severity,
+        state.subject,
+        state.state,
+        state.since_ts,
+        ts,
+        seen.value,
+        seen.message,
+        state.fired_ts,
+        state.notified_ts,
+        cleared_since_ts,
+    )
 
 
 class Engine:
@@ -156,6 +189,8 @@ class Engine:
 
     def current(self, outcome: Outcome, key: str) -> AlertState | None:
         """Return an alert's state as the outcome so far leaves it."""
+        if outcome.held and key in outcome.held:
+            self._apply_held(outcome, key)
         if key in outcome.states:
             return outcome.states[key]
         return self.states.get(key)
@@ -183,15 +218,13 @@ class Engine:
             return  # an older reading than the state already saw (a replay of another run)
         if state.state == "pending":
             if seen.active:
-                state = replace(state, last_ts=ts, value=seen.value, message=seen.message)
+                state = _seen_again(state, ts, seen, state.cleared_since_ts)
                 self._settle(outcome, spec, state, ts)
             else:
                 outcome.states[key] = None  # not for long enough: it never fired
             return
         if seen.active:
-            state = replace(
-                state, last_ts=ts, value=seen.value, message=seen.message, cleared_since_ts=None
-            )
+            state = _seen_again(state, ts, seen, None)
             outcome.states[key] = state
             self._repeat(outcome, state, ts)
         elif seen.cleared:
@@ -204,6 +237,55 @@ class Engine:
             state = replace(state, cleared_since_ts=None)
             outcome.states[key] = state
             self._repeat(outcome, state, ts)
+
+    def hold_active(
+        self,
+        outcome: Outcome,
+        rule: str,
+        subject_key: str,
+        ts: float,
+        seen: Callable[[], Observation],
+    ) -> bool:
+        """Take an active observation (seen() answers it) that only moves its alert's newest
+        reading: a pending alert before its for_s, or a firing one with no repeat due.
+
+        Its Observation and message are made only when the state is next read (current()) or
+        the evaluation ends (apply_held()): a GPU that stays idle, hot or throttled for hours
+        costs no text per reading. Return False, holding nothing, when the observation would
+        do more (or its alert has no state): the caller observe()s it.
+        """
+        key = alert_key(rule, subject_key)
+        held = outcome.held.get(key)
+        if held is not None:
+            state, last_ts = held.state, held.ts
+        else:
+            current = self.current(outcome, key)
+            if current is None:
+                return False
+            state, last_ts = current, current.last_ts
+        spec = self.specs[rule]
+        if spec.event or ts < last_ts:
+            return False
+        if state.state == "pending":
+            if ts - state.since_ts >= spec.for_s:
+                return False
+        elif state.notified_ts is not None and ts - state.notified_ts >= self.repeat_s:
+            return False
+        if held is None and key not in outcome.states:
+            outcome.states[key] = state
+        outcome.held[key] = _Held(state, ts, seen)
+        return True
+
+    def apply_held(self, outcome: Outcome) -> None:
+        """Make the states of every held observation (see hold_active)."""
+        for key in list(outcome.held):
+            self._apply_held(outcome, key)
+
+    def _apply_held(self, outcome: Outcome, key: str) -> None:
+        held = outcome.held.pop(key)
+        state = held.state
+        cleared_since_ts = state.cleared_since_ts if state.state == "pending" else None
+        outcome.states[key] = _seen_again(state, held.ts, held.seen(), cleared_since_ts)
 
     def unknown(self, outcome: Outcome, rule: str, subject_key: str) -> None:
         """Take a reading that cannot tell: a pending alert starts its wait again."""
@@ -250,11 +332,14 @@ class Engine:
         """Resolve the alerts of a host's GPUs that its tick no longer holds (replaced, or known
         under another UUID now): nothing else would ever clear them."""
         for key in sorted({*self.states, *outcome.states}):
-            state = self.current(outcome, key)
+            # its subject and state as held (see hold_active): the same as once applied
+            state = outcome.states[key] if key in outcome.states else self.states.get(key)
             if state is None or state.subject.host != host or state.subject.gpu_uuid is None:
                 continue
             if state.subject.gpu_uuid in present:
                 continue
+            state = self.current(outcome, key)
+            assert state is not None
             if state.state == "pending":
                 outcome.states[key] = None
             else:

@@ -17,22 +17,31 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
 from common.config import Config
 from common.health import xid_text
-from common.messages import Tick
+from common.messages import GpuReading, Tick
 from common.staleness import is_stale, stale_after_s
-from services.alerts.engine import AlertState, Engine, Observation, Outcome, Subject
+from services.alerts.engine import (
+    AlertState,
+    Engine,
+    Observation,
+    Outcome,
+    Subject,
+)
 from services.alerts.rule_file import UserRule
 from services.alerts.rules import (
     GPU_ERROR,
     HOST_STALE,
     WRITER_DEGRADED,
     XID,
+    GpuRule,
     check_error,
     gpu_rules,
     gpu_subject,
+    gpu_subject_key,
     rule_specs,
     where,
 )
@@ -55,6 +64,25 @@ class Pending:
     timed: bool = False  # judged by time (hosts, writer), not by ticks
 
 
+def _eventful(reading: GpuReading) -> bool:
+    """Return whether a reading is in error or reports XID events (always judged)."""
+    return reading.error is not None or bool(reading.xid_events)
+
+
+_NONE: frozenset[str] = frozenset()
+
+
+def _seen_later(rule: GpuRule, host: str, reading: GpuReading) -> Callable[[], Observation]:
+    """Return how to see a reading that rule.active picked (so its check answers)."""
+
+    def seen() -> Observation:
+        observation = rule.check(host, reading)
+        assert observation is not None and observation.active, rule.name
+        return observation
+
+    return seen
+
+
 class Evaluator:
     """The alert engine fed by the writer's batches."""
 
@@ -67,6 +95,8 @@ class Evaluator:
         self.specs = rule_specs(config, user_rules)
         self.engine = Engine(self.specs, config.alert_repeat_s, (), clock)
         self.rules = gpu_rules(config, user_rules)
+        self._names = frozenset({GPU_ERROR, XID, *(rule.name for rule in self.rules)})
+        self.shortcuts = True  # off: every rule judged on every reading (the tests' reference)
         self.cursors: dict[str, int] = {}
         self.held: dict[str, dict[int, Tick]] = {}
         self.clock = clock
@@ -133,6 +163,7 @@ class Evaluator:
             if tick.seq > cursor:
                 pending.held.setdefault(tick.sampler_id, {})[tick.seq] = tick
             pending.seen_hosts[tick.host] = tick.interval_s
+        live = self._live_gpus(pending.outcome)
         for run, held in pending.held.items():
             position = positions.get(run, (None, None))[1]
             if live_runs is not None and run not in live_runs:
@@ -146,9 +177,10 @@ class Evaluator:
                     "judging %d ticks of run %s before a gap is settled", len(overflow), run
                 )
             for seq in due:
-                self._judge(pending.outcome, held.pop(seq))
+                self._judge(pending.outcome, held.pop(seq), live)
             if due:
                 pending.cursors[run] = max(pending.cursors.get(run, -1), due[-1])
+        self.engine.apply_held(pending.outcome)
         for host in pending.seen_hosts:
             seen = Observation(Subject(host, host=host), False, True, None, f"{host} is back")
             if HOST_STALE in self.specs:
@@ -186,37 +218,111 @@ class Evaluator:
         )
         self.engine.apply(outcome)
 
-    def _judge(self, outcome: Outcome, tick: Tick) -> None:
+    def _live_gpus(self, outcome: Outcome) -> dict[str, dict[str, set[str]]]:
+        """Return {host: {GPU UUID: the rules with an alert of it}}, pending or firing, in the
+        engine or the outcome so far (a superset is fine: it only costs judging a rule that
+        changes nothing)."""
+        live: dict[str, dict[str, set[str]]] = {}
+        for state in (*self.engine.states.values(), *outcome.states.values()):
+            if state is None:
+                continue
+            subject = state.subject
+            if subject.host is not None and subject.gpu_uuid is not None:
+                host_gpus = live.setdefault(subject.host, {})
+                host_gpus.setdefault(subject.gpu_uuid, set()).add(state.rule)
+        return live
+
+    def _judge(self, outcome: Outcome, tick: Tick, live: dict[str, dict[str, set[str]]]) -> None:
+        """Judge one tick's readings; live: as _live_gpus(outcome), kept up to date here.
+
+        An observation that is not active, of an alert that has no state, changes nothing
+        (Engine.observe, unknown and quiet leave it be): a rule is judged on a reading only
+        where it finds the reading active (one pass per rule over the tick's readings, with
+        no Observation built) or its alert of that GPU has a state. A steady tick of GPUs
+        with no alert builds no Observation and no message at all. With shortcuts off, every
+        rule is judged on every reading (the tests' reference).
+        """
+        readings = tick.gpus
+        live_here = live.setdefault(tick.host, {})
+        if tick.error is None and (live_here or not self.shortcuts):
+            present = {reading.uuid for reading in readings}
+            self.engine.gone(outcome, tick.host, present, tick.ts)
+        if not self.shortcuts:
+            for reading in readings:
+                self._judge_reading(outcome, tick, reading, self._names, set(self._names))
+            return
+        judged: dict[int, set[str]] = {}  # place of a reading -> the rules it is active in
+        for rule in self.rules:
+            for place in rule.active(tick.host, readings):
+                judged.setdefault(place, set()).add(rule.name)
+        if not judged and not live_here and not any(map(_eventful, readings)):
+            return  # the common case: nothing to judge in this tick
+        for place, reading in enumerate(readings):
+            active = judged.get(place)
+            alerted = live_here.get(reading.uuid)
+            # (in error, or reporting XIDs: judged whatever the rules find)
+            if (
+                active is not None
+                or alerted is not None
+                or reading.error is not None
+                or reading.xid_events
+            ):
+                if alerted is None:
+                    alerted = live_here[reading.uuid] = set()
+                self._judge_reading(outcome, tick, reading, active or _NONE, alerted)
+
+    def _judge_reading(
+        self,
+        outcome: Outcome,
+        tick: Tick,
+        reading: GpuReading,
+        active: AbstractSet[str],
+        alerted: set[str],
+    ) -> None:
+        """Judge one reading by the rules that find it active (active) and those that may have
+        an alert of this GPU (alerted, to which the rules judged here are added): the others
+        would change nothing. As the alerts' state machines say."""
         engine = self.engine
-        if tick.error is None:
-            present = {reading.uuid for reading in tick.gpus}
-            engine.gone(outcome, tick.host, present, tick.ts)
-        for reading in tick.gpus:
+        subject_key = gpu_subject_key(tick.host, reading)
+        if GPU_ERROR in self.specs and (reading.error is not None or GPU_ERROR in alerted):
+            alerted.add(GPU_ERROR)
+            engine.observe(outcome, GPU_ERROR, check_error(tick.host, reading), tick.ts)
+        if XID in self.specs and (reading.xid_events or XID in alerted):
+            alerted.add(XID)
             subject = gpu_subject(tick.host, reading)
-            if GPU_ERROR in self.specs:
-                engine.observe(outcome, GPU_ERROR, check_error(tick.host, reading), tick.ts)
-            if XID in self.specs:
-                seen_keys = set()
-                for xid in reading.xid_events:
-                    xid_subject = Subject(
-                        f"{subject.key}/xid{xid.code}",
-                        tick.host,
-                        reading.uuid,
-                        reading.index,
-                        reading.name,
-                    )
-                    seen_keys.add(xid_subject.key)
-                    text = f"{where(tick.host, reading)} reported {xid_text(xid.code)}"
-                    engine.observe(
-                        outcome, XID, Observation(xid_subject, True, False, xid.code, text), tick.ts
-                    )
-                engine.quiet(outcome, XID, subject.key + "/", tick.ts, frozenset(seen_keys))
-            for rule in self.rules:
-                seen = None if reading.error is not None else rule.check(tick.host, reading)
-                if seen is None:
-                    engine.unknown(outcome, rule.name, subject.key)
-                else:
-                    engine.observe(outcome, rule.name, seen, tick.ts)
+            seen_keys = set()
+            for xid in reading.xid_events:
+                xid_subject = Subject(
+                    f"{subject.key}/xid{xid.code}",
+                    tick.host,
+                    reading.uuid,
+                    reading.index,
+                    reading.name,
+                )
+                seen_keys.add(xid_subject.key)
+                text = f"{where(tick.host, reading)} reported {xid_text(xid.code)}"
+                engine.observe(
+                    outcome, XID, Observation(xid_subject, True, False, xid.code, text), tick.ts
+                )
+            engine.quiet(outcome, XID, subject.key + "/", tick.ts, frozenset(seen_keys))
+        for rule in self.rules:
+            if rule.name not in active and rule.name not in alerted:
+                continue
+            if (
+                self.shortcuts
+                and rule.name in active
+                and reading.error is None
+                and engine.hold_active(
+                    outcome, rule.name, subject_key, tick.ts, _seen_later(rule, tick.host, reading)
+                )
+            ):
+                continue  # it only moved its alert's newest reading; its text is made later
+            seen = None if reading.error is not None else rule.check(tick.host, reading)
+            if seen is None:
+                engine.unknown(outcome, rule.name, subject_key)
+            else:
+                alerted.add(rule.name)
+                engine.observe(outcome, rule.name, seen, tick.ts)
 
     # -- time --------------------------------------------------------------------------------
 

@@ -7,7 +7,7 @@ services.alerts.evaluator. Thresholds come from the PCW_ALERT_* settings (common
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from common.config import Config
@@ -74,7 +74,12 @@ def rule_specs(config: Config, user_rules: tuple[UserRule, ...]) -> dict[str, Ru
 
 def gpu_subject(host: str, reading: GpuReading) -> Subject:
     """Return the subject of a GPU's alerts."""
-    return Subject(f"{host}/{reading.uuid}", host, reading.uuid, reading.index, reading.name)
+    return Subject(gpu_subject_key(host, reading), host, reading.uuid, reading.index, reading.name)
+
+
+def gpu_subject_key(host: str, reading: GpuReading) -> str:
+    """Return the key part of a GPU's alerts, "host/UUID"."""
+    return f"{host}/{reading.uuid}"
 
 
 def where(host: str, reading: GpuReading) -> str:
@@ -83,6 +88,10 @@ def where(host: str, reading: GpuReading) -> str:
 
 
 GpuCheck = Callable[[str, GpuReading], Observation | None]
+# The places, in a tick's list of readings, of those whose check answers active (any reading in
+# error included or not: the evaluator judges those whole). A reading left out, of a GPU with no
+# alert of the rule, changes nothing: this is what lets a steady tick cost no Observation.
+GpuSelect = Callable[[str, Sequence[GpuReading]], list[int]]
 
 
 def _seen(
@@ -118,6 +127,22 @@ def temperature_check(margin_c: float) -> GpuCheck:
     return check
 
 
+def temperature_active(margin_c: float) -> GpuSelect:
+    """Return the selector of temperature_check(margin_c)'s active readings."""
+
+    def active(host: str, readings: Sequence[GpuReading]) -> list[int]:
+        return [
+            place
+            for place, reading in enumerate(readings)
+            if (temp_c := reading.temp_c) is not None
+            and (limits := reading.limits) is not None
+            and (slowdown_c := limits.temp_slowdown_c) is not None
+            and temp_c >= slowdown_c - margin_c
+        ]
+
+    return active
+
+
 def check_throttling(host: str, reading: GpuReading) -> Observation | None:
     """Return whether heat or a power brake holds the clocks down."""
     health = reading.health
@@ -130,6 +155,17 @@ def check_throttling(host: str, reading: GpuReading) -> Observation | None:
     else:
         text = f"{where(host, reading)} is no longer throttled by heat or the power brake"
     return _seen(host, reading, bool(mask & LIMITING_REASONS_MASK), mask, text)
+
+
+def throttling_active(host: str, readings: Sequence[GpuReading]) -> list[int]:
+    """Return the places of the readings check_throttling answers active."""
+    return [
+        place
+        for place, reading in enumerate(readings)
+        if (health := reading.health) is not None
+        and (mask := health.clocks_event_reasons) is not None
+        and mask & LIMITING_REASONS_MASK
+    ]
 
 
 def check_ecc(host: str, reading: GpuReading) -> Observation | None:
@@ -151,6 +187,16 @@ def check_ecc(host: str, reading: GpuReading) -> Observation | None:
     return _seen(host, reading, bool(problems), health.ecc_uncorrected_volatile, text)
 
 
+def ecc_active(host: str, readings: Sequence[GpuReading]) -> list[int]:
+    """Return the places of the readings check_ecc answers active."""
+    return [
+        place
+        for place, reading in enumerate(readings)
+        if (health := reading.health) is not None
+        and (health.ecc_uncorrected_volatile or health.remap_failure or health.remap_pending)
+    ]
+
+
 def check_pcie(host: str, reading: GpuReading) -> Observation | None:
     """Return whether the PCIe link runs narrower, or slower while busy, than it can."""
     health, limits = reading.health, reading.limits
@@ -162,6 +208,30 @@ def check_pcie(host: str, reading: GpuReading) -> Observation | None:
         return None  # an idle GPU's lower generation says nothing of its link
     text = f"{where(host, reading)}: {pcie_link_text(health, limits)}"
     return _seen(host, reading, down, health.pcie_link_width, text)
+
+
+def pcie_active(host: str, readings: Sequence[GpuReading]) -> list[int]:
+    """Return the places of the readings check_pcie answers active (its link downgraded).
+
+    Only a link under its maximum width or generation can be downgraded: that cheap test
+    spares link_downgraded the full-speed links.
+    """
+    return [
+        place
+        for place, reading in enumerate(readings)
+        if (health := reading.health) is not None
+        and (limits := reading.limits) is not None
+        and (width := health.pcie_link_width) is not None
+        and (
+            ((max_width := limits.pcie_max_width) is not None and width < max_width)
+            or (
+                (gen := health.pcie_link_gen) is not None
+                and (max_gen := limits.pcie_max_gen) is not None
+                and gen < max_gen
+            )
+        )
+        and link_downgraded(health, limits, is_busy(reading.util_gpu_pct))
+    ]
 
 
 def holders(processes: list[GpuProcess] | None) -> str:
@@ -184,17 +254,13 @@ def holders(processes: list[GpuProcess] | None) -> str:
 def idle_check(util_pct: float, idle_for_s: float) -> GpuCheck:
     """Return the check: the GPU holds memory while under util_pct."""
 
+    hours = _duration(idle_for_s)
+
     def check(host: str, reading: GpuReading) -> Observation | None:
         if reading.util_gpu_pct is None:
             return None
-        processes = reading.processes
-        held = processes is not None and any(p.used_mem_bytes != 0 for p in processes)
-        idle = IdleReading(
-            0.0, reading.util_gpu_pct, reading.mem_used_bytes, reading.mem_total_bytes
-        )
-        active = is_idle_allocated(idle, util_pct, processes is not None, held)
-        who = holders(processes) or "memory is allocated"
-        hours = _duration(idle_for_s)
+        active = _idle_allocated(reading, util_pct)
+        who = holders(reading.processes) or "memory is allocated"
         if active:
             text = f"{who} has held {where(host, reading)} idle for {hours}"
         else:
@@ -202,6 +268,28 @@ def idle_check(util_pct: float, idle_for_s: float) -> GpuCheck:
         return _seen(host, reading, active, reading.util_gpu_pct, text)
 
     return check
+
+
+def idle_active(util_pct: float) -> GpuSelect:
+    """Return the selector of idle_check(util_pct, ...)'s active readings."""
+
+    def active(host: str, readings: Sequence[GpuReading]) -> list[int]:
+        return [
+            place
+            for place, reading in enumerate(readings)
+            if (util := reading.util_gpu_pct) is not None
+            and util < util_pct  # else not idle: spares the full test below
+            and _idle_allocated(reading, util_pct)
+        ]
+
+    return active
+
+
+def _idle_allocated(reading: GpuReading, util_pct: float) -> bool:
+    processes = reading.processes
+    held = processes is not None and any(p.used_mem_bytes != 0 for p in processes)
+    idle = IdleReading(0.0, reading.util_gpu_pct, reading.mem_used_bytes, reading.mem_total_bytes)
+    return is_idle_allocated(idle, util_pct, processes is not None, held)
 
 
 def user_check(rule: UserRule) -> GpuCheck:
@@ -234,24 +322,50 @@ def user_check(rule: UserRule) -> GpuCheck:
     return check
 
 
+def user_active(rule: UserRule) -> GpuSelect:
+    """Return the selector of user_check(rule)'s active readings."""
+    column = METRIC_NAMES.index(rule.metric)
+
+    def active(host: str, readings: Sequence[GpuReading]) -> list[int]:
+        return [
+            place
+            for place, reading in enumerate(readings)
+            if rule.matches(host, reading.index, reading.uuid)
+            and (value := reading.metric_values()[column]) is not None
+            and rule.condition(value)
+        ]
+
+    return active
+
+
 @dataclass(frozen=True)
 class GpuRule:
-    """A rule judged on each GPU reading."""
+    """A rule judged on each GPU reading: check answers what it sees in one reading; active
+    picks, in one pass over a tick's readings, those whose check would answer active."""
 
     name: str
     check: GpuCheck
+    active: GpuSelect
 
 
 def gpu_rules(config: Config, user_rules: tuple[UserRule, ...]) -> tuple[GpuRule, ...]:
     """Return the enabled rules judged on each reading of a GPU free of error, in order."""
     rules = [
-        GpuRule(TEMPERATURE, temperature_check(config.alert_temp_margin_c)),
-        GpuRule(THROTTLING, check_throttling),
-        GpuRule(ECC, check_ecc),
-        GpuRule(PCIE_LINK, check_pcie),
-        GpuRule(IDLE, idle_check(config.idle_util_pct, config.alert_idle_for_s)),
+        GpuRule(
+            TEMPERATURE,
+            temperature_check(config.alert_temp_margin_c),
+            temperature_active(config.alert_temp_margin_c),
+        ),
+        GpuRule(THROTTLING, check_throttling, throttling_active),
+        GpuRule(ECC, check_ecc, ecc_active),
+        GpuRule(PCIE_LINK, check_pcie, pcie_active),
+        GpuRule(
+            IDLE,
+            idle_check(config.idle_util_pct, config.alert_idle_for_s),
+            idle_active(config.idle_util_pct),
+        ),
     ]
-    rules += [GpuRule(rule.name, user_check(rule)) for rule in user_rules]
+    rules += [GpuRule(rule.name, user_check(rule), user_active(rule)) for rule in user_rules]
     return tuple(rule for rule in rules if rule.name not in config.alerts_off)
 
 

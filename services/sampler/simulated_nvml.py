@@ -92,7 +92,6 @@ MEASURED_FIELDS = frozenset(
 )
 # what NVML still answers for a GPU lost before the sampler starts (PCW_SIM_LOST_GPUS)
 LOST_AT_START_ANSWERS = frozenset({"nvmlDeviceGetHandleByIndex", "nvmlDeviceGetPciInfo"})
-NOISE_CACHE_SIZE = 16384  # (key, second) pairs: a few seconds of 64 GPUs' keys
 
 
 class NVMLError(Exception):
@@ -322,13 +321,45 @@ def _not_available(answer: Any, sentinel: int) -> Any:
 
 def _noise(key: str, t_s: float) -> float:
     """Return a repeatable pseudo-random number in [0, 1) for a key and whole second."""
-    return _noise_of_second(key, int(t_s))
+    return _NOISE(key, int(t_s))
 
 
-@functools.lru_cache(maxsize=NOISE_CACHE_SIZE)  # asked again and again within one second
 def _noise_of_second(key: str, second: int) -> float:
     digest = hashlib.blake2b(f"{key}/{second}".encode(), digest_size=4).digest()
     return int.from_bytes(digest, "big") / 2**32
+
+
+class _RecentNoise:
+    """_noise_of_second, each value of the newest whole second asked and the one before it
+    computed once: within a second the same keys are asked again and again (every metric of
+    every GPU, every tick of a fast interval); an older second is computed again.
+
+    It holds the keys of two seconds (about 200 a second for 8 GPUs), where a cache of the
+    most recent pairs sized for 64 GPUs kept 16,384 of them, 4 MB, at any GPU count.
+    """
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._newest: dict[str, float] = {}
+        self._previous: dict[str, float] = {}
+
+    def __call__(self, key: str, second: int) -> float:
+        if second > self._second:
+            self._previous = self._newest if second == self._second + 1 else {}
+            self._newest, self._second = {}, second
+        if second == self._second:
+            memo = self._newest
+        elif second == self._second - 1:
+            memo = self._previous
+        else:
+            return _noise_of_second(key, second)
+        value = memo.get(key)
+        if value is None:
+            value = memo[key] = _noise_of_second(key, second)
+        return value
+
+
+_NOISE = _RecentNoise()
 
 
 class SimulatedNvml(HealthConstants, GpmConstants):

@@ -17,6 +17,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,11 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import zmq
-import zmq.asyncio
 import zmq.auth
-from zmq.auth.asyncio import AsyncioAuthenticator
-from zmq.auth.base import Authenticator
-from zmq.auth.thread import ThreadAuthenticator
 from zmq.utils import z85
 
 from common.config import Config
@@ -296,7 +293,7 @@ class SamplerGate:
         return False
 
 
-def _admit_listed(authenticator: Authenticator, keys: HubKeys) -> SamplerGate:
+def _admit_listed(authenticator: zmq.auth.Authenticator, keys: HubKeys) -> SamplerGate:
     """Make a started authenticator admit only the samplers listed in keys' folder."""
     sampler_gate = SamplerGate(keys.sampler_keys_dir)
     authenticator.configure_curve_callback(domain="*", credentials_provider=sampler_gate)
@@ -317,8 +314,14 @@ def gate(context: zmq.Context, keys: HubKeys | None) -> Iterator[SamplerGate | N
     if keys is None:
         yield None
         return
-    kind = AsyncioAuthenticator if isinstance(context, zmq.asyncio.Context) else ThreadAuthenticator
-    authenticator = kind(context)
+    # Imported here: zmq.auth.thread and zmq.auth.asyncio load asyncio and ssl (about 5 MB of
+    # RSS), which a sampler and a writer without CURVE never use.
+    from zmq.auth.asyncio import AsyncioAuthenticator
+    from zmq.auth.thread import ThreadAuthenticator
+
+    asyncio_zmq = sys.modules.get("zmq.asyncio")  # not imported: no asyncio context exists
+    on_loop = asyncio_zmq is not None and isinstance(context, asyncio_zmq.Context)
+    authenticator = (AsyncioAuthenticator if on_loop else ThreadAuthenticator)(context)
     authenticator.start()
     try:
         yield _admit_listed(authenticator, keys)

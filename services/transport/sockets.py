@@ -8,12 +8,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import zmq
-import zmq.asyncio
+
+if TYPE_CHECKING:
+    import zmq.asyncio
 
 from common.messages import MAX_MESSAGE_BYTES
 from services.transport.curve import HubKeys, secure_hub_socket
@@ -58,6 +60,8 @@ async def receive_each(
     loop yields once, so that a burst (every host of a hub ticks at :00) never holds the event
     loop: each websocket's sender takes one tick before the next arrives.
     """
+    import asyncio  # here: the writer imports this module and has no event loop
+
     while True:
         try:
             frames = await socket.recv_multipart()

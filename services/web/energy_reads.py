@@ -21,23 +21,29 @@ from services.web.energy import GpuEnergy
 from services.web.gpu_reads import read_gpus
 from services.web.rows import GpuRow
 
-# One level's whole buckets in [?, ?) of every GPU: the GPU table drives the join (CROSS JOIN
-# keeps SQLite from reordering it), so each GPU is one range of the (level_s, gpu_id, ts) key.
-_SEGMENT_SQL = (
-    "SELECT b.gpu_id, b.counter_j, b.counter_pairs, b.power_j, b.power_pairs,"
-    " b.counted_gap_max_s, b.skipped_gap_min_s FROM gpus AS g CROSS JOIN energy_buckets AS b"
-    " ON b.level_s = ? AND b.gpu_id = g.gpu_id AND b.ts >= ? AND b.ts < ?"
+# The whole buckets of one level in [?, ?) of every GPU, for each segment (an OR of them): the GPU
+# table drives the join (CROSS JOIN keeps SQLite from reordering it) and is read in gpu_id order
+# (NOT INDEXED: not by its UUID index), so each segment of a GPU is one range of the (level_s,
+# gpu_id, ts) key and the GROUP BY needs no sort.
+_SEGMENT_SQL = "(b.level_s = ? AND b.ts >= ? AND b.ts < ?)"
+_BUCKETS_SQL = (
+    "SELECT g.gpu_id, total(b.counter_j), sum(b.counter_pairs), total(b.power_j),"
+    " sum(b.power_pairs), max(b.counted_gap_max_s), min(b.skipped_gap_min_s)"
+    " FROM gpus AS g NOT INDEXED CROSS JOIN energy_buckets AS b ON b.gpu_id = g.gpu_id AND ({})"
+    " GROUP BY g.gpu_id"
 )
 
 # Every GPU's readings in [?2, ?3) and the (at most two) before ?2 that their first pairs need
 # (BEFORE_SQL's, for all GPUs at once), by GPU in ts order: one query per edge, not one per GPU.
+# The GPU table is read in gpu_id order (NOT INDEXED), not by its UUID index: less to sort.
 _EDGE_SQL = (
-    "SELECT s.gpu_id, s.ts, s.energy_j, s.power_w, s.error FROM gpus AS g CROSS JOIN samples AS s"
+    "SELECT s.gpu_id, s.ts, s.energy_j, s.power_w, s.error FROM gpus AS g NOT INDEXED"
+    " CROSS JOIN samples AS s"
     " ON s.gpu_id = g.gpu_id AND s.ts IN ("
     "(SELECT ts FROM samples WHERE gpu_id = g.gpu_id AND ts < ?2 ORDER BY ts DESC LIMIT 1),"
     " (SELECT ts FROM samples WHERE gpu_id = g.gpu_id AND ts < ?2 AND error IS NULL"
     " ORDER BY ts DESC LIMIT 1))"
-    " UNION ALL SELECT s.gpu_id, s.ts, s.energy_j, s.power_w, s.error FROM gpus AS g"
+    " UNION ALL SELECT s.gpu_id, s.ts, s.energy_j, s.power_w, s.error FROM gpus AS g NOT INDEXED"
     " CROSS JOIN samples AS s ON s.gpu_id = g.gpu_id AND s.ts >= ?2 AND s.ts < ?3"
     " ORDER BY 1, 2"
 )
@@ -77,12 +83,7 @@ def bucket_sums(conn: sqlite3.Connection, segments: list[Segment]) -> dict[int, 
     """Return, per GPU, the sums of its buckets in the segments."""
     if not segments:
         return {}
-    sql = (
-        "SELECT gpu_id, total(counter_j), sum(counter_pairs), total(power_j), sum(power_pairs),"
-        " max(counted_gap_max_s), min(skipped_gap_min_s) FROM ("
-        + " UNION ALL ".join([_SEGMENT_SQL] * len(segments))
-        + ") GROUP BY gpu_id"
-    )
+    sql = _BUCKETS_SQL.format(" OR ".join([_SEGMENT_SQL] * len(segments)))
     params = [value for segment in segments for value in segment]
     return {row[0]: EnergySums(*row[1:]) for row in conn.execute(sql, params)}
 

@@ -8,13 +8,14 @@ from __future__ import annotations
 import math
 import sqlite3
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import msgspec
 
 from common.metrics import METRIC_NAMES, METRICS
 from common.schema import rollup_levels_for, rollup_table
 from services.web.gpu_reads import read_gpus
-from services.web.history_cache import CacheKey, Columns, HistoryCache
+from services.web.history_cache import CacheKey, Columns, HistoryCache, items_join
 from services.web.rows import GpuBuckets, GpuColumns, GpuRow, HistoryRows
 
 
@@ -123,6 +124,41 @@ def columns_sql(metrics: Sequence[str], level_s: int | None, step_s: int) -> str
     )
 
 
+def span_columns_sql(metrics: Sequence[str], level_s: int | None, step_s: int) -> str:
+    """Return the query that answers one GPU's buckets holding readings as JSON arrays.
+
+    columns_sql's values from one key range scan, without its gaps: rows read in key order
+    cost a quarter of rows looked up bucket by bucket (30 days of 64 GPUs: ~5 against ~20 ms,
+    of ~55 ms for the whole query). Columns: how many buckets hold readings, the start (UTC
+    epoch seconds) of the first and of the last, the counts, then each metric's means, then
+    each metric's maxima. Where the buckets holding readings follow each other with none
+    missing, the answer is these arrays with the gaps at both ends added (_columns_from_sql);
+    else columns_sql fills the gaps between. Parameters: step_s, last bucket, gpu_id, low_s,
+    high_s.
+    """
+    if level_s is not None and level_s == step_s:  # a row per bucket, its start as ts
+        means = [_rounded(f"CAST({name}_sum AS REAL) / {name}_n", name) for name in metrics]
+        arrays = ", ".join(
+            ["json_group_array(n)"]
+            + [f"json_group_array({mean})" for mean in means]
+            + [f"json_group_array({name}_max)" for name in metrics]
+        )
+        return (
+            f"SELECT count(*), min(ts), max(ts), {arrays} FROM {rollup_table(level_s)} "
+            "WHERE gpu_id = ?3 AND ts >= ?4 AND ts < ?5"
+        )
+    columns = ", ".join(f"c{i}" for i in range(2 * len(metrics)))
+    arrays = ", ".join(
+        ["json_group_array(n)"]
+        + [f"json_group_array({_rounded(f'c{2 * i}', name)})" for i, name in enumerate(metrics)]
+        + [f"json_group_array(c{2 * i + 1})" for i in range(len(metrics))]
+    )
+    return (
+        f"WITH b(bucket, n, {columns}) AS ({history_sql(metrics, level_s)}) "
+        f"SELECT count(*), min(bucket) * ?1, max(bucket) * ?1, {arrays} FROM b"
+    )
+
+
 def rollup_level(step_s: int, interval_s: float | None) -> int | None:
     """Return the coarsest rollup level that serves buckets of step_s for this GPU, or None.
 
@@ -161,20 +197,9 @@ def history_job(
     low_s, high_s = first_bucket * step_s, (last_bucket + 1) * step_s
 
     def job(conn: sqlite3.Connection) -> HistoryRows:
-        gpus = read_gpus(conn)
-        if gpu_uuids:
-            by_uuid = {gpu.gpu_uuid: gpu for gpu in gpus}
-            chosen = [by_uuid[uuid] for uuid in gpu_uuids if uuid in by_uuid]
-            missing = [uuid for uuid in gpu_uuids if uuid not in by_uuid]
-        else:
-            chosen = [gpu for gpu in gpus if gpu.last_ts >= low_s and gpu.first_ts < high_s]
-            missing = []
-        stored_hosts = {gpu.host for gpu in gpus}
-        missing_hosts = [host for host in hosts if host not in stored_hosts]
-        if hosts:
-            chosen = [gpu for gpu in chosen if gpu.host in hosts]
+        choice = choose_gpus(conn, gpu_uuids, hosts, low_s, high_s)
         series: list[GpuBuckets | GpuColumns] = []
-        for gpu in chosen:
+        for gpu in choice.gpus:
             level_s = rollup_level(step_s, gpu.interval_s)
             params = (step_s, last_bucket, gpu.gpu_id, low_s, high_s, first_bucket)
             if columns:
@@ -182,24 +207,57 @@ def history_job(
                     conn, gpu, level_s, step_s, first_bucket, last_bucket, metrics, cache
                 )
                 series.append(
-                    GpuColumns(
-                        gpu,
-                        _ENCODE(read.counts),
-                        _ENCODE(read.means),
-                        _ENCODE(read.maxima),
-                    )
+                    GpuColumns(gpu, read.counts_json(), read.means_json(), read.maxima_json())
                 )
             else:
                 sql = history_json_sql(metrics, level_s, step_s)
                 series.append(GpuBuckets(gpu, conn.execute(sql, params).fetchone()[0]))
-        return HistoryRows(series, missing, missing_hosts)
+        return HistoryRows(series, choice.missing_uuids, choice.missing_hosts)
 
     return job
+
+
+@dataclass(frozen=True)
+class GpuChoice:
+    """The GPUs a history answer reads, and the UUIDs and hosts asked for that the file lacks."""
+
+    gpus: list[GpuRow]
+    missing_uuids: list[str]
+    missing_hosts: list[str]
+
+
+def choose_gpus(
+    conn: sqlite3.Connection,
+    gpu_uuids: Sequence[str],
+    hosts: Sequence[str],
+    low_s: float,
+    high_s: float,
+) -> GpuChoice:
+    """Return the GPUs to read for [low_s, high_s): the named ones (in the order named), or
+    with no UUIDs every GPU whose first..last reading overlaps it; with hosts, only theirs."""
+    gpus = read_gpus(conn)
+    if gpu_uuids:
+        by_uuid = {gpu.gpu_uuid: gpu for gpu in gpus}
+        chosen = [by_uuid[uuid] for uuid in gpu_uuids if uuid in by_uuid]
+        missing = [uuid for uuid in gpu_uuids if uuid not in by_uuid]
+    else:
+        chosen = [gpu for gpu in gpus if gpu.last_ts >= low_s and gpu.first_ts < high_s]
+        missing = []
+    stored_hosts = {gpu.host for gpu in gpus}
+    missing_hosts = [host for host in hosts if host not in stored_hosts]
+    if hosts:
+        chosen = [gpu for gpu in chosen if gpu.host in hosts]
+    return GpuChoice(chosen, missing, missing_hosts)
 
 
 _ENCODE = msgspec.json.Encoder().encode
 _DECODE_COUNTS = msgspec.json.Decoder(list[int]).decode
 _DECODE_VALUES = msgspec.json.Decoder(dict[str, list[float | int | None]]).decode
+
+
+def _gaps(count: int, filler: str) -> str:
+    """Return `count` fillers as the items of a JSON array (history_cache.items_slice)."""
+    return ",".join([filler] * count)
 
 
 def _columns_from_sql(
@@ -211,7 +269,54 @@ def _columns_from_sql(
     last_bucket: int,
     metrics: Sequence[str],
 ) -> Columns:
-    """Return buckets first..last of one GPU, read with columns_sql."""
+    """Return buckets first..last of one GPU: span_columns_sql's arrays as SQLite wrote them,
+    with the gaps at either end added; columns_sql's where a gap lies between readings."""
+    low_s, high_s = first_bucket * step_s, (last_bucket + 1) * step_s
+    row = conn.execute(
+        span_columns_sql(metrics, level_s, step_s),
+        (step_s, last_bucket, gpu_id, low_s, high_s),
+    ).fetchone()
+    held, first_s, last_s = row[0], row[1], row[2]
+    if not held:
+        count = last_bucket - first_bucket + 1
+        nulls = _gaps(count, "null")
+        return Columns(
+            first_bucket,
+            [0] * count,
+            dict.fromkeys(metrics, nulls),
+            dict.fromkeys(metrics, nulls),
+            _gaps(count, "0"),
+        )
+    # As the SQL's bucket numbers: floor(ts / step_s), capped at the last bucket.
+    lowest = min(math.floor(first_s / step_s), last_bucket)
+    highest = min(math.floor(last_s / step_s), last_bucket)
+    if held != highest - lowest + 1:  # a gap between readings
+        return _columns_with_gaps(conn, gpu_id, level_s, step_s, first_bucket, last_bucket, metrics)
+    lead, trail = lowest - first_bucket, last_bucket - highest
+    arrays = [text[1:-1] for text in row[4:]]  # the items, without the brackets
+    lead_nulls, trail_nulls = _gaps(lead, "null"), _gaps(trail, "null")
+    padded = [items_join(items_join(lead_nulls, items), trail_nulls) for items in arrays]
+    count = len(metrics)
+    counts_items = items_join(items_join(_gaps(lead, "0"), row[3][1:-1]), _gaps(trail, "0"))
+    return Columns(
+        first_bucket,
+        [0] * lead + _DECODE_COUNTS(row[3]) + [0] * trail,
+        dict(zip(metrics, padded[:count], strict=True)),
+        dict(zip(metrics, padded[count:], strict=True)),
+        counts_items,
+    )
+
+
+def _columns_with_gaps(
+    conn: sqlite3.Connection,
+    gpu_id: int,
+    level_s: int | None,
+    step_s: int,
+    first_bucket: int,
+    last_bucket: int,
+    metrics: Sequence[str],
+) -> Columns:
+    """Return buckets first..last of one GPU, read with columns_sql (a bucket at a time)."""
     params = (
         step_s,
         last_bucket,
@@ -221,9 +326,13 @@ def _columns_from_sql(
         first_bucket,
     )
     counts, means, maxima = conn.execute(columns_sql(metrics, level_s, step_s), params).fetchone()
-    return Columns(
-        first_bucket, _DECODE_COUNTS(counts), _DECODE_VALUES(means), _DECODE_VALUES(maxima)
-    )
+
+    def items(arrays: str) -> dict[str, str]:
+        return {
+            name: _ENCODE(values)[1:-1].decode() for name, values in _DECODE_VALUES(arrays).items()
+        }
+
+    return Columns(first_bucket, _DECODE_COUNTS(counts), items(means), items(maxima), counts[1:-1])
 
 
 def readings_in_sql(level_s: int | None) -> str:

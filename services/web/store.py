@@ -38,13 +38,16 @@ from common.schema import SCHEMA_VERSION, schema_version
 logger = logging.getLogger(__name__)
 
 QUERY_TIME_LIMIT_S = 10.0
-PROGRESS_STEPS = 1000  # SQLite VM instructions between two looks at the clock
+# SQLite VM instructions between two looks at the clock: ~5 ms of a range read (~18 M a second
+# here). Each look takes the GIL; at 1,000 (every ~55 us) two range-read threads sharing one
+# history answer (ordered_reads) spent their time handing the GIL to each other.
+PROGRESS_STEPS = 100_000
 BUSY_TIMEOUT_S = 2.0
 LIVE_READERS = 2
 LIVE_READ_QUEUE = 64
 RANGE_READERS = 2
 RANGE_READ_QUEUE = 8
-CACHE_BYTES = 2 << 20  # per reader thread: PCW_READER_CACHE_BYTES's default
+CACHE_BYTES = 1 << 20  # per reader thread: PCW_READER_CACHE_BYTES's default
 DURATION_WEIGHT = 0.2  # of the newest call in a lane's moving mean duration
 
 T = TypeVar("T")

@@ -9,32 +9,32 @@ from typing import Any
 
 import aiohttp_jinja2
 import msgspec
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from common.config import Config
-from services.web.buckets import bucket_span, choose_step_s, empty_buckets, empty_columns
+from services.web.buckets import bucket_span, choose_step_s, empty_buckets
 from services.web.fleet import (
     Idleness,
     Live,
     build_fleet,
     host_states,
     live_answers,
-    live_readings,
 )
 from services.web.gpu_reads import gpus_with_latest_job
 from services.web.health import HealthInputs, assess, current_gpu_errors
+from services.web.history_body import columns_plan, live_only_gpus
 from services.web.history_cache import HISTORY_CACHE
 from services.web.history_reads import history_job
 from services.web.idle_reads import idle_job
 from services.web.keys import CLOCK, CONFIG, COUNTERS, FEED, HUB, IDLE_RUNS, STORE, WRITER
+from services.web.middlewares import COMPRESS_MIN_BYTES, accepts_gzip
+from services.web.ordered_reads import read_in_order
 from services.web.params import HistoryQuery, ParamError, parse_history_query
 from services.web.replies import error_reply, json_reply, not_known_reply
-from services.web.rows import GpuBuckets, GpuColumns, GpuLatest, HistoryRows
+from services.web.rows import GpuBuckets, GpuLatest, HistoryRows
 from services.web.shapes import (
-    ColumnSeries,
     GpusReply,
     Health,
-    HistoryColumnsReply,
     HistoryReply,
     HostsReply,
     Series,
@@ -61,6 +61,7 @@ async def index(request: web.Request) -> web.Response:
         **page_context(request.app[CONFIG]),
         "skeleton": paint.hosts,
         "fleet_view": paint.fleet,
+        "page_view": paint.view,  # the script shows the view the server chose (skeleton.py)
     }
     return aiohttp_jinja2.render_template("index.html", request, context)
 
@@ -118,16 +119,18 @@ async def history(request: web.Request) -> web.Response:
     """Answer the bucketed series of the asked GPUs between `from` and `to` (epoch seconds).
 
     As columns (HistoryColumnsReply), or with shape=rows one object per bucket (HistoryReply,
-    deprecated). SQLite builds each GPU's arrays on a range-read thread; the reply only places
-    them (msgspec.Raw), and a large body is gzipped off the event loop (middlewares).
+    deprecated). SQLite builds each GPU's arrays on range-read threads; the reply only places
+    them (msgspec.Raw). The columns answer is gzipped on those threads as they read
+    (_columns_answer); a large rows answer off the event loop (middlewares).
     """
     try:
         query = parse_history_query(request.query, now_s=time.time())
     except ParamError as error:
         return error_reply(str(error), 400)
-    columns = query.shape == "columns"
     step_s = choose_step_s(query.from_s, query.to_s, query.points)
     first_bucket, bucket_count = bucket_span(query.from_s, query.to_s, step_s)
+    if query.shape == "columns":
+        return await _columns_answer(request, query, step_s, first_bucket, bucket_count)
     rows = await request.app[STORE].call(
         history_job(
             query.gpu_uuids,
@@ -136,8 +139,7 @@ async def history(request: web.Request) -> web.Response:
             step_s,
             query.metrics,
             query.hosts,
-            columns=columns,
-            cache=request.app[HISTORY_CACHE],
+            columns=False,
         ),
         HistoryRows([], list(query.gpu_uuids), list(query.hosts)),
         long=True,
@@ -146,22 +148,10 @@ async def history(request: web.Request) -> web.Response:
     unknown = not_known_reply(rows.missing_uuids, rows.missing_hosts, ticks)
     if unknown is not None:
         return unknown
-    in_feed = live_readings(ticks)
-    # GPUs the live feed knows but the file does not hold yet: no history, so all gaps.
-    low_s, high_s = first_bucket * step_s, (first_bucket + bucket_count) * step_s
     listed = {item.gpu.gpu_uuid for item in rows.series}
-    wanted = rows.missing_uuids if query.gpu_uuids else list(in_feed)
-    live_only: list[tuple[str, str, int, str]] = []
-    for uuid in wanted:
-        tick, reading = in_feed[uuid]
-        if query.hosts and tick.host not in query.hosts:
-            continue
-        if uuid not in listed and (query.gpu_uuids or low_s <= tick.ts < high_s):
-            live_only.append((uuid, tick.host, reading.index, reading.name))
-    if columns:
-        return json_reply(
-            _columns_reply(query, step_s, first_bucket, bucket_count, rows, live_only)
-        )
+    live_only = live_only_gpus(
+        query, step_s, first_bucket, bucket_count, rows.missing_uuids, listed, ticks
+    )
     series = [
         Series(
             item.gpu.gpu_uuid,
@@ -180,38 +170,35 @@ async def history(request: web.Request) -> web.Response:
     return json_reply(HistoryReply(query.from_s, query.to_s, step_s, series))
 
 
-def _columns_reply(
-    query: HistoryQuery,
-    step_s: int,
-    first_bucket: int,
-    bucket_count: int,
-    rows: HistoryRows,
-    live_only: list[tuple[str, str, int, str]],
-) -> HistoryColumnsReply:
-    """Return the columns answer: SQLite's arrays as they are, gaps for the live-only GPUs."""
-    series = [
-        ColumnSeries(
-            item.gpu.gpu_uuid,
-            item.gpu.host,
-            item.gpu.gpu_index,
-            item.gpu.gpu_name,
-            msgspec.Raw(item.counts_json),
-            msgspec.Raw(item.means_json),
-            msgspec.Raw(item.maxima_json),
-        )
-        for item in rows.series
-        if isinstance(item, GpuColumns)
-    ]
-    if live_only:  # the same for every such GPU: encoded once
-        counts, values = empty_columns(query.metrics, bucket_count)
-        zeros, nulls = (
-            msgspec.Raw(msgspec.json.encode(counts)),
-            msgspec.Raw(msgspec.json.encode(values)),
-        )
-        series.extend(ColumnSeries(*identity, zeros, nulls, nulls) for identity in live_only)
-    series.sort(key=lambda entry: (entry.host, entry.gpu_index, entry.gpu_uuid))
-    ts = [(first_bucket + offset) * step_s for offset in range(bucket_count)]
-    return HistoryColumnsReply(query.from_s, query.to_s, step_s, ts, series)
+async def _columns_answer(
+    request: web.Request, query: HistoryQuery, step_s: int, first_bucket: int, bucket_count: int
+) -> web.Response:
+    """Answer HistoryColumnsReply: SQLite's arrays as they are, gaps for the live-only GPUs.
+
+    The GPUs are shared between up to PCW_HISTORY_READERS range-read threads, which also
+    encode and gzip the answer in the GPUs' order as they read it (ordered_reads, history_body).
+    """
+    config = request.app[CONFIG]
+    plan = columns_plan(
+        query,
+        step_s,
+        first_bucket,
+        bucket_count,
+        request.app[FEED].latest_ticks(),
+        request.app[HISTORY_CACHE],
+        gzip=accepts_gzip(request),
+    )
+    threads = min(config.history_readers, config.range_readers)
+    answer = await read_in_order(request.app[STORE], plan, threads, config.range_readers)
+    if answer.parts is None or answer.sink is None:
+        return answer.unknown or error_reply("no history answer was planned", 500)
+    headers = {}
+    if answer.sink.plain_bytes > COMPRESS_MIN_BYTES:
+        headers[hdrs.VARY] = hdrs.ACCEPT_ENCODING
+    if answer.sink.gzipped:
+        headers[hdrs.CONTENT_ENCODING] = "gzip"
+    body = answer.parts.done.result()
+    return web.Response(body=body, headers=headers, content_type="application/json")
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -21,7 +21,7 @@ import operator
 import sqlite3
 from collections.abc import Mapping
 
-from common.health import LIMITING_REASONS_MASK, finding_bits, reading_findings
+from common.health import LIMITING_REASONS_MASK, finding_bits, findings, is_busy
 from common.messages import GpuReading, Tick
 from common.schema import HEALTH_STATE_COLUMNS
 
@@ -41,7 +41,17 @@ _FAST_VALUES = operator.itemgetter(
     *(index for index, name in enumerate(HEALTH_STATE_COLUMNS) if name not in _SLOW_COLUMNS)
 )
 _COUNTER_NAMES = HEALTH_STATE_COLUMNS[1:10]  # clocks_event_reasons .. remapped_rows_uncorrectable
-_COUNTERS_TO_REMAP = operator.attrgetter(*_COUNTER_NAMES)
+# clocks_event_reasons .. pcie_link_width: the state's columns after findings, in one look-up
+_TO_LINK_WIDTH = operator.attrgetter(
+    *_COUNTER_NAMES,
+    "remap_pending",
+    "remap_failure",
+    "retired_pages_sbe",
+    "retired_pages_dbe",
+    "retired_pages_pending",
+    "pcie_link_gen",
+    "pcie_link_width",
+)
 _LIMIT_VALUES = operator.attrgetter("pcie_max_gen", "pcie_max_width", "nvlink_links")
 _NO_LIMITS = (None, None, None)
 # The order state_of() builds its tuple in; importing fails if the schema's columns change.
@@ -77,30 +87,39 @@ _LAST = f"SELECT ts, {_COLUMNS} FROM health_states WHERE gpu_id = ? ORDER BY ts 
 State = tuple[int | None, ...]
 
 
-def state_of(reading: GpuReading) -> State | None:
-    """Return the reading's health as a row of HEALTH_STATE_COLUMNS, None when it has none."""
+def state_of(
+    reading: GpuReading, found: dict[tuple[State, bool], int] | None = None
+) -> State | None:
+    """Return the reading's health as a row of HEALTH_STATE_COLUMNS, None when it has none.
+
+    found: the findings' bits already worked out for a state's other columns and the GPU's
+    busy flag, filled as it goes (the caller's, for one batch). The findings read only health
+    and limit values that the state holds, plus busy, so that equal keys have equal bits; it
+    spares the findings' texts of every reading of a steady GPU.
+    """
     health, limits = reading.health, reading.limits
     if reading.error is not None or health is None:
         return None
     # HEALTH_STATE_COLUMNS's order, spelled out: one tuple per reading, no loop over names
     # (the writer does this for every reading of every tick; _STATE_ORDER checks the order).
     limit_values = _NO_LIMITS if limits is None else _LIMIT_VALUES(limits)
-    return (
-        finding_bits(reading_findings(reading)),
-        *_COUNTERS_TO_REMAP(health),
-        _flag(health.remap_pending),
-        _flag(health.remap_failure),
-        health.retired_pages_sbe,
-        health.retired_pages_dbe,
-        _flag(health.retired_pages_pending),
-        health.pcie_link_gen,
-        health.pcie_link_width,
+    # The yes-or-no columns stay bools: SQLite stores True as 1, and True == 1 where rows are
+    # compared, so a bool and its stored int are the same state.
+    rest = (
+        *_TO_LINK_WIDTH(health),
         limit_values[0],
         limit_values[1],
         health.pcie_replays,
         limit_values[2],
         health.nvlink_links_active,
     )
+    busy = is_busy(reading.util_gpu_pct)
+    bits = None if found is None else found.get((rest, busy))
+    if bits is None:
+        bits = finding_bits(findings(health, limits, busy))
+        if found is not None:
+            found[(rest, busy)] = bits
+    return (bits, *rest)
 
 
 def store_health_states(
@@ -109,10 +128,11 @@ def store_health_states(
     """Insert the rows the ticks' changes of health make, in the caller's transaction."""
     # per GPU: its newest row's time, state and the part of it stored at once (_at_once)
     last: dict[int, tuple[float, State, State] | None] = {}
+    found: dict[tuple[State, bool], int] = {}
     for tick in ticks:
         ts = tick.ts
         for reading in tick.gpus:
-            state = state_of(reading)
+            state = state_of(reading, found)
             if state is None:
                 continue
             gpu_id = gpu_ids[reading.uuid]
@@ -146,10 +166,6 @@ def _changes_history(conn: sqlite3.Connection, gpu_id: int, ts: float, state: St
     if row is None:
         return True
     return row[0] < ts and _at_once(tuple(row[1:])) != _at_once(state)
-
-
-def _flag(value: bool | None) -> int | None:
-    return None if value is None else int(value)
 
 
 def _at_once(state: State) -> State:

@@ -11,7 +11,6 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 
 import zmq
-from zmq.utils.monitor import parse_monitor_message
 
 from common.messages import STORING_TOPIC, TOPIC
 from common.replay import (
@@ -23,7 +22,13 @@ from common.replay import (
     replay_endpoint,
 )
 from services.transport.curve import HubKeys
-from services.transport.relink import BROKEN_TEXT, MONITOR_EVENTS, Breaches, relink
+from services.transport.relink import (
+    BROKEN_TEXT,
+    MONITOR_EVENTS,
+    Breaches,
+    parse_monitor_event,
+    relink,
+)
 from services.transport.sockets import hub_socket
 from services.writer.sequences import SequenceTracker
 
@@ -47,7 +52,7 @@ class Watch:
         """Read the monitor's events and schedule a reconnection when one is needed."""
         while True:
             try:
-                event = parse_monitor_message(self.monitor.recv_multipart(zmq.NOBLOCK))
+                event = parse_monitor_event(self.monitor.recv_multipart(zmq.NOBLOCK))
             except zmq.Again:
                 return
             self.breaches.take(event, now_s)

@@ -54,6 +54,7 @@ _INSERT_SAMPLE = (
     f"INSERT OR IGNORE INTO samples (gpu_id, ts, error, {', '.join(METRIC_NAMES)}) "
     f"VALUES (?, ?, ?, {', '.join('?' for _ in METRIC_NAMES)})"
 )
+_NEWEST_SAMPLE_TS = "SELECT max(ts) FROM samples WHERE gpu_id = ?"
 _UPSERT_GPU = """
 INSERT INTO gpus (
     gpu_uuid, host, gpu_index, gpu_name, pci_bus_id, driver_version, first_ts, last_ts, interval_s,
@@ -349,7 +350,13 @@ class Store:
                 for tick in ticks
                 for gpu in tick.gpus
             ]
-            conn.executemany(_INSERT_SAMPLE, rows)
+            newest_before = {
+                gpu_id: conn.execute(_NEWEST_SAMPLE_TS, (gpu_id,)).fetchone()[0]
+                for gpu_id in set(gpu_ids.values())
+            }
+            inserted = conn.executemany(_INSERT_SAMPLE, rows).rowcount
+            # every row new (none ignored as a duplicate): the rollups may sum them as they are
+            new_rows = rollups.NewRows(rows, newest_before) if inserted == len(rows) else None
             conn.executemany(
                 _INSERT_XID,
                 [
@@ -361,7 +368,7 @@ class Store:
                 ],
             )  # fmt: skip
             store_health_states(conn, ticks, gpu_ids)
-            rollups.refresh(conn, ticks, gpu_ids)
+            rollups.refresh(conn, ticks, gpu_ids, new_rows)
             energy_buckets.refresh(conn, ticks, gpu_ids)
             self._store_processes(conn, ticks, gpu_ids)
             if alerts:

@@ -3,12 +3,19 @@
 The web process runs as users run it (`python -m services.web`) on a generated file. Each case
 asks /api/v1/history for one range, for one GPU or all GPUs, as the dashboard does (500 points,
 the four metrics it charts, the default columns shape), and reads the whole answer, gzip and
-all, as a browser would. The baseline runs in this process with sqlite3: one GROUP BY
-CAST(ts / step AS INTEGER) for the same metrics, with the step the endpoint chose, over what a
-plain design would keep: a rowid table of the same readings (the four metrics) with an index
-on the time, built once per file beside it (`plain` below; the 64-GPU file's 16.6 M readings
-would take minutes to copy, so its baseline is the same query over the file's `samples`,
-keyed on (gpu_id, ts), which the notes say).
+all, as a browser would. The rows held to a target time the first request for a range: the
+web process runs with PCW_HISTORY_CACHE_BYTES=0, so that every request reads and encodes its
+buckets whole, as the first one after a start (or after the cache dropped them) does; SQLite's
+and the kernel's page caches stay warm, as they are on a running hub. A second web process
+with the history cache at its default gives the "warm cache" rows of the all-GPU cases, shown
+for context: a repeated request that reads only its open edge; a third, without history cache
+and with PCW_HISTORY_READERS=1, the "one reader thread" rows: the cold reads on one range-read
+thread, as before an answer shared its GPUs between threads. The baseline runs in this
+process with sqlite3: one GROUP BY CAST(ts / step AS INTEGER) for the same metrics, with the
+step the endpoint chose, over what a plain design would keep: a rowid table of the same
+readings (the four metrics) with an index on the time, built once per file beside it (`plain`
+below; the 64-GPU file's 16.6 M readings would take minutes to copy, so its baseline is the
+same query over the file's `samples`, keyed on (gpu_id, ts), which the notes say).
 """
 
 from __future__ import annotations
@@ -37,9 +44,16 @@ METRICS = ("util_gpu_pct", "temp_c", "mem_used_bytes", "power_w")
 LIMIT_MS = {"8-GPU file": 30.0, "64-GPU file": 60.0}
 MIN_RATIO = 25.0
 PLAIN_MAX_READINGS = 2_000_000  # files up to this get the plain-table baseline
-# The web process's settings; with its history cache (the default), the timed requests after the
-# first read only the open edge of their range: PCW_HISTORY_CACHE_BYTES=0 times every read whole.
-WEB_ENV = {"PCW_SOURCE": "simulated"}
+# The web process's settings: the target rows time every read whole (no history cache, as the
+# first request for a range); the warm rows keep the default cache, so that the requests after
+# the first read only the open edge of their range.
+COLD_ENV = {"PCW_SOURCE": "simulated", "PCW_HISTORY_CACHE_BYTES": "0"}
+WARM_ENV = {"PCW_SOURCE": "simulated"}
+WARM_SUFFIX = ", warm history cache"
+# Context for the target rows: the same cold reads on one range-read thread, as before a
+# history answer shared its GPUs between PCW_HISTORY_READERS threads (default 2).
+ONE_THREAD_ENV = {**COLD_ENV, "PCW_HISTORY_READERS": "1"}
+ONE_THREAD_SUFFIX = ", one reader thread"
 WARMUP_UNDER_S = 1.0  # a first run faster than this only warms caches and is not counted
 REQUEST_TIMEOUT_S = 120.0
 _AGGREGATES = ", ".join(f"avg({m}), max({m})" for m in METRICS)
@@ -201,10 +215,24 @@ def measure_file(sizes: Sizes, item: Generated, work: Path, report: Report) -> N
             "SELECT (SELECT max(last_ts) FROM gpus), gpu_uuid, gpu_id FROM gpus "
             "ORDER BY gpu_id LIMIT 1"
         ).fetchone()
-        log_path = work / f"web-history-{item.spec.gpus * item.spec.hosts}.log"
-        with serving_web(item.path, log_path, **WEB_ENV) as url:
-            todo = cases(sizes, item, float(last_ts), uuid, gpu_id)
-            asyncio.run(_measure(sizes, todo, naive, url, log_path, report, keyed=conn))
+        todo = cases(sizes, item, float(last_ts), uuid, gpu_id)
+        gpus = item.spec.gpus * item.spec.hosts
+        log_path = work / f"web-history-{gpus}.log"
+        with serving_web(item.path, log_path, **COLD_ENV) as url:
+            naive_times, cold_times = asyncio.run(
+                _measure(sizes, todo, naive, url, log_path, report, keyed=conn)
+            )
+        for env, suffix, compare in (
+            (WARM_ENV, WARM_SUFFIX, None),
+            (ONE_THREAD_ENV, ONE_THREAD_SUFFIX, cold_times),
+        ):
+            again_log = work / f"web-history-{gpus}{suffix.replace(' ', '-').replace(',', '')}.log"
+            with serving_web(item.path, again_log, **env) as url:
+                asyncio.run(
+                    _measure_again(
+                        sizes, todo, naive_times, url, again_log, report, suffix, compare
+                    )
+                )
     finally:
         if naive is not conn:
             naive.close()
@@ -219,10 +247,14 @@ async def _measure(
     log_path: Path,
     report: Report,
     keyed: sqlite3.Connection | None = None,
-) -> None:
-    """Time each case; with `keyed` (the file itself, where `conn` is the plain copy), note the
-    naive query over the file's own `samples` too, keyed on (gpu_id, ts), for all GPUs."""
+) -> tuple[dict[str, Timings], dict[str, Timings]]:
+    """Time each case (on a web process without history cache: the target rows); with `keyed`
+    (the file itself, where `conn` is the plain copy), note the naive query over the file's own
+    `samples` too, keyed on (gpu_id, ts), for all GPUs. Return the naive and the endpoint
+    timings by figure."""
     timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
+    naive_times: dict[str, Timings] = {}
+    endpoint_times: dict[str, Timings] = {}
     async with aiohttp.ClientSession(timeout=timeout) as session:
         for case in todo:
             log.info("%s", case.figure)
@@ -233,10 +265,13 @@ async def _measure(
                 log.error("%s failed: %s\n%s", case.figure, error, log_tail(log_path))
                 report.add(failed_row(case.figure, error))
                 continue
+            naive_times[case.figure] = naive
+            endpoint_times[case.figure] = endpoint
             report.add(_row(case.figure, endpoint, naive, case.limit_ms, case.scope))
             report.note(
-                f"{case.figure}: {len(endpoint.seconds)} timed requests ({endpoint.answer_bytes:,}"
-                f" bytes of JSON each, step {case.step_s} s), {len(naive.seconds)} naive queries"
+                f"{case.figure}: {len(endpoint.seconds)} timed requests without history cache"
+                f" ({endpoint.answer_bytes:,} bytes of JSON each, step {case.step_s} s),"
+                f" {len(naive.seconds)} naive queries"
             )
             if keyed is not None and keyed is not conn and case.scope == "all GPUs":
                 other = time_naive(keyed, case.naive_sql, case.naive_args, sizes)
@@ -244,6 +279,46 @@ async def _measure(
                 report.note(
                     f"{case.figure}: the naive query over the file's `samples` (key gpu_id, ts)"
                     f" {other.shown()}, {times(ratio)} the endpoint"
+                )
+    return naive_times, endpoint_times
+
+
+async def _measure_again(
+    sizes: Sizes,
+    todo: list[Case],
+    naive_times: dict[str, Timings],
+    url: str,
+    log_path: Path,
+    report: Report,
+    suffix: str,
+    compare: dict[str, Timings] | None,
+) -> None:
+    """Time the all-GPU cases again on another web process (with its history cache, or on one
+    reader thread): rows without a target, against the naive timings of the cold pass (the
+    same query); with `compare`, note how the target row's time compares with this one."""
+    timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        for case in todo:
+            naive = naive_times.get(case.figure)
+            if case.scope != "all GPUs" or naive is None:
+                continue
+            figure = case.figure + suffix
+            log.info("%s", figure)
+            try:
+                endpoint = await time_endpoint(session, url + "/api/v1/history", case.params, sizes)
+            except (aiohttp.ClientError, TimeoutError) as error:
+                log.error("%s failed: %s\n%s", figure, error, log_tail(log_path))
+                report.add(failed_row(figure, error))
+                continue
+            ratio = median(naive.seconds) / median(endpoint.seconds)
+            report.add(Row(figure, endpoint.shown(), naive.shown(), times(ratio)))
+            target = None if compare is None else compare.get(case.figure)
+            if target is not None:
+                speedup = median(endpoint.seconds) / median(target.seconds)
+                report.note(
+                    f"{case.figure}: {target.shown()} on up to 2 reader threads (the default),"
+                    f" {endpoint.shown()} on one; one thread's time / the default's:"
+                    f" {times(speedup)} (not paired: run one after the other)"
                 )
 
 

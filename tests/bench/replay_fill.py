@@ -1,11 +1,11 @@
 """A child of the replay memory benchmark: a sampler's replay buffer, filled from a file of ticks.
 
-    python -m tests.bench.replay_fill TICKS_FILE count-only|bytes
+    python -m tests.bench.replay_fill TICKS_FILE as-published|bytes
 
 It imports what the sampler imports, builds the ReplayBuffer from PCW_REPLAY_TICKS and
-PCW_REPLAY_BYTES as the sampler does (`count-only`: without the byte bound, as it was before
-PCW_REPLAY_BYTES), and talks to its parent over stdin/stdout so that the parent reads its memory
-at the right moments:
+PCW_REPLAY_BYTES as the sampler does (`as-published`: the buffer as it was before it packed
+ticks, keeping each tick's frames as published under the same two bounds), and talks to its
+parent over stdin/stdout so that the parent reads its memory at the right moments:
 
     child: ready          (imports done, buffer empty)   parent: any line
     child: {figures}      (every tick added)             parent: closes stdin; the child exits
@@ -21,6 +21,7 @@ import json
 import os
 import struct
 import sys
+from collections import deque
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -29,7 +30,7 @@ import services.sampler.main  # noqa: F401  what the sampler imports: this RSS i
 from common.config import load_config
 from services.sampler.replay import ReplayBuffer
 
-MODES = ("count-only", "bytes")
+MODES = ("as-published", "bytes")
 _U32 = struct.Struct("<I")
 
 
@@ -57,11 +58,39 @@ def read_ticks(source: BinaryIO) -> Iterator[list[bytes]]:
         yield frames
 
 
-def fill(path: Path, mode: str) -> ReplayBuffer:
-    """Build the buffer as the sampler does (or count-only) and add every tick of the file."""
+class PublishedBuffer:
+    """The replay buffer before it packed ticks (the baseline): each tick's frames as published,
+    at most `capacity` ticks whose frames take at most `max_bytes`; the oldest goes first."""
+
+    def __init__(self, capacity: int, max_bytes: int) -> None:
+        self.capacity = capacity
+        self.max_bytes = max_bytes
+        self._ticks: deque[tuple[int, list[bytes], int]] = deque()
+        self.held_bytes = 0
+
+    def add(self, seq: int, frames: list[bytes]) -> None:
+        size_bytes = sum(len(frame) for frame in frames)
+        self._ticks.append((seq, frames, size_bytes))
+        self.held_bytes += size_bytes
+        while len(self._ticks) > self.capacity or self.held_bytes > self.max_bytes:
+            self.held_bytes -= self._ticks.popleft()[2]
+
+    def __len__(self) -> int:
+        return len(self._ticks)
+
+    def held(self) -> tuple[int | None, int | None]:
+        return (self._ticks[0][0], self._ticks[-1][0]) if self._ticks else (None, None)
+
+    def describe(self) -> str:
+        return f"up to {self.capacity:,} ticks / {self.max_bytes / 2**20:g} MiB as published"
+
+
+def fill(path: Path, mode: str) -> ReplayBuffer | PublishedBuffer:
+    """Build the buffer as the sampler does (or as it was) and add every tick of the file."""
     config = load_config(os.environ)
-    if mode == "count-only":
-        buffer = ReplayBuffer("bench", config.replay_ticks)
+    buffer: ReplayBuffer | PublishedBuffer
+    if mode == "as-published":
+        buffer = PublishedBuffer(config.replay_ticks, config.replay_bytes)
     else:
         buffer = ReplayBuffer("bench", config.replay_ticks, config.replay_bytes)
     with path.open("rb") as source:

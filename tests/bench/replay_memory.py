@@ -1,4 +1,4 @@
-"""The sampler's replay buffer full of 64-GPU ticks: bytes held and RSS, count-only vs bytes.
+"""The sampler's replay buffer full of 64-GPU ticks: bytes held and RSS, packed vs as published.
 
 The ticks are read once through the sampler's own reader from simulated GPUs (each with its
 process list) and encoded as the sampler publishes them, into a file. Then, for each bound, a
@@ -6,7 +6,8 @@ fresh process that imports what the sampler imports (tests/bench/replay_fill.py)
 ReplayBuffer from the settings as the sampler does and adds every tick of the file: the same
 ticks for both. Its RSS and PSS are read from /proc before and after the fill.
 
-- count-only: `PCW_REPLAY_TICKS` alone, the bound before `PCW_REPLAY_BYTES` (the baseline);
+- as published: each tick's frames kept as they were sent, as the buffer did before it packed
+  ticks, under the same `PCW_REPLAY_TICKS` and `PCW_REPLAY_BYTES` (the baseline);
 - bytes: `PCW_REPLAY_TICKS` and `PCW_REPLAY_BYTES`, as the sampler runs now.
 
     python -m tests.bench.replay_memory [--gpus 64] [--ticks 1440] [--replay-bytes 16777216]
@@ -57,13 +58,13 @@ class Filled:
 
 @dataclass(frozen=True)
 class Comparison:
-    """Both fills of the same ticks: the count-only baseline and the byte bound."""
+    """Both fills of the same ticks: the as-published baseline and the packed buffer."""
 
     gpus: int
     ticks: int
     tick_bytes: float  # mean frames' bytes of one tick
     replay_bytes: int
-    count_only: Filled
+    as_published: Filled
     bytes_bound: Filled
 
 
@@ -130,31 +131,31 @@ def measure(gpus: int, ticks: int, replay_bytes: int, work: Path) -> Comparison:
         time.monotonic() - started,
     )
     try:
-        count_only, bytes_bound = (
-            fill_child(ticks_file, mode, ticks, replay_bytes) for mode in ("count-only", "bytes")
+        as_published, bytes_bound = (
+            fill_child(ticks_file, mode, ticks, replay_bytes) for mode in ("as-published", "bytes")
         )
     finally:
         ticks_file.unlink(missing_ok=True)
-    return Comparison(gpus, ticks, total_bytes / ticks, replay_bytes, count_only, bytes_bound)
+    return Comparison(gpus, ticks, total_bytes / ticks, replay_bytes, as_published, bytes_bound)
 
 
 def rows(found: Comparison) -> list[Row]:
-    """Return the table's rows: bytes held and the sampler's RSS, byte bound vs count-only."""
-    old, new = found.count_only, found.bytes_bound
+    """Return the table's rows: bytes held and the sampler's RSS, packed vs as published."""
+    old, new = found.as_published, found.bytes_bound
     shape = f"{found.gpus}-GPU ticks"
     return [
         Row(
             f"replay buffer held, {shape}",
-            f"{mb(new.held_bytes)} ({new.held_ticks:,} of {found.ticks:,} ticks)",
-            f"{mb(old.held_bytes)} ({old.held_ticks:,} of {found.ticks:,} ticks) count-only",
-            times(new.held_bytes / old.held_bytes),
+            f"{new.held_ticks:,} of {found.ticks:,} ticks in {mb(new.held_bytes)}",
+            f"{old.held_ticks:,} of {found.ticks:,} ticks in {mb(old.held_bytes)} as published",
+            times(new.held_ticks / old.held_ticks),
             f"<= {found.replay_bytes / MIB:g} MiB (PCW_REPLAY_BYTES)",
             new.held_bytes <= found.replay_bytes,
         ),
         Row(
             f"RSS of a sampler with a full replay buffer, {shape}",
             f"{mb(new.rss_after)} (PSS {mb(new.pss_after)})",
-            f"{mb(old.rss_after)} (PSS {mb(old.pss_after)}) count-only",
+            f"{mb(old.rss_after)} (PSS {mb(old.pss_after)}) as published",
             times(new.rss_after / old.rss_after),
         ),
     ]
@@ -168,8 +169,8 @@ def notes(found: Comparison) -> list[str]:
         f" {mb(found.bytes_bound.rss_after - found.bytes_bound.rss_before)} under"
         f" {found.bytes_bound.bound} (held seq {found.bytes_bound.first_seq}-"
         f"{found.bytes_bound.last_seq}), by"
-        f" {mb(found.count_only.rss_after - found.count_only.rss_before)} count-only"
-        f" ({found.count_only.bound})"
+        f" {mb(found.as_published.rss_after - found.as_published.rss_before)} as published"
+        f" ({found.as_published.bound})"
     ]
 
 

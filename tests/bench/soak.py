@@ -97,6 +97,10 @@ def run(smoke: bool, work: Path, report: Report) -> None:
         for name in end.by_program
     )
     report.note(f"soak: RSS by program, after the first simulated hour -> at the end: {growth}")
+    slopes = ", ".join(
+        f"{name} {program_mb_per_hour(last_half, name):+.2f}" for name in end.by_program
+    )
+    report.note(f"soak: RSS slope by program over the last half, MB/simulated h: {slopes}")
     report.note(
         f"soak: {size.ticks:,} ticks of 8 simulated GPUs every {SOAK_INTERVAL_S:g} s stand for "
         f"{size.ticks * SIMULATED_INTERVAL_S / 3600:g} h at {SIMULATED_INTERVAL_S:g} s; "
@@ -108,10 +112,18 @@ def run(smoke: bool, work: Path, report: Report) -> None:
 
 def mb_per_hour(samples: Sequence[Sample]) -> float:
     """Return the slope of the least-squares line through the samples, in MB per hour."""
-    if len(samples) < 2:
+    return _slope([s.simulated_h for s in samples], [s.rss_bytes / 1e6 for s in samples])
+
+
+def program_mb_per_hour(samples: Sequence[Sample], program: str) -> float:
+    """Return the slope of one program's RSS through the samples, in MB per hour."""
+    return _slope([s.simulated_h for s in samples], [s.by_program[program] / 1e6 for s in samples])
+
+
+def _slope(xs: Sequence[float], ys: Sequence[float]) -> float:
+    """Return the slope of the least-squares line through the points (0 with fewer than 2)."""
+    if len(xs) < 2:
         return 0.0
-    xs = [s.simulated_h for s in samples]
-    ys = [s.rss_bytes / 1e6 for s in samples]
     mean_x, mean_y = sum(xs) / len(xs), sum(ys) / len(ys)
     spread = sum((x - mean_x) ** 2 for x in xs)
     if spread == 0:

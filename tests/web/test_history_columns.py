@@ -79,7 +79,8 @@ def _same_mean(column_value, row_value, name: str) -> bool:
 
 # (hours before END_TS, hours long, points): raw rows (1 h in 500: 10 s), the 60 s level, the
 # 300 s level looked up (24 h in 500), grouped 300 s buckets (900 s), the 7200 s level, and
-# ranges that start inside the outage or reach past the last reading.
+# ranges that start inside the outage, before the first reading or reach past the last one
+# (gaps at either end, which the one-scan read adds itself).
 WINDOWS = [
     (1, 1, 500),
     (3, 2, 120),
@@ -88,6 +89,8 @@ WINDOWS = [
     (21, 2, 8),
     (26, 26, 13),
     (2, 4, 37),
+    (27, 24, 500),
+    (28, 30, 100),
 ]
 
 

@@ -73,7 +73,7 @@ async def test_gpus_answer_while_20_long_reads_run_and_the_next_long_read_is_503
 
 @pytest.mark.parametrize(
     ("settings", "cache_kib"),
-    [({}, 2048), ({"PCW_READER_CACHE_BYTES": str(5 * 1024 * 1024 + 1)}, 5120)],
+    [({}, 1024), ({"PCW_READER_CACHE_BYTES": str(5 * 1024 * 1024 + 1)}, 5120)],
 )
 async def test_every_reader_connection_holds_the_page_cache_its_setting_gives(
     aiohttp_client, long_db, settings, cache_kib

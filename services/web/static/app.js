@@ -66,12 +66,12 @@ import { loadGpus, refreshStale } from './js/cards.js';
 import { CHARTS, buildChart, cssVar, queueRender } from './js/charts.js';
 import { setConnection } from './js/conn_badge.js';
 import { bindControls, showRange } from './js/controls.js';
-import { loadRange } from './js/history.js';
+import { loadRange, watchChartWidth } from './js/history.js';
 import { fillHostSelect, loadHosts } from './js/hosts.js';
 import { connect } from './js/live.js';
 import { startPage } from './js/fleet.js';
 import { config, state } from './js/state.js';
-import { loadRangeTables, refreshRangeTables } from './js/usage.js';
+import { loadRangeTables, refreshRangeTables, refreshTablesWhenShown } from './js/usage.js';
 
 const POLL_MS = 15000; // idle flags and stale flags are asked of the server this often
 const USAGE_REFRESH_MS = 60000;
@@ -84,6 +84,7 @@ async function start() {
   window.Chart.defaults.color = cssVar('--bs-secondary-color', '#adb5bd');
   window.Chart.defaults.font.family = cssVar('--bs-body-font-family', 'system-ui, sans-serif');
   state.charts = CHARTS.map(buildChart);
+  watchChartWidth(); // the history's points: one a pixel of the charts' width
   showRange();
   bindControls();
   bindAlertPanel();
@@ -95,9 +96,7 @@ async function start() {
   window.setInterval(queueRender, 10000); // slide the window even when no tick comes
   window.setInterval(pollServer, POLL_MS);
   window.setInterval(refreshRangeTables, USAGE_REFRESH_MS);
-  document.addEventListener('visibilitychange', () => {
-    if (!document.hidden && state.tablesMissed) refreshRangeTables();
-  });
+  refreshTablesWhenShown();
   loadHosts();
   startAlerts();
   await loadGpus(false);

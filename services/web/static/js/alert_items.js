@@ -17,11 +17,19 @@ function buildItem(detailed) {
   where.hidden = !detailed;
   const when = element('span', 'small text-body-secondary alert-when');
   when.hidden = !detailed;
+  // The rule, in words in the alerts section (the severity badge's title says it too).
+  const rule = element('span', 'small text-body-secondary alert-rule');
+  rule.hidden = !detailed;
   const silenced = element('span', 'small alert-silenced');
-  const entry = { item, severity, stateBadge, message, where, when, silenced, key: '' };
+  const entry = { item, severity, stateBadge, message, where, when, rule, silenced, key: '' };
   entry.control = buildSilenceControl(() => entry.key);
-  item.append(severity, stateBadge, message, where, when, silenced, entry.control);
+  item.append(severity, stateBadge, message, where, when, rule, silenced, entry.control);
   return entry;
+}
+
+/** Return a moment to the minute and, in brackets, exactly: "14:05 (Dec 7, 2026, 14:05:31)". */
+function timeText(seconds) {
+  return `${formatMinute(seconds * 1000)} (${formatFull(seconds * 1000)})`;
 }
 
 function setClass(node, className) {
@@ -41,20 +49,21 @@ function fill(entry, alert) {
   setClass(entry.severity, `badge alert-severity text-bg-${colour}`);
   putText(entry.severity, String(alert.severity));
   entry.severity.title = `rule: ${alert.rule}`;
+  putText(entry.rule, `rule: ${alert.rule}`);
   putText(entry.stateBadge, String(alert.state));
   putText(entry.message, alert.message);
   const href = cardHref(alert);
   if (href === null) entry.message.removeAttribute('href');
   else if (entry.message.getAttribute('href') !== href) entry.message.setAttribute('href', href);
-  entry.message.title = href === null ? '' : 'Show this GPU\'s card';
+  // No title: the link's own words name the GPU whose card it shows.
+  entry.message.removeAttribute('title');
   putText(entry.where, whereText(alert));
   const firing = alert.state === 'firing';
   const sinceS = firing && isNumber(alert.fired_ts) ? alert.fired_ts : alert.since_ts;
-  putText(entry.when, isNumber(sinceS) ? `${firing ? 'firing' : 'pending'} since ${formatMinute(sinceS * 1000)}` : '');
-  entry.when.title = isNumber(sinceS) ? formatFull(sinceS * 1000) : '';
+  // Exact times in words (no tooltip): a keyboard or a touch reads them as well as a pointer.
+  putText(entry.when, isNumber(sinceS) ? `${firing ? 'firing' : 'pending'} since ${timeText(sinceS)}` : '');
   entry.silenced.hidden = !silenced;
-  putText(entry.silenced, silenced ? `silenced until ${formatMinute(alert.silenced_until_ts * 1000)}` : '');
-  entry.silenced.title = silenced ? formatFull(alert.silenced_until_ts * 1000) : '';
+  putText(entry.silenced, silenced ? `silenced until ${timeText(alert.silenced_until_ts)}` : '');
   // Only a firing alert sends notifications to silence; a silenced one shows until when instead.
   entry.control.hidden = !firing || silenced;
 }

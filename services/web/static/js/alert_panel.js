@@ -16,6 +16,8 @@ const DELIVERY_COUNTS = [
   ['silenced', 'silenced', 'not sent: a silence covered their alert'],
 ];
 
+const SILENCE_HELP = 'Silence 1 h, 4 h or 24 h: a silenced alert stays listed; its notifications are not sent.';
+
 let activeList = null;
 let silencesSignature = '';
 
@@ -41,9 +43,9 @@ function silenceItem(silence) {
   if (typeof silence.key === 'string') item.dataset.key = silence.key;
   const note = element('span', 'small text-danger-emphasis');
   note.hidden = true;
+  // the exact end in words beside the short one: no tooltip, which no keyboard or touch shows
   const until = element('span', 'small text-body-secondary alert-silence-until',
-    `until ${formatMinute(silence.until_ts * 1000)}`);
-  until.title = formatFull(silence.until_ts * 1000);
+    `until ${formatMinute(silence.until_ts * 1000)} (${formatFull(silence.until_ts * 1000)})`);
   const extra = [silence.created_by ? `by ${silence.created_by}` : '', silence.comment || '']
     .filter(Boolean).join(' · ');
   item.append(element('span', 'alert-silence-covers', coversText(silence)), until);
@@ -71,17 +73,27 @@ function showDeliveries() {
   const list = document.getElementById('alert-deliveries');
   if (!list.children.length) {
     for (const [name, label, help] of DELIVERY_COUNTS) {
-      const term = element('dt', '', label);
-      term.title = help;
       const value = element('dd', 'alert-delivery', 'n/a');
       value.dataset.delivery = name;
-      list.append(term, value);
+      // what each count means, in words beside it rather than in a tooltip
+      list.append(element('dt', '', label), value, element('dd', 'alert-delivery-help', help));
     }
   }
   for (const value of list.querySelectorAll('[data-delivery]')) {
     const count = deliveries ? deliveries[value.dataset.delivery] : null;
     putText(value, isNumber(count) ? String(count) : 'n/a');
   }
+}
+
+/** Say once, under the alerts, what their Silence buttons do (no tooltip on each button). */
+function showSilenceHelp(shown) {
+  let help = document.getElementById('alert-silence-help');
+  if (!help) {
+    help = element('p', 'small text-body-secondary mt-1 mb-0', SILENCE_HELP);
+    help.id = 'alert-silence-help';
+    document.getElementById('alerts-active').after(help);
+  }
+  help.hidden = !shown;
 }
 
 /** Show what the newest alerts message says in the alerts section. */
@@ -91,6 +103,7 @@ export function renderAlertPanel() {
     || worstFirst(a, b));
   activeList.show(active);
   document.getElementById('alerts-active-none').hidden = active.length > 0;
+  showSilenceHelp(active.length > 0);
   showSilences();
   showDeliveries();
 }

@@ -24,7 +24,8 @@ export function buildSilenceControl(keyOf) {
     const button = element('button', 'btn btn-outline-light btn-sm alert-silence-button', label);
     button.type = 'button';
     button.dataset.durationS = String(seconds);
-    button.title = `Silence this alert for ${label}: it stays listed, its notifications are not sent`;
+    // No tooltip: what silencing does is said once, in words, under the alerts (alert_panel.js);
+    // the group's label names what each button does.
     button.addEventListener('click', async () => {
       setBusy(buttons, true);
       note.hidden = true;
@@ -47,7 +48,7 @@ export function buildSilenceControl(keyOf) {
 export function buildEndButton(silenceId, note) {
   const button = element('button', 'btn btn-outline-secondary btn-sm alert-silence-end', 'End');
   button.type = 'button';
-  button.title = 'End this silence now';
+  // no tooltip: the silence's own row says what it covers and until when
   button.addEventListener('click', async () => {
     button.disabled = true;
     note.hidden = true;

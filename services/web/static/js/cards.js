@@ -72,7 +72,7 @@ function buildCard(gpu) {
   const idleBadge = element('span', 'badge text-bg-warning idle-badge', 'idle but allocated');
   idleBadge.hidden = true;
   const pstate = element('span', 'badge text-bg-dark border gpu-pstate', 'P n/a');
-  pstate.title = 'Performance state (P0 = fastest, P8 and up = idle)';
+  pstate.title = `Performance state\n${PSTATE_MEANING}`; // said in words in the card's details too
   const health = buildHealthBlock();
   const alertBadge = buildAlertBadge();
   badges.append(staleBadge, alertBadge, health.badge, idleBadge, pstate);
@@ -96,7 +96,7 @@ function buildCard(gpu) {
   const fan = metricBlock('Fan', 'metric-fan', 'col-3');
   const memUtil = metricBlock('Mem bus', 'metric-util-mem', 'col-3');
   const clocks = metricBlock('Clocks SM / mem', 'metric-clocks', 'col-6 text-end');
-  memUtil.block.title = 'Memory bus utilization';
+  memUtil.block.title = MEM_BUS_MEANING; // said in words in the card's details too
   grid.append(fan.block, memUtil.block, clocks.block);
   const idle = element('div', 'small mt-2 gpu-idle');
   idle.hidden = true;
@@ -120,23 +120,42 @@ function buildCard(gpu) {
   };
 }
 
+const PSTATE_MEANING = 'P0 = fastest, P8 and up = idle';
+const MEM_BUS_MEANING = 'Memory bus utilization';
+
 /**
- * Return the card's "more" disclosure: what the header's and footer's tooltips say (UUID, PCI
- * bus, the exact time of the last reading, what a P-state means), for a keyboard or a phone.
+ * Return the card's "more" disclosure: what the card's tooltips say (UUID, PCI bus, the exact
+ * time of the last reading, what a P-state, the memory bus and the idle flag mean, each MIG
+ * instance's UUID and profile), for a keyboard or a phone. Closed, it is one line: opening it
+ * moves nothing above it.
  */
 function buildDetails() {
   const block = element('details', 'gpu-details small mt-2');
   block.append(element('summary', 'gpu-details-summary', 'More about this GPU'));
   const list = element('dl', 'gpu-details-list mb-0');
   const facts = {};
+  const terms = {};
   for (const [key, label] of [['uuid', 'UUID'], ['pci', 'PCI bus'], ['reading', 'Last reading'],
-    ['pstate', 'P-state']]) {
+    ['pstate', 'Performance state'], ['memBus', 'Mem bus'], ['idle', 'Idle but allocated'],
+    ['mig', 'MIG instances']]) {
     facts[key] = element('dd', '', '—');
-    list.append(element('dt', '', label), facts[key]);
+    terms[key] = element('dt', '', label);
+    list.append(terms[key], facts[key]);
   }
-  facts.pstate.textContent = 'P0 = fastest, P8 and up = idle';
+  facts.pstate.textContent = PSTATE_MEANING;
+  facts.memBus.textContent = `${MEM_BUS_MEANING}: the share of time the GPU's memory was read or written`;
+  facts.idle.textContent = idleRuleText();
+  terms.mig.hidden = true;
+  facts.mig.hidden = true;
   block.append(list);
-  return { block, facts };
+  return { block, facts, terms };
+}
+
+/** Return what "idle but allocated" means, with the server's threshold once it is known. */
+function idleRuleText() {
+  return isNumber(state.idleUtilPct) && isNumber(state.idleAfterS)
+    ? `Memory held while utilization stayed under ${formatNumber(state.idleUtilPct, 1)} % for over ${formatDuration(state.idleAfterS)}`
+    : 'Memory held while the GPU is not used';
 }
 
 function buildMigBlock() {
@@ -163,13 +182,28 @@ function migUtil(device) {
   return ['n/a', 'utilization is not reported for this MIG instance'];
 }
 
+function migTitle(device) {
+  return [String(device.uuid ?? ''), knownText(device.profile),
+    isNumber(device.gpu_instance_id) ? `GPU instance ${device.gpu_instance_id}` : null]
+    .filter(Boolean).join(' · ');
+}
+
+function migLabel(device) {
+  return `${device.index ?? '?'} · ${device.name ?? 'MIG device'}`;
+}
+
+/** Return a MIG instance's line in the card's details: what its row's tooltips say, in words. */
+function migFact(device) {
+  const utilNote = migUtil(device)[1];
+  return element('div', 'gpu-details-mig',
+    `${migLabel(device)}: ${migTitle(device)}${utilNote ? `; ${utilNote}` : ''}`);
+}
+
 function migRow(device) {
   const row = element('tr', 'mig-device');
   row.dataset.migUuid = String(device.uuid ?? '');
-  const title = [String(device.uuid ?? ''), knownText(device.profile),
-    isNumber(device.gpu_instance_id) ? `GPU instance ${device.gpu_instance_id}` : null]
-    .filter(Boolean).join(' · ');
-  const label = `${device.index ?? '?'} · ${device.name ?? 'MIG device'}`;
+  const title = migTitle(device);
+  const label = migLabel(device);
   const memText = memoryText(device.mem_used_bytes, device.mem_total_bytes);
   const [utilText, utilTitle] = migUtil(device);
   const util = cell(utilText, `text-end mig-util${utilText === 'n/a' ? ' na' : ''}`, utilTitle);
@@ -196,6 +230,10 @@ function updateMig(gpu, list) {
   mig.block.hidden = devices.length === 0;
   gpu.els.card.dataset.mig = String(devices.length > 0);
   mig.tbody.replaceChildren(...devices.map(migRow));
+  const { facts, terms } = gpu.els.details;
+  terms.mig.hidden = devices.length === 0;
+  facts.mig.hidden = devices.length === 0;
+  facts.mig.replaceChildren(...devices.map(migFact));
 }
 
 function holdersText(processes) {
@@ -212,6 +250,7 @@ function updateIdle(gpu, idle) {
   const els = gpu.els;
   els.idleBadge.hidden = !gpu.idle;
   els.idle.hidden = !gpu.idle;
+  putText(els.details.facts.idle, idleRuleText()); // the threshold may have come since the card
   els.card.dataset.idle = String(Boolean(gpu.idle));
   if (!gpu.idle) {
     els.idle.textContent = '';
@@ -223,9 +262,7 @@ function updateIdle(gpu, idle) {
     + ` (${formatDuration(Math.max(0, serverNowS() - gpu.idle.since_ts))})`
     + (holders ? `, held by ${holders}` : '');
   els.idle.title = formatFull(sinceMs);
-  els.idleBadge.title = isNumber(state.idleUtilPct) && isNumber(state.idleAfterS)
-    ? `Memory held while utilization stayed under ${formatNumber(state.idleUtilPct, 1)} % for over ${formatDuration(state.idleAfterS)}`
-    : 'Memory held while the GPU is not used';
+  els.idleBadge.title = idleRuleText(); // said in words in the card's details too
 }
 
 function setIdentity(gpu) {
@@ -237,7 +274,8 @@ function setIdentity(gpu) {
   els.details.facts.pci.textContent = gpu.pci || 'unknown';
   els.processes.wrap.setAttribute('aria-label', `Processes on GPU ${gpu.index} of ${gpu.host}`);
   els.pci.textContent = gpu.pci || '';
-  els.pci.title = gpu.pci ? `PCI bus ${gpu.pci} · ${gpu.uuid}` : gpu.uuid;
+  // Two lines, each said in words in the card's details ("PCI bus …", "UUID …").
+  els.pci.title = gpu.pci ? `PCI bus ${gpu.pci}\n${gpu.uuid}` : gpu.uuid;
 }
 
 function placeCard(gpu) {

@@ -207,7 +207,7 @@ function refreshGpuToggles() {
     const label = chartLabel(gpu);
     if (button.lastChild.textContent !== label) button.lastChild.textContent = label;
     button.setAttribute('aria-pressed', String(!gpu.hidden));
-    button.title = `${gpu.name}: lines ${gpu.hidden ? 'off' : 'on'} in the four charts`;
+    button.title = gpu.name; // on or off: aria-pressed; the legend group names what they draw
     return button;
   });
   buttons.forEach((button, position) => {

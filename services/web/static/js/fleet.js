@@ -1,31 +1,36 @@
 /* The fleet view: for many GPUs, a dense table (one row per GPU, grouped by host with totals,
  * sortable, filterable) and a utilization heatmap in place of the cards and the four charts.
  *
- * startPage(startCards) decides which view the page shows: the URL's ?view=fleet|cards, else the
- * fleet view for more than CARDS_MAX_GPUS GPUs; the choice is written into the URL
- * (replaceState) and the toggle's links switch it (a new page load: the views share no DOM).
- * In the fleet view the cards' machinery never starts (256 cards take seconds to build): this
- * module asks api/v1/gpus itself (every POLL_MS), listens to the websocket itself, and renders
- * at most once per animation frame. The alerts, usage and energy parts work as in the cards view.
- * Data: api/v1/gpus -> rows; ws ticks -> rows and the heatmap's newest bucket; api/v1/history
- * (utilization only, read by fleet_history.js's readUtilHistory) -> the heatmap.
+ * startPage(startCards) shows the view the server chose (skeleton.py: the URL's ?view=, else
+ * the GPU count) and told in the page's config, the one it painted first; the choice is written
+ * into the URL (replaceState) and the toggle's links switch it (a new page load: the views share
+ * no DOM). In the fleet view the cards' machinery never starts (256 cards take seconds to
+ * build): this module asks api/v1/gpus itself (every POLL_MS, and when the page is shown again),
+ * listens to the websocket itself, and renders at most once per animation frame. What the cards
+ * view does beside its cards runs here through the same modules: each host's state from the
+ * server (hosts.js, which alerts name hosts by), the problems strip (problems.js, reading the
+ * rows), the server's clock (live.js), the alerts, usage and energy parts.
+ * Data: api/v1/gpus, api/v1/hosts -> rows, host states; ws ticks -> rows and the heatmap's
+ * newest bucket; api/v1/history (utilization only, read by fleet_history.js) -> the heatmap.
  */
 
 import { bindAlertPanel } from './alert_panel.js';
 import { startAlerts, takeAlerts } from './alerts.js';
 import { bindAlertHistory } from './alerts_history.js';
 import { fetchJson, oneAtATime } from './api.js';
-import { setConnection } from './conn_badge.js';
+import { refreshConnBadge, setConnection } from './conn_badge.js';
 import { element, formatClock, formatDuration, isNumber, markPressed } from './format.js';
 import { Heatmap, heatmapLegend } from './fleet_heatmap.js';
 import { readUtilHistory, utilHistoryUrl } from './fleet_history.js';
 import { newRow, takeReading } from './fleet_rows.js';
 import { FleetTable, gpuHref } from './fleet_table.js';
+import { hostStale, loadHosts, takeHostState } from './hosts.js';
+import { noteServerClock } from './live.js';
+import { readProblemGpusFrom, refreshProblems } from './problems.js';
 import { nextReconnect, openLiveSocket } from './socket.js';
 import { RANGES_S, config, rangeFromUrl, serverNowS, state } from './state.js';
-import { loadRangeTables, refreshRangeTables } from './usage.js';
+import { loadRangeTables, refreshRangeTables, refreshTablesWhenShown } from './usage.js';
 
-export const CARDS_MAX_GPUS = 16; // past this, two cards a row fill screens: the fleet view
 const VIEWS = { cards: 'Cards', fleet: 'Fleet' };
 const POLL_MS = 15000;
 const USAGE_REFRESH_MS = 60000;
@@ -38,7 +43,8 @@ const fleet = {
   heatmap: null,
   changedHosts: new Set(),
   frameQueued: false,
-  heatmapDirty: false,
+  gpusDirty: false, // rows came or went: the heatmap's lines are set again
+  heatmapDirty: false, // its buckets changed: drawn again
   historyGen: 0,
   ws: null,
   attempts: 0,
@@ -46,11 +52,6 @@ const fleet = {
   reconnectTimer: null,
   firstDrawn: false,
 };
-
-export function viewFromUrl() {
-  const view = new URLSearchParams(window.location.search).get('view');
-  return Object.prototype.hasOwnProperty.call(VIEWS, view) ? view : null;
-}
 
 function urlWith(name, value) {
   const url = new URL(window.location.href);
@@ -76,34 +77,25 @@ function showToggle(view) {
   nav.hidden = false;
 }
 
+/** Return the view the server chose and painted first: its config's word, else its places. */
+function servedView() {
+  if (Object.prototype.hasOwnProperty.call(VIEWS, config.view)) return config.view;
+  return document.getElementById('fleet').hidden ? 'cards' : 'fleet';
+}
+
 /**
- * Start the page in the view the URL names, else the one the GPU count calls for; startCards:
- * the cards view's start. The choice goes into the URL so that a reload or a link keeps it.
+ * Start the page in the view the server chose (the URL's, else the one the GPU count calls
+ * for); startCards: the cards view's start. The choice goes into the URL so that a reload or a
+ * link keeps it.
  */
 export async function startPage(startCards) {
-  let view = viewFromUrl();
-  let answer = null;
-  if (view === null) {
-    try {
-      answer = await fetchJson('api/v1/gpus', undefined);
-    } catch (error) {
-      answer = null; // the cards view says what is wrong and retries
-    }
-    const count = answer && Array.isArray(answer.gpus) ? answer.gpus.length : 0;
-    view = count > CARDS_MAX_GPUS ? 'fleet' : 'cards';
+  const view = servedView();
+  if (new URLSearchParams(window.location.search).get('view') !== view) {
     window.history.replaceState(window.history.state, '', urlWith('view', view));
   }
   document.body.dataset.view = view;
   showToggle(view);
-  if (view === 'cards') {
-    // The server may have served the fleet's places (it counted the GPUs a moment before).
-    for (const id of ['gpu-cards', 'history', 'host-select']) document.getElementById(id).hidden = false;
-    const place = document.getElementById('fleet');
-    place.hidden = true;
-    place.classList.remove('fleet-place');
-    return startCards();
-  }
-  return startFleet(answer);
+  return view === 'cards' ? startCards() : startFleet();
 }
 
 function queueFrame() {
@@ -119,11 +111,17 @@ function renderFrame() {
   const hosts = fleet.changedHosts;
   fleet.changedHosts = new Set();
   fleet.table.render(hosts);
+  if (fleet.gpusDirty) {
+    fleet.gpusDirty = false;
+    fleet.heatmap.setGpus(orderedRows());
+    fleet.heatmapDirty = true;
+  }
   if (fleet.heatmapDirty) {
     fleet.heatmapDirty = false;
-    fleet.heatmap.setGpus(orderedRows());
     fleet.heatmap.draw();
   }
+  refreshProblems(); // redraws the strip only when its problems changed
+  refreshConnBadge();
   performance.measure('pcw-fleet-render', 'pcw-fleet-render-start');
   performance.clearMarks('pcw-fleet-render-start');
   // The benchmark reads the measures; a page left open for days must not keep one a frame.
@@ -149,30 +147,51 @@ function rowFor(item) {
     row = newRow(item);
     if (!row) return null;
     fleet.table.add(row);
-    fleet.heatmapDirty = true;
+    fleet.gpusDirty = true;
   }
   return row;
 }
 
-/** Take api/v1/gpus: every GPU's newest reading, staleness and idle flag. */
+/** Mark a row's host stale or not as the server says (hosts.js); true when that changed it. */
+function takeHostStale(row) {
+  const stale = hostStale(row.host);
+  if (stale === row.hostStale) return false;
+  row.hostStale = stale;
+  row.version += 1;
+  fleet.changedHosts.add(row.host);
+  return true;
+}
+
+/**
+ * Take api/v1/gpus: every GPU's newest reading, staleness and idle flag (its host's state is
+ * api/v1/hosts' and the feed's word, in hosts.js); a row the list no longer has (its GPU purged from the file) goes, unless a tick newer than
+ * the list's newest reading showed it (the list was made before that tick came).
+ */
 function takeGpuList(answer) {
   if (!answer || !Array.isArray(answer.gpus)) return;
   if (answer.simulated === true) document.getElementById('sim-banner').hidden = false;
   if (isNumber(answer.interval_s) && answer.interval_s > 0) state.intervalS = answer.interval_s;
+  const listed = new Set();
+  let newestS = -Infinity;
   for (const item of answer.gpus) {
     const row = rowFor(item);
     if (!row) continue;
+    listed.add(row.uuid);
     const latestTs = item.latest ? item.latest.ts : null;
+    if (isNumber(latestTs)) newestS = Math.max(newestS, latestTs);
     takeReading(row, item, latestTs);
     const stale = item.stale === true;
-    const hostStale = item.host_stale === true;
-    const idle = Boolean(item.idle && isNumber(item.idle.since_ts));
-    if (stale !== row.stale || hostStale !== row.hostStale || idle !== row.idle) {
-      row.stale = stale;
-      row.hostStale = hostStale;
-      row.idle = idle;
-      row.version += 1;
-    }
+    const idle = item.idle && isNumber(item.idle.since_ts) ? item.idle : null;
+    if (stale !== row.stale || (idle === null) !== (row.idle === null)) row.version += 1;
+    row.stale = stale;
+    row.idle = idle;
+    takeHostStale(row);
+    fleet.changedHosts.add(row.host);
+  }
+  for (const row of [...fleet.table.rows.values()]) {
+    if (listed.has(row.uuid) || (row.lastTs !== null && row.lastTs > newestS)) continue;
+    fleet.table.remove(row.uuid);
+    fleet.gpusDirty = true;
     fleet.changedHosts.add(row.host);
   }
   queueFrame();
@@ -186,21 +205,33 @@ const pollGpus = oneAtATime(async () => {
   }
 });
 
+/** Ask the server for the GPUs and the hosts (as the cards view does), then redraw. */
+const pollServer = oneAtATime(async () => {
+  await Promise.all([pollGpus(), loadHosts()]);
+  for (const row of fleet.table.rows.values()) takeHostStale(row);
+  queueFrame();
+});
+
 function setStatus(text) {
   document.getElementById('fleet-status').textContent = text;
 }
 
-/** Take one host's tick from the websocket; hostState: the server's word on its host. */
-function takeTick(tick, hostState) {
+/**
+ * Take one host's tick from the websocket; hostState: the server's word on its host (taken
+ * into hosts.js); live: a tick just read (not a snapshot's), whose time is the server's clock.
+ */
+function takeTick(tick, hostState, live) {
   if (!tick || typeof tick.host !== 'string' || !isNumber(tick.ts) || !Array.isArray(tick.gpus)) return;
-  const hostStale = hostState ? hostState.stale === true : false;
+  if (live) noteServerClock(tick.ts);
+  if (hostState) takeHostState(hostState, true);
   for (const item of tick.gpus) {
     if (!item || typeof item !== 'object' || !item.latest) continue;
     const row = rowFor({ ...item, host: item.host ?? tick.host });
     if (!row) continue;
     if (takeReading(row, item, tick.ts)) {
-      row.stale = hostStale;
-      row.hostStale = hostStale;
+      // A GPU in its host's tick is as stale as its host: the server's word on it alone is old.
+      if (hostState) row.stale = hostState.stale === true;
+      takeHostStale(row);
       if (fleet.heatmap.add(row.uuid, tick.ts, row.util)) fleet.heatmapDirty = true;
     }
   }
@@ -212,14 +243,10 @@ function takeTick(tick, hostState) {
   queueFrame();
 }
 
+/** Take the server's word on hosts (a {type: hosts} message, a snapshot's hosts). */
 function takeHostStates(hosts) {
-  const stale = new Map(hosts.filter((item) => item && typeof item.host === 'string').map((item) => [item.host, item.stale === true]));
-  for (const row of fleet.table.rows.values()) {
-    if (!stale.has(row.host) || stale.get(row.host) === row.hostStale) continue;
-    row.hostStale = stale.get(row.host);
-    row.version += 1;
-    fleet.changedHosts.add(row.host);
-  }
+  for (const item of hosts) takeHostState(item, true);
+  for (const row of fleet.table.rows.values()) takeHostStale(row);
   queueFrame();
 }
 
@@ -229,9 +256,10 @@ function onMessage(socket, message) {
     fleet.attempts = 0;
     const hosts = new Map((Array.isArray(message.hosts) ? message.hosts : [])
       .filter((item) => item && typeof item.host === 'string').map((item) => [item.host, item]));
-    for (const tick of message.ticks) takeTick(tick, tick && hosts.get(tick.host));
+    for (const tick of message.ticks) takeTick(tick, tick && hosts.get(tick.host), false);
+    takeHostStates([...hosts.values()]);
   } else if (message.type === 'tick') {
-    takeTick(message.tick, message.host_state);
+    takeTick(message.tick, message.host_state, true);
   } else if (message.type === 'hosts' && Array.isArray(message.hosts)) {
     takeHostStates(message.hosts);
   } else if (message.type === 'alerts') {
@@ -346,7 +374,7 @@ function buildSection(section) {
   markPressed('data-fleet-range', state.rangeKey);
 }
 
-async function startFleet(answer) {
+async function startFleet() {
   const zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
   if (zone) document.getElementById('time-zone').textContent = zone;
   if (config.simulated === true) document.getElementById('sim-banner').hidden = false;
@@ -366,13 +394,17 @@ async function startFleet(answer) {
   bindAlertPanel();
   bindAlertHistory();
   setConnection('offline');
-  if (answer) takeGpuList(answer);
-  else await pollGpus();
+  readProblemGpusFrom(() => fleet.table.rows.values());
+  await pollServer();
   // The rows first: the feed's snapshot, the history and the tables below wait one frame.
   await new Promise((resolve) => { window.requestAnimationFrame(() => window.setTimeout(resolve, 0)); });
   connect();
-  window.setInterval(pollGpus, POLL_MS);
+  window.setInterval(pollServer, POLL_MS);
   window.setInterval(refreshRangeTables, USAGE_REFRESH_MS);
+  refreshTablesWhenShown();
+  document.addEventListener('visibilitychange', () => {
+    if (!document.hidden) pollServer(); // the GPU list may have changed while nobody looked
+  });
   window.addEventListener('popstate', () => {
     const key = rangeFromUrl();
     if (key === state.rangeKey) return;

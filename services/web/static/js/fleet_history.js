@@ -17,19 +17,19 @@ export function utilHistoryUrl(fromS, toS, points) {
  * Return the utilization history of an api/v1/history answer as one Float32Array of bucket
  * means per GPU (NaN: no reading in that bucket), on buckets of stepS from fromS:
  * { fromS, stepS, buckets, series: [{ uuid, host, index, name, means, counts }] }, or null for
- * an answer that is not a history. Reads both shapes the server has answered in: columns
+ * an answer that is not a history. Reads the columns shape that utilHistoryUrl() asks for
  * ({from, to, step_s, ts: [bucket start], series: [{gpu_uuid, host, gpu_index, gpu_name,
- * count: [n], mean: {metric: [value]}}]}, the default) and rows (?shape=rows, the older one:
- * series[].buckets: [{ts, count, mean: {metric}}]). A new shape is adapted here alone.
+ * count: [n], mean: {metric: [value]}}]}); a new shape is adapted here alone.
  */
 export function readUtilHistory(answer) {
-  if (!answer || !isNumber(answer.step_s) || answer.step_s <= 0 || !Array.isArray(answer.series)) return null;
+  if (!answer || !isNumber(answer.step_s) || answer.step_s <= 0 || !Array.isArray(answer.series)
+    || !Array.isArray(answer.ts)) return null;
   const stepS = answer.step_s;
   const firstBucket = Math.floor(Number(answer.from) / stepS);
   const lastBucket = Math.ceil(Number(answer.to) / stepS);
   if (!Number.isFinite(firstBucket) || !Number.isFinite(lastBucket)) return null;
   const buckets = Math.max(1, lastBucket - firstBucket);
-  const starts = Array.isArray(answer.ts) ? answer.ts : null; // the columns shape
+  const starts = answer.ts;
   const series = [];
   for (const item of answer.series) {
     if (!item || typeof item.gpu_uuid !== 'string') continue;
@@ -41,17 +41,9 @@ export function readUtilHistory(answer) {
       means[at] = mean;
       counts[at] = isNumber(count) && count > 0 ? count : 1;
     };
-    if (starts) {
-      const column = item.mean && Array.isArray(item.mean[HEATMAP_METRIC]) ? item.mean[HEATMAP_METRIC] : [];
-      const count = Array.isArray(item.count) ? item.count : [];
-      for (let at = 0; at < starts.length; at += 1) put(starts[at], count[at], column[at]);
-    } else if (Array.isArray(item.buckets)) {
-      for (const bucket of item.buckets) {
-        if (bucket) put(bucket.ts, bucket.count, bucket.mean ? bucket.mean[HEATMAP_METRIC] : null);
-      }
-    } else {
-      continue;
-    }
+    const column = item.mean && Array.isArray(item.mean[HEATMAP_METRIC]) ? item.mean[HEATMAP_METRIC] : [];
+    const count = Array.isArray(item.count) ? item.count : [];
+    for (let at = 0; at < starts.length; at += 1) put(starts[at], count[at], column[at]);
     series.push({
       uuid: item.gpu_uuid, host: String(item.host ?? ''), index: Number(item.gpu_index) || 0,
       name: String(item.gpu_name ?? ''), means, counts,

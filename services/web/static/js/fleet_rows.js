@@ -1,5 +1,7 @@
 /* The fleet view's rows: each GPU's newest values from api/v1/gpus and the live ticks, their
- * health in one word, sort keys, filter text and each host's totals (no DOM here). */
+ * health in one word, sort keys, filter text and each host's totals (no DOM here). A row has the
+ * fields of a card's GPU record that the problems strip reads (uuid, host, index, lastTs, stale,
+ * error, errorSinceS, findings, idle), so the strip reads the rows as they are (problems.js). */
 
 import { GIB, isNumber } from './format.js';
 
@@ -13,18 +15,15 @@ export const HEALTH = {
   unknown: { rank: 0, text: 'not reported', look: 'unknown' },
 };
 
-export function gpuKey(host, index) {
-  return `${host}\u0000${index}`;
-}
-
 /** Return a new row for a GPU entry (the API's or a tick's); null without a UUID. */
 export function newRow(item) {
   if (!item || typeof item.gpu_uuid !== 'string' || !item.gpu_uuid) return null;
   return {
     uuid: item.gpu_uuid, host: String(item.host ?? ''), index: Number(item.gpu_index) || 0,
-    name: String(item.gpu_name ?? item.gpu_uuid), ts: null, util: null, memUsed: null,
-    memTotal: null, temp: null, power: null, powerLimit: null, error: null, stale: false,
-    hostStale: false, idle: false, findings: [], healthKnown: false, holders: null, version: 0,
+    name: String(item.gpu_name ?? item.gpu_uuid), lastTs: null, util: null, memUsed: null,
+    memTotal: null, temp: null, power: null, powerLimit: null, error: null, errorSinceS: null,
+    stale: false, hostStale: false, idle: null, findings: [], healthKnown: false, holders: null,
+    version: 0,
   };
 }
 
@@ -48,9 +47,9 @@ function holdersOf(processes) {
  * The entry carries processes and findings as new as its reading (the API's, a tick's).
  */
 export function takeReading(row, item, tsS) {
-  if (!isNumber(tsS) || (row.ts !== null && tsS < row.ts)) return false;
+  if (!isNumber(tsS) || (row.lastTs !== null && tsS < row.lastTs)) return false;
   const latest = item.latest && typeof item.latest === 'object' ? item.latest : {};
-  row.ts = tsS;
+  row.lastTs = tsS;
   if (item.gpu_name != null) row.name = String(item.gpu_name);
   row.util = num(latest.util_gpu_pct);
   row.memUsed = num(latest.mem_used_bytes);
@@ -59,6 +58,9 @@ export function takeReading(row, item, tsS) {
   row.power = num(latest.power_w);
   row.powerLimit = num(latest.power_limit_w);
   row.error = latest.error ? String(latest.error) : null;
+  if (!row.error) row.errorSinceS = null;
+  else if (isNumber(item.error_since_ts)) row.errorSinceS = item.error_since_ts;
+  else if (!isNumber(row.errorSinceS)) row.errorSinceS = tsS; // the API may know earlier
   if (item.processes !== undefined) row.holders = holdersOf(item.processes);
   if (item.findings !== undefined) {
     row.findings = Array.isArray(item.findings)

@@ -1,9 +1,13 @@
 /* The fleet table: one dense row per GPU, grouped by host (a <tbody> each, headed by the host's
  * totals over the rows shown), sortable by a button in each column's heading, filterable by text.
  * Built once; a render only rewrites the cells whose text changed and moves rows out of order.
- * table-layout: fixed (fleet.css), so that a changed cell never lays out the whole table. */
+ * table-layout: fixed (fleet.css), so that a changed cell never lays out the whole table.
+ * A GPU's row has its card's id and a host's group its section's (alert_text.js, hosts.js), so
+ * that the problems strip's links lead to them in this view too. */
 
+import { cardId } from './alert_text.js';
 import { element, formatNumber, isNumber, putText } from './format.js';
+import { hostSectionId } from './hosts.js';
 import {
   COLUMNS, filterText, gib, healthOf, holdersText, hostKey, hostTotals, rowOrder,
 } from './fleet_rows.js';
@@ -116,6 +120,7 @@ export class FleetTable {
   add(row) {
     this.rows.set(row.uuid, row);
     const tr = element('tr', 'fleet-gpu');
+    tr.id = cardId(row.uuid);
     tr.dataset.gpuUuid = row.uuid;
     tr.dataset.host = row.host;
     const cells = {};
@@ -135,10 +140,26 @@ export class FleetTable {
     this.orderDirty = true;
   }
 
+  /** Remove a GPU's row (one the server no longer lists), and its host's group with its last. */
+  remove(uuid) {
+    const row = this.rows.get(uuid);
+    if (!row) return;
+    this.rows.delete(uuid);
+    this.views.get(uuid).tr.remove();
+    this.views.delete(uuid);
+    if (![...this.rows.values()].some((other) => other.host === row.host)) {
+      const group = this.hosts.get(row.host);
+      if (group) group.tbody.remove();
+      this.hosts.delete(row.host);
+    }
+    this.orderDirty = true;
+  }
+
   hostGroup(host) {
     let group = this.hosts.get(host);
     if (group) return group;
     const tbody = element('tbody', 'fleet-host-group');
+    tbody.id = hostSectionId(host);
     tbody.dataset.host = host;
     const head = element('tr', 'fleet-host');
     head.dataset.host = host;
@@ -158,15 +179,18 @@ export class FleetTable {
 
   /** Bring the table up to date: changed cells, then (if needed) order, filter and totals. */
   render(changedHosts) {
+    let refilter = false; // a changed row now matches the filter, or no longer does
     for (const [uuid, row] of this.rows) {
       const view = this.views.get(uuid);
       if (view.seen === row.version) continue;
       view.seen = row.version;
       this.fillRow(row, view);
       if (changedHosts) changedHosts.add(row.host);
+      if (this.filter && this.matches(row) === view.tr.hidden) refilter = true;
     }
     const column = COLUMNS.find((item) => item.id === this.sortId);
-    const reorder = this.orderDirty || (changedHosts && changedHosts.size && this.sortId !== 'host' && this.sortId !== 'gpu' && this.sortId !== 'model');
+    const byValue = this.sortId !== 'host' && this.sortId !== 'gpu' && this.sortId !== 'model';
+    const reorder = this.orderDirty || refilter || (changedHosts && changedHosts.size && byValue);
     if (reorder) {
       this.placeAll(column);
       this.orderDirty = false;
@@ -190,7 +214,7 @@ export class FleetTable {
     if (tr.dataset.health !== health.look) tr.dataset.health = health.look;
     const holders = holdersText(row);
     putText(cells.holders, holders);
-    tr.dataset.ts = String(row.ts ?? ''); // the reading shown: scripts and tests wait on it
+    tr.dataset.ts = String(row.lastTs ?? ''); // the reading shown: scripts and tests wait on it
     if (cells.holders.title !== holders) cells.holders.title = holders;
   }
 

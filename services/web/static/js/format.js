@@ -131,19 +131,34 @@ export function memoryText(used, total) {
   return isNumber(total) ? `${shown} / ${formatNumber(total / unitBytes, digits, true)} ${unit}` : `${shown} ${unit}`;
 }
 
-const amountFormat = new Intl.NumberFormat(undefined, { maximumSignificantDigits: 3 });
+// Made at first use, not at the module's evaluation: each Intl format costs the page's start
+// tens of milliseconds on a slow phone, and most pages never show an amount or a cost.
+let amountFormat = null;
+const costFormats = new Map(); // currency code -> its format; a page sees one or two codes
 
 /** Format an amount with 3 significant digits below 100, and whole numbers above. */
 export function formatAmount(value) {
   if (!isNumber(value)) return 'n/a';
-  return Math.abs(value) >= 100 ? formatNumber(value, 0) : amountFormat.format(value);
+  if (Math.abs(value) >= 100) return formatNumber(value, 0);
+  if (!amountFormat) amountFormat = new Intl.NumberFormat(undefined, { maximumSignificantDigits: 3 });
+  return amountFormat.format(value);
+}
+
+/** Return the browser's format of a currency (an unknown code throws RangeError, not kept). */
+function costFormat(code) {
+  let format = costFormats.get(code);
+  if (!format) {
+    format = new Intl.NumberFormat(undefined, { style: 'currency', currency: code });
+    costFormats.set(code, format);
+  }
+  return format;
 }
 
 export function formatCost(value, currency) {
   if (!isNumber(value)) return 'n/a';
   if (/^[A-Za-z]{3}$/.test(currency || '')) {
     try {
-      return new Intl.NumberFormat(undefined, { style: 'currency', currency: currency.toUpperCase() }).format(value);
+      return costFormat(currency.toUpperCase()).format(value);
     } catch (error) {
       // not a currency Intl knows: shown as a number and its code below
     }
@@ -203,4 +218,32 @@ export function namedScrollArea(box, label) {
   }
   scrollAreas.observe(box);
   if (box.firstElementChild) scrollAreas.observe(box.firstElementChild);
+}
+
+/**
+ * Return the exact time of ms as visible text (a muted, small <span class="exact-time">): what a
+ * title alone once said, which neither a keyboard nor a touch can show.
+ */
+export function exactTime(ms) {
+  return element('span', 'exact-time', formatFull(ms));
+}
+
+let disclosureCount = 0; // numbers the ids of the parts that disclosures show
+
+/**
+ * Return a disclosure: a real <button aria-expanded> that shows and hides panel (given an id
+ * here when it has none), for details too long to show beside what they explain.
+ */
+export function disclosureButton(panel, label, className = '') {
+  const button = element('button', `btn btn-link btn-sm p-0 disclosure-button${className ? ` ${className}` : ''}`, label);
+  button.type = 'button';
+  disclosureCount += 1;
+  if (!panel.id) panel.id = `disclosure-${disclosureCount}`;
+  button.setAttribute('aria-controls', panel.id);
+  button.setAttribute('aria-expanded', String(!panel.hidden));
+  button.addEventListener('click', () => {
+    panel.hidden = !panel.hidden;
+    button.setAttribute('aria-expanded', String(!panel.hidden));
+  });
+  return button;
 }

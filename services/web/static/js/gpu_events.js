@@ -1,7 +1,7 @@
 /* The GPU page's events: its XIDs, throttling, link and memory events over the range, in words. */
 
 import { fetchJson } from './api.js';
-import { element, formatClock, formatDuration, formatFull, formatNumber, formatWhen, isNumber } from './format.js';
+import { element, formatClock, formatDuration, formatFull, formatNumber, isNumber } from './format.js';
 import { apiUrl, rangeQuery } from './gpu_api.js';
 import { page, rangeWindow } from './gpu_state.js';
 
@@ -51,7 +51,9 @@ function eventItem(event) {
   const item = element('li', 'gpu-event');
   item.dataset.kind = String(event.kind ?? '');
   const ms = event.ts * 1000;
-  const time = element('time', 'gpu-event-time text-body-secondary', formatWhen(ms));
+  // The full date in words (a title alone reaches neither a keyboard nor a touch); the title
+  // repeats it for a pointer's tooltip.
+  const time = element('time', 'gpu-event-time text-body-secondary', formatFull(ms));
   time.dateTime = new Date(ms).toISOString();
   time.title = formatFull(ms);
   const badge = element('span', `badge text-bg-${tone} gpu-event-kind`, kindText);

@@ -130,7 +130,8 @@ function showReadingState(gpu) {
   } else {
     putText(updated, `reading of ${formatClock(latest.ts * 1000)}`);
   }
-  updated.title = latest && isNumber(latest.ts) ? formatFull(latest.ts * 1000) : '';
+  // the exact time beside the short one, in words a keyboard or a touch reads too
+  putText(document.getElementById('gpu-updated-at'), latest && isNumber(latest.ts) ? formatFull(latest.ts * 1000) : '');
   const error = document.getElementById('gpu-error');
   error.hidden = !(latest && latest.error);
   const since = isNumber(gpu.error_since_ts) ? gpu.error_since_ts : latest && latest.ts;

@@ -13,12 +13,13 @@ function usageRow(row) {
   const tr = element('tr', 'usage-row');
   const name = knownText(row.key);
   tr.dataset.key = name ?? '';
+  // The name wraps rather than being cut; the help on an unknown one is the note under the table.
   const key = name
-    ? cell(name, 'usage-key text-truncate', name)
+    ? cell(name, 'usage-key')
     : cell('not visible / unknown', 'usage-key na', NOT_VISIBLE_HELP);
   tr.append(
     key,
-    cell(formatDuration(row.gpu_hours * 3600), 'text-end usage-gpu-time', `${formatAmount(row.gpu_hours)} GPU-hours`),
+    cell(formatDuration(row.gpu_hours * 3600), 'text-end usage-gpu-time'),
     cell(`${formatAmount(row.gpu_mem_gib_hours)} GiB·h`, 'text-end usage-mem-hours'),
   );
   return tr;
@@ -45,7 +46,9 @@ async function loadRangeUsage(gen) {
     && typeof row === 'object' && isNumber(row.gpu_hours) && Array.isArray(row.gpus) && row.gpus.includes(page.uuid));
   table.querySelector('tbody').replaceChildren(...rows.map(usageRow));
   table.hidden = rows.length === 0;
-  setNote('usage-note', rows.length ? '' : 'No process held this GPU in this range.');
+  const unknown = rows.some((row) => !knownText(row.key));
+  setNote('usage-note', !rows.length ? 'No process held this GPU in this range.'
+    : unknown ? `not visible / unknown: ${NOT_VISIBLE_HELP}` : '');
 }
 
 /** List the processes on this GPU at its newest reading, each with since when it runs. */

@@ -1,6 +1,6 @@
 /* A GPU card's health: a badge that says at a glance whether it is healthy, and why not. */
 
-import { element, formatFull, formatWhen, isNumber } from './format.js';
+import { element, exactTime, formatFull, formatWhen, isNumber } from './format.js';
 
 /** Return the header badge and the list of findings of a card, both hidden until known. */
 export function buildHealthBlock() {
@@ -21,7 +21,11 @@ function findingText(finding) {
 function findingItem(finding) {
   const item = element('li', 'gpu-finding', findingText(finding));
   item.dataset.kind = String(finding.kind ?? '');
-  if (isNumber(finding.since_ts)) item.title = formatFull(finding.since_ts * 1000);
+  if (isNumber(finding.since_ts)) {
+    // the exact time in words beside the short one: a title alone reaches no keyboard or touch
+    item.title = formatFull(finding.since_ts * 1000);
+    item.append(' ', exactTime(finding.since_ts * 1000));
+  }
   return item;
 }
 

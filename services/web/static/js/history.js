@@ -8,7 +8,31 @@ import { RANGES_S, serverNowS, state } from './state.js';
 
 const MAX_API_POINTS = 2000;
 
+const seenWidthsPx = new Map(); // selector -> its box's width as its ResizeObserver last saw it
+const watchedBoxes = new Map(); // box -> selector
+const boxSizes = typeof ResizeObserver === 'function' ? new ResizeObserver((entries) => {
+  // read after the browser's own layout: no layout forced here
+  for (const entry of entries) seenWidthsPx.set(watchedBoxes.get(entry.target), entry.target.clientWidth);
+}) : null;
+
+/**
+ * Watch the width of the first box the selector finds, from the next frame on. Reading
+ * clientWidth right after the cards came in forced a layout of the whole page inside that task
+ * (150 ms on a phone), where the next frame lays it out anyway.
+ */
+export function watchChartWidth(selector = '.chart-box') {
+  const box = document.querySelector(selector);
+  if (box && boxSizes && !watchedBoxes.has(box)) {
+    watchedBoxes.set(box, selector);
+    boxSizes.observe(box);
+  }
+}
+
+/** Return the width of the first box the selector finds (600 when none), as last seen if watched. */
 export function chartWidthPx(selector = '.chart-box') {
+  const seen = seenWidthsPx.get(selector);
+  if (seen > 0) return seen;
+  watchChartWidth(selector);
   const box = document.querySelector(selector);
   const width = box ? box.clientWidth : 0;
   return width > 0 ? width : 600;

@@ -28,16 +28,21 @@ export function ensureHost(host) {
   stale.hidden = true;
   const seen = element('span', 'small ms-2 host-seen');
   seen.hidden = true;
-  title.append(element('span', 'host-name', host), stale, seen);
+  const seenAt = element('span', 'exact-time ms-1 host-seen-at'); // the exact time, in words
+  seenAt.hidden = true;
+  title.append(element('span', 'host-name', host), stale, seen, seenAt);
+  // What the stale badge's title says, in words a keyboard or a touch reads too.
+  const staleNote = element('p', 'small mb-2 host-stale-note');
+  staleNote.hidden = true;
   const alert = element('div', 'alert alert-danger py-1 px-2 small host-error');
   alert.hidden = true;
   alert.setAttribute('role', 'alert');
   const row = element('div', 'row row-cols-1 row-cols-lg-2 g-3 gpu-row');
-  section.append(title, alert, row);
+  section.append(title, staleNote, alert, row);
   const container = document.getElementById('gpu-cards');
   const after = [...state.hosts.keys()].sort().find((other) => other > host);
   container.insertBefore(section, after ? state.hosts.get(after).section : null);
-  entry = { section, title, stale, seen, alert, row, staleNow: false };
+  entry = { section, title, stale, seen, seenAt, staleNote, alert, row, staleNow: false };
   state.hosts.set(host, entry);
   refreshHostTitles();
   fillHostSelect();
@@ -129,12 +134,16 @@ export function refreshHostState(host) {
   entry.section.dataset.stale = String(stale);
   entry.stale.hidden = !stale;
   entry.seen.hidden = !stale;
+  entry.seenAt.hidden = !stale || lastSeenS === null;
+  entry.staleNote.hidden = !stale;
   if (stale) {
     entry.seen.textContent = lastSeenS === null ? 'never seen' : `last seen ${formatWhen(lastSeenS * 1000)}`;
     entry.seen.title = lastSeenS === null ? '' : formatFull(lastSeenS * 1000);
+    putText(entry.seenAt, lastSeenS === null ? '' : formatFull(lastSeenS * 1000));
     const since = server.staleSinceS === null ? 'lately' : `since ${formatFull(server.staleSinceS * 1000)}`;
     const every = server.intervalS === null ? '' : ` (it reads every ${formatDuration(server.intervalS)})`;
     entry.stale.title = `No reading from this host ${since}${every}; its GPUs show their last readings`;
+    putText(entry.staleNote, entry.stale.title);
   }
   refreshHostTitles();
 }

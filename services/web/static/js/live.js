@@ -20,13 +20,17 @@ function validTick(tick) {
   return tick && typeof tick.host === 'string' && isNumber(tick.ts) && Array.isArray(tick.gpus);
 }
 
+/** Note how far the server's clock (a live tick's time, epoch s) is from this browser's, for
+ * serverNowS(); both views call it on each live tick. */
+export function noteServerClock(tickTs) {
+  const offsetS = tickTs - Date.now() / 1000;
+  state.clockOffsetS = Math.abs(offsetS) > CLOCK_SKEW_MIN_S ? offsetS : 0;
+}
+
 /** Take a tick; hostState: what the server said of its host with it (null: nothing). */
 function takeTick(tick, live, hostState) {
   if (!validTick(tick)) return;
-  if (live) {
-    const offsetS = tick.ts - Date.now() / 1000;
-    state.clockOffsetS = Math.abs(offsetS) > CLOCK_SKEW_MIN_S ? offsetS : 0;
-  }
+  if (live) noteServerClock(tick.ts);
   if (hostState) takeHostState(hostState, true);
   setHostError(tick.host, tick.error);
   for (const item of tick.gpus) {

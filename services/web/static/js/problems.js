@@ -4,7 +4,9 @@
  * by item, so that a tick neither moves the page nor re-announces the strip. */
 
 import { cardId, plural } from './alert_text.js';
-import { element, formatFull, formatMinute, isNumber, placeInOrder, putText } from './format.js';
+import {
+  disclosureButton, element, formatFull, formatMinute, isNumber, placeInOrder, putText,
+} from './format.js';
 import { gpuOrder, hostLastSeenS, hostSectionId, hostStale, knownHosts, severalHosts } from './hosts.js';
 import { hostShown, state } from './state.js';
 
@@ -12,6 +14,13 @@ const KINDS = ['error', 'stale', 'throttled', 'idle']; // worst first, the strip
 const PAGE_TITLE = document.title;
 const items = new Map(); // problem key -> its list item, kept while the problem lasts
 let shown = ''; // what the strip shows now, to leave it alone while nothing changed
+let gpusNow = () => state.gpus.values(); // the cards' GPUs; the fleet view gives its rows
+
+/** Read the GPUs from source() (records with a card's fields: uuid, host, index, lastTs,
+ * stale, error, errorSinceS, findings, idle): the fleet view's rows, which have no card. */
+export function readProblemGpusFrom(source) {
+  gpusNow = source;
+}
 
 function fragment(id) {
   return `#${encodeURIComponent(id)}`;
@@ -59,7 +68,7 @@ function hostProblem(host) {
 
 /** Return the problems of the hosts shown, worst kind first, then by host and GPU. */
 function currentProblems() {
-  const gpus = [...state.gpus.values()].filter((gpu) => hostShown(gpu.host)).sort(gpuOrder);
+  const gpus = [...gpusNow()].filter((gpu) => hostShown(gpu.host)).sort(gpuOrder);
   const hosts = [...knownHosts()].filter((host) => hostShown(host) && hostStale(host)).sort();
   const problems = [...hosts.map(hostProblem), ...gpus.flatMap(gpuProblems)];
   for (const problem of problems) problem.key = `${problem.kind}:${problem.gpuUuid ?? problem.host}`;
@@ -84,12 +93,44 @@ function itemFor(problem) {
   return item;
 }
 
+/*
+ * The strip's Details: a real button that opens, under the strip, each problem's link title in
+ * words (since when, the error's text), which no keyboard or touch can read from a tooltip.
+ * Drawn only while open, so that the data's small changes move nothing while it is closed.
+ */
+let details = null;
+
+function drawDetails(problems) {
+  if (details.list.hidden) return;
+  details.list.replaceChildren(...problems.map((problem) => {
+    const item = element('li', 'problem-detail');
+    item.dataset.key = problem.key;
+    item.append(element('span', 'fw-semibold', `${problem.text}: `), element('span', '', problem.title));
+    return item;
+  }));
+}
+
+function ensureDetails() {
+  if (details) return;
+  const list = element('ul', 'problems-details');
+  list.hidden = true;
+  list.setAttribute('aria-label', 'Details of the problems');
+  const button = disclosureButton(list, 'Details', 'problems-details-button');
+  details = { list, button, problems: [] };
+  button.addEventListener('click', () => drawDetails(details.problems));
+  const box = document.getElementById('problems-box');
+  box.append(button, list);
+}
+
 /** Show the problems now in the strip and the page title; hide the strip when there is none. */
 export function refreshProblems() {
   const problems = currentProblems();
   const next = JSON.stringify(problems.map((p) => [p.key, p.text, p.title, p.href]));
   if (next === shown) return;
   shown = next;
+  ensureDetails();
+  details.problems = problems;
+  drawDetails(problems);
   const keys = new Set(problems.map((problem) => problem.key));
   for (const key of [...items.keys()]) {
     if (!keys.has(key)) items.delete(key);

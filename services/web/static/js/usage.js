@@ -1,7 +1,9 @@
 /* The "who used the GPUs" and energy tables of the chosen range. */
 
 import { fetchJson, oneAtATime, secondsParam } from './api.js';
-import { element, formatAmount, formatClock, formatCost, isNumber, markPressed, setNote } from './format.js';
+import {
+  disclosureButton, element, formatAmount, formatClock, formatCost, isNumber, markPressed, setNote,
+} from './format.js';
 import { apiGpuOrder, gpuLabel, severalHosts } from './hosts.js';
 import { RANGES_S, serverNowS, state } from './state.js';
 import { NOT_VISIBLE_HELP, cell, knownText } from './tables.js';
@@ -34,19 +36,43 @@ function uuidLabels(uuids) {
   }).join('\n');
 }
 
+const openGpuLists = new Set(); // the keys whose row lists its GPUs, kept across reloads
+
+/**
+ * Return a usage row. Its GPU count is a real button that opens, in its cell, the list of those
+ * GPUs (what the count's tooltip says): a keyboard or a touch shows no tooltip. The key wraps
+ * rather than being cut; the help on an unknown one is the note under the table.
+ */
 function usageRow(row) {
   const tr = element('tr', 'usage-row');
   const known = knownText(row.key);
   tr.dataset.key = known ?? '';
   const key = known
-    ? cell(known, 'usage-key text-truncate', known)
+    ? cell(known, 'usage-key', known)
     : cell('not visible / unknown', 'usage-key na', NOT_VISIBLE_HELP);
   const gpus = Array.isArray(row.gpus) ? row.gpus : [];
+  const labels = uuidLabels(gpus);
+  const count = cell('', 'text-end usage-gpus', labels);
+  if (gpus.length) {
+    const list = element('span', 'usage-gpus-list small text-body-secondary');
+    list.append(...labels.split('\n').map((label) => element('span', 'd-block', label)));
+    const openKey = known ?? '';
+    list.hidden = !openGpuLists.has(openKey);
+    const button = disclosureButton(list, String(gpus.length), 'usage-gpus-button');
+    button.setAttribute('aria-label', `${gpus.length} ${gpus.length === 1 ? 'GPU' : 'GPUs'}: show which`);
+    button.addEventListener('click', () => {
+      if (list.hidden) openGpuLists.delete(openKey);
+      else openGpuLists.add(openKey);
+    });
+    count.append(button, list);
+  } else {
+    count.textContent = '0';
+  }
   tr.append(
     key,
     cell(formatAmount(row.gpu_hours), 'text-end usage-gpu-hours'),
     cell(`${formatAmount(row.gpu_mem_gib_hours)} GiB·h`, 'text-end usage-mem-hours'),
-    cell(String(gpus.length), 'text-end usage-gpus', uuidLabels(gpus)),
+    count,
   );
   return tr;
 }
@@ -76,9 +102,17 @@ export async function loadUsage() {
   }
   if (gen !== state.usageGen) return;
   const rows = answer && Array.isArray(answer.rows) ? answer.rows.filter((row) => row && typeof row === 'object') : [];
-  document.querySelector('#usage-table tbody').replaceChildren(...rows.map(usageRow));
+  const tbody = document.querySelector('#usage-table tbody');
+  const focusedKey = tbody.contains(document.activeElement) ? document.activeElement.closest('tr').dataset.key : null;
+  tbody.replaceChildren(...rows.map(usageRow));
+  if (focusedKey !== null) { // a reload keeps the keyboard on the same row's button
+    const again = [...tbody.querySelectorAll('tr.usage-row')].find((tr) => tr.dataset.key === focusedKey);
+    if (again && again.querySelector('button')) again.querySelector('button').focus();
+  }
   document.getElementById('usage-table').hidden = rows.length === 0;
-  setNote('usage-note', rows.length ? '' : 'No process held a GPU in this range.');
+  const unknown = rows.some((row) => !knownText(row.key));
+  setNote('usage-note', !rows.length ? 'No process held a GPU in this range.'
+    : unknown ? `not visible / unknown: ${NOT_VISIBLE_HELP}` : '');
   status.textContent = `as of ${formatClock(Date.now())}`;
 }
 
@@ -94,7 +128,7 @@ function energyGpuRow(item, currency, priced) {
   const label = `${severalHosts() ? `${item.host} · ` : ''}GPU ${item.gpu_index}`;
   const name = element('td', 'energy-gpu-name');
   name.append(element('span', '', label), element('span', 'text-body-secondary ms-1', String(item.gpu_name ?? '')));
-  name.title = String(item.gpu_uuid ?? '');
+  name.title = String(item.gpu_uuid ?? ''); // as its card's details give it
   const source = ENERGY_SOURCES[item.source] ?? String(item.source ?? 'unknown');
   tr.append(name, ...energyCells(item.kwh, item.cost, currency, priced),
     cell(source, `energy-source${item.source === 'none' ? ' na' : ''}`));
@@ -166,3 +200,10 @@ export const refreshRangeTables = oneAtATime(() => {
   state.tablesMissed = document.hidden;
   return document.hidden ? null : loadRangeTables();
 });
+
+/** Refresh the tables when the page is shown again after a refresh it skipped (both views). */
+export function refreshTablesWhenShown() {
+  document.addEventListener('visibilitychange', () => {
+    if (!document.hidden && state.tablesMissed) refreshRangeTables();
+  });
+}
