@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 import zmq
+
+from common.messages import GpuReading, Tick
 
 
 @pytest.fixture
@@ -57,3 +59,24 @@ def tick_after(reader: Any, clock: FakeClock, step_s: float = 10.0) -> list[Any]
     """Let step_s pass on the clock, read a tick; return its GPU readings."""
     clock.advance(step_s)
     return reader.read().gpus
+
+
+def numbered_tick(
+    host: str,
+    sampler_id: str,
+    seq: int,
+    ts: float,
+    interval_s: float,
+    gpu_count: int,
+    name: str,
+    values: Callable[[int], dict[str, Any]],
+) -> Tick:
+    """Return a tick of GPUs 0..gpu_count-1 ("GPU-0000", ...), all named `name`, each reading's
+    other fields values(index)."""
+    readings = [
+        GpuReading(index=index, uuid=f"GPU-{index:04d}", name=name, **values(index))
+        for index in range(gpu_count)
+    ]
+    return Tick(
+        host=host, sampler_id=sampler_id, seq=seq, ts=ts, interval_s=interval_s, gpus=readings
+    )

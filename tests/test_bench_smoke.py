@@ -24,11 +24,26 @@ HISTORY_ROWS = [
     for span in ("1h", "24h", "7d", "30d")
     for scope in ("one GPU", "all GPUs")
 ]
+# the all-GPU rows again, with the history cache warm, and read by one thread
+HISTORY_VARIANT_ROWS = [
+    f"history {span}, all GPUs, {name}, {variant}"
+    for name in ("8-GPU file", "64-GPU file")
+    for variant in ("warm history cache", "one reader thread")
+    for span in ("1h", "24h", "7d", "30d")
+]
+ENERGY_ROWS = [
+    f"energy {span}, {name}"
+    for name in ("8-GPU file", "64-GPU file")
+    for span in ("24h", "7d", "30d")
+]
 ROWS = [
     "generator, 8-GPU file",
     "generator, 64-GPU file",
     *HISTORY_ROWS,
+    *HISTORY_VARIANT_ROWS,
+    *ENERGY_ROWS,
     "ingest, publisher -> writer -> committed rows",
+    "ingest, CPU per reading (writer vs fair baseline)",
     "tick -> browser, last of 100 clients, median",
     "tick -> browser, last of 100 clients, p99",
     "server CPU per tick, 100 clients",
@@ -51,6 +66,9 @@ ROWS = [
     "fleet view, 6 GPUs on 2 hosts: main-thread CPU until the last row drawn, median",
     "fleet view, 6 GPUs on 2 hosts: main-thread CPU per live tick of a host, median",
     "fleet view, 6 GPUs on 2 hosts: main-thread CPU per live tick of a host, worst",
+    "lighthouse starts (smoke: no audit)",
+    "RSS of the whole stack after 0.2 simulated h",
+    "RSS slope over the soak's last half",
 ]
 
 

@@ -15,7 +15,9 @@ from __future__ import annotations
 import dataclasses
 import math
 import sqlite3
+from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -28,6 +30,7 @@ from services.alerts.rule_file import parse_rules
 from services.alerts.rules import gpu_rules
 from services.writer.health_states import state_of
 from services.writer.store import Store
+from tests.conftest import numbered_tick
 from tests.fuzzing import fuzz
 
 _small = st.none() | st.integers(0, 5)
@@ -139,16 +142,23 @@ def test_health_rows_with_the_memo_are_the_rows_alone(found: list[GpuReading]) -
         assert state_of(reading, memo) == state_of(reading)
 
 
+@pytest.mark.parametrize(
+    ("temp_for_s", "reversed_batches"),
+    [("0", False), ("45", False), ("45", True)],  # 45 s: a hot GPU's alert waits a tick, held
+)
 @given(
     st.lists(st.lists(readings(), min_size=1, max_size=2), min_size=1, max_size=40),
     st.sets(st.integers(0, 39), max_size=3),
 )
 @fuzz(0.01)
 def test_a_batch_judged_with_shortcuts_ends_as_judged_in_full(
-    rows: list, failed_ticks: set[int]
+    temp_for_s: str, reversed_batches: bool, rows: list, failed_ticks: set[int]
 ) -> None:
-    """A tick of one GPU (its other one gone), a tick in error, XIDs, GPUs in error."""
-    config = _config(PCW_ALERT_TEMP_FOR_S="0", PCW_ALERT_IDLE_FOR_S="90", PCW_ALERT_REPEAT_S="60")
+    """A tick of one GPU (its other one gone), a tick in error, XIDs, GPUs in error; alerts
+    that fire at once or wait; a batch's ticks in sampler order or arriving newest first."""
+    config = _config(
+        PCW_ALERT_TEMP_FOR_S=temp_for_s, PCW_ALERT_IDLE_FOR_S="90", PCW_ALERT_REPEAT_S="60"
+    )
     ticks = [
         Tick(
             host="node-1",
@@ -169,7 +179,8 @@ def test_a_batch_judged_with_shortcuts_ends_as_judged_in_full(
         judged = []
         for first in range(0, len(ticks), 7):  # batches of 7 ticks, each committed
             batch = ticks[first : first + 7]
-            outcome = evaluator.evaluate(batch, {"run-1": ("node-1", batch[-1].seq)})
+            position = {"run-1": ("node-1", batch[-1].seq)}
+            outcome = evaluator.evaluate(batch[::-1] if reversed_batches else batch, position)
             judged.append(dataclasses.asdict(outcome))
             evaluator.committed()
         outcomes.append((judged, dict(evaluator.engine.states)))
@@ -177,23 +188,17 @@ def test_a_batch_judged_with_shortcuts_ends_as_judged_in_full(
 
 
 def _tick(seq: int, temp_c: int, power_w: float) -> Tick:
-    gpus = [
-        GpuReading(
-            index=index,
-            uuid=f"GPU-{index}",
-            name="NVIDIA A100",
-            util_gpu_pct=seq % 100,
-            temp_c=temp_c + index,
-            power_w=power_w + index / 3,
-            fan_pct=None if seq % 3 else 40,
-            mem_used_bytes=(seq * 7919) << 20,
-        )
-        for index in range(2)
-    ]
-    return Tick(
-        host="node-1", sampler_id="run-1", seq=seq, ts=1_790_000_000.0 + 10 * seq,
-        interval_s=10.0, gpus=gpus,
-    )  # fmt: skip
+    def values(index: int) -> dict[str, Any]:
+        return {
+            "util_gpu_pct": seq % 100,
+            "temp_c": temp_c + index,
+            "power_w": power_w + index / 3,
+            "fan_pct": None if seq % 3 else 40,  # a bucket of values and NULLs
+            "mem_used_bytes": (seq * 7919) << 20,
+        }
+
+    ts = 1_790_000_000.0 + 10 * seq
+    return numbered_tick("node-1", "run-1", seq, ts, 10.0, 2, "NVIDIA A100", values)
 
 
 def test_rollups_summed_from_a_batch_equal_those_of_the_stored_rows(tmp_path):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from typing import Any
 
 import msgspec
 import pytest
@@ -42,6 +43,7 @@ from services.writer.sources import (
     settle,
 )
 from services.writer.store import Store
+from tests.conftest import numbered_tick
 from tests.fuzzing import fuzz, mutate
 
 WAIT_S = 10.0
@@ -260,24 +262,13 @@ def test_the_buffer_of_another_run_or_an_empty_one_sends_only_the_end():
 
 def large_tick(seq: int, gpus: int = 64) -> Tick:
     """Return a tick of `gpus` GPUs with a process each; every seq below 128 has the same size."""
-    readings = [
-        GpuReading(
-            index=index,
-            uuid=f"GPU-{index:04d}",
-            name="NVIDIA H100 80GB HBM3",
-            util_gpu_pct=seq % 101,
-            processes=[GpuProcess(pid=1000 + index, name="python", cmdline="python train.py")],
-        )
-        for index in range(gpus)
-    ]
-    return Tick(
-        host=HOST,
-        sampler_id=RUN,
-        seq=seq,
-        ts=1_700_000_000.0 + seq,
-        interval_s=1.0,
-        gpus=readings,
-    )
+
+    def values(index: int) -> dict[str, Any]:
+        process = GpuProcess(pid=1000 + index, name="python", cmdline="python train.py")
+        return {"util_gpu_pct": seq % 101, "processes": [process]}
+
+    ts = 1_700_000_000.0 + seq
+    return numbered_tick(HOST, RUN, seq, ts, 1.0, gpus, "NVIDIA H100 80GB HBM3", values)
 
 
 def frame_bytes(frames: list[bytes]) -> int:

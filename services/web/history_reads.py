@@ -291,7 +291,9 @@ def _columns_from_sql(
     lowest = min(math.floor(first_s / step_s), last_bucket)
     highest = min(math.floor(last_s / step_s), last_bucket)
     if held != highest - lowest + 1:  # a gap between readings
-        return _columns_with_gaps(conn, gpu_id, level_s, step_s, first_bucket, last_bucket, metrics)
+        sql = columns_sql(metrics, level_s, step_s)
+        params = (step_s, last_bucket, gpu_id, low_s, high_s, first_bucket)
+        return _columns_with_gaps(conn, sql, params, first_bucket)
     lead, trail = lowest - first_bucket, last_bucket - highest
     arrays = [text[1:-1] for text in row[4:]]  # the items, without the brackets
     lead_nulls, trail_nulls = _gaps(lead, "null"), _gaps(trail, "null")
@@ -308,24 +310,11 @@ def _columns_from_sql(
 
 
 def _columns_with_gaps(
-    conn: sqlite3.Connection,
-    gpu_id: int,
-    level_s: int | None,
-    step_s: int,
-    first_bucket: int,
-    last_bucket: int,
-    metrics: Sequence[str],
+    conn: sqlite3.Connection, sql: str, params: tuple[int, ...], first_bucket: int
 ) -> Columns:
-    """Return buckets first..last of one GPU, read with columns_sql (a bucket at a time)."""
-    params = (
-        step_s,
-        last_bucket,
-        gpu_id,
-        first_bucket * step_s,
-        (last_bucket + 1) * step_s,
-        first_bucket,
-    )
-    counts, means, maxima = conn.execute(columns_sql(metrics, level_s, step_s), params).fetchone()
+    """Return buckets first..last of one GPU, read with columns_sql (a bucket at a time);
+    params: (step_s, last_bucket, gpu_id, low_s, high_s, first_bucket), as _columns_from_sql's."""
+    counts, means, maxima = conn.execute(sql, params).fetchone()
 
     def items(arrays: str) -> dict[str, str]:
         return {

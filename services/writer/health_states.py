@@ -42,7 +42,7 @@ _FAST_VALUES = operator.itemgetter(
 )
 _COUNTER_NAMES = HEALTH_STATE_COLUMNS[1:10]  # clocks_event_reasons .. remapped_rows_uncorrectable
 # clocks_event_reasons .. pcie_link_width: the state's columns after findings, in one look-up
-_TO_LINK_WIDTH = operator.attrgetter(
+_TO_LINK_WIDTH_NAMES = (
     *_COUNTER_NAMES,
     "remap_pending",
     "remap_failure",
@@ -52,19 +52,13 @@ _TO_LINK_WIDTH = operator.attrgetter(
     "pcie_link_gen",
     "pcie_link_width",
 )
+_TO_LINK_WIDTH = operator.attrgetter(*_TO_LINK_WIDTH_NAMES)
 _LIMIT_VALUES = operator.attrgetter("pcie_max_gen", "pcie_max_width", "nvlink_links")
 _NO_LIMITS = (None, None, None)
 # The order state_of() builds its tuple in; importing fails if the schema's columns change.
 _STATE_ORDER = (
     "findings",
-    *_COUNTER_NAMES,
-    "remap_pending",
-    "remap_failure",
-    "retired_pages_sbe",
-    "retired_pages_dbe",
-    "retired_pages_pending",
-    "pcie_link_gen",
-    "pcie_link_width",
+    *_TO_LINK_WIDTH_NAMES,
     "pcie_max_gen",
     "pcie_max_width",
     "pcie_replays",

@@ -5,8 +5,9 @@ real ticks over real ZeroMQ), opened with ?view=fleet. What a user of the fleet 
 notice: the view the server paints first is the view the page shows (one threshold, the
 server's); a GPU in error is in the problems strip with its host's name; a filter follows a
 row's health; the server's clock, not the browser's, places the heatmap's range; a GPU purged
-from the file leaves the table; the tables missed while the tab was hidden come when it is
-shown again; and every control shows the page's one focus ring.
+from the file leaves the table, and a host the file does not list yet keeps its rows; the
+tables missed while the tab was hidden come when it is shown again; and every control shows the
+page's one focus ring.
 """
 
 from __future__ import annotations
@@ -267,6 +268,40 @@ def test_a_purged_gpu_leaves_and_a_hidden_tab_catches_up_when_shown(
         assert page.locator(f"tr[data-gpu-uuid='{gone}']").count() == 0
         head = page.locator("tr.fleet-host[data-host='host01'] .fleet-t-gpu")
         assert head.inner_text() == f"{GPUS_PER_HOST - 1} GPUs"
+    watch.assert_clean()
+
+
+def test_a_host_the_gpu_list_does_not_know_yet_keeps_its_rows_while_they_tick(
+    page: Page, small: Fleet, watch: Watch
+):
+    open_small(page, small)
+    # A host whose first batch the writer has not stored yet: the live feed has its ticks, the
+    # GPU list (read from the file) lacks it, and another host's readings are newer.
+    new_host = host_name(1)
+
+    def without_new_host(route) -> None:
+        answer = route.fetch().json()
+        answer["gpus"] = [gpu for gpu in answer["gpus"] if gpu["host"] != new_host]
+        route.fulfill(json=answer)
+
+    page.route("**/api/v1/gpus*", without_new_host)
+    small.tick_all()
+    with page.expect_response(lambda response: "/api/v1/gpus" in response.url):
+        page.evaluate(  # shown again: the fleet view asks for the GPU list at once
+            """() => {
+                 const hidden = (value) => {
+                   const get = () => value;
+                   Object.defineProperty(document, 'hidden', { configurable: true, get });
+                   document.dispatchEvent(new Event('visibilitychange'));
+                 };
+                 hidden(true);
+                 hidden(false);
+               }"""
+        )
+    drawn(page)
+    drawn(page)
+    assert page.locator(f"tr.fleet-gpu[data-host='{new_host}']").count() == GPUS_PER_HOST
+    assert page.locator("tr.fleet-gpu").count() == GPUS
     watch.assert_clean()
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from playwright.sync_api import Browser, Page
+from playwright.sync_api import Page
 
 from services.sampler.simulated_nvml import SimulatedNvml
 from tests.browser.test_a11y import HISTORY_GPUS, HISTORY_HOSTS, history_stack
@@ -112,13 +112,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         yield running
 
 
-@pytest.fixture
-def sized_page(browser: Browser, watch: Watch) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1920, "height": 1080})
-    opened = context.new_page()
-    watch.attach(opened)
-    yield opened
-    context.close()
+@pytest.fixture(params=WIDTHS_PX, ids=[f"{width_px}px" for width_px in WIDTHS_PX])
+def viewport(request: pytest.FixtureRequest) -> dict[str, int]:
+    """The page's size (test_dashboard's `page` fixture opens it): each width, 900 px high."""
+    return {"width": request.param, "height": 900}
 
 
 def open_every_disclosure_from_the_keyboard(page: Page) -> int:
@@ -134,7 +131,9 @@ def open_every_disclosure_from_the_keyboard(page: Page) -> int:
     raise AssertionError(f"more than {MAX_DISCLOSURES} disclosures: the page keeps making new ones")
 
 
-def assert_no_hover_only_text(page: Page, where: str) -> None:
+def assert_no_hover_only_text(page: Page, what: str) -> None:
+    assert page.viewport_size is not None
+    where = f"{what} at {page.viewport_size['width']} px"
     opened = open_every_disclosure_from_the_keyboard(page)
     missing = page.evaluate(MISSING_JS, list(ALLOWED))
     assert missing == [], f"{where}: {len(missing)} titles not on the page:\n" + "\n".join(missing)
@@ -147,12 +146,7 @@ def uuid_of(index: int) -> str:
     return SimulatedNvml(GPU_COUNT, host=HOST).devices[index].uuid
 
 
-@pytest.mark.parametrize("width_px", WIDTHS_PX)
-def test_the_live_page_says_in_words_what_its_tooltips_say(
-    sized_page: Page, stack: Stack, watch: Watch, width_px: int
-):
-    page = sized_page
-    page.set_viewport_size({"width": width_px, "height": 900})
+def test_the_live_page_says_in_words_what_its_tooltips_say(page: Page, stack: Stack, watch: Watch):
     page.goto(stack.web_url + "/")
     page.wait_for_selector(f".gpu-card >> nth={GPU_COUNT - 1}")
     page.wait_for_selector("#conn-badge[data-state='live']")
@@ -165,17 +159,14 @@ def test_the_live_page_says_in_words_what_its_tooltips_say(
     page.wait_for_function(
         "() => document.getElementById('history-status').textContent.includes('buckets')"
     )
-    assert_no_hover_only_text(page, f"live page at {width_px} px")
+    assert_no_hover_only_text(page, "live page")
     watch.assert_clean()
 
 
 @pytest.mark.parametrize("index", [HOT, LOST, IDLE, MIG], ids=["hot", "lost", "idle", "mig-xid"])
-@pytest.mark.parametrize("width_px", WIDTHS_PX)
 def test_a_gpu_page_says_in_words_what_its_tooltips_say(
-    sized_page: Page, stack: Stack, watch: Watch, width_px: int, index: int
+    page: Page, stack: Stack, watch: Watch, index: int
 ):
-    page = sized_page
-    page.set_viewport_size({"width": width_px, "height": 900})
     if index == LOST:  # a lost GPU is known by the UUID the sampler gives it: read it off its card
         page.goto(stack.web_url + "/")
         page.wait_for_selector(".gpu-card[data-state='error']")
@@ -195,16 +186,13 @@ def test_a_gpu_page_says_in_words_what_its_tooltips_say(
     # its page may rightly list no process: the idle GPU's and the MIG GPU's always do.
     if index in (IDLE, MIG):
         page.wait_for_selector("#now-processes .process-row")
-    assert_no_hover_only_text(page, f"GPU {index}'s page at {width_px} px")
+    assert_no_hover_only_text(page, f"GPU {index}'s page")
     watch.assert_clean()
 
 
-@pytest.mark.parametrize("width_px", WIDTHS_PX)
 def test_the_30_day_page_of_stale_hosts_says_in_words_since_when(
-    sized_page: Page, history_stack: Stack, watch: Watch, width_px: int
+    page: Page, history_stack: Stack, watch: Watch
 ):
-    page = sized_page
-    page.set_viewport_size({"width": width_px, "height": 900})
     page.goto(history_stack.web_url + "/?range=30d")
     page.wait_for_function(
         "(n) => document.querySelectorAll(\".gpu-card[data-state='stale']\").length === n",
@@ -214,5 +202,5 @@ def test_the_30_day_page_of_stale_hosts_says_in_words_since_when(
     page.wait_for_function(
         "() => document.getElementById('history-status').textContent.includes('buckets')"
     )
-    assert_no_hover_only_text(page, f"30-day page of stale hosts at {width_px} px")
+    assert_no_hover_only_text(page, "30-day page of stale hosts")
     watch.assert_clean()

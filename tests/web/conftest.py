@@ -17,6 +17,8 @@ from common.metrics import METRIC_NAMES
 from common.schema import migrate
 from services.web.app import create_app
 from services.web.keys import FEED
+from services.writer.store import Store
+from tests.bench.generate import fast_host_ticks
 
 # A multiple of 60 s, so that 60-second buckets start at T0.
 T0 = 1_699_999_980.0
@@ -45,6 +47,33 @@ def create_db(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None)
     migrate(conn)
     return conn
+
+
+def write_hosts(
+    path: Path,
+    intervals_s: dict[str, float],
+    first_ts: float,
+    span_s: float,
+    outage: tuple[float, float],
+    change: Callable[[Tick, int], Tick] | None = None,
+) -> Path:
+    """Fill path with the writer itself (Store): two generated GPUs per host, sampled at its
+    interval over span_s, no reading in [outage); change(tick, seq) alters a tick if given."""
+    store = Store(path)
+    try:
+        for number, (host, interval_s) in enumerate(intervals_s.items()):
+            count = int(span_s / interval_s)
+            made = fast_host_ticks(host, 2, first_ts, count, interval_s, number)
+            ticks = [
+                tick if change is None else change(tick, seq)
+                for seq, tick in enumerate(made)
+                if not outage[0] <= tick.ts < outage[1]
+            ]
+            for start in range(0, len(ticks), 500):
+                store.write(ticks[start : start + 500])
+    finally:
+        store.close()
+    return path
 
 
 def add_gpu(

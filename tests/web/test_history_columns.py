@@ -21,7 +21,7 @@ from services.web.app import create_app
 from services.web.history_cache import HISTORY_CACHE
 from services.writer.store import Store
 from tests.bench.generate import fast_host_ticks
-from tests.web.conftest import make_config
+from tests.web.conftest import make_config, write_hosts
 
 HOUR_S = 3600
 SPAN_S = 26 * HOUR_S
@@ -44,22 +44,7 @@ def _in_error(tick: Tick, seq: int) -> Tick:
 @pytest.fixture(scope="module")
 def written(tmp_path_factory):
     path = tmp_path_factory.mktemp("columns") / "gpu_stats.db"
-    store = Store(path)
-    try:
-        for number, (host, interval_s) in enumerate(INTERVALS_S.items()):
-            count = int(SPAN_S / interval_s)
-            ticks = [
-                _in_error(tick, seq)
-                for seq, tick in enumerate(
-                    fast_host_ticks(host, 2, FIRST_TS, count, interval_s, number)
-                )
-                if not OUTAGE[0] <= tick.ts < OUTAGE[1]
-            ]
-            for start in range(0, len(ticks), 500):
-                store.write(ticks[start : start + 500])
-    finally:
-        store.close()
-    return path
+    return write_hosts(path, INTERVALS_S, FIRST_TS, SPAN_S, OUTAGE, _in_error)
 
 
 async def _get(client, params: list[tuple[str, str]]) -> dict:

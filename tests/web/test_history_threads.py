@@ -21,9 +21,7 @@ from common.metrics import METRIC_NAMES
 from services.web import history_body
 from services.web.app import create_app
 from services.web.ordered_reads import OrderedParts
-from services.writer.store import Store
-from tests.bench.generate import fast_host_ticks
-from tests.web.conftest import make_config
+from tests.web.conftest import make_config, write_hosts
 
 HOUR_S = 3600
 SPAN_S = 8 * HOUR_S
@@ -40,20 +38,7 @@ WINDOWS = [(1, 1, 500), (8, 8, 500), (6, 5, 37), (9, 10, 100)]
 @pytest.fixture(scope="module")
 def written(tmp_path_factory):
     path = tmp_path_factory.mktemp("threads") / "gpu_stats.db"
-    store = Store(path)
-    try:
-        for number, (host, interval_s) in enumerate(HOSTS.items()):
-            count = int(SPAN_S / interval_s)
-            ticks = [
-                tick
-                for tick in fast_host_ticks(host, 2, FIRST_TS, count, interval_s, number)
-                if not OUTAGE[0] <= tick.ts < OUTAGE[1]
-            ]
-            for start in range(0, len(ticks), 500):
-                store.write(ticks[start : start + 500])
-    finally:
-        store.close()
-    return path
+    return write_hosts(path, HOSTS, FIRST_TS, SPAN_S, OUTAGE)
 
 
 class FirstHeldBack:

@@ -164,21 +164,38 @@ function takeHostStale(row) {
 
 /**
  * Take api/v1/gpus: every GPU's newest reading, staleness and idle flag (its host's state is
- * api/v1/hosts' and the feed's word, in hosts.js); a row the list no longer has (its GPU purged from the file) goes, unless a tick newer than
- * the list's newest reading showed it (the list was made before that tick came).
+ * api/v1/hosts' and the feed's word, in hosts.js). A row the list no longer has (its GPU purged
+ * from the file) goes, unless a tick newer than the list's newest reading showed it (the list
+ * was made before that tick came).
  */
+const NEW_HOST_GRACE_S = 120; // a host the list does not know yet: its rows stay while they tick
+
+/**
+ * Return whether a row the GPU list lacks is live all the same: a tick newer than the list's
+ * newest reading of its host (the list was read before the writer stored it), or, for a host the
+ * list has no reading of (its first batch not stored yet), a tick within NEW_HOST_GRACE_S. Only
+ * a row that neither holds (a GPU purged from the file) leaves the table.
+ */
+function stillTicking(row, hostNewestS) {
+  if (row.lastTs === null) return false;
+  if (hostNewestS === undefined) return serverNowS() - row.lastTs < NEW_HOST_GRACE_S;
+  return row.lastTs > hostNewestS;
+}
+
 function takeGpuList(answer) {
   if (!answer || !Array.isArray(answer.gpus)) return;
   if (answer.simulated === true) document.getElementById('sim-banner').hidden = false;
   if (isNumber(answer.interval_s) && answer.interval_s > 0) state.intervalS = answer.interval_s;
   const listed = new Set();
-  let newestS = -Infinity;
+  const newestByHost = new Map(); // host -> the newest reading the list has of it (epoch s)
   for (const item of answer.gpus) {
     const row = rowFor(item);
     if (!row) continue;
     listed.add(row.uuid);
     const latestTs = item.latest ? item.latest.ts : null;
-    if (isNumber(latestTs)) newestS = Math.max(newestS, latestTs);
+    if (isNumber(latestTs) && !(newestByHost.get(row.host) >= latestTs)) {
+      newestByHost.set(row.host, latestTs);
+    }
     takeReading(row, item, latestTs);
     const stale = item.stale === true;
     const idle = item.idle && isNumber(item.idle.since_ts) ? item.idle : null;
@@ -189,7 +206,7 @@ function takeGpuList(answer) {
     fleet.changedHosts.add(row.host);
   }
   for (const row of [...fleet.table.rows.values()]) {
-    if (listed.has(row.uuid) || (row.lastTs !== null && row.lastTs > newestS)) continue;
+    if (listed.has(row.uuid) || stillTicking(row, newestByHost.get(row.host))) continue;
     fleet.table.remove(row.uuid);
     fleet.gpusDirty = true;
     fleet.changedHosts.add(row.host);
