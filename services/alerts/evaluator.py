@@ -24,13 +24,7 @@ from common.config import Config
 from common.health import xid_text
 from common.messages import GpuReading, Tick
 from common.staleness import is_stale, stale_after_s
-from services.alerts.engine import (
-    AlertState,
-    Engine,
-    Observation,
-    Outcome,
-    Subject,
-)
+from services.alerts.engine import AlertState, Engine, Observation, Outcome, Subject
 from services.alerts.rule_file import UserRule
 from services.alerts.rules import (
     GPU_ERROR,
@@ -261,12 +255,7 @@ class Evaluator:
             active = judged.get(place)
             alerted = live_here.get(reading.uuid)
             # (in error, or reporting XIDs: judged whatever the rules find)
-            if (
-                active is not None
-                or alerted is not None
-                or reading.error is not None
-                or reading.xid_events
-            ):
+            if active is not None or alerted is not None or _eventful(reading):
                 if alerted is None:
                     alerted = live_here[reading.uuid] = set()
                 self._judge_reading(outcome, tick, reading, active or _NONE, alerted)

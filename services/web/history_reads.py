@@ -16,7 +16,7 @@ from common.metrics import METRIC_NAMES, METRICS
 from common.schema import rollup_levels_for, rollup_table
 from services.web.gpu_reads import read_gpus
 from services.web.history_cache import CacheKey, Columns, HistoryCache, items_join
-from services.web.rows import GpuBuckets, GpuColumns, GpuRow, HistoryRows
+from services.web.rows import GpuBuckets, GpuRow, HistoryRows
 
 
 def history_sql(metrics: Sequence[str], level_s: int | None = None) -> str:
@@ -182,36 +182,25 @@ def history_job(
     step_s: int,
     metrics: Sequence[str],
     hosts: Sequence[str] = (),
-    columns: bool = True,
-    cache: HistoryCache | None = None,
 ) -> Callable[[sqlite3.Connection], HistoryRows]:
     """Return a job reading the buckets first_bucket.. (each step_s seconds) of the named GPUs.
 
     Whole buckets are read, so a bucket's value never depends on where the range cut it.
     With no UUIDs, every GPU whose first..last reading overlaps the buckets is chosen.
     With hosts, only GPUs of those hosts are chosen (both given: the named GPUs of those hosts).
-    As columns (GpuColumns, encoded here, on the reader thread) or rows (GpuBuckets); columns
-    come through `cache` when given (read_columns).
+    As rows (GpuBuckets, shape=rows); the columns answer is read GPU by GPU (history_body).
     """
     last_bucket = first_bucket + bucket_count - 1
     low_s, high_s = first_bucket * step_s, (last_bucket + 1) * step_s
 
     def job(conn: sqlite3.Connection) -> HistoryRows:
         choice = choose_gpus(conn, gpu_uuids, hosts, low_s, high_s)
-        series: list[GpuBuckets | GpuColumns] = []
+        series: list[GpuBuckets] = []
         for gpu in choice.gpus:
             level_s = rollup_level(step_s, gpu.interval_s)
             params = (step_s, last_bucket, gpu.gpu_id, low_s, high_s, first_bucket)
-            if columns:
-                read = read_columns(
-                    conn, gpu, level_s, step_s, first_bucket, last_bucket, metrics, cache
-                )
-                series.append(
-                    GpuColumns(gpu, read.counts_json(), read.means_json(), read.maxima_json())
-                )
-            else:
-                sql = history_json_sql(metrics, level_s, step_s)
-                series.append(GpuBuckets(gpu, conn.execute(sql, params).fetchone()[0]))
+            sql = history_json_sql(metrics, level_s, step_s)
+            series.append(GpuBuckets(gpu, conn.execute(sql, params).fetchone()[0]))
         return HistoryRows(series, choice.missing_uuids, choice.missing_hosts)
 
     return job

@@ -59,21 +59,10 @@ class GpuBuckets:
 
 
 @dataclass(frozen=True)
-class GpuColumns:
-    """A GPU and its buckets as the API's three JSON columns, encoded (history_reads): the
-    reading counts, {metric: [mean...]} and {metric: [max...]}."""
-
-    gpu: GpuRow
-    counts_json: bytes
-    means_json: bytes
-    maxima_json: bytes
-
-
-@dataclass(frozen=True)
 class HistoryRows:
     """The answer of one history read: the series found, and requested UUIDs not in the file."""
 
-    series: list[GpuBuckets | GpuColumns]
+    series: list[GpuBuckets]
     missing_uuids: list[str] = field(default_factory=list)
     missing_hosts: list[str] = field(default_factory=list)  # asked for, with no GPU in the file
 

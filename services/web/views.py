@@ -31,7 +31,7 @@ from services.web.middlewares import COMPRESS_MIN_BYTES, accepts_gzip
 from services.web.ordered_reads import read_in_order
 from services.web.params import HistoryQuery, ParamError, parse_history_query
 from services.web.replies import error_reply, json_reply, not_known_reply
-from services.web.rows import GpuBuckets, GpuLatest, HistoryRows
+from services.web.rows import GpuLatest, HistoryRows
 from services.web.shapes import (
     GpusReply,
     Health,
@@ -139,7 +139,6 @@ async def history(request: web.Request) -> web.Response:
             step_s,
             query.metrics,
             query.hosts,
-            columns=False,
         ),
         HistoryRows([], list(query.gpu_uuids), list(query.hosts)),
         long=True,
@@ -161,7 +160,6 @@ async def history(request: web.Request) -> web.Response:
             msgspec.Raw(item.buckets_json.encode()),
         )
         for item in rows.series
-        if isinstance(item, GpuBuckets)
     ]
     if live_only:  # the same for every such GPU: encoded once
         gaps = msgspec.Raw(msgspec.json.encode(empty_buckets(first_bucket, bucket_count, step_s)))

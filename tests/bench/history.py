@@ -30,12 +30,15 @@ from pathlib import Path
 
 import aiohttp
 
+from common.config import load_config
 from services.web.buckets import choose_step_s
 from tests.bench.databases import Generated
 from tests.bench.procs import log_tail, serving_web
 from tests.bench.settings import Sizes
 from tests.bench.table import Report, Row, failed_row, median, ms, p99, times
 
+# PCW_HISTORY_READERS's default, which the "one reader thread" rows are compared with
+DEFAULT_READERS = load_config({"PCW_DB_PATH": "/nonexistent/bench.db"}).history_readers
 log = logging.getLogger(__name__)
 
 POINTS = 500
@@ -316,7 +319,8 @@ async def _measure_again(
             if target is not None:
                 speedup = median(endpoint.seconds) / median(target.seconds)
                 report.note(
-                    f"{case.figure}: {target.shown()} on up to 2 reader threads (the default),"
+                    f"{case.figure}: {target.shown()} on up to {DEFAULT_READERS} reader threads"
+                    " (the default),"
                     f" {endpoint.shown()} on one; one thread's time / the default's:"
                     f" {times(speedup)} (not paired: run one after the other)"
                 )

@@ -50,24 +50,25 @@ def api(fleet: Fleet, path: str) -> dict:
         return json.loads(response.read())
 
 
-def open_fleet(page: Page, fleet: Fleet, query: str = "") -> float:
-    """Tick every host, open the page, wait until every row shows that tick; return its ts."""
+def open_fleet(page: Page, fleet: Fleet, query: str = "", count: int = GPUS) -> float:
+    """Tick every host, open the page, wait until every row (`count` of them) shows that tick;
+    return its ts."""
     ts = fleet.tick_all()
     page.goto(f"{fleet.url}/{query}")
     page.wait_for_selector("#fleet[data-ready='true']", timeout=LOAD_TIMEOUT_MS)
     page.wait_for_selector("#conn-badge[data-state='live']")
-    wait_rows_at(page, ts)
+    wait_rows_at(page, ts, count)
     return ts
 
 
-def wait_rows_at(page: Page, ts: float) -> None:
-    """Wait until every GPU's row shows a reading at least as new as ts."""
+def wait_rows_at(page: Page, ts: float, count: int = GPUS) -> None:
+    """Wait until every GPU's row (`count` of them) shows a reading at least as new as ts."""
     page.wait_for_function(
         """([count, ts]) => {
              const rows = document.querySelectorAll('tr.fleet-gpu');
              return rows.length === count && [...rows].every((row) => Number(row.dataset.ts) >= ts);
            }""",
-        arg=[GPUS, ts],
+        arg=[count, ts],
         timeout=LOAD_TIMEOUT_MS,
     )
 

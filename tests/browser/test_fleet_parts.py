@@ -26,13 +26,13 @@ from playwright.sync_api import Page
 
 from tests.bench.fleet_stack import Fleet, host_name, running_fleet
 from tests.browser.test_dashboard import Watch
+from tests.browser.test_fleet import LOAD_TIMEOUT_MS, drawn, filtered, open_fleet
 
 pytestmark = pytest.mark.browser
 
 HOSTS = 2
 GPUS_PER_HOST = 4
 GPUS = HOSTS * GPUS_PER_HOST
-LOAD_TIMEOUT_MS = 60_000
 FILTER_LABEL = "Filter GPUs by host, GPU, model, health or holder"
 # app.css's focus ring: 3px solid #ffd43b, 2px off the control.
 RING = {"style": "solid", "width": "3px", "color": "rgb(255, 212, 59)", "offset": "2px"}
@@ -46,28 +46,9 @@ def small(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
         yield running
 
 
-def open_small(page: Page, fleet: Fleet, count: int = GPUS) -> float:
+def open_small(page: Page, fleet: Fleet) -> float:
     """Tick every host, open the fleet view, wait until each row shows that tick; return ts."""
-    ts = fleet.tick_all()
-    page.goto(f"{fleet.url}/?view=fleet")
-    page.wait_for_selector("#fleet[data-ready='true']", timeout=LOAD_TIMEOUT_MS)
-    page.wait_for_selector("#conn-badge[data-state='live']")
-    page.wait_for_function(
-        """([count, ts]) => {
-             const rows = document.querySelectorAll('tr.fleet-gpu');
-             return rows.length === count && [...rows].every((row) => Number(row.dataset.ts) >= ts);
-           }""",
-        arg=[count, ts],
-        timeout=LOAD_TIMEOUT_MS,
-    )
-    return ts
-
-
-def drawn(page: Page) -> None:
-    """Wait two frames: what the page queued for its next frame is drawn."""
-    page.evaluate(
-        "() => new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)))"
-    )
+    return open_fleet(page, fleet, "?view=fleet", GPUS)
 
 
 def send_error(fleet: Fleet, number: int, index: int, error: str | None) -> float:
@@ -160,9 +141,7 @@ def test_a_gpu_in_error_is_a_problem_with_its_host_and_the_filter_follows_it(
 ):
     open_small(page, small)
     box = page.get_by_label(FILTER_LABEL)
-    box.fill("error")
-    page.wait_for_function("() => new URLSearchParams(location.search).get('q') === 'error'")
-    drawn(page)
+    filtered(page, box, "error")
     assert shown_rows(page) == []
     assert page.locator("#problems-box").is_hidden()
     uuid = uuid_of(page, "host01", 2)

@@ -27,8 +27,8 @@ function buildItem(detailed) {
   return entry;
 }
 
-/** Return a moment to the minute and, in brackets, exactly: "14:05 (Dec 7, 2026, 14:05:31)". */
-function timeText(seconds) {
+/** Return a moment (epoch s) to the minute and, in brackets, exactly: "14:05 (Dec 7, 2026, 14:05:31)". */
+export function timeText(seconds) {
   return `${formatMinute(seconds * 1000)} (${formatFull(seconds * 1000)})`;
 }
 

@@ -2,10 +2,10 @@
  * their End buttons, the notifications' delivery counts and the test-notification button. */
 
 import { postJson } from './api.js';
-import { AlertList } from './alert_items.js';
+import { AlertList, timeText } from './alert_items.js';
 import { buildEndButton } from './alert_silence.js';
 import { plural, whereText, worstFirst } from './alert_text.js';
-import { element, formatFull, formatMinute, isNumber, putText } from './format.js';
+import { element, isNumber, putText } from './format.js';
 import { state } from './state.js';
 
 const DELIVERY_COUNTS = [
@@ -45,7 +45,7 @@ function silenceItem(silence) {
   note.hidden = true;
   // the exact end in words beside the short one: no tooltip, which no keyboard or touch shows
   const until = element('span', 'small text-body-secondary alert-silence-until',
-    `until ${formatMinute(silence.until_ts * 1000)} (${formatFull(silence.until_ts * 1000)})`);
+    `until ${timeText(silence.until_ts)}`);
   const extra = [silence.created_by ? `by ${silence.created_by}` : '', silence.comment || '']
     .filter(Boolean).join(' · ');
   item.append(element('span', 'alert-silence-covers', coversText(silence)), until);

@@ -202,8 +202,7 @@ function takeGpuList(answer) {
     if (stale !== row.stale || (idle === null) !== (row.idle === null)) row.version += 1;
     row.stale = stale;
     row.idle = idle;
-    takeHostStale(row);
-    fleet.changedHosts.add(row.host);
+    takeHostStale(row); // a changed row's version marks its host changed at the render
   }
   for (const row of [...fleet.table.rows.values()]) {
     if (listed.has(row.uuid) || stillTicking(row, newestByHost.get(row.host))) continue;

@@ -1,4 +1,4 @@
-import{element,formatFull,formatWhen,isNumber,memoryText}from'./format.js?v=773cf89459aa0c50';export const NOT_VISIBLE_HELP='This PID is outside the sampler\'s view (a sampler in a container'
+import{element,formatFull,formatWhen,isNumber,memoryText}from'./format.js?v=9928236319547286';export const NOT_VISIBLE_HELP='This PID is outside the sampler\'s view (a sampler in a container'
 +' without pid: host): its name, user and command line cannot be read.';export function tableHead(columns){const thead=element('thead');const row=element('tr');for(const[label,className]of columns){const unseen=className==='visually-hidden-header';const th=element('th',unseen?'':className||'',unseen?undefined:label);if(unseen)th.append(element('span','visually-hidden',label));th.scope='col';row.append(th);}
 thead.append(row);return thead;}
 export function cell(text,className,title){const td=element('td',className,text);if(title)td.title=title;return td;}
