@@ -162,12 +162,6 @@ function takeHostStale(row) {
   return true;
 }
 
-/**
- * Take api/v1/gpus: every GPU's newest reading, staleness and idle flag (its host's state is
- * api/v1/hosts' and the feed's word, in hosts.js). A row the list no longer has (its GPU purged
- * from the file) goes, unless a tick newer than the list's newest reading showed it (the list
- * was made before that tick came).
- */
 const NEW_HOST_GRACE_S = 120; // a host the list does not know yet: its rows stay while they tick
 
 /**
@@ -182,6 +176,11 @@ function stillTicking(row, hostNewestS) {
   return row.lastTs > hostNewestS;
 }
 
+/**
+ * Take api/v1/gpus: every GPU's newest reading, staleness and idle flag (its host's state is
+ * api/v1/hosts' and the feed's word, in hosts.js). A row the list no longer has (its GPU purged
+ * from the file) goes, unless it is still ticking (stillTicking).
+ */
 function takeGpuList(answer) {
   if (!answer || !Array.isArray(answer.gpus)) return;
   if (answer.simulated === true) document.getElementById('sim-banner').hidden = false;
